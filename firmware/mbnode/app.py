@@ -1,0 +1,42 @@
+"""Start-up: configuration -> board -> data model -> engine -> transports -> event loop."""
+
+import sys
+
+from mbnode import config
+from mbnode.datamodel import DataModel, TABLE_NAMES
+from mbnode.devid import DeviceIdentification
+from mbnode.loop import Loop
+from mbnode.pdu import Engine
+
+
+def build(cfg, board):
+    """Everything the slave needs, wired together; returns (loop, ready line)."""
+    model = DataModel([cfg["channels"][name] for name in TABLE_NAMES])
+    engine = Engine(model, DeviceIdentification(cfg["identity"]))
+    loop = Loop()
+    board.start(loop, model, cfg["board"])
+    parts = ["ready"]
+    if cfg["tcp"]["enabled"]:
+        from mbnode.tcp import TcpSlave
+
+        tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
+        parts.append("tcp %s:%d" % tcp.address)
+    parts.append("unit %d" % cfg["unit_id"])
+    parts.extend(board.describe())
+    return loop, " ".join(parts)
+
+
+def run(config_path="config.json"):
+    import board
+
+    try:
+        cfg = config.load(config_path, board.CONFIG_SCHEMA)
+    except config.ConfigError as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    loop, ready = build(cfg, board)
+    print(ready)
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        pass

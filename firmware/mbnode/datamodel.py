@@ -1,0 +1,143 @@
+"""The slave's data: four Modbus tables in preallocated buffers, plus which channels exist.
+
+Bits are kept as bitmaps (bit n = byte n>>3, bit n&7), registers in wire format (big-endian), so
+reads and writes are plain copies between a request/response buffer and a table. The 1024
+32-bit memory positions live in one 4096-byte buffer seen both as holding and as input registers
+0x1000-0x17FF; each position is stored lower 16-bit half first (seeds/001).
+"""
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+COILS = const(0)
+DISCRETE_INPUTS = const(1)
+HOLDING = const(2)
+INPUT = const(3)
+
+TABLE_NAMES = ("coils", "discrete_inputs", "holding_registers", "input_registers")
+
+# The channel map: every address any configuration may make present, per table.
+BIT_CHANNELS = const(0x240)  # 0x0000-0x003F onboard, 0x0040-0x023F extension
+REG_CHANNELS = const(0x140)  # 0x0000-0x003F onboard, 0x0040-0x013F extension
+ONBOARD = const(0x40)  # onboard channels per table; onboard AO is 10-bit
+AO_MAX = const(0x3FF)
+MEM_BASE = const(0x1000)
+MEM_REGS = const(0x800)  # 0x1000-0x17FF
+MEM_POSITIONS = const(0x400)  # 1024 32-bit positions
+
+MAP = (
+    ((0, BIT_CHANNELS - 1),),
+    ((0, BIT_CHANNELS - 1),),
+    ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
+    ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
+)
+
+
+def mem_register(position):
+    """Register address of the lower half of 32-bit memory position 1..1024."""
+    if not 1 <= position <= MEM_POSITIONS:
+        raise ValueError("memory position %r: allowed 1..%d" % (position, MEM_POSITIONS))
+    return MEM_BASE + 2 * (position - 1)
+
+
+def u32_to_words(value):
+    """32-bit value (signed or unsigned) -> (lower half, upper half) as register values."""
+    if not -0x80000000 <= value <= 0xFFFFFFFF:
+        raise ValueError("value %r: allowed -2147483648..4294967295" % (value,))
+    value &= 0xFFFFFFFF
+    return value & 0xFFFF, value >> 16
+
+
+def words_to_u32(low, high, signed=False):
+    """(lower half, upper half) register values -> 32-bit number."""
+    value = (high << 16) | low
+    if signed and value & 0x80000000:
+        value -= 0x100000000
+    return value
+
+
+def _merge(ranges):
+    # Sorted, merged [first, last] pairs flattened into one list: a request is valid when it
+    # fits inside one pair, and adjacent configured ranges must not split a valid request.
+    flat = []
+    for first, last in sorted(ranges):
+        if flat and first <= flat[-1] + 1:
+            if last > flat[-1]:
+                flat[-1] = last
+        else:
+            flat.append(first)
+            flat.append(last)
+    return flat
+
+
+class DataModel:
+    def __init__(self, present=None):
+        """present: per table (COILS..INPUT) a list of (first, last) channel ranges; None =
+        the whole map. Ranges must lie inside MAP (the configuration checks that)."""
+        self.bits = (bytearray(BIT_CHANNELS // 8 + 1), bytearray(BIT_CHANNELS // 8 + 1))
+        self.regs = (None, None, bytearray(2 * REG_CHANNELS), bytearray(2 * REG_CHANNELS))
+        self.mem = bytearray(4 * MEM_POSITIONS)
+        if present is None:
+            present = MAP
+        self.present = tuple(_merge(r) for r in present)
+        # Called as on_output(table, first, count) after a master changed coils or holding
+        # registers below MEM_BASE; a board sets it to drive its outputs.
+        self.on_output = None
+
+    def is_present(self, table, first, count):
+        ranges = self.present[table]
+        last = first + count - 1
+        i = 0
+        n = len(ranges)
+        while i < n:
+            if first >= ranges[i] and last <= ranges[i + 1]:
+                return True
+            i += 2
+        return False
+
+    def reg_buffer(self, table, address):
+        """(buffer, byte offset) of register `address` of HOLDING or INPUT."""
+        if address >= MEM_BASE:
+            return self.mem, 2 * (address - MEM_BASE)
+        return self.regs[table], 2 * address
+
+    # Field-side and firmware access (not the Modbus hot path).
+
+    def get_bit(self, table, n):
+        return (self.bits[table][n >> 3] >> (n & 7)) & 1
+
+    def set_bit(self, table, n, value):
+        b = self.bits[table]
+        if value:
+            b[n >> 3] |= 1 << (n & 7)
+        else:
+            b[n >> 3] &= 0xFF ^ (1 << (n & 7))
+
+    def get_reg(self, table, address):
+        buf, o = self.reg_buffer(table, address)
+        return (buf[o] << 8) | buf[o + 1]
+
+    def set_reg(self, table, address, value):
+        buf, o = self.reg_buffer(table, address)
+        buf[o] = (value >> 8) & 0xFF
+        buf[o + 1] = value & 0xFF
+
+    def get_u32(self, position):
+        a = mem_register(position)
+        return words_to_u32(self.get_reg(HOLDING, a), self.get_reg(HOLDING, a + 1))
+
+    def get_i32(self, position):
+        a = mem_register(position)
+        return words_to_u32(self.get_reg(HOLDING, a), self.get_reg(HOLDING, a + 1), True)
+
+    def set_u32(self, position, value):
+        """Store a 32-bit number (signed or unsigned) at memory position 1..1024."""
+        a = mem_register(position)
+        low, high = u32_to_words(value)
+        self.set_reg(HOLDING, a, low)
+        self.set_reg(HOLDING, a + 1, high)
+
+    set_i32 = set_u32

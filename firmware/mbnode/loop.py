@@ -1,0 +1,48 @@
+"""The event loop: one select.poll over every socket (and, later, serial port) the slave serves.
+
+Lighter than asyncio (no task objects, no stream buffers) and allocation-free per event:
+`ipoll` reuses its result tuple, handlers are plain method calls. A handler's on_event(obj,
+events) returns True when it changed the poll set (accepted or closed something); iteration then
+restarts with a fresh poll, because the set must not change under a running ipoll.
+
+Timers are objects with due_in(now) -> ms until their tick is needed (-1 = never) and
+tick(now); with no timer due the loop blocks in poll, so an idle slave uses no CPU.
+"""
+
+import select
+import time
+
+
+class Loop:
+    def __init__(self):
+        self.poll = select.poll()
+        self.handlers = {}
+        self.timers = []
+        self.running = True
+
+    def add(self, obj, handler):
+        self.poll.register(obj, select.POLLIN)
+        self.handlers[obj] = handler
+
+    def remove(self, obj):
+        self.poll.unregister(obj)
+        del self.handlers[obj]
+
+    def run(self):
+        poll = self.poll
+        handlers = self.handlers
+        timers = self.timers
+        while self.running:
+            now = time.ticks_ms()
+            timeout = -1
+            for t in timers:
+                d = t.due_in(now)
+                if d >= 0 and (timeout < 0 or d < timeout):
+                    timeout = d
+            for obj, events in poll.ipoll(timeout):
+                if handlers[obj].on_event(obj, events):
+                    break
+            if timers:
+                now = time.ticks_ms()
+                for t in timers:
+                    t.tick(now)

@@ -1,0 +1,235 @@
+"""The PDU engine: one Modbus request PDU in, one response PDU out, written in place.
+
+`Engine.handle(req, ro, n, resp, wo)` reads the request PDU req[ro:ro+n] (function code first)
+and writes the response PDU to resp[wo:], returning its length. It allocates nothing for the
+data function codes, so a transport can call it per request from preallocated buffers.
+
+Checks run in the order libmodbus uses and the serial line spec states:
+  01 unsupported function -> 03 quantity / byte count / length / value -> 02 address
+  -> 03 values whose limit depends on the address (onboard AO is 10-bit) -> execute (04).
+Any unexpected error while executing becomes exception 04.
+"""
+
+from mbnode import fast
+from mbnode.datamodel import (
+    AO_MAX,
+    COILS,
+    DISCRETE_INPUTS,
+    HOLDING,
+    INPUT,
+    MEM_BASE,
+    ONBOARD,
+)
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+ILLEGAL_FUNCTION = const(1)
+ILLEGAL_DATA_ADDRESS = const(2)
+ILLEGAL_DATA_VALUE = const(3)
+SERVER_DEVICE_FAILURE = const(4)
+
+MAX_BITS = const(0x240)  # FC01/02/15 quantity limit (seeds/001)
+MAX_READ_REGS = const(0x7D)  # FC03/04, FC23 read
+MAX_WRITE_REGS = const(0x7B)  # FC16
+MAX_RW_WRITE_REGS = const(0x79)  # FC23 write
+
+
+def _u16(b, o):
+    return (b[o] << 8) | b[o + 1]
+
+
+class Engine:
+    def __init__(self, model, ident):
+        """model: DataModel; ident: DeviceIdentification (FC43/14)."""
+        self.model = model
+        self.ident = ident
+
+    def handle(self, req, ro, n, resp, wo):
+        fc = req[ro]
+        try:
+            if fc == 3 or fc == 4:
+                r = self._read_regs(fc, req, ro, n, resp, wo)
+            elif fc == 1 or fc == 2:
+                r = self._read_bits(fc, req, ro, n, resp, wo)
+            elif fc == 16:
+                r = self._write_regs(req, ro, n, resp, wo)
+            elif fc == 6:
+                r = self._write_reg(req, ro, n, resp, wo)
+            elif fc == 5:
+                r = self._write_coil(req, ro, n, resp, wo)
+            elif fc == 15:
+                r = self._write_coils(req, ro, n, resp, wo)
+            elif fc == 23:
+                r = self._read_write_regs(req, ro, n, resp, wo)
+            elif fc == 22:
+                r = self._mask_write(req, ro, n, resp, wo)
+            elif fc == 43:
+                r = self.ident.handle(req, ro, n, resp, wo)
+            else:
+                r = -ILLEGAL_FUNCTION
+        except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving
+            r = -SERVER_DEVICE_FAILURE
+        if r < 0:
+            resp[wo] = fc | 0x80
+            resp[wo + 1] = -r
+            return 2
+        return r
+
+    def _read_bits(self, fc, req, ro, n, resp, wo):
+        if n != 5:
+            return -ILLEGAL_DATA_VALUE
+        qty = _u16(req, ro + 3)
+        if qty < 1 or qty > MAX_BITS:
+            return -ILLEGAL_DATA_VALUE
+        first = _u16(req, ro + 1)
+        table = COILS if fc == 1 else DISCRETE_INPUTS
+        model = self.model
+        if not model.is_present(table, first, qty):
+            return -ILLEGAL_DATA_ADDRESS
+        nbytes = fast.get_bits(resp, wo + 2, model.bits[table], first, qty)
+        resp[wo] = fc
+        resp[wo + 1] = nbytes
+        return nbytes + 2
+
+    def _read_regs(self, fc, req, ro, n, resp, wo):
+        if n != 5:
+            return -ILLEGAL_DATA_VALUE
+        qty = _u16(req, ro + 3)
+        if qty < 1 or qty > MAX_READ_REGS:
+            return -ILLEGAL_DATA_VALUE
+        first = _u16(req, ro + 1)
+        table = HOLDING if fc == 3 else INPUT
+        model = self.model
+        if not model.is_present(table, first, qty):
+            return -ILLEGAL_DATA_ADDRESS
+        buf, off = model.reg_buffer(table, first)
+        fast.copy(resp, wo + 2, buf, off, 2 * qty)
+        resp[wo] = fc
+        resp[wo + 1] = 2 * qty
+        return 2 * qty + 2
+
+    def _write_coil(self, req, ro, n, resp, wo):
+        if n != 5:
+            return -ILLEGAL_DATA_VALUE
+        value = _u16(req, ro + 3)
+        if value != 0 and value != 0xFF00:
+            return -ILLEGAL_DATA_VALUE
+        addr = _u16(req, ro + 1)
+        model = self.model
+        if not model.is_present(COILS, addr, 1):
+            return -ILLEGAL_DATA_ADDRESS
+        model.set_bit(COILS, addr, value)
+        fast.copy(resp, wo, req, ro, 5)
+        if model.on_output:
+            model.on_output(COILS, addr, 1)
+        return 5
+
+    def _write_coils(self, req, ro, n, resp, wo):
+        if n < 6:
+            return -ILLEGAL_DATA_VALUE
+        qty = _u16(req, ro + 3)
+        count = req[ro + 5]
+        if qty < 1 or qty > MAX_BITS or count != (qty + 7) >> 3 or n != 6 + count:
+            return -ILLEGAL_DATA_VALUE
+        first = _u16(req, ro + 1)
+        model = self.model
+        if not model.is_present(COILS, first, qty):
+            return -ILLEGAL_DATA_ADDRESS
+        fast.put_bits(model.bits[COILS], first, req, ro + 6, qty)
+        fast.copy(resp, wo, req, ro, 5)
+        if model.on_output:
+            model.on_output(COILS, first, qty)
+        return 5
+
+    def _check_ao(self, addr, qty, buf, off):
+        # Onboard AO (holding 0x0000-0x003F) is 10-bit; the rest takes 0x0000-0xFFFF.
+        if addr < ONBOARD:
+            k = ONBOARD - addr
+            return fast.any_above(buf, off, qty if qty < k else k, AO_MAX) == 0
+        return True
+
+    def _store(self, first, qty, src, so):
+        model = self.model
+        buf, off = model.reg_buffer(HOLDING, first)
+        fast.copy(buf, off, src, so, 2 * qty)
+        if model.on_output and first < MEM_BASE:
+            model.on_output(HOLDING, first, qty)
+
+    def _write_reg(self, req, ro, n, resp, wo):
+        if n != 5:
+            return -ILLEGAL_DATA_VALUE
+        addr = _u16(req, ro + 1)
+        if not self.model.is_present(HOLDING, addr, 1):
+            return -ILLEGAL_DATA_ADDRESS
+        if not self._check_ao(addr, 1, req, ro + 3):
+            return -ILLEGAL_DATA_VALUE
+        self._store(addr, 1, req, ro + 3)
+        fast.copy(resp, wo, req, ro, 5)
+        return 5
+
+    def _write_regs(self, req, ro, n, resp, wo):
+        if n < 6:
+            return -ILLEGAL_DATA_VALUE
+        qty = _u16(req, ro + 3)
+        count = req[ro + 5]
+        if qty < 1 or qty > MAX_WRITE_REGS or count != 2 * qty or n != 6 + count:
+            return -ILLEGAL_DATA_VALUE
+        first = _u16(req, ro + 1)
+        if not self.model.is_present(HOLDING, first, qty):
+            return -ILLEGAL_DATA_ADDRESS
+        if not self._check_ao(first, qty, req, ro + 6):
+            return -ILLEGAL_DATA_VALUE
+        self._store(first, qty, req, ro + 6)
+        fast.copy(resp, wo, req, ro, 5)
+        return 5
+
+    def _mask_write(self, req, ro, n, resp, wo):
+        if n != 7:
+            return -ILLEGAL_DATA_VALUE
+        addr = _u16(req, ro + 1)
+        model = self.model
+        if not model.is_present(HOLDING, addr, 1):
+            return -ILLEGAL_DATA_ADDRESS
+        and_mask = _u16(req, ro + 3)
+        value = (model.get_reg(HOLDING, addr) & and_mask) | (_u16(req, ro + 5) & (0xFFFF ^ and_mask))
+        if addr < ONBOARD and value > AO_MAX:
+            return -ILLEGAL_DATA_VALUE
+        # The result goes through the response buffer so _store sees wire format.
+        resp[wo] = value >> 8
+        resp[wo + 1] = value & 0xFF
+        self._store(addr, 1, resp, wo)
+        fast.copy(resp, wo, req, ro, 7)
+        return 7
+
+    def _read_write_regs(self, req, ro, n, resp, wo):
+        if n < 10:
+            return -ILLEGAL_DATA_VALUE
+        rqty = _u16(req, ro + 3)
+        wqty = _u16(req, ro + 7)
+        count = req[ro + 9]
+        if (
+            rqty < 1
+            or rqty > MAX_READ_REGS
+            or wqty < 1
+            or wqty > MAX_RW_WRITE_REGS
+            or count != 2 * wqty
+            or n != 10 + count
+        ):
+            return -ILLEGAL_DATA_VALUE
+        rfirst = _u16(req, ro + 1)
+        wfirst = _u16(req, ro + 5)
+        model = self.model
+        if not model.is_present(HOLDING, wfirst, wqty) or not model.is_present(HOLDING, rfirst, rqty):
+            return -ILLEGAL_DATA_ADDRESS
+        if not self._check_ao(wfirst, wqty, req, ro + 10):
+            return -ILLEGAL_DATA_VALUE
+        self._store(wfirst, wqty, req, ro + 10)  # write before read (spec)
+        buf, off = model.reg_buffer(HOLDING, rfirst)
+        fast.copy(resp, wo + 2, buf, off, 2 * rqty)
+        resp[wo] = 23
+        resp[wo + 1] = 2 * rqty
+        return 2 * rqty + 2

@@ -1,0 +1,1 @@
+"""CPython host tools for mbnode: simulator launcher, I/O control, build and Modbus helpers."""

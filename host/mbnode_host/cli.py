@@ -1,0 +1,111 @@
+"""The `mbnode` command."""
+
+import argparse
+import socket
+import sys
+
+from mbnode_host import paths
+
+
+def _sim(args):
+    from mbnode_host import sim
+
+    return sim.run(args)
+
+
+def _sim_io(args):
+    from mbnode_host.sim import parse_hostport
+
+    host, port = parse_hostport(args.io, "--io")
+    line = " ".join([args.op, args.table] + args.args)
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(line.encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    text = reply.decode().strip()
+    if text.startswith("ok"):
+        if text[3:]:
+            print(text[3:])
+        return 0
+    print("mbnode sim-io: %s" % text[4:] if text.startswith("err") else text, file=sys.stderr)
+    return 1
+
+
+def _mem(args):
+    from mbnode_host.client import TcpClient
+    from mbnode_host.sim import parse_hostport
+
+    host, port = parse_hostport(args.tcp, "--tcp")
+    c = TcpClient(host, port, args.unit)
+    try:
+        if args.op == "get":
+            print(c.get_position(args.position, args.signed))
+        else:
+            c.set_position(args.position, int(args.value, 0))
+    finally:
+        c.close()
+    return 0
+
+
+def _build(args):
+    from mbnode_host import build
+
+    out = build.build(args.target, args.out or paths.ROOT / "build" / args.target)
+    print(out)
+    return 0
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="mbnode", description="mbnode host tools")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sim", help="run the firmware on the MicroPython unix port")
+    s.add_argument("--config", help="JSON configuration file (default: built-in defaults)")
+    s.add_argument("--tcp", default="127.0.0.1:5020", help="Modbus TCP HOST:PORT (port 0: pick one)")
+    s.add_argument("--unit", type=int, help="unit id (0 answers every id)")
+    s.add_argument("--io", help="I/O control channel HOST:PORT (default: TCP port + 1)")
+    s.add_argument("--bits", type=int, choices=(32, 64), default=32, help="unix port word size")
+    s.add_argument("--heap", default="128K", help="MicroPython heap size, e.g. 32K")
+    s.add_argument("--mpy", action="store_true", help="run the firmware compiled to .mpy")
+    s.set_defaults(func=_sim)
+
+    s = sub.add_parser("sim-io", help="set inputs / read outputs of a running simulator")
+    s.add_argument("--io", default="127.0.0.1:5021", help="control channel HOST:PORT")
+    s.add_argument("op", choices=("get", "set"))
+    s.add_argument("table", help="do, di, ao, ai or mem")
+    s.add_argument("args", nargs="+", metavar="ADDR|VALUE", help="ADDR [COUNT] for get, ADDR V1 [V2 ...] for set")
+    s.set_defaults(func=_sim_io)
+
+    s = sub.add_parser("mem", help="read or write a 32-bit memory position over Modbus TCP")
+    s.add_argument("--tcp", default="127.0.0.1:5020", help="slave HOST:PORT")
+    s.add_argument("--unit", type=int, default=1)
+    s.add_argument("op", choices=("get", "set"))
+    s.add_argument("position", type=int, help="memory position 1..1024")
+    s.add_argument("value", nargs="?", help="value to set (-2147483648..4294967295, 0x hex allowed)")
+    s.add_argument("--signed", action="store_true", help="print as signed 32-bit")
+    s.set_defaults(func=_mem)
+
+    s = sub.add_parser("build", help="compile the firmware to .mpy for a target")
+    s.add_argument("--target", default="esp32", help="esp32, esp32c3, rp2, unix-32 or unix-64")
+    s.add_argument("--out", help="output folder (default build/TARGET)")
+    s.set_defaults(func=_build)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.command == "mem" and args.op == "set" and args.value is None:
+        parser().error("mem set needs a VALUE")
+    try:
+        return args.func(args)
+    except (ValueError, OSError, paths.MissingTool, RuntimeError) as e:
+        print("mbnode %s: %s" % (args.command, e), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Where things are: the repository's firmware and boards, the set-up cache, the unix port."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+BOARDS = ROOT / "boards"
+CACHE = ROOT / ".cache"
+
+
+class MissingTool(RuntimeError):
+    pass
+
+
+def _word_bits(binary):
+    try:
+        out = subprocess.run([binary, "-c", "import sys; print(sys.maxsize)"],
+                             capture_output=True, text=True, timeout=10).stdout
+        return 64 if int(out) > 2**32 else 32
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+def micropython(bits=32):
+    """Path of a MicroPython unix port of the given word size.
+
+    The set-up's build (.cache/bin/micropython-32|64) first, then $MICROPYTHON, then
+    `micropython` on PATH, each only if it really is a `bits`-bit build."""
+    candidates = [CACHE / "bin" / ("micropython-%d" % bits)]
+    for c in (os.environ.get("MICROPYTHON"), shutil.which("micropython")):
+        if c:
+            candidates.append(Path(c))
+    for c in candidates:
+        if c.exists() and _word_bits(str(c)) == bits:
+            return str(c)
+    raise MissingTool("no %d-bit MicroPython unix port found (looked at %s); run `make setup`"
+                      % (bits, ", ".join(str(c) for c in candidates)))
+
+
+def mpy_cross():
+    for c in (CACHE / "bin" / "mpy-cross", shutil.which("mpy-cross")):
+        if c and Path(c).exists():
+            return str(c)
+    raise MissingTool("mpy-cross not found; run `make setup`")

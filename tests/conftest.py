@@ -1,0 +1,138 @@
+"""Shared fixtures: start the real firmware on the MicroPython unix port via `mbnode sim`.
+
+A test that needs the unix port (or mbpoll, mosquitto, ...) fails with a clear message when CI
+is set and the dependency is missing; on a developer machine it is skipped instead.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(ROOT / "host"))
+sys.path.insert(0, str(ROOT / "tests" / "core"))
+
+from mbnode_host import paths  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(what, available):
+    """Skip locally, fail in CI, when a test dependency is missing."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail("missing test dependency in CI: %s (make setup installs it)" % what, pytrace=False)
+    pytest.skip("missing %s (run make setup)" % what)
+
+
+def micropython_or_fail(bits):
+    try:
+        return paths.micropython(bits)
+    except paths.MissingTool as e:
+        need(str(e), False)
+
+
+def need_tool(name):
+    need(name, shutil.which(name))
+    return shutil.which(name)
+
+
+class Sim:
+    """A running `mbnode sim`: .host, .port (Modbus TCP), .io (control channel), .stop()."""
+
+    def __init__(self, bits=32, config=None, unit=None, heap="128K", mpy=False, tmp_path=None, extra=()):
+        micropython_or_fail(bits)
+        argv = [sys.executable, "-m", "mbnode_host.cli", "sim", "--bits", str(bits), "--heap", heap,
+                "--tcp", "127.0.0.1:0", "--io", "127.0.0.1:0"]
+        if config is not None:
+            cfg_file = Path(tmp_path) / ("config-%d.json" % id(self))
+            cfg_file.write_text(json.dumps(config))
+            argv += ["--config", str(cfg_file)]
+        if unit is not None:
+            argv += ["--unit", str(unit)]
+        if mpy:
+            argv.append("--mpy")
+        argv += list(extra)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host"), str(ROOT / "firmware")]))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.ready = self._wait_ready(20)
+        words = self.ready.split()
+        self.fields = dict(zip(words[1::2], words[2::2]))
+        self.host, port = self.fields["tcp"].rsplit(":", 1)
+        self.port = int(port)
+        io_host, io_port = self.fields["io"].rsplit(":", 1)
+        self.io = (io_host, int(io_port))
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.2):
+                line = self.proc.stdout.readline()
+                if line.startswith("ready"):
+                    return line.strip()
+                if not line:
+                    break
+        self.proc.kill()
+        err = self.proc.stderr.read()
+        raise RuntimeError("simulator did not print ready: %s" % err)
+
+    def io_cmd(self, line):
+        with socket.create_connection(self.io, timeout=5) as s:
+            s.sendall(line.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode().strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_sim(tmp_path):
+    """Factory: start_sim(bits=32, config=None, unit=None, heap='128K', mpy=False) -> Sim."""
+    sims = []
+
+    def start(**kw):
+        sim = Sim(tmp_path=tmp_path, **kw)
+        sims.append(sim)
+        return sim
+
+    yield start
+    for s in sims:
+        s.stop()
+
+
+@pytest.fixture(params=[32, 64], ids=["32bit", "64bit"])
+def bits(request):
+    return request.param
+
+
+@pytest.fixture
+def sim(start_sim):
+    """The default simulator (32-bit build, default configuration)."""
+    return start_sim()

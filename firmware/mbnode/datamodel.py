@@ -1,9 +1,10 @@
 """The slave's data: four Modbus tables in preallocated buffers, plus which channels exist.
 
 Bits are kept as bitmaps (bit n = byte n>>3, bit n&7), registers in wire format (big-endian), so
-reads and writes are plain copies between a request/response buffer and a table. The 1024
-32-bit memory positions live in one 4096-byte buffer seen both as holding and as input registers
-0x1000-0x17FF; each position is stored lower 16-bit half first (seeds/001).
+reads and writes are plain copies between a request/response buffer and a table. All registers
+share one buffer: holding 0x0000-0x013F, then input 0x0000-0x013F, then the 1024 32-bit memory
+positions (0x1000-0x17FF, seen both as holding and as input registers), each stored lower 16-bit
+half first (seeds/001). One buffer means a register is found by an integer offset alone.
 """
 
 try:
@@ -27,6 +28,9 @@ AO_MAX = const(0x3FF)
 MEM_BASE = const(0x1000)
 MEM_REGS = const(0x800)  # 0x1000-0x17FF
 MEM_POSITIONS = const(0x400)  # 1024 32-bit positions
+
+_INPUT_OFF = const(2 * REG_CHANNELS)
+_MEM_OFF = const(4 * REG_CHANNELS)
 
 MAP = (
     ((0, BIT_CHANNELS - 1),),
@@ -78,8 +82,7 @@ class DataModel:
         """present: per table (COILS..INPUT) a list of (first, last) channel ranges; None =
         the whole map. Ranges must lie inside MAP (the configuration checks that)."""
         self.bits = (bytearray(BIT_CHANNELS // 8 + 1), bytearray(BIT_CHANNELS // 8 + 1))
-        self.regs = (None, None, bytearray(2 * REG_CHANNELS), bytearray(2 * REG_CHANNELS))
-        self.mem = bytearray(4 * MEM_POSITIONS)
+        self.regs = bytearray(_MEM_OFF + 4 * MEM_POSITIONS)
         if present is None:
             present = MAP
         self.present = tuple(_merge(r) for r in present)
@@ -98,11 +101,11 @@ class DataModel:
             i += 2
         return False
 
-    def reg_buffer(self, table, address):
-        """(buffer, byte offset) of register `address` of HOLDING or INPUT."""
+    def reg_offset(self, table, address):
+        """Offset in self.regs of register `address` of HOLDING or INPUT."""
         if address >= MEM_BASE:
-            return self.mem, 2 * (address - MEM_BASE)
-        return self.regs[table], 2 * address
+            return _MEM_OFF + 2 * (address - MEM_BASE)
+        return 2 * address if table == HOLDING else _INPUT_OFF + 2 * address
 
     # Field-side and firmware access (not the Modbus hot path).
 
@@ -117,13 +120,13 @@ class DataModel:
             b[n >> 3] &= 0xFF ^ (1 << (n & 7))
 
     def get_reg(self, table, address):
-        buf, o = self.reg_buffer(table, address)
-        return (buf[o] << 8) | buf[o + 1]
+        o = self.reg_offset(table, address)
+        return (self.regs[o] << 8) | self.regs[o + 1]
 
     def set_reg(self, table, address, value):
-        buf, o = self.reg_buffer(table, address)
-        buf[o] = (value >> 8) & 0xFF
-        buf[o + 1] = value & 0xFF
+        o = self.reg_offset(table, address)
+        self.regs[o] = (value >> 8) & 0xFF
+        self.regs[o + 1] = value & 0xFF
 
     def get_u32(self, position):
         a = mem_register(position)

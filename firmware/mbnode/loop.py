@@ -29,20 +29,23 @@ class Loop:
         del self.handlers[obj]
 
     def run(self):
-        poll = self.poll
-        handlers = self.handlers
-        timers = self.timers
         while self.running:
+            self.step(-1)
+
+    def step(self, limit):
+        """Wait for events (at most `limit` ms, -1 = until a timer is due) and serve them."""
+        timers = self.timers
+        handlers = self.handlers
+        timeout = limit
+        now = time.ticks_ms()
+        for t in timers:
+            d = t.due_in(now)
+            if d >= 0 and (timeout < 0 or d < timeout):
+                timeout = d
+        for obj, events in self.poll.ipoll(timeout):
+            if handlers[obj].on_event(obj, events):
+                break
+        if timers:
             now = time.ticks_ms()
-            timeout = -1
             for t in timers:
-                d = t.due_in(now)
-                if d >= 0 and (timeout < 0 or d < timeout):
-                    timeout = d
-            for obj, events in poll.ipoll(timeout):
-                if handlers[obj].on_event(obj, events):
-                    break
-            if timers:
-                now = time.ticks_ms()
-                for t in timers:
-                    t.tick(now)
+                t.tick(now)

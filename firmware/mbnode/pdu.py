@@ -106,8 +106,7 @@ class Engine:
         model = self.model
         if not model.is_present(table, first, qty):
             return -ILLEGAL_DATA_ADDRESS
-        buf, off = model.reg_buffer(table, first)
-        fast.copy(resp, wo + 2, buf, off, 2 * qty)
+        fast.copy(resp, wo + 2, model.regs, model.reg_offset(table, first), 2 * qty)
         resp[wo] = fc
         resp[wo + 1] = 2 * qty
         return 2 * qty + 2
@@ -154,8 +153,7 @@ class Engine:
 
     def _store(self, first, qty, src, so):
         model = self.model
-        buf, off = model.reg_buffer(HOLDING, first)
-        fast.copy(buf, off, src, so, 2 * qty)
+        fast.copy(model.regs, model.reg_offset(HOLDING, first), src, so, 2 * qty)
         if model.on_output and first < MEM_BASE:
             model.on_output(HOLDING, first, qty)
 
@@ -228,8 +226,7 @@ class Engine:
         if not self._check_ao(wfirst, wqty, req, ro + 10):
             return -ILLEGAL_DATA_VALUE
         self._store(wfirst, wqty, req, ro + 10)  # write before read (spec)
-        buf, off = model.reg_buffer(HOLDING, rfirst)
-        fast.copy(resp, wo + 2, buf, off, 2 * rqty)
+        fast.copy(resp, wo + 2, model.regs, model.reg_offset(HOLDING, rfirst), 2 * rqty)
         resp[wo] = 23
         resp[wo + 1] = 2 * rqty
         return 2 * rqty + 2

@@ -30,7 +30,7 @@ def peer_ip(addr):
     """IPv4 text of an accept() address: a tuple on boards, raw sockaddr bytes on unix."""
     if isinstance(addr, tuple):
         return addr[0]
-    return socket.sockaddr(addr)[1]
+    return "%d.%d.%d.%d" % tuple(socket.sockaddr(addr)[1])
 
 
 class _Conn:

@@ -7,7 +7,6 @@ of the running firmware; it is not the Modbus hot path, so it may allocate.
 
 import socket
 
-from mbnode.config import ip_port
 from mbnode.datamodel import (
     BIT_CHANNELS,
     COILS,
@@ -19,7 +18,7 @@ from mbnode.datamodel import (
 )
 
 NAME = "unix"
-CONFIG_SCHEMA = {"io": ("", lambda key, v: v if v == "" else ip_port(key, v))}
+CONFIG_SCHEMA = {"io": ("", "host_port", "empty allowed")}
 
 # table name -> (kind, table, number of addresses)
 _TABLES = {

@@ -1,8 +1,8 @@
 """Start-up: configuration -> board -> data model -> engine -> transports -> event loop."""
 
+import gc
 import sys
 
-from mbnode import config
 from mbnode.datamodel import DataModel, TABLE_NAMES
 from mbnode.devid import DeviceIdentification
 from mbnode.loop import Loop
@@ -26,15 +26,26 @@ def build(cfg, board):
     return loop, " ".join(parts)
 
 
-def run(config_path="config.json"):
-    import board
+def load_config(path, board):
+    """Checked configuration; the config module is unloaded afterwards to give its RAM back."""
+    import mbnode
+    from mbnode import config
 
     try:
-        cfg = config.load(config_path, board.CONFIG_SCHEMA)
+        return config.load(path, board.CONFIG_SCHEMA)
     except config.ConfigError as e:
         print(e, file=sys.stderr)
         sys.exit(2)
-    loop, ready = build(cfg, board)
+    finally:
+        del sys.modules["mbnode.config"]
+        delattr(mbnode, "config")
+        gc.collect()
+
+
+def run(config_path="config.json"):
+    import board
+
+    loop, ready = build(load_config(config_path, board), board)
     print(ready)
     try:
         loop.run()

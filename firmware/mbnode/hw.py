@@ -9,7 +9,6 @@ import time
 
 import machine
 
-from mbnode.config import boolean, integer, text
 from mbnode.datamodel import AO_MAX, COILS, DISCRETE_INPUTS, HOLDING, INPUT
 
 
@@ -69,11 +68,11 @@ class PinBoard:
     whose onboard I/O is plain pins and whose network is Wi-Fi."""
 
     CONFIG_SCHEMA = {
-        "wifi_ssid": ("", text(32)),
-        "wifi_password": ("", text(64)),
-        "wifi_timeout": (20, integer(1, 300)),
-        "scan_ms": (20, integer(1, 10000)),
-        "pins": (True, boolean),
+        "wifi_ssid": ("", "text", 32),
+        "wifi_password": ("", "text", 64),
+        "wifi_timeout": (20, "int", 1, 300),
+        "scan_ms": (20, "int", 1, 10000),
+        "pins": (True, "bool"),
     }
 
     def __init__(self, name, do_pins, di_pins, ai_pins, ao_pins):

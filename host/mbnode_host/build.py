@@ -20,10 +20,12 @@ def build(target, out):
         shutil.rmtree(out)
     (out / "mbnode").mkdir(parents=True)
     tool = paths.mpy_cross()
-    sources = [(p, out / "mbnode" / (p.stem + ".mpy")) for p in sorted((paths.FIRMWARE / "mbnode").glob("*.py"))]
-    sources.append((paths.BOARDS / BOARD_DIR[target] / "board.py", out / "board.mpy"))
-    for src, dst in sources:
-        subprocess.run([tool, "-march=" + ARCH[target], "-o", str(dst), str(src)], check=True)
+    sources = [(p, "mbnode/" + p.stem) for p in sorted((paths.FIRMWARE / "mbnode").glob("*.py"))]
+    sources.append((paths.BOARDS / BOARD_DIR[target] / "board.py", "board"))
+    for src, name in sources:
+        # -s: tracebacks name the module as on the device, not this machine's path.
+        subprocess.run([tool, "-march=" + ARCH[target], "-s", name + ".py", "-o", str(out / (name + ".mpy")), str(src)],
+                       check=True)
     # main.py stays source: a board runs /main.py only as .py; it is two lines.
     shutil.copy(paths.FIRMWARE / "main.py", out / "main.py")
     return out

@@ -1,0 +1,42 @@
+# mbnode developer entry points. `make test` is what CI runs (.ci/run).
+# Everything generated goes to .cache/ (tools, venv, MicroPython builds) or build/.
+#
+#   make setup                  install/build prerequisites (tools/setup.sh, idempotent, fast when done)
+#   make sim SIMARGS='--bits 64 --tcp 127.0.0.1:5020'
+#   make test                   = make test-unix: the pytest suite against the unix-port simulator
+#   make bench
+#   make clean / distclean
+#
+# Environment variables such as CI pass through to the commands unchanged.
+
+ROOT  := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+VENV  := $(ROOT)/.cache/venv
+PYTHON := $(VENV)/bin/python
+
+SIMARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: all setup sim test test-unix bench clean distclean
+
+all: test
+
+setup:
+	bash $(ROOT)/tools/setup.sh
+
+sim: setup
+	$(VENV)/bin/mbnode sim $(SIMARGS)
+
+test: test-unix
+
+test-unix: setup
+	cd $(ROOT) && $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+bench: setup
+	cd $(ROOT) && $(PYTHON) bench/run.py
+
+clean:
+	rm -rf $(ROOT)/build $(ROOT)/.pytest_cache
+
+# Also drops the venv, the MicroPython sources/builds and the apt lists: next setup starts over.
+distclean: clean
+	rm -rf $(ROOT)/.cache $(ROOT)/*.egg-info

@@ -136,3 +136,21 @@ def bits(request):
 def sim(start_sim):
     """The default simulator (32-bit build, default configuration)."""
     return start_sim()
+
+
+@pytest.fixture(scope="module")
+def sim_pool(tmp_path_factory):
+    """Module-wide simulators with the default configuration, shared by tests that do not
+    interfere with each other: sim_pool(bits=32) starts one per word size on first use."""
+    tmp = tmp_path_factory.mktemp("sim-pool")
+    sims = {}
+
+    def get(bits=32):
+        if bits not in sims:
+            sims[bits] = Sim(bits=bits, tmp_path=tmp)
+        assert sims[bits].proc.poll() is None, "shared %d-bit simulator died" % bits
+        return sims[bits]
+
+    yield get
+    for s in sims.values():
+        s.stop()

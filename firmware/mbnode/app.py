@@ -9,14 +9,17 @@ from mbnode.loop import Loop
 from mbnode.pdu import Engine
 
 
-def build(cfg, board):
+def build(cfg, board, model=None):
     """Everything the slave needs, wired together; returns (loop, ready line)."""
-    model = DataModel([cfg["channels"][name] for name in TABLE_NAMES])
+    if model is None:
+        model = DataModel()
+    model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"]))
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
     if cfg["tcp"]["enabled"]:
+        gc.collect()  # start-up garbage out of the way before the connection buffers
         from mbnode.tcp import TcpSlave
 
         tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
@@ -43,9 +46,11 @@ def load_config(path, board):
 
 
 def run(config_path="config.json"):
+    # The data model's 5 KB register buffer comes first, while the heap is still one piece.
+    model = DataModel()
     import board
 
-    loop, ready = build(load_config(config_path, board), board)
+    loop, ready = build(load_config(config_path, board), board, model)
     print(ready)
     try:
         loop.run()

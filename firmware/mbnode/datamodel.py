@@ -79,16 +79,18 @@ def _merge(ranges):
 
 class DataModel:
     def __init__(self, present=None):
-        """present: per table (COILS..INPUT) a list of (first, last) channel ranges; None =
-        the whole map. Ranges must lie inside MAP (the configuration checks that)."""
-        self.bits = (bytearray(BIT_CHANNELS // 8 + 1), bytearray(BIT_CHANNELS // 8 + 1))
+        """present: see set_present; None = the whole map."""
         self.regs = bytearray(_MEM_OFF + 4 * MEM_POSITIONS)
-        if present is None:
-            present = MAP
-        self.present = tuple(_merge(r) for r in present)
+        self.bits = (bytearray(BIT_CHANNELS // 8 + 1), bytearray(BIT_CHANNELS // 8 + 1))
+        self.set_present(present or MAP)
         # Called as on_output(table, first, count) after a master changed coils or holding
         # registers below MEM_BASE; a board sets it to drive its outputs.
         self.on_output = None
+
+    def set_present(self, present):
+        """present: per table (COILS..INPUT) a list of (first, last) channel ranges inside MAP
+        (the configuration checks that)."""
+        self.present = tuple(_merge(r) for r in present)
 
     def is_present(self, table, first, count):
         ranges = self.present[table]

@@ -1,0 +1,23 @@
+"""The shared PDU cases (tests/core/pdu_cases.py) on the MicroPython unix port, 32- and 64-bit:
+the same engine source with the viper emitter and MicroPython's integer sizes."""
+
+import os
+import re
+import subprocess
+
+from conftest import ROOT, micropython_or_fail
+from pdu_cases import CASES
+
+
+def test_pdu_cases_on_unix_port(bits):
+    micropython = micropython_or_fail(bits)
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(ROOT / "firmware")]))
+    r = subprocess.run([micropython, "pdu_cases.py"], cwd=str(ROOT / "tests" / "core"), env=env,
+                       capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    m = re.search(r"^(\d+) passed, (\d+) failed$", r.stdout, re.M)
+    assert m, "no summary line:\n" + out
+    assert r.returncode == 0, out
+    assert m.group(2) == "0", out
+    assert int(m.group(1)) == len(CASES), out
+    assert "FAIL" not in r.stdout, out

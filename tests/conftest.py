@@ -64,7 +64,9 @@ class Sim:
             argv.append("--mpy")
         argv += list(extra)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host"), str(ROOT / "firmware")]))
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # Own session: if the wrapper hangs, stop() can kill the micropython child with it.
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)
         self.ready = self._wait_ready(20)
         words = self.ready.split()
         self.fields = dict(zip(words[1::2], words[2::2]))
@@ -86,7 +88,7 @@ class Sim:
                     return line.strip()
                 if not line:
                     break
-        self.proc.kill()
+        os.killpg(self.proc.pid, signal.SIGKILL)
         err = self.proc.stderr.read()
         raise RuntimeError("simulator did not print ready: %s" % err)
 
@@ -107,7 +109,7 @@ class Sim:
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode
 

@@ -216,6 +216,23 @@ def test_several_frames_in_one_send(sim, n):
         assert silent_for(s, 0.1)
 
 
+def test_slow_reader_with_small_buffer_gets_every_answer(sim):
+    # A client with a 4 KB receive buffer pipelines more answers than the socket buffers hold
+    # and reads them a little late: it is given time, not dropped.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((sim.host, sim.port))
+    try:
+        count = 120
+        s.sendall(b"".join(mbap(i, 1, fc03(0, 125)) for i in range(count)))
+        time.sleep(0.05)
+        for i in range(count):
+            tid, _, pdu = read_adu(s)
+            assert tid == i and pdu[:2] == b"\x03\xfa"
+    finally:
+        s.close()
+
+
 def test_large_frames_back_to_back(sim):
     """Three 259-byte frames (FC16, 123 registers) in one send: more than one receive buffer."""
     pdu = bytes.fromhex("10 0041 007B F6".replace(" ", "")) + b"\xa5\x5a" * 123
@@ -240,8 +257,9 @@ def test_pipelined_requests_all_answered(sim):
 
 
 def test_peer_that_never_reads(sim):
-    """A master that sends many requests and reads no answers fills its receive window; the
-    slave must drop it (it has no memory to queue answers) and keep serving others."""
+    """A master that sends many requests and reads no answers fills its receive window; once
+    its answers cannot leave for longer than the slave's send window the slave drops it (it has
+    no memory to queue answers) and keeps serving others."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(5)
@@ -262,7 +280,9 @@ def test_peer_that_never_reads(sim):
                 # Our send side is full: the slave stopped reading or is gone; check below.
                 break
         if not dropped:
-            # Drain what was queued for us: the slave must have closed the connection.
+            # Stay deaf well past the slave's 0.2 s send window, then drain what was queued for
+            # us: the connection must end (EOF or reset), not keep delivering answers.
+            time.sleep(1.0)
             s.settimeout(3)
             t_end = time.monotonic() + 5
             try:
@@ -272,6 +292,8 @@ def test_peer_that_never_reads(sim):
                         break
             except ConnectionResetError:
                 dropped = True
+            except socket.timeout:
+                pass
         assert dropped, "slave kept a peer that never reads"
     finally:
         s.close()

@@ -6,7 +6,8 @@ readinto() fills the slot buffer, the PDU engine answers into the transmit buffe
 response leaves in one write(). A frame may arrive in pieces or several in one segment; bytes
 of a following frame are moved to the front of the slot buffer.
 
-A protocol id other than 0 or a length field outside 2..254 closes that connection without a
+A response that does not fit the socket's send buffer gets a 0.2 s blocking window to
+leave, after which the peer is dropped. A protocol id other than 0 or a length field outside 2..254 closes that connection without a
 reply. Requests for another unit id get no reply. When every slot is busy a new connection is
 either refused (accepted and closed at once) or replaces the connection silent for longest
 ("when_full"). A connection silent for idle_timeout seconds is closed (0 = never).
@@ -24,6 +25,7 @@ except ImportError:
         return x
 
 _ADU_MAX = const(260)  # 7-byte MBAP header + 253-byte PDU
+_SEND_WAIT_S = 0.2
 
 
 def peer_ip(addr):
@@ -151,12 +153,19 @@ class TcpSlave:
         tx[5] = (n + 1) & 0xFF
         tx[6] = unit
         try:
-            sent = sock.write(tx, n + 7)
+            sent = sock.write(tx, n + 7) or 0
+            if sent < n + 7:
+                # Send buffer full (small on lwIP): give the peer a short blocking window to
+                # take the rest. One that still does not read is dropped rather than queued
+                # for, since there is no memory for a backlog; the others wait at most this.
+                sock.settimeout(_SEND_WAIT_S)
+                try:
+                    sent += sock.write(tx, sent, n + 7 - sent) or 0
+                finally:
+                    sock.setblocking(False)
         except OSError:
             sent = -1
         if sent != n + 7 or not self.persistent:
-            # A peer whose receive window is full is not reading its answers: drop it rather
-            # than queue responses we have no memory for.
             self.close(conn)
             return False
         return True

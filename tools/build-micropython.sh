@@ -33,19 +33,8 @@ PORT_VARS=(
     FROZEN_MANIFEST="$MANIFEST"
 )
 
-say() { echo "setup: $*"; }
-die() { echo "setup: ERROR: $*" >&2; exit 1; }
-trap 'die "command failed (line $LINENO): $BASH_COMMAND"' ERR
-
-# logged NAME CMD...: run CMD with its output in .cache/logs/NAME.log, show the tail on failure.
-logged() {
-    local name=$1; shift
-    mkdir -p "$LOGS"
-    if ! "$@" >"$LOGS/$name.log" 2>&1; then
-        tail -n 40 "$LOGS/$name.log" >&2
-        die "$name failed, full log: ${LOGS#"$ROOT"/}/$name.log"
-    fi
-}
+# shellcheck source=tools/common.sh
+source "$ROOT/tools/common.sh"
 
 # Serialise concurrent runs (e.g. two make targets at once); tools/setup.sh already holds the lock.
 if [[ -z ${MBNODE_SETUP_LOCKED:-} ]]; then

@@ -30,7 +30,10 @@ class Loop:
 
     def run(self):
         while self.running:
-            self.step(-1)
+            try:
+                self.step(-1)
+            except Exception as e:  # noqa: BLE001 - a field device keeps serving
+                print("mbnode: error in event handler:", repr(e))
 
     def step(self, limit):
         """Wait for events (at most `limit` ms, -1 = until a timer is due) and serve them."""

@@ -332,3 +332,16 @@ def test_signal_exits_0_and_closes(start_sim, sig):
     assert "Traceback" not in sim.proc.stderr.read()
     with pytest.raises(OSError):
         socket.create_connection((sim.host, sim.port), timeout=1).close()
+
+
+def test_garbage_on_io_channel_keeps_firmware_serving(sim):
+    """Undecodable bytes and bad commands on the I/O channel neither stop the firmware nor
+    the channel."""
+    with socket.create_connection(sim.io, timeout=3) as s:
+        s.sendall(b"\xff\xfe\x00\nset di 99999 1\nget zz 0\n")
+        time.sleep(0.3)
+    assert sim.io_cmd("set di 3 1") == "ok"
+    assert sim.io_cmd("get di 3") == "ok 1"
+    assert sim.io_cmd("get di 0x240").startswith("err addresses 576..576 outside di 0..575")
+    with connect(sim) as c:
+        assert request(c, fc03(0, 1)) == b"\x03\x02\x00\x00"

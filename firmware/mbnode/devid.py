@@ -36,9 +36,13 @@ class DeviceIdentification:
         self.conformity = 0x82 if regular else 0x81
 
     def _index(self, oid):
-        for i, (o, _) in enumerate(self.objects):
-            if o == oid:
+        # A counting loop: enumerate() and tuple unpacking would allocate per request.
+        objects = self.objects
+        i = 0
+        while i < len(objects):
+            if objects[i][0] == oid:
                 return i
+            i += 1
         return -1
 
     def handle(self, req, ro, n, resp, wo):

@@ -31,9 +31,20 @@ class Loop:
     def run(self):
         while self.running:
             try:
-                self.step(-1)
+                self._serve()
             except Exception as e:  # noqa: BLE001 - a field device keeps serving
                 print("mbnode: error in event handler:", repr(e))
+
+    def _serve(self):
+        poll = self.poll
+        handlers = self.handlers
+        while self.running:
+            if self.timers:
+                self.step(-1)
+            else:  # the common case, without the timer bookkeeping of step()
+                for obj, events in poll.ipoll(-1):
+                    if handlers[obj].on_event(obj, events):
+                        break
 
     def step(self, limit):
         """Wait for events (at most `limit` ms, -1 = until a timer is due) and serve them."""

@@ -102,7 +102,8 @@ class TcpSlave:
         s.setblocking(False)
         self.sock = s
         loop.add(s, self)
-        loop.timers.append(self)
+        if self.idle_ms:
+            loop.timers.append(self)
 
     def on_event(self, sock, events):
         # The listening socket is readable: accept one connection.
@@ -180,8 +181,6 @@ class TcpSlave:
         return True
 
     def due_in(self, now):
-        if not self.idle_ms:
-            return -1
         due = -1
         for conn in self.conns:
             if conn.sock is not None:
@@ -193,10 +192,9 @@ class TcpSlave:
         return due
 
     def tick(self, now):
-        if self.idle_ms:
-            for conn in self.conns:
-                if conn.sock is not None and time.ticks_diff(now, conn.last) >= self.idle_ms:
-                    self.close(conn)
+        for conn in self.conns:
+            if conn.sock is not None and time.ticks_diff(now, conn.last) >= self.idle_ms:
+                self.close(conn)
 
     def shutdown(self):
         for conn in self.conns:

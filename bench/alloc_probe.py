@@ -1,0 +1,76 @@
+# MicroPython script: heap bytes allocated per request in steady state, through mbnode's whole
+# TCP path (Loop.run -> poll -> _Conn.on_event -> readinto -> Engine.handle -> write).
+#
+#   MICROPYPATH=.frozen:boards/unix:firmware micropython alloc_probe.py PORT WARM COUNT
+#
+# Builds the firmware exactly as app.run() does (mbnode.app.build with the unix board, the full
+# map, no I/O control channel) and runs the real Loop.run(). The only addition is a counting
+# stand-in for the engine, between TcpSlave and Engine, which marks the phases by request number:
+#
+#   requests 0 .. WARM-1                 warm-up (first-use allocations may happen here)
+#   request  WARM                        gc.collect(); gc.disable(); mark gc.mem_alloc()
+#   request  WARM+COUNT                  mark again, print "alloc BYTES COUNT"; then heap_lock()
+#   request  WARM+2*COUNT                heap_unlock(); the loop stops after this request
+#
+# The client (bench/alloc.py) sends exactly WARM+2*COUNT+1 requests in lock step, so each
+# measured span covers COUNT complete request/response cycles of the loop. Under heap_lock an
+# allocation raises MemoryError: inside the engine it becomes exception 04 (the client sees it),
+# anywhere else it ends Loop.run and is printed as "locked MemoryError ...".
+import gc
+import sys
+
+import micropython
+
+import board
+from mbnode import app, config
+from mbnode.tcp import TcpSlave
+
+
+class Probe:
+    def __init__(self, engine, loop, warm, count):
+        self.engine = engine
+        self.loop = loop
+        self.warm = warm
+        self.count = count
+        self.n = 0
+        self.a0 = 0
+
+    def handle(self, req, ro, n, resp, wo):
+        k = self.n
+        if k == self.warm:
+            gc.collect()
+            gc.disable()
+            self.a0 = gc.mem_alloc()
+        elif k == self.warm + self.count:
+            used = gc.mem_alloc() - self.a0
+            gc.enable()
+            print("alloc %d %d" % (used, self.count))
+            gc.collect()
+            micropython.heap_lock()
+        elif k == self.warm + 2 * self.count:
+            micropython.heap_unlock()
+            self.loop.running = False
+        self.n = k + 1
+        return self.engine.handle(req, ro, n, resp, wo)
+
+
+def main():
+    port, warm, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": port, "max_clients": 4},
+                           "board": {"io": ""}}, board.CONFIG_SCHEMA)
+    loop, ready = app.build(cfg, board)
+    slave = [h for h in loop.handlers.values() if isinstance(h, TcpSlave)][0]
+    probe = Probe(slave.engine, loop, warm, count)
+    slave.engine = probe
+    print(ready)
+    try:
+        loop.run()
+        print("locked ok")
+    except MemoryError as e:
+        micropython.heap_unlock()
+        print("locked MemoryError after request", probe.n, repr(e))
+        sys.print_exception(e)
+    slave.shutdown()
+
+
+main()

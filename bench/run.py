@@ -1,0 +1,113 @@
+"""mbnode benchmark (`make bench`): `.cache/venv/bin/python bench/run.py [options]`.
+
+Compares three Modbus TCP slaves serving the same register map shape
+(64 coils, 64 discrete inputs, 128 holding, 128 input registers):
+
+  a  mbnode: this repository's firmware on the MicroPython unix port (32-bit, and 64-bit)
+  b  micropython-modbus 2.3.7 (`umodbus`), downloaded from PyPI at bench time into
+     .cache/bench/, on the same unix-port binary (bench/umodbus_server.py)
+  c  pymodbus 3.x TCP server on CPython (bench/pymodbus_server.py)
+
+and prints one table per section, with targets and PASS/MISS:
+
+  (1) requests/s and server CPU per request (utime+stime from /proc/<pid>/stat / requests) for
+      FC03 x125, FC01 x64, FC16 x50, FC16 x123; lean raw-socket closed-loop client, one
+      persistent connection, RUNS runs per target and request, targets alternating run by run.
+      Target: a <= b/5 (same binary) and a < c.                        (bench/throughput.py)
+  (2) smallest -X heapsize at which the firmware as .mpy starts and serves a mixed load
+      (every function code, max sizes, 4 connections), bisected in 1 KiB steps, 3 repeats per
+      size, 32- and 64-bit; b measured the same way as .mpy. Target: <= 32 KiB on 32-bit,
+      stretch 24 KiB.                                                        (bench/heap.py)
+  (3) heap bytes allocated per request in steady state through the whole TCP path
+      (bench/alloc_probe.py: gc.mem_alloc() with gc disabled, then micropython.heap_lock()).
+      Target: 0.                                                             (bench/alloc.py)
+  (4) CPU % while idle, with no client and with one silent client. Target: near 0 (<= 1 %).
+                                                                             (bench/idle.py)
+
+Only 127.0.0.1 is used; every server is started and stopped by the bench itself; every loop is
+bounded in count and time. Total runtime is about 2 minutes on a 2-core machine.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import alloc
+import fetch
+import heap
+import idle
+import targets
+import throughput
+from common import ROOT, micropython, mpy_cross, table
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sections", default="1234", help="which sections to run, e.g. 13 (default 1234)")
+    p.add_argument("--bits", default="32,64", help="unix-port builds for mbnode/umodbus (default 32,64)")
+    p.add_argument("--runs", type=int, default=throughput.RUNS, help="runs per target and request in (1)")
+    p.add_argument("--seconds", type=float, default=throughput.SECONDS, help="length of one run in (1)")
+    p.add_argument("--split-cpus", action="store_true",
+                   help="(1): client and servers on different CPUs instead of pinned to one")
+    return p.parse_args(argv)
+
+
+def describe_setup(bits_list):
+    import pymodbus
+
+    print("mbnode bench  %s  python %s  %d CPUs  %s" % (
+        time.strftime("%Y-%m-%d %H:%M:%S"), platform.python_version(), os.cpu_count(),
+        _cpu_model()))
+    for bits in bits_list:
+        print("  micropython-%d: %s" % (bits, micropython(bits)))
+    print("  mpy-cross:      %s" % mpy_cross())
+    print("  umodbus:        %s (micropython-modbus 2.3.7 from PyPI)" % fetch.umodbus_dir())
+    print("  pymodbus:       %s" % pymodbus.__version__)
+    print("  firmware:       %s" % (ROOT / "firmware"))
+    sys.stdout.flush()
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    bits_list = tuple(int(b) for b in args.bits.split(","))
+    throughput.RUNS = args.runs
+    throughput.SECONDS = args.seconds
+    start = time.monotonic()
+    describe_setup(bits_list)
+    sections = {
+        "1": lambda: throughput.run(targets.all_targets(bits_list), args.split_cpus),
+        "2": lambda: heap.run(bits_list),
+        "3": lambda: alloc.run(bits_list),
+        "4": lambda: idle.run(targets.all_targets(bits_list)),
+    }
+    summary = []
+    failed = False
+    for key in args.sections:
+        t0 = time.monotonic()
+        try:
+            summary += sections[key]()
+        except Exception as e:  # noqa: BLE001 - report it, run the other sections
+            failed = True
+            summary.append(("(%s)" % key, "ERROR %s: %s" % (type(e).__name__, e), "ERROR"))
+            print("\nsection (%s) failed: %s: %s" % (key, type(e).__name__, e))
+        print("[section (%s): %.0f s]" % (key, time.monotonic() - t0))
+    table("Summary (a = mbnode)", ["target", "measured", "verdict"], summary,
+          note="total runtime %.0f s" % (time.monotonic() - start))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,8 +68,9 @@ def _last_line(text):
     return lines[-1].strip()[:120] if lines else ""
 
 
-def passes(trial, bits, heap):
-    for _ in range(REPEATS):
+def passes(trial, bits, heap, times=REPEATS):
+    """(True, None) when `times` trials at this heap size all pass, else (False, why)."""
+    for _ in range(times):
         ok, why = trial(bits, heap)
         if not ok:
             return False, why
@@ -96,19 +97,11 @@ def smallest(trial, bits, lo, hi, cap):
     # Bisection assumes monotonic behaviour; confirm the result with more trials and step up
     # (a bounded number of times) if one of them fails.
     for _ in range(8):
-        ok, why = confirm(trial, bits, hi)
+        ok, why = passes(trial, bits, hi, CONFIRM)
         if ok:
             return hi, fail_why
         hi, fail_why = hi + STEP, why
     return None, why
-
-
-def confirm(trial, bits, heap):
-    for _ in range(CONFIRM):
-        ok, why = trial(bits, heap)
-        if not ok:
-            return False, why
-    return True, None
 
 
 def kib(n):

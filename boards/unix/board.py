@@ -18,7 +18,11 @@ from mbnode.datamodel import (
 )
 
 NAME = "unix"
-CONFIG_SCHEMA = {"io": ("", "host_port", "empty allowed")}
+CONFIG_SCHEMA = {
+    "io": ("", "host_port", "empty allowed"),
+    "rtu_device": ("/dev/ttyUSB0", "text", 200),
+    "rtu_peer": ("", "text", 200),
+}
 
 # table name -> (kind, table, number of addresses)
 _TABLES = {
@@ -42,6 +46,15 @@ def start(loop, model, cfg):
 def describe():
     io = _state.get("io")
     return ["io %s:%d" % io.address] if io else []
+
+
+def open_rtu(rtu, cfg):
+    """The serial port for Modbus RTU: board.rtu_device is a tty path (set up raw with the
+    configured line settings) or "fd:N", an open pty the simulator hands over as it is.
+    board.rtu_peer, when set, is the name shown for it (the pty end clients open)."""
+    from ttyport import TtyPort
+
+    return TtyPort(cfg["rtu_device"], cfg["rtu_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
 
 
 def execute(model, line):

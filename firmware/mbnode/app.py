@@ -14,7 +14,7 @@ def build(cfg, board, model=None):
     if model is None:
         model = DataModel()
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
-    engine = Engine(model, DeviceIdentification(cfg["identity"]))
+    engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
@@ -24,9 +24,31 @@ def build(cfg, board, model=None):
 
         tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
         parts.append("tcp %s:%d" % tcp.address)
+    if cfg["rtu"]["enabled"]:
+        parts.extend(start_rtu(loop, engine, cfg, board))
     parts.append("unit %d" % cfg["unit_id"])
     parts.extend(board.describe())
     return loop, " ".join(parts)
+
+
+def start_rtu(loop, engine, cfg, board):
+    """Modbus RTU on the board's serial port; returns the words for the ready line."""
+    from mbnode.diag import LineDiagnostics
+    from mbnode.rtu import RtuServer
+    from mbnode.rtulink import RtuLink, char_times
+
+    rtu = cfg["rtu"]
+    try:
+        port = board.open_rtu(rtu, cfg["board"])
+    except ValueError as e:
+        print("config: %s" % e, file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    t15, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
+    RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, t15, t35, rtu["early_reply"])
+    return ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]
 
 
 def load_config(path, board):

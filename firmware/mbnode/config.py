@@ -93,6 +93,13 @@ SCHEMA = {
         "when_full": ("refuse", "choice", "refuse", "close_idlest"),
         "allow": ([], "ipv4_list"),
     },
+    "rtu": {
+        "enabled": (False, "bool"),
+        "baud": (19200, "int", 300, 4000000),
+        "parity": ("E", "choice", "E", "N", "O"),
+        "stopbits": (None, "choice", None, 1, 2),
+        "early_reply": (False, "bool"),
+    },
     "channels": {
         name: (["0x%04X-0x%04X" % r for r in MAP[t]], "ranges", t) for t, name in enumerate(TABLE_NAMES)
     },
@@ -104,6 +111,7 @@ SCHEMA = {
         "product_name": ("mbnode Modbus slave", "text", 100),
         "model_name": ("", "text", 100),
         "user_application_name": ("", "text", 100),
+        "device_name": ("mbnode", "text", 100),
     },
 }
 
@@ -129,7 +137,14 @@ def validate(given, board_schema=None):
     """Checked configuration with every default filled in. board_schema: the board's keys."""
     schema = dict(SCHEMA)
     schema["board"] = board_schema or {}
-    return _apply(schema, given, "")
+    cfg = _apply(schema, given, "")
+    rtu = cfg["rtu"]
+    if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
+        rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
+    if rtu["enabled"] and not 1 <= cfg["unit_id"] <= 247:
+        raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true "
+                          "(0, any unit, is for Modbus TCP only)" % cfg["unit_id"])
+    return cfg
 
 
 def load(path, board_schema=None):

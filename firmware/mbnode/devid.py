@@ -1,4 +1,5 @@
-"""FC43 / MEI 14: Read Device Identification (Modbus Application Protocol V1.1b3, 6.21).
+"""FC43 / MEI 14: Read Device Identification (Modbus Application Protocol V1.1b3, 6.21), and
+FC17 Report Server ID (6.13), which says who the device is in one short answer.
 
 Objects 0x00-0x02 (basic) are mandatory, 0x03-0x06 (regular) optional; there are no extended
 objects. Stream access (read codes 1-3) returns the objects of the category from the requested
@@ -24,8 +25,12 @@ _MAX_PDU = 253
 
 
 class DeviceIdentification:
-    def __init__(self, identity):
-        """identity: dict of OBJECT_KEYS -> str (empty = object absent; basic ones never are)."""
+    def __init__(self, identity, server_id):
+        """identity: dict of OBJECT_KEYS -> str (empty = object absent; basic ones never are)
+        and "device_name"; server_id: the id byte FC17 reports (the unit id)."""
+        name = (identity.get("device_name") or "").encode()
+        # FC17 answer, built once: byte count, server id, run indicator (0xFF = running), name.
+        self.server_id_pdu = bytes([17, 2 + len(name), server_id, 0xFF]) + name
         self.objects = []
         for oid, key in enumerate(OBJECT_KEYS):
             value = identity.get(key) or ""
@@ -44,6 +49,13 @@ class DeviceIdentification:
                 return i
             i += 1
         return -1
+
+    def report_server_id(self, req, ro, n, resp, wo):
+        if n != 1:
+            return -3
+        pdu = self.server_id_pdu
+        fast.copy(resp, wo, pdu, 0, len(pdu))
+        return len(pdu)
 
     def handle(self, req, ro, n, resp, wo):
         if n < 2 or req[ro + 1] != 0x0E:

@@ -63,22 +63,74 @@ def connect_wifi(ssid, password, timeout_s):
     return wlan.ifconfig()[0]
 
 
+class UartPort:
+    """A UART with an RS-485 transceiver as the RTU port.
+
+    The driver enable pin (DE, with /RE tied to it or not) is raised just before the frame is
+    written in one call and released once flush() says the last stop bit is out. Whatever the
+    receiver picked up meanwhile (its own echo, when /RE stays enabled) is read and dropped one
+    character time later: no master may start its next request within t3.5 of our reply.
+    Buffers of 512 bytes take a whole 256-byte frame, so a write is never cut short.
+    """
+
+    def __init__(self, uart_id, tx, rx, de, de_invert, baud, parity, stopbits):
+        self.stream = machine.UART(
+            uart_id, baudrate=baud, bits=8, parity=None if parity == "N" else 0 if parity == "E" else 1,
+            stop=stopbits, tx=machine.Pin(tx), rx=machine.Pin(rx), txbuf=512, rxbuf=512, timeout=0,
+            timeout_char=0)
+        self.name = "uart%d" % uart_id
+        self.on = 0 if de_invert else 1
+        self.de = machine.Pin(de, machine.Pin.OUT, value=1 - self.on) if de >= 0 else None
+        self.char_us = (10 + (parity != "N") + stopbits) * 1000000 // baud
+        self.drain = bytearray(64)
+
+    def readinto(self, buf, n):
+        k = self.stream.any()
+        if k > n:
+            k = n
+        return (self.stream.readinto(buf, k) or 0) if k else 0
+
+    def send(self, buf, n):
+        uart = self.stream
+        de = self.de
+        if de:
+            de.value(self.on)
+        uart.write(buf, n)
+        uart.flush()
+        if de:
+            de.value(1 - self.on)
+        time.sleep_us(self.char_us)
+        while uart.any():
+            uart.readinto(self.drain, 64)
+
+
 class PinBoard:
-    """What a board module offers the firmware (CONFIG_SCHEMA, start, describe) for a board
-    whose onboard I/O is plain pins and whose network is Wi-Fi."""
+    """What a board module offers the firmware (CONFIG_SCHEMA, start, describe, open_rtu) for a
+    board whose onboard I/O is plain pins, whose network is Wi-Fi and whose RTU line is a UART
+    with an RS-485 transceiver."""
 
-    CONFIG_SCHEMA = {
-        "wifi_ssid": ("", "text", 32),
-        "wifi_password": ("", "text", 64),
-        "wifi_timeout": (20, "int", 1, 300),
-        "scan_ms": (20, "int", 1, 10000),
-        "pins": (True, "bool"),
-    }
-
-    def __init__(self, name, do_pins, di_pins, ai_pins, ao_pins):
+    def __init__(self, name, do_pins, di_pins, ai_pins, ao_pins, rtu_pins):
+        """rtu_pins: default (UART id, tx, rx, driver enable) of the RS-485 port."""
         self.name = name
         self.pins = (do_pins, di_pins, ai_pins, ao_pins)
         self.ip = None
+        uart, tx, rx, de = rtu_pins
+        self.CONFIG_SCHEMA = {
+            "wifi_ssid": ("", "text", 32),
+            "wifi_password": ("", "text", 64),
+            "wifi_timeout": (20, "int", 1, 300),
+            "scan_ms": (20, "int", 1, 10000),
+            "pins": (True, "bool"),
+            "rtu_uart": (uart, "int", 0, 2),
+            "rtu_tx": (tx, "int", 0, 48),
+            "rtu_rx": (rx, "int", 0, 48),
+            "rtu_de": (de, "int", -1, 48),
+            "rtu_de_invert": (False, "bool"),
+        }
+
+    def open_rtu(self, rtu, cfg):
+        return UartPort(cfg["rtu_uart"], cfg["rtu_tx"], cfg["rtu_rx"], cfg["rtu_de"], cfg["rtu_de_invert"],
+                        rtu["baud"], rtu["parity"], rtu["stopbits"])
 
     def start(self, loop, model, cfg):
         if cfg["pins"]:

@@ -44,7 +44,7 @@ def _u16(b, o):
 
 class Engine:
     def __init__(self, model, ident):
-        """model: DataModel; ident: DeviceIdentification (FC43/14)."""
+        """model: DataModel; ident: DeviceIdentification (FC43/14, FC17)."""
         self.model = model
         self.ident = ident
 
@@ -69,6 +69,10 @@ class Engine:
                 r = self._mask_write(req, ro, n, resp, wo)
             elif fc == 43:
                 r = self.ident.handle(req, ro, n, resp, wo)
+            elif fc == 8:
+                r = self._echo(req, ro, n, resp, wo)
+            elif fc == 17:
+                r = self.ident.report_server_id(req, ro, n, resp, wo)
             else:
                 r = -ILLEGAL_FUNCTION
         except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving
@@ -78,6 +82,16 @@ class Engine:
             resp[wo + 1] = -r
             return 2
         return r
+
+    def _echo(self, req, ro, n, resp, wo):
+        # FC08 sub-function 0000 (return query data) answers on every transport; the serial
+        # line's other sub-functions are LineDiagnostics' (mbnode.diag).
+        if n < 3:
+            return -ILLEGAL_DATA_VALUE
+        if req[ro + 1] or req[ro + 2]:
+            return -ILLEGAL_FUNCTION
+        fast.copy(resp, wo, req, ro, n)
+        return n
 
     def _read_bits(self, fc, req, ro, n, resp, wo):
         if n != 5:

@@ -71,6 +71,13 @@ def parser():
     s.add_argument("--bits", type=int, choices=(32, 64), default=32, help="unix port word size")
     s.add_argument("--heap", default="128K", help="MicroPython heap size, e.g. 32K")
     s.add_argument("--mpy", action="store_true", help="run the firmware compiled to .mpy")
+    s.add_argument("--rtu", metavar="pty|PATH",
+                   help="also serve Modbus RTU: on a new pty pair (its client end is printed in the ready "
+                        "line) or on the serial device / pty at PATH")
+    s.add_argument("--baud", type=int, help="RTU baud rate (default 19200)")
+    s.add_argument("--parity", choices=("N", "E", "O"), help="RTU parity (default E)")
+    s.add_argument("--stopbits", type=int, choices=(1, 2), help="RTU stop bits (default 1, 2 without parity)")
+    s.add_argument("--no-tcp", action="store_true", help="do not serve Modbus TCP")
     s.set_defaults(func=_sim)
 
     s = sub.add_parser("sim-io", help="set inputs / read outputs of a running simulator")

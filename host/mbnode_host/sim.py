@@ -2,11 +2,13 @@
 
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import tty
 from pathlib import Path
 
 from mbnode_host import build, paths
@@ -35,16 +37,27 @@ def free_port(host):
         return s.getsockname()[1]
 
 
-def effective_config(config_file, tcp, unit, io):
-    """The user's configuration with the command-line overrides applied."""
+def effective_config(config_file, tcp, unit, io, rtu=None):
+    """The user's configuration with the command-line overrides applied. tcp: (host, port) or
+    None for no Modbus TCP; rtu: dict of rtu keys to set, plus "device"/"peer" for the board."""
     cfg = {}
     if config_file:
         with open(config_file) as f:
             cfg = json.load(f)
-    host, port = tcp
-    if port == 0:
-        port = free_port(host)
-    cfg.setdefault("tcp", {}).update(host=host, port=port)
+    if tcp is None:
+        cfg.setdefault("tcp", {})["enabled"] = False
+        host, port = "127.0.0.1", 5020
+    else:
+        host, port = tcp
+        if port == 0:
+            port = free_port(host)
+        cfg.setdefault("tcp", {}).update(host=host, port=port)
+    if rtu:
+        rtu = dict(rtu)
+        board = cfg.setdefault("board", {})
+        board["rtu_device"] = rtu.pop("device")
+        board["rtu_peer"] = rtu.pop("peer", "")
+        cfg.setdefault("rtu", {}).update(enabled=True, **rtu)
     if unit is not None:
         cfg["unit_id"] = unit
     io_host, io_port = io if io else (host if host != "0.0.0.0" else "127.0.0.1", port + 1)
@@ -69,14 +82,48 @@ def command(cfg_path, bits=32, heap="128K", mpy=False):
     return [binary, "-X", "heapsize=%d" % heap_bytes, script, str(cfg_path)], env
 
 
+def make_pty():
+    """A pty pair for --rtu pty: (firmware's end as an open non-blocking fd, client end's path,
+    client end fd). The client end stays open here, raw, so the line never hangs up."""
+    firmware_fd, client_fd = pty.openpty()
+    tty.setraw(client_fd)
+    os.set_blocking(firmware_fd, False)
+    return firmware_fd, os.ttyname(client_fd), client_fd
+
+
+def rtu_options(args):
+    """The rtu overrides of the command line, or None without --rtu."""
+    if not args.rtu:
+        given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
+        if given or args.no_tcp:
+            raise ValueError("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp"))
+        return None
+    rtu = {}
+    for key in ("baud", "parity", "stopbits"):
+        if getattr(args, key) is not None:
+            rtu[key] = getattr(args, key)
+    return rtu
+
+
 def run(args):
-    cfg = effective_config(args.config, parse_hostport(args.tcp, "--tcp"), args.unit,
-                           parse_hostport(args.io, "--io") if args.io else None)
+    rtu = rtu_options(args)
+    keep_fds = []
+    if rtu is not None:
+        if args.rtu == "pty":
+            firmware_fd, peer, client_fd = make_pty()
+            keep_fds = [firmware_fd, client_fd]
+            rtu.update(device="fd:%d" % firmware_fd, peer=peer)
+        else:
+            rtu["device"] = args.rtu
+    cfg = effective_config(args.config, None if args.no_tcp else parse_hostport(args.tcp, "--tcp"),
+                           args.unit, parse_hostport(args.io, "--io") if args.io else None, rtu)
     with tempfile.TemporaryDirectory(prefix="mbnode-sim-") as tmp:
         cfg_path = Path(tmp) / "config.json"
         cfg_path.write_text(json.dumps(cfg))
         argv, env = command(cfg_path, args.bits, args.heap, args.mpy)
-        child = subprocess.Popen(argv, env=env)
+        child = subprocess.Popen(argv, env=env, pass_fds=keep_fds[:1])
+        if keep_fds:
+            os.close(keep_fds[0])  # the firmware has its end now
 
         def stop(signum, frame):
             child.send_signal(signal.SIGINT)

@@ -22,6 +22,7 @@ IDENTITY = {
     "product_name": "Sim",
     "model_name": "unix",
     "user_application_name": "",
+    "device_name": "sim-node",
 }
 
 
@@ -161,6 +162,14 @@ CASES = [
     ("fc43 basic only -> conformity 0x81", [],
      [("2B 0E 02 00", "2B 0E 02 81 00 00 03" + _obj(0, "a") + _obj(1, "b") + _obj(2, "c"))],
      {"identity": {"vendor_name": "a", "product_code": "b", "revision": "c"}}),
+    # --- FC08/00 and FC17 answer on every transport; the other serial-line functions are the
+    # RTU link's (mbnode.diag), so the engine alone (= Modbus TCP) calls them unsupported.
+    ("fc08/00 echo, fc17 report server id", [],
+     [("08 0000 A537", "08 0000 A537"), ("08 0000", "08 0000"), ("08 0000 0102030405", "08 0000 0102030405"),
+      ("08 00", "88 03"), ("11", "11 0A 01 FF" + _ascii_hex("sim-node")), ("11 00", "91 03")], {}),
+    ("serial-line-only functions -> 01", [],
+     [("07", "87 01"), ("08 0001 0000", "88 01"), ("08 000B 0000", "88 01"), ("08 0004 0000", "88 01"),
+      ("0B", "8B 01"), ("0C", "8C 01")], {}),
     # --- unsupported functions and failures
     ("unsupported function codes -> 01", [],
      [("00", "80 01"), ("09 0000", "89 01"), ("0A", "8A 01"), ("14 00", "94 01"), ("18 0000", "98 01"),
@@ -190,7 +199,7 @@ def run_case(case):
     model = DataModel(options.get("present"))
     if options.get("failing_output"):
         model.on_output = _failing_output
-    engine = Engine(model, DeviceIdentification(options.get("identity", IDENTITY)))
+    engine = Engine(model, DeviceIdentification(options.get("identity", IDENTITY), 1))
     for op in setup:
         if op[0] == "bit":
             model.set_bit(op[1], op[2], op[3])

@@ -1,0 +1,54 @@
+"""A tty (or pty) as the RTU port of the unix port: what a UART with its RS-485 driver is on a
+board. Reads never block: the tty is set raw with VMIN = VTIME = 0, and a descriptor handed over
+by the simulator is already non-blocking, so readinto() returns what is there."""
+
+import termios
+
+# Linux termios numbers (the unix port's termios module names only some of them).
+_SPEEDS = {300: 7, 600: 8, 1200: 9, 1800: 10, 2400: 11, 4800: 12, 9600: 13, 19200: 14,
+           38400: 15, 57600: 0o10001, 115200: 0o10002, 230400: 0o10003, 460800: 0o10004,
+           500000: 0o10005, 576000: 0o10006, 921600: 0o10007, 1000000: 0o10010}
+_CSTOPB = 0o100
+_PARENB = 0o400
+_PARODD = 0o1000
+_VTIME = 5
+_VMIN = 6
+
+
+class TtyPort:
+    def __init__(self, device, peer, baud, parity, stopbits):
+        if device.startswith("fd:"):
+            self.stream = open(int(device[3:]), "r+b")
+        else:
+            if baud not in _SPEEDS:
+                raise ValueError("rtu.baud = %d: a tty on the unix port takes one of %s"
+                                 % (baud, ", ".join(str(b) for b in sorted(_SPEEDS))))
+            try:
+                self.stream = open(device, "r+b")
+            except OSError as e:
+                raise OSError("%s: %s" % (device, e))
+            fd = self.stream.fileno()
+            termios.setraw(fd)
+            attrs = termios.tcgetattr(fd)
+            cflag = attrs[2] & ~(_CSTOPB | _PARENB | _PARODD)
+            if parity != "N":
+                cflag |= _PARENB | (_PARODD if parity == "O" else 0)
+            if stopbits == 2:
+                cflag |= _CSTOPB
+            attrs[2] = cflag
+            attrs[4] = attrs[5] = _SPEEDS[baud]
+            attrs[6][_VMIN] = 0
+            attrs[6][_VTIME] = 0
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        self.name = peer or device
+
+    def readinto(self, buf, n):
+        return self.stream.readinto(buf, n) or 0
+
+    def send(self, buf, n):
+        """The whole frame in one write; a pty has no driver enable and no echo."""
+        sent = 0
+        tries = 0
+        while sent < n and tries < 100:
+            sent += self.stream.write(buf, sent, n - sent) or 0
+            tries += 1

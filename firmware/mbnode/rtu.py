@@ -1,0 +1,99 @@
+"""Modbus RTU frames (Modbus over Serial Line V1.02): how long a request is, and what the slave
+does with a complete frame. No timing and no I/O here; the link (mbnode.rtulink) owns those,
+so this part runs, and is tested, under CPython too.
+
+A frame is address, PDU, CRC (low byte first). The CRC of a whole correct frame is 0.
+"""
+
+from mbnode.fast import crc16
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+MAX_FRAME = const(256)
+BROADCAST = const(0)
+
+UNKNOWN = const(-1)  # the length cannot be told from the bytes: the frame ends at silence
+MORE = const(0)  # more bytes are needed to tell the length
+
+
+def request_length(buf, n):
+    """Length of the request frame starting at buf[0], from the n bytes received so far:
+    MORE, UNKNOWN or the length in bytes (address to CRC)."""
+    if n < 2:
+        return MORE
+    fc = buf[1]
+    if 1 <= fc <= 6:
+        return 8
+    if fc == 15 or fc == 16:
+        return 9 + buf[6] if n > 6 else MORE
+    if fc == 23:
+        return 13 + buf[10] if n > 10 else MORE
+    if fc == 22:
+        return 10
+    if fc == 7 or fc == 11 or fc == 12 or fc == 17:
+        return 4
+    if fc == 43:
+        return 7
+    if fc == 8:
+        # Sub-function 0000 echoes data of any length; the others carry one word.
+        if n < 4:
+            return MORE
+        return UNKNOWN if buf[2] == 0 and buf[3] == 0 else 8
+    return UNKNOWN
+
+
+def _broadcast_executes(fc, req):
+    # Writes and the FC08 sub-functions that change state; reads have no one to answer to.
+    if fc == 8:
+        sub = req[3] if req[2] == 0 else 0
+        return sub == 0x01 or sub == 0x04 or sub == 0x0A or sub == 0x14
+    return fc == 5 or fc == 6 or fc == 15 or fc == 16 or fc == 22 or fc == 23
+
+
+class RtuServer:
+    """The slave side of one RTU line: counts, filters by address, executes, builds the reply."""
+
+    def __init__(self, engine, diag, address):
+        """engine: pdu.Engine; diag: diag.LineDiagnostics; address: the unit id, 1..247."""
+        self.engine = engine
+        self.diag = diag
+        self.address = address
+
+    def serve(self, rx, n, tx):
+        """Handle the frame rx[0:n] whose CRC is correct; returns the length of the reply frame
+        written to tx (256 bytes), 0 when nothing is to be sent."""
+        diag = self.diag
+        diag.frame()
+        addr = rx[0]
+        if addr != self.address and addr != BROADCAST:
+            return 0
+        broadcast = addr == BROADCAST
+        diag.received(broadcast)
+        fc = rx[1]
+        restart = fc == 8 and rx[2] == 0 and rx[3] == 1
+        was_listening = diag.listen_only
+        if (was_listening and not restart) or (broadcast and not _broadcast_executes(fc, rx)):
+            diag.done(fc, 0, False)
+            return 0
+        if fc == 7 or fc == 11 or fc == 12 or (fc == 8 and (rx[2] or rx[3])):
+            r = diag.handle(rx, 1, n - 3, tx, 1)
+            if r < 0:
+                tx[1] = fc | 0x80
+                tx[2] = -r
+                r = 2
+        else:
+            r = self.engine.handle(rx, 1, n - 3, tx, 1)
+        code = tx[2] if r and tx[1] & 0x80 else 0
+        if broadcast or was_listening or r == 0:
+            diag.done(fc, code, False)
+            return 0
+        diag.done(fc, code, True)
+        tx[0] = addr
+        crc = crc16(tx, 0, r + 1)
+        tx[r + 1] = crc & 0xFF
+        tx[r + 2] = crc >> 8
+        return r + 3

@@ -1,0 +1,175 @@
+"""Modbus RTU on a serial line: bytes in, frames found, replies out at the right moment.
+
+The port (board layer: a UART with its RS-485 driver enable, or a tty/pty on the unix port) is
+polled by the shared event loop. Each wake-up reads what arrived and stamps the time.
+  * End of a request: as soon as its length (from the function code and byte count, see
+    rtu.request_length) is in and its CRC is right; the slave does not wait for silence to know.
+  * Silence of t3.5 ends what the length rule cannot (unknown function codes, FC08/00 echo,
+    garbage): then a correct CRC serves the frame, else the line resynchronises. Noise glued to
+    the front of a frame is skipped if a frame for this unit with a correct CRC follows it.
+  * A gap longer than t1.5 inside a frame spoils it: it is dropped at the next silence.
+  * The reply is prepared at once and sent no earlier than t3.5 after the request's last byte
+    (short waits spin, long ones go through the loop's timer); bytes arriving in that window
+    mean the request was not over, and the reply is dropped. early_reply sends at once.
+t1.5/t3.5 are 1.5/3.5 character times (start + 8 data + parity + stop bits), fixed at 750 and
+1750 us above 19200 baud, per Modbus over Serial Line V1.02 2.5.1.1. The timing is only as fine
+as the port lets the loop see bytes arrive; docs/rtu.md gives the limits per board.
+"""
+
+import time
+
+from mbnode.fast import copy, crc16
+from mbnode.rtu import MAX_FRAME, request_length
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_SPIN_US = const(3000)  # waits up to this long spin; longer ones sleep in the loop first
+
+
+def char_times(baud, parity, stopbits):
+    """(t1.5, t3.5) in microseconds for these line settings."""
+    if baud > 19200:
+        return 750, 1750
+    bits = 1 + 8 + (parity != "N") + stopbits
+    return 15 * bits * 100000 // baud, 35 * bits * 100000 // baud
+
+
+class RtuLink:
+    def __init__(self, loop, server, port, t15, t35, early_reply):
+        self.loop = loop
+        self.server = server
+        self.diag = server.diag
+        self.port = port
+        self.t15 = t15
+        self.t35 = t35
+        self.early = early_reply
+        self.rx = bytearray(MAX_FRAME)
+        self.scratch = bytearray(MAX_FRAME)
+        self.tx = bytearray(MAX_FRAME)
+        self.fill = 0
+        self.last = 0  # ticks_us when the last bytes were seen
+        self.spoilt = False  # a t1.5 gap or input during the reply wait: drop at silence
+        self.overrun = False
+        self.pending = 0  # length of a reply waiting for t3.5
+        loop.add(port.stream, self)
+        loop.timers.append(self)
+
+    def on_event(self, stream, events):
+        if events & 0x18:  # POLLHUP | POLLERR: the line went away (the pty's other end closed)
+            print("mbnode: rtu line %s closed; RTU stopped" % self.port.name)
+            self.loop.remove(stream)
+            self.loop.timers.remove(self)
+            return True
+        now = time.ticks_us()
+        gap = self.fill and time.ticks_diff(now, self.last) > self.t15
+        if not self._read():
+            return False
+        if self.pending:
+            self.pending = 0  # input before t3.5 had passed: the request was not over
+            self.spoilt = True
+        elif gap:
+            self.spoilt = True
+        self.last = now
+        if not self.spoilt and not self.overrun:
+            n = self.fill
+            if request_length(self.rx, n) == n and crc16(self.rx, 0, n) == 0:
+                self._serve(n)
+        return False
+
+    def _read(self):
+        # Everything waiting, into rx; bytes past MAX_FRAME are dropped as an overrun.
+        port = self.port
+        got = 0
+        while True:
+            fill = self.fill
+            if fill == 0:
+                n = port.readinto(self.rx, MAX_FRAME)
+            else:
+                n = port.readinto(self.scratch, MAX_FRAME)
+                if n:
+                    room = MAX_FRAME - fill
+                    if n > room:
+                        self.overrun = True
+                        n = room
+                    copy(self.rx, fill, self.scratch, 0, n)
+            if not n:
+                return got
+            self.fill += n
+            got += n
+
+    def _serve(self, n):
+        self.fill = 0
+        r = self.server.serve(self.rx, n, self.tx)
+        if not r:
+            return
+        if self.early:
+            self.port.send(self.tx, r)
+            return
+        self.pending = r
+        if time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) <= _SPIN_US:
+            self._send_when_due()
+
+    def _send_when_due(self):
+        wait = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us())
+        if wait > 0:
+            time.sleep_us(wait)
+        n = self.port.readinto(self.rx, MAX_FRAME)
+        if n:
+            # Bytes within t3.5 of the request: it was not a whole frame after all.
+            self.pending = 0
+            self.spoilt = True
+            self.fill = n
+            self.last = time.ticks_us()
+            return
+        r = self.pending
+        self.pending = 0
+        self.port.send(self.tx, r)
+
+    def _silence(self):
+        n = self.fill
+        self.fill = 0
+        diag = self.diag
+        if self.overrun:
+            self.overrun = self.spoilt = False
+            diag.overrun_frame()
+            return
+        if self.spoilt:
+            self.spoilt = False
+            diag.bad_frame()
+            return
+        rx = self.rx
+        if n >= 4 and crc16(rx, 0, n) == 0:
+            self._serve(n)
+            return
+        diag.bad_frame()
+        # Noise glued to the front of a frame: look for a frame for us that ends here.
+        k = 1
+        address = self.server.address
+        while k <= n - 4:
+            if (rx[k] == address or rx[k] == 0) and crc16(rx, k, n - k) == 0:
+                copy(rx, 0, rx, k, n - k)
+                self._serve(n - k)
+                return
+            k += 1
+
+    # --- loop timer: the silence that ends a frame, and replies waiting for t3.5
+
+    def due_in(self, now):
+        if self.pending:
+            d = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) - _SPIN_US
+        elif self.fill:
+            d = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) + 999
+        else:
+            return -1
+        return d // 1000 if d > 0 else 0
+
+    def tick(self, now):
+        if self.pending:
+            if time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) <= _SPIN_US:
+                self._send_when_due()
+        elif self.fill and time.ticks_diff(time.ticks_us(), self.last) >= self.t35:
+            self._silence()

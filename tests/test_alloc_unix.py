@@ -1,8 +1,10 @@
-"""The whole TCP request path (loop, framing, engine) allocates nothing, proven with
-micropython.heap_lock() on the unix port, for every data function code."""
+"""The whole TCP and RTU request paths (loop, framing, engine, line diagnostics) allocate
+nothing, proven with micropython.heap_lock() on the unix port, for every function code."""
 
 import os
+import pty
 import subprocess
+import tty
 
 from conftest import ROOT, micropython_or_fail
 from mbnode_host.sim import free_port
@@ -15,3 +17,20 @@ def test_tcp_path_is_allocation_free(bits):
                          cwd=ROOT / "tests" / "core", env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "17 passed, 0 failed" in out.stdout
+
+
+def test_rtu_path_is_allocation_free(bits):
+    binary = micropython_or_fail(bits)
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(ROOT / "boards" / "unix"), str(ROOT / "firmware")]))
+    firmware_end, client_end = pty.openpty()
+    try:
+        tty.setraw(client_end)
+        os.set_blocking(firmware_end, False)
+        out = subprocess.run([binary, "-X", "heapsize=256K", "alloc_rtu.py", str(firmware_end),
+                              os.ttyname(client_end)], cwd=ROOT / "tests" / "core", env=env, capture_output=True,
+                             text=True, timeout=60, pass_fds=[firmware_end])
+    finally:
+        os.close(firmware_end)
+        os.close(client_end)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "19 passed, 0 failed" in out.stdout

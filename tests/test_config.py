@@ -16,6 +16,15 @@ def test_defaults_fill_everything():
     assert cfg["channels"]["holding_registers"] == [(0, 0x13F), (0x1000, 0x17FF)]
 
 
+@pytest.mark.parametrize("rtu, stopbits", [
+    ({}, 1), ({"parity": "O"}, 1), ({"parity": "N"}, 2), ({"parity": "N", "stopbits": 1}, 1),
+    ({"parity": "E", "stopbits": 2}, 2),
+])
+def test_rtu_defaults_follow_the_serial_line_spec(rtu, stopbits):
+    cfg = config.validate({"rtu": rtu})["rtu"]
+    assert (cfg["baud"], cfg["stopbits"], cfg["enabled"], cfg["early_reply"]) == (19200, stopbits, False, False)
+
+
 def test_ranges_accept_lists_and_hex_text():
     cfg = config.validate({"channels": {"coils": [[0, 7], "0x0040-0x004F"]}})
     assert cfg["channels"]["coils"] == [(0, 7), (0x40, 0x4F)]
@@ -25,7 +34,7 @@ def test_ranges_accept_lists_and_hex_text():
     ({"tcp": {"port": 70000}}, "config: tcp.port = 70000: allowed an integer 0..65535"),
     ({"unit_id": 248}, "config: unit_id = 248: allowed an integer 0..247"),
     ({"unit_id": True}, "config: unit_id = true: allowed an integer 0..247"),
-    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, identity, tcp, unit_id"),
+    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, identity, rtu, tcp, unit_id"),
     ({"tcp": {"prot": 1}}, "config: tcp.prot = 1: unknown key"),
     ({"tcp": {"when_full": "drop"}}, 'allowed one of "refuse", "close_idlest"'),
     ({"tcp": {"allow": ["10.0.0"]}}, "config: tcp.allow"),
@@ -35,6 +44,10 @@ def test_ranges_accept_lists_and_hex_text():
     ({"identity": {"vendor_name": "x" * 101}}, "at most 100 characters"),
     ({"tcp": []}, "config: tcp = []: allowed a JSON object"),
     ({"board": {"pin": 1}}, "config: board.pin = 1: unknown key"),
+    ({"rtu": {"parity": "X"}}, 'config: rtu.parity = "X": allowed one of "E", "N", "O"'),
+    ({"rtu": {"baud": 0}}, "config: rtu.baud = 0: allowed an integer 300..4000000"),
+    ({"rtu": {"stopbits": 3}}, "config: rtu.stopbits = 3: allowed one of null, 1, 2"),
+    ({"rtu": {"enabled": True}, "unit_id": 0}, "config: unit_id = 0: allowed 1..247 when rtu.enabled is true"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(given, message):
     with pytest.raises(config.ConfigError) as e:

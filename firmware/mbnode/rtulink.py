@@ -27,7 +27,8 @@ except ImportError:
     def const(x):
         return x
 
-_SPIN_US = const(3000)  # waits up to this long spin; longer ones sleep in the loop first
+_SPIN_US = const(3000)  # waits up to this long are done in place; longer ones in the loop first
+_OVERSLEEP_US = const(250)  # sleep_us may wake this much late (unix: ~60-100 us): spin instead
 
 
 def char_times(baud, parity, stopbits):
@@ -114,9 +115,12 @@ class RtuLink:
             self._send_when_due()
 
     def _send_when_due(self):
-        wait = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us())
-        if wait > 0:
-            time.sleep_us(wait)
+        due = time.ticks_add(self.last, self.t35)
+        wait = time.ticks_diff(due, time.ticks_us())
+        if wait > _OVERSLEEP_US:
+            time.sleep_us(wait - _OVERSLEEP_US)
+        while time.ticks_diff(due, time.ticks_us()) > 0:
+            pass  # the last stretch spins: a sleep may overshoot by more than the spec allows
         n = self.port.readinto(self.rx, MAX_FRAME)
         if n:
             # Bytes within t3.5 of the request: it was not a whole frame after all.

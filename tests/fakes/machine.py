@@ -1,6 +1,12 @@
-"""Stand-in for machine.Pin / ADC / PWM on the unix port: records what the firmware drives."""
+"""Stand-in for machine.Pin / ADC / PWM / UART on the unix port: records what the firmware
+drives. LOG keeps the order of output pin changes and UART writes/flushes, so a test can check
+that RS-485's driver enable rises before a frame and falls after its last stop bit."""
+
+import io
 
 PINS = {}
+LOG = []
+UARTS = {}
 
 
 class Pin:
@@ -18,6 +24,8 @@ class Pin:
         if v is None:
             return self.level
         self.level = v
+        if self.mode == Pin.OUT:
+            LOG.append(("pin", self.id, v))
 
 
 class ADC:
@@ -40,3 +48,39 @@ class PWM:
         if v is None:
             return self.duty
         self.duty = v
+
+
+class UART(io.IOBase):
+    """Pollable (MP_STREAM_POLL via ioctl) UART whose line is a byte queue; echo=True makes it
+    receive its own transmissions, like a transceiver with /RE tied low."""
+
+    def __init__(self, id, **settings):
+        self.id = id
+        self.settings = settings
+        self.rxq = bytearray()
+        self.echo = False
+        UARTS[id] = self
+
+    def ioctl(self, req, arg):
+        if req == 3:  # MP_STREAM_POLL
+            return arg & 1 if self.rxq else 0
+        return -1  # anything else (e.g. "give me your file descriptor"): not supported
+
+    def any(self):
+        return len(self.rxq)
+
+    def readinto(self, buf, n):
+        n = min(n, len(self.rxq), len(buf))
+        buf[:n] = self.rxq[:n]
+        self.rxq = self.rxq[n:]
+        return n
+
+    def write(self, buf, n):
+        data = bytes(buf[:n])
+        LOG.append(("write", data))
+        if self.echo:
+            self.rxq += data
+        return n
+
+    def flush(self):
+        LOG.append(("flush",))

@@ -18,7 +18,9 @@ def test_build_every_target(target, tmp_path):
     out = build.build(target, tmp_path / target)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert "main.py" in files and "board.mpy" in files
-    assert "mbnode/pdu.mpy" in files and "mbnode/tcp.mpy" in files
+    assert {"mbnode/pdu.mpy", "mbnode/tcp.mpy", "mbnode/rtu.mpy", "mbnode/rtulink.mpy", "mbnode/diag.mpy"} <= set(files)
+    if target.startswith("unix"):
+        assert "ttyport.mpy" in files
     header = (out / "mbnode" / "fast.mpy").read_bytes()[:4]
     assert header[0] == ord("M") and header[1] == 6
     assert header[2] >> 2 == ARCH_CODE[build.ARCH[target]]

@@ -12,7 +12,8 @@ BOARD_DIR = {"esp32": "esp32", "esp32c3": "esp32", "rp2": "rp2", "unix-64": "uni
 
 
 def build(target, out):
-    """Compile firmware/mbnode/*.py, the target's board.py and main.py into out/."""
+    """Compile firmware/mbnode/*.py and the target's board modules (board.py and its helpers)
+    into out/, next to main.py."""
     if target not in ARCH:
         raise ValueError("target %r: allowed %s" % (target, ", ".join(sorted(ARCH))))
     out = Path(out)
@@ -21,7 +22,7 @@ def build(target, out):
     (out / "mbnode").mkdir(parents=True)
     tool = paths.mpy_cross()
     sources = [(p, "mbnode/" + p.stem) for p in sorted((paths.FIRMWARE / "mbnode").glob("*.py"))]
-    sources.append((paths.BOARDS / BOARD_DIR[target] / "board.py", "board"))
+    sources += [(p, p.stem) for p in sorted((paths.BOARDS / BOARD_DIR[target]).glob("*.py"))]
     for src, name in sources:
         # -s: tracebacks name the module as on the device, not this machine's path.
         subprocess.run([tool, "-march=" + ARCH[target], "-s", name + ".py", "-o", str(out / (name + ".mpy")), str(src)],

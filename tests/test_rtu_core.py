@@ -42,7 +42,7 @@ class Line:
         f = frame(addr, pdu_hex)
         rx[:len(f)] = f
         tx = bytearray(256)
-        n = self.server.serve(rx, len(f), tx)
+        n = self.server.serve(rx, 0, len(f), tx)
         if not n:
             return None
         assert tx[0] == addr
@@ -81,16 +81,17 @@ def test_crc_of_whole_frame_is_zero():
 ])
 def test_request_length(pdu, length):
     f = frame(1, pdu)
-    assert request_length(f, len(f)) == length
+    assert request_length(f, 0, len(f)) == length
+    assert request_length(b"\xee\xee" + f, 2, len(f)) == length
 
 
 def test_request_length_needs_more_or_silence():
-    assert request_length(b"\x01", 1) == MORE
-    assert request_length(hx("01 10 0000 00"), 5) == MORE  # byte count not in yet
-    assert request_length(hx("01 17 0000 0001 0000 00"), 9) == MORE
-    assert request_length(hx("01 08 00"), 3) == MORE
-    assert request_length(hx("01 08 0000 1234"), 6) == UNKNOWN  # echo: any data length
-    assert request_length(hx("01 41 0000"), 4) == UNKNOWN
+    assert request_length(b"\x01", 0, 1) == MORE
+    assert request_length(hx("01 10 0000 00"), 0, 5) == MORE  # byte count not in yet
+    assert request_length(hx("01 17 0000 0001 0000 00"), 0, 9) == MORE
+    assert request_length(hx("01 08 00"), 0, 3) == MORE
+    assert request_length(hx("01 08 0000 1234"), 0, 6) == UNKNOWN  # echo: any data length
+    assert request_length(hx("01 41 0000"), 0, 4) == UNKNOWN
 
 
 def test_addressing_and_broadcast():
@@ -109,6 +110,10 @@ def test_addressing_and_broadcast():
     assert line.counter(0x0E) == 7
     assert line.counter(0x0F) == 4, "4 broadcasts unanswered"
     assert line.counter(0x0D) == 0, "an unsent exception is not counted"
+    # FC11 counts requests completed without exception: the read, the 2 broadcast writes and
+    # the 4 counter reads; not the ignored broadcast read nor the failing broadcast write.
+    events = int(line.send(UNIT, "0B")[6:], 16)
+    assert events == 1 + 2 + 4, "read, 2 broadcast writes, 4 counter reads"
 
 
 def test_counters_clear_and_exceptions():

@@ -137,13 +137,15 @@ def validate(given, board_schema=None):
     """Checked configuration with every default filled in. board_schema: the board's keys."""
     schema = dict(SCHEMA)
     schema["board"] = board_schema or {}
+    rtu = given.get("rtu") if type(given) is dict else None
+    unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
+    if type(rtu) is dict and rtu.get("enabled") is True and type(unit) is int and not 1 <= unit <= 247:
+        raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true "
+                          "(0, any unit, is for Modbus TCP only)" % unit)
     cfg = _apply(schema, given, "")
     rtu = cfg["rtu"]
     if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
         rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
-    if rtu["enabled"] and not 1 <= cfg["unit_id"] <= 247:
-        raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true "
-                          "(0, any unit, is for Modbus TCP only)" % cfg["unit_id"])
     return cfg
 
 

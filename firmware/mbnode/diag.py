@@ -87,6 +87,11 @@ class LineDiagnostics:
             self.register |= DIAG_BROADCAST
         self.event(EV_RECEIVE | (0x40 if broadcast else 0) | (0x20 if self.listen_only else 0))
 
+    def ignored(self):
+        """A request for this unit that is not executed (a broadcast read, listen-only mode)."""
+        self.noresp = (self.noresp + 1) & 0xFFFF
+        self.event(EV_SEND | (0x20 if self.listen_only else 0))
+
     def done(self, fc, code, answered):
         """A request for this unit was handled: code = exception code or 0, answered = a reply
         went out."""

@@ -20,18 +20,18 @@ UNKNOWN = const(-1)  # the length cannot be told from the bytes: the frame ends 
 MORE = const(0)  # more bytes are needed to tell the length
 
 
-def request_length(buf, n):
-    """Length of the request frame starting at buf[0], from the n bytes received so far:
+def request_length(buf, o, n):
+    """Length of the request frame starting at buf[o], from the n bytes received so far:
     MORE, UNKNOWN or the length in bytes (address to CRC)."""
     if n < 2:
         return MORE
-    fc = buf[1]
+    fc = buf[o + 1]
     if 1 <= fc <= 6:
         return 8
     if fc == 15 or fc == 16:
-        return 9 + buf[6] if n > 6 else MORE
+        return 9 + buf[o + 6] if n > 6 else MORE
     if fc == 23:
-        return 13 + buf[10] if n > 10 else MORE
+        return 13 + buf[o + 10] if n > 10 else MORE
     if fc == 22:
         return 10
     if fc == 7 or fc == 11 or fc == 12 or fc == 17:
@@ -42,14 +42,17 @@ def request_length(buf, n):
         # Sub-function 0000 echoes data of any length; the others carry one word.
         if n < 4:
             return MORE
-        return UNKNOWN if buf[2] == 0 and buf[3] == 0 else 8
+        return UNKNOWN if buf[o + 2] == 0 and buf[o + 3] == 0 else 8
     return UNKNOWN
 
 
-def _broadcast_executes(fc, req):
-    # Writes and the FC08 sub-functions that change state; reads have no one to answer to.
+def changes_state(buf, o):
+    """True for a request that writes or changes the line's state (FC05/06/15/16/22/23 and FC08
+    01/04/0A/14): the ones a broadcast executes, and the ones the link executes only once t3.5
+    of silence has proven the frame over."""
+    fc = buf[o + 1]
     if fc == 8:
-        sub = req[3] if req[2] == 0 else 0
+        sub = buf[o + 3] if buf[o + 2] == 0 else 0
         return sub == 0x01 or sub == 0x04 or sub == 0x0A or sub == 0x14
     return fc == 5 or fc == 6 or fc == 15 or fc == 16 or fc == 22 or fc == 23
 
@@ -63,32 +66,32 @@ class RtuServer:
         self.diag = diag
         self.address = address
 
-    def serve(self, rx, n, tx):
-        """Handle the frame rx[0:n] whose CRC is correct; returns the length of the reply frame
-        written to tx (256 bytes), 0 when nothing is to be sent."""
+    def serve(self, rx, o, n, tx, reply=True):
+        """Handle the frame rx[o:o+n] whose CRC is correct; returns the length of the reply frame
+        written to tx (256 bytes), 0 when nothing is to be sent (reply=False: never)."""
         diag = self.diag
         diag.frame()
-        addr = rx[0]
+        addr = rx[o]
         if addr != self.address and addr != BROADCAST:
             return 0
         broadcast = addr == BROADCAST
         diag.received(broadcast)
-        fc = rx[1]
-        restart = fc == 8 and rx[2] == 0 and rx[3] == 1
+        fc = rx[o + 1]
+        restart = fc == 8 and rx[o + 2] == 0 and rx[o + 3] == 1
         was_listening = diag.listen_only
-        if (was_listening and not restart) or (broadcast and not _broadcast_executes(fc, rx)):
-            diag.done(fc, 0, False)
+        if (was_listening and not restart) or (broadcast and not changes_state(rx, o)):
+            diag.ignored()
             return 0
-        if fc == 7 or fc == 11 or fc == 12 or (fc == 8 and (rx[2] or rx[3])):
-            r = diag.handle(rx, 1, n - 3, tx, 1)
+        if fc == 7 or fc == 11 or fc == 12 or (fc == 8 and (rx[o + 2] or rx[o + 3])):
+            r = diag.handle(rx, o + 1, n - 3, tx, 1)
             if r < 0:
                 tx[1] = fc | 0x80
                 tx[2] = -r
                 r = 2
         else:
-            r = self.engine.handle(rx, 1, n - 3, tx, 1)
+            r = self.engine.handle(rx, o + 1, n - 3, tx, 1)
         code = tx[2] if r and tx[1] & 0x80 else 0
-        if broadcast or was_listening or r == 0:
+        if broadcast or was_listening or r == 0 or not reply:
             diag.done(fc, code, False)
             return 0
         diag.done(fc, code, True)

@@ -19,7 +19,7 @@ as the port lets the loop see bytes arrive; docs/rtu.md gives the limits per boa
 import time
 
 from mbnode.fast import copy, crc16
-from mbnode.rtu import MAX_FRAME, request_length
+from mbnode.rtu import MAX_FRAME, changes_state, request_length
 
 try:
     from micropython import const
@@ -55,7 +55,8 @@ class RtuLink:
         self.last = 0  # ticks_us when the last bytes were seen
         self.spoilt = False  # a t1.5 gap or input during the reply wait: drop at silence
         self.overrun = False
-        self.pending = 0  # length of a reply waiting for t3.5
+        self.pending = 0  # length of a reply in tx waiting for t3.5
+        self.held = 0  # length of a write request in rx waiting for t3.5 before it executes
         loop.add(port.stream, self)
         loop.timers.append(self)
 
@@ -69,16 +70,15 @@ class RtuLink:
         gap = self.fill and time.ticks_diff(now, self.last) > self.t15
         if not self._read():
             return False
-        if self.pending:
-            self.pending = 0  # input before t3.5 had passed: the request was not over
-            self.spoilt = True
+        if self.pending or self.held:
+            self._cancel()  # input before t3.5 had passed: the request was not over
         elif gap:
             self.spoilt = True
         self.last = now
         if not self.spoilt and not self.overrun:
             n = self.fill
-            if request_length(self.rx, n) == n and crc16(self.rx, 0, n) == 0:
-                self._serve(n)
+            if request_length(self.rx, 0, n) == n and crc16(self.rx, 0, n) == 0:
+                self._complete(n)
         return False
 
     def _read(self):
@@ -102,36 +102,53 @@ class RtuLink:
             self.fill += n
             got += n
 
-    def _serve(self, n):
+    def _complete(self, n):
+        """rx[0:n] is a whole request by its length and CRC. A read is answered into tx at once,
+        while the line must stay silent; a write waits for t3.5 to prove the frame over."""
         self.fill = 0
-        r = self.server.serve(self.rx, n, self.tx)
-        if not r:
-            return
         if self.early:
-            self.port.send(self.tx, r)
+            r = self.server.serve(self.rx, 0, n, self.tx)
+            if r:
+                self.port.send(self.tx, r)
             return
-        self.pending = r
+        if changes_state(self.rx, 0):
+            self.held = n
+        else:
+            self.pending = self.server.serve(self.rx, 0, n, self.tx)
+            if not self.pending:
+                return
         if time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) <= _SPIN_US:
-            self._send_when_due()
+            self._when_due()
 
-    def _send_when_due(self):
+    def _cancel(self):
+        # The bytes just read belong to the frame thought complete: drop it, and them at silence.
+        self.pending = self.held = 0
+        self.spoilt = True
+
+    def _when_due(self):
         due = time.ticks_add(self.last, self.t35)
         wait = time.ticks_diff(due, time.ticks_us())
         if wait > _OVERSLEEP_US:
             time.sleep_us(wait - _OVERSLEEP_US)
         while time.ticks_diff(due, time.ticks_us()) > 0:
             pass  # the last stretch spins: a sleep may overshoot by more than the spec allows
-        n = self.port.readinto(self.rx, MAX_FRAME)
-        if n:
-            # Bytes within t3.5 of the request: it was not a whole frame after all.
-            self.pending = 0
-            self.spoilt = True
-            self.fill = n
+        if self.held:
+            # Check before executing: held bytes stay at rx[0:held] only while nothing came.
+            self.fill = self.port.readinto(self.scratch, MAX_FRAME)
+            if self.fill:
+                copy(self.rx, 0, self.scratch, 0, self.fill)
+        else:
+            self.fill = self.port.readinto(self.rx, MAX_FRAME)
+        if self.fill:
+            self._cancel()
             self.last = time.ticks_us()
             return
         r = self.pending
-        self.pending = 0
-        self.port.send(self.tx, r)
+        if self.held:
+            r = self.server.serve(self.rx, 0, self.held, self.tx)
+        self.pending = self.held = 0
+        if r:
+            self.port.send(self.tx, r)
 
     def _silence(self):
         n = self.fill
@@ -146,8 +163,22 @@ class RtuLink:
             diag.bad_frame()
             return
         rx = self.rx
+        # Frames sent back to back without the t3.5 pause (pymodbus does so after a request
+        # that gets no reply): execute each whole one; only the last may be answered.
+        o = 0
+        while n - o >= 4:
+            length = request_length(rx, o, n - o)
+            if length < 4 or length >= n - o or crc16(rx, o, length):
+                break
+            self.server.serve(rx, o, length, self.tx, False)
+            o += length
+        if o:
+            copy(rx, 0, rx, o, n - o)
+            n -= o
         if n >= 4 and crc16(rx, 0, n) == 0:
-            self._serve(n)
+            self._serve_now(n)
+            return
+        if n == 0:
             return
         diag.bad_frame()
         # Noise glued to the front of a frame: look for a frame for us that ends here.
@@ -156,14 +187,20 @@ class RtuLink:
         while k <= n - 4:
             if (rx[k] == address or rx[k] == 0) and crc16(rx, k, n - k) == 0:
                 copy(rx, 0, rx, k, n - k)
-                self._serve(n - k)
+                self._serve_now(n - k)
                 return
             k += 1
+
+    def _serve_now(self, n):
+        # At silence: t3.5 has passed already.
+        r = self.server.serve(self.rx, 0, n, self.tx)
+        if r:
+            self.port.send(self.tx, r)
 
     # --- loop timer: the silence that ends a frame, and replies waiting for t3.5
 
     def due_in(self, now):
-        if self.pending:
+        if self.pending or self.held:
             d = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) - _SPIN_US
         elif self.fill:
             d = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) + 999
@@ -172,8 +209,8 @@ class RtuLink:
         return d // 1000 if d > 0 else 0
 
     def tick(self, now):
-        if self.pending:
+        if self.pending or self.held:
             if time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) <= _SPIN_US:
-                self._send_when_due()
+                self._when_due()
         elif self.fill and time.ticks_diff(time.ticks_us(), self.last) >= self.t35:
             self._silence()

@@ -107,6 +107,10 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.command == "mem" and args.op == "set" and args.value is None:
         parser().error("mem set needs a VALUE")
+    if args.command == "sim" and not args.rtu:
+        given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
+        if given or args.no_tcp:
+            parser().error("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp").replace("_", "-"))
     try:
         return args.func(args)
     except (ValueError, OSError, paths.MissingTool, RuntimeError) as e:

@@ -94,9 +94,6 @@ def make_pty():
 def rtu_options(args):
     """The rtu overrides of the command line, or None without --rtu."""
     if not args.rtu:
-        given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
-        if given or args.no_tcp:
-            raise ValueError("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp"))
         return None
     rtu = {}
     for key in ("baud", "parity", "stopbits"):

@@ -48,12 +48,25 @@ def need_tool(name):
 
 
 class Sim:
-    """A running `mbnode sim`: .host, .port (Modbus TCP), .io (control channel), .stop()."""
+    """A running `mbnode sim`: .host, .port (Modbus TCP), .io (control channel), .stop().
 
-    def __init__(self, bits=32, config=None, unit=None, heap="128K", mpy=False, tmp_path=None, extra=()):
+    With rtu="pty" (or a serial device path) it also serves Modbus RTU: .rtu_path is the path a
+    master opens and .serial the line settings from the ready line, e.g. "19200-8E1". baud,
+    parity and stopbits become --baud/--parity/--stopbits (None: the simulator's default);
+    tcp=False passes --no-tcp, and then .host and .port are None.
+    """
+
+    def __init__(self, bits=32, config=None, unit=None, heap="128K", mpy=False, tmp_path=None, extra=(),
+                 rtu=None, baud=None, parity=None, stopbits=None, tcp=True):
         micropython_or_fail(bits)
         argv = [sys.executable, "-m", "mbnode_host.cli", "sim", "--bits", str(bits), "--heap", heap,
-                "--tcp", "127.0.0.1:0", "--io", "127.0.0.1:0"]
+                "--io", "127.0.0.1:0"]
+        argv += ["--tcp", "127.0.0.1:0"] if tcp else ["--no-tcp"]
+        if rtu is not None:
+            argv += ["--rtu", str(rtu)]
+        for option, value in (("--baud", baud), ("--parity", parity), ("--stopbits", stopbits)):
+            if value is not None:
+                argv += [option, str(value)]
         if config is not None:
             cfg_file = Path(tmp_path) / ("config-%d.json" % id(self))
             cfg_file.write_text(json.dumps(config))
@@ -70,10 +83,20 @@ class Sim:
         self.ready = self._wait_ready(20)
         words = self.ready.split()
         self.fields = dict(zip(words[1::2], words[2::2]))
-        self.host, port = self.fields["tcp"].rsplit(":", 1)
-        self.port = int(port)
-        io_host, io_port = self.fields["io"].rsplit(":", 1)
-        self.io = (io_host, int(io_port))
+        try:
+            self.host = self.port = None
+            if tcp:
+                self.host, port = self.fields["tcp"].rsplit(":", 1)
+                self.port = int(port)
+            io_host, io_port = self.fields["io"].rsplit(":", 1)
+            self.io = (io_host, int(io_port))
+            self.rtu_path = self.serial = None
+            if rtu is not None:
+                self.rtu_path = self.fields["rtu"]
+                self.serial = self.fields["serial"]
+        except (KeyError, ValueError) as e:
+            self.stop()
+            raise RuntimeError("ready line %r lacks or garbles %s" % (self.ready, e))
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
@@ -156,3 +179,30 @@ def sim_pool(tmp_path_factory):
     yield get
     for s in sims.values():
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def rtu_pool(tmp_path_factory):
+    """Module-wide simulators serving Modbus RTU on a pty (and TCP), shared by tests that leave
+    no state behind for the others: rtu_pool(bits=32, baud=19200, parity="E", ...) starts one
+    per distinct set of arguments on first use. Keywords are those of Sim."""
+    tmp = tmp_path_factory.mktemp("rtu-pool")
+    sims = {}
+
+    def get(bits=32, **kw):
+        kw.setdefault("rtu", "pty")
+        key = (bits,) + tuple(sorted((k, repr(v)) for k, v in kw.items()))
+        if key not in sims:
+            sims[key] = Sim(bits=bits, tmp_path=tmp, **kw)
+        assert sims[key].proc.poll() is None, "shared RTU simulator %r died" % (key,)
+        return sims[key]
+
+    yield get
+    for s in sims.values():
+        s.stop()
+
+
+@pytest.fixture
+def rtu_sim(rtu_pool):
+    """The module's RTU simulator with the default line settings (19200 8E1) and TCP."""
+    return rtu_pool(32)

@@ -20,7 +20,7 @@ import time
 import tty
 from pathlib import Path
 
-from mbnode.fast import crc16
+from mbnode.crc import crc16
 
 ROOT = Path(__file__).resolve().parents[1]
 

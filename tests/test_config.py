@@ -34,7 +34,7 @@ def test_ranges_accept_lists_and_hex_text():
     ({"tcp": {"port": 70000}}, "config: tcp.port = 70000: allowed an integer 0..65535"),
     ({"unit_id": 248}, "config: unit_id = 248: allowed an integer 0..247"),
     ({"unit_id": True}, "config: unit_id = true: allowed an integer 0..247"),
-    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, identity, rtu, tcp, unit_id"),
+    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, identity, mqtt, rtu, tcp, unit_id"),
     ({"tcp": {"prot": 1}}, "config: tcp.prot = 1: unknown key"),
     ({"tcp": {"when_full": "drop"}}, 'allowed one of "refuse", "close_idlest"'),
     ({"tcp": {"allow": ["10.0.0"]}}, "config: tcp.allow"),
@@ -62,3 +62,192 @@ def test_load_reports_bad_json(tmp_path):
         config.load(str(p))
     p.write_text(json.dumps({"unit_id": 0}))
     assert config.load(str(p))["unit_id"] == 0
+
+
+# --- the mqtt section ---------------------------------------------------------------------------
+
+def test_mqtt_is_off_by_default_and_fully_defaulted():
+    assert config.validate({})["mqtt"] == {"enabled": False}
+    assert config.validate({"mqtt": {}})["mqtt"] == {
+        "enabled": False, "host": "127.0.0.1", "port": 1883, "client_id": "", "user": "", "password": "",
+        "keepalive": 30, "clean_session": True, "qos": 0,
+        "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "insecure": False},
+        "prefix": "", "request_topic": "request", "response_topic": "response", "root": "mbnode",
+        "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 4,
+        "serial_devices": ["rs485"], "points": [],
+    }
+
+
+def test_mqtt_schema_is_not_loaded_without_an_mqtt_section():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys; from mbnode import config; config.validate({'rtu': {'enabled': True}}); "
+            "print('mbnode.mqttconfig' in sys.modules, 'mbnode.points' in sys.modules); "
+            "config.validate({'mqtt': {}}); print('mbnode.mqttconfig' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "firmware", capture_output=True, text=True,
+                         timeout=30)
+    assert out.stdout.split() == ["False", "False", "True"], out.stderr
+
+
+def test_mqtt_port_0_follows_tls():
+    assert config.validate({"mqtt": {"tls": {"enabled": True}}})["mqtt"]["port"] == 8883
+    assert config.validate({"mqtt": {"port": 0}})["mqtt"]["port"] == 1883
+    assert config.validate({"mqtt": {"port": 1884, "tls": {"enabled": True}}})["mqtt"]["port"] == 1884
+
+
+def test_mqtt_full_configuration_is_accepted_and_stable():
+    given = {"mqtt": {
+        "enabled": True, "host": "broker.example.com", "client_id": "node-7", "user": "u", "password": "p",
+        "qos": 1, "tls": {"enabled": True, "ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"},
+        "prefix": "site/7", "root": "plant/line1", "serial_devices": ["rs485", "bus-2"],
+        "points": [
+            {"name": "temp", "table": "input", "address": 0, "type": "int16", "deadband": 0.5},
+            {"name": "flow", "table": "holding", "address": "0x0040", "type": "float32", "word_order": "LE",
+             "every_s": 10, "retain": True},
+            {"name": "total", "table": "memory", "position": 1, "signed": True, "on_change": False, "every_s": 60},
+            {"name": "run", "table": "coil", "address": 0},
+            {"name": "tag", "table": "holding", "address": 0x1000, "type": "ascii", "count": 4},
+        ],
+    }}
+    cfg = config.validate(given)
+    assert cfg["mqtt"]["points"][1] == {
+        "name": "flow", "table": "holding", "type": "float32", "address": 0x40, "byte_order": "BE",
+        "word_order": "LE", "on_change": True, "deadband": 0, "every_s": 10, "retain": True}
+    again = config.validate(json.loads(json.dumps({"mqtt": cfg["mqtt"]})))
+    assert again["mqtt"] == cfg["mqtt"]
+
+
+def test_mqtt_password_is_never_shown():
+    with pytest.raises(config.ConfigError) as e:
+        config.validate({"mqtt": {"user": "u", "password": "s3cr\u00e9t"}})
+    assert str(e.value) == ("config: mqtt.password = (not shown): allowed printable ASCII text of at "
+                            "most 100 characters")
+
+
+POINT = {"name": "p", "table": "holding", "address": 64}
+
+
+def with_point(**kw):
+    d = dict(POINT)
+    d.update(kw)
+    return {"mqtt": {"points": [d]}}
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"mqtt": {"qos": 2}}, "config: mqtt.qos = 2: allowed 0 or 1 (umqtt.simple cannot do QoS 2)"),
+    ({"mqtt": {"qos": True}}, "config: mqtt.qos = true: allowed 0 or 1 (umqtt.simple cannot do QoS 2)"),
+    ({"mqtt": {"port": 65536}}, "config: mqtt.port = 65536: allowed an integer 0..65535"),
+    ({"mqtt": {"host": "bad host"}},
+     'config: mqtt.host = "bad host": allowed an IPv4 address or a hostname such as "broker.example.com"'),
+    ({"mqtt": {"host": "-x.example"}},
+     'config: mqtt.host = "-x.example": allowed an IPv4 address or a hostname such as "broker.example.com"'),
+    ({"mqtt": {"keepalive": -1}}, "config: mqtt.keepalive = -1: allowed an integer 0..65535"),
+    ({"mqtt": {"request_topic": "a/+/b"}},
+     'config: mqtt.request_topic = "a/+/b": allowed an MQTT topic of printable ASCII without spaces, "+" '
+     'or "#", empty levels or a leading "$", at most 100 characters'),
+    ({"mqtt": {"response_topic": ""}}, 'config: mqtt.response_topic = "": allowed an MQTT topic'),
+    ({"mqtt": {"root": "a//b"}}, 'config: mqtt.root = "a//b": allowed an MQTT topic'),
+    ({"mqtt": {"root": "$SYS/x"}}, 'config: mqtt.root = "$SYS/x": allowed an MQTT topic'),
+    ({"mqtt": {"prefix": "site/"}},
+     'config: mqtt.prefix = "site/": allowed an MQTT topic of printable ASCII without spaces, "+" or "#", '
+     'empty levels or a leading "$", at most 100 characters or "" (none)'),
+    ({"mqtt": {"queue": 0}}, "config: mqtt.queue = 0: allowed an integer 1..32"),
+    ({"mqtt": {"serial_devices": ["rs485", "rs485"]}},
+     'config: mqtt.serial_devices = ["rs485", "rs485"]: allowed a list of at most 8 different names of 1..32 '
+     'printable characters without spaces'),
+    ({"mqtt": {"serial_devices": ["rs 485"]}}, "config: mqtt.serial_devices = [\"rs 485\"]: allowed a list"),
+    ({"mqtt": {"reconnect": {"factor": 0}}}, "config: mqtt.reconnect.factor = 0: allowed an integer 1..10"),
+    ({"mqtt": {"reconnect": {"initial_s": 60, "max_s": 10}}},
+     "config: mqtt.reconnect.max_s = 10: allowed 60..3600 (at least reconnect.initial_s)"),
+    ({"mqtt": {"tls": {"cert": "/c.pem"}}},
+     'config: mqtt.tls.key = "": allowed a file name when tls.cert is set (a client certificate needs its key)'),
+    ({"mqtt": {"tls": {"key": "/k.pem"}}},
+     'config: mqtt.tls.cert = "": allowed a file name when tls.key is set (a client certificate needs its key)'),
+    ({"mqtt": {"password": "p"}},
+     'config: mqtt.user = "": allowed a user name when mqtt.password is set (MQTT sends no password without a '
+     'user name)'),
+    ({"mqtt": {"tls": {"insecure": "yes"}}}, 'config: mqtt.tls.insecure = "yes": allowed true or false'),
+    ({"mqtt": {"brokr": "x"}}, 'config: mqtt.brokr = "x": unknown key'),
+    ({"mqtt": {"points": {}}}, "config: mqtt.points = {}: allowed a list of at most 64 point objects"),
+    ({"mqtt": {"points": [POINT] * 65}}, "allowed a list of at most 64 point objects"),
+    ({"mqtt": {"points": [5]}}, "config: mqtt.points[0] = 5: allowed a JSON object"),
+    ({"mqtt": {"points": [POINT, POINT]}}, 'config: mqtt.points[1].name = "p": allowed a name no other point uses'),
+    (with_point(name="a/b"),
+     'config: mqtt.points[0].name = "a/b": allowed 1..32 letters, digits, "_", "-" or "." ("status" is reserved)'),
+    (with_point(name="status"), 'config: mqtt.points[0].name = "status": allowed 1..32 letters'),
+    (with_point(name=None), "config: mqtt.points[0].name = null: allowed 1..32 letters"),
+    (with_point(table="holdings"),
+     'config: mqtt.points[0].table = "holdings": allowed one of "coil", "discrete", "input", "holding", "memory"'),
+    (with_point(address=0x140), "config: mqtt.points[0].address = 320: allowed 0x0000-0x013F or 0x1000-0x17FF"),
+    (with_point(address=0x17FE, type="float64"),
+     "config: mqtt.points[0].address = 6142: allowed 0x0000-0x013C or 0x1000-0x17FC (float64 takes 4 registers)"),
+    (with_point(address="0x40x"), 'config: mqtt.points[0].address = "0x40x": allowed 0x0000-0x013F or 0x1000-0x17FF'),
+    (with_point(table="coil", address=0x240), "config: mqtt.points[0].address = 576: allowed 0x0000-0x023F"),
+    (with_point(table="coil", type="int16"), 'config: mqtt.points[0].type = "int16": allowed one of "bool" for a coil'),
+    (with_point(type="bool"), 'config: mqtt.points[0].type = "bool": allowed one of "int16", "uint16", "int32", '
+                              '"uint32", "float32", "int64", "uint64", "float64", "memory32", "ascii" for holding '
+                              'registers'),
+    (with_point(type="int32BE"), 'config: mqtt.points[0].type = "int32BE": allowed one of "int16"'),
+    (with_point(type="int32", byte_order="big"), 'config: mqtt.points[0].byte_order = "big": allowed "BE" or "LE"'),
+    (with_point(type="int16", word_order="LE"),
+     'config: mqtt.points[0].word_order = "LE": allowed only for 32- and 64-bit number types'),
+    (with_point(type="ascii"), "config: mqtt.points[0].count = null: allowed an integer 1..125 (registers of 2 "
+                               "characters)"),
+    (with_point(type="ascii", count=126), "config: mqtt.points[0].count = 126: allowed an integer 1..125"),
+    (with_point(count=2), 'config: mqtt.points[0].count = 2: allowed only for type "ascii"'),
+    (with_point(signed=True), 'config: mqtt.points[0].signed = true: allowed only for type "memory32"'),
+    (with_point(deadband=-1), "config: mqtt.points[0].deadband = -1: allowed a number >= 0"),
+    (with_point(deadband="1"), 'config: mqtt.points[0].deadband = "1": allowed a number >= 0'),
+    (with_point(table="coil", address=0, deadband=1),
+     "config: mqtt.points[0].deadband = 1: allowed only for number types"),
+    (with_point(every_s=-1), "config: mqtt.points[0].every_s = -1: allowed an integer 0..86400 (seconds; 0 = off)"),
+    (with_point(on_change=False),
+     "config: mqtt.points[0].on_change = false: allowed true when every_s is 0 (a point needs a publish policy)"),
+    (with_point(retain="yes"), 'config: mqtt.points[0].retain = "yes": allowed null (mqtt.retain), true or false'),
+    (with_point(adress=1), "config: mqtt.points[0].adress = 1: unknown key; allowed keys: address, byte_order"),
+    ({"mqtt": {"points": [{"name": "m", "table": "memory", "position": 1025}]}},
+     "config: mqtt.points[0].position = 1025: allowed an integer 1..1024"),
+    ({"mqtt": {"points": [{"name": "m", "table": "memory", "address": 0x1000}]}},
+     'config: mqtt.points[0].address = 4096: allowed only for tables other than "memory" (use position)'),
+    ({"mqtt": {"points": [{"name": "m", "table": "memory", "position": 1, "type": "float32"}]}},
+     'config: mqtt.points[0].type = "float32": allowed one of "memory32" for a memory position'),
+    (with_point(position=1), 'config: mqtt.points[0].position = 1: allowed only for table "memory"'),
+    ({"channels": {"holding_registers": [[0, 0x3F]]}, "mqtt": {"points": [POINT]}},
+     "config: mqtt.points[0].address = 64: allowed a channel present in channels.holding_registers "
+     "(0x0040-0x0040 is not)"),
+    ({"channels": {"holding_registers": [[0, 0x41]]}, "mqtt": {"points": [dict(POINT, type="float64")]}},
+     "config: mqtt.points[0].address = 64: allowed a channel present in channels.holding_registers "
+     "(0x0040-0x0043 is not)"),
+    ({"channels": {"holding_registers": [[0, 0x13F]]}, "mqtt": {"points": [{"name": "m", "table": "memory",
+                                                                            "position": 2}]}},
+     "config: mqtt.points[0].position = 2: allowed a channel present in channels.holding_registers "
+     "(0x1002-0x1003 is not)"),
+])
+def test_mqtt_bad_values(given, message):
+    with pytest.raises(config.ConfigError) as e:
+        config.validate(given)
+    assert message in str(e.value)
+
+
+def test_points_are_normalised_and_check_again_unchanged():
+    cfg = config.validate({"mqtt": {"points": [
+        {"name": "t", "table": "holding", "address": "0x1000", "type": "int32"},
+        {"name": "m", "table": "memory", "position": 9},
+        {"name": "c", "table": "coil", "address": 0, "retain": True},
+        {"name": "s", "table": "input", "address": 0x13E, "type": "ascii", "count": 2},
+        {"name": "w", "table": "input", "address": 5, "type": "int16", "byte_order": "LE"},
+    ]}})
+    t, m, c, s, w = cfg["mqtt"]["points"]
+    assert t == {"name": "t", "table": "holding", "type": "int32", "address": 0x1000, "byte_order": "BE",
+                 "word_order": "BE", "on_change": True, "deadband": 0, "every_s": 0, "retain": None}
+    assert m == {"name": "m", "table": "memory", "type": "memory32", "position": 9, "signed": False,
+                 "on_change": True, "deadband": 0, "every_s": 0, "retain": None}
+    assert c == {"name": "c", "table": "coil", "type": "bool", "address": 0, "on_change": True,
+                 "every_s": 0, "retain": True}
+    assert s == {"name": "s", "table": "input", "type": "ascii", "count": 2, "address": 0x13E,
+                 "on_change": True, "every_s": 0, "retain": None}
+    assert w["byte_order"] == "LE" and "word_order" not in w
+    assert config.validate(json.loads(json.dumps({"mqtt": cfg["mqtt"]})))["mqtt"] == cfg["mqtt"]

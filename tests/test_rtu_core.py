@@ -11,7 +11,7 @@ import pdu_cases
 from mbnode.datamodel import HOLDING, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.diag import LineDiagnostics
-from mbnode.fast import crc16
+from mbnode.crc import crc16
 from mbnode.pdu import Engine
 from mbnode.rtu import MORE, UNKNOWN, RtuServer, request_length
 

@@ -25,30 +25,12 @@ def build(cfg, board, model=None):
         tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
         parts.append("tcp %s:%d" % tcp.address)
     if cfg["rtu"]["enabled"]:
-        parts.extend(start_rtu(loop, engine, cfg, board))
+        from mbnode.rtulink import start
+
+        parts.extend(start(loop, engine, cfg, board))
     parts.append("unit %d" % cfg["unit_id"])
     parts.extend(board.describe())
     return loop, " ".join(parts)
-
-
-def start_rtu(loop, engine, cfg, board):
-    """Modbus RTU on the board's serial port; returns the words for the ready line."""
-    from mbnode.diag import LineDiagnostics
-    from mbnode.rtu import RtuServer
-    from mbnode.rtulink import RtuLink, char_times
-
-    rtu = cfg["rtu"]
-    try:
-        port = board.open_rtu(rtu, cfg["board"])
-    except ValueError as e:
-        print("config: %s" % e, file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
-        sys.exit(1)
-    t15, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
-    RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, t15, t35, rtu["early_reply"])
-    return ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]
 
 
 def load_config(path, board):
@@ -62,8 +44,11 @@ def load_config(path, board):
         print(e, file=sys.stderr)
         sys.exit(2)
     finally:
-        del sys.modules["mbnode.config"]
-        delattr(mbnode, "config")
+        # Also the mqtt section's checks, loaded only when the configuration has one.
+        for name in ("config", "mqttconfig", "points"):
+            if ("mbnode." + name) in sys.modules:
+                del sys.modules["mbnode." + name]
+                delattr(mbnode, name)
         gc.collect()
 
 

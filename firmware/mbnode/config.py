@@ -45,6 +45,7 @@ def _ranges(v, table):
 
 def _check(key, v, kind, args):
     """The checked value of `key`, or ConfigError saying what is allowed."""
+    shown = None
     try:
         if kind == "int":
             ok = type(v) is int and args[0] <= v <= args[1]
@@ -68,16 +69,24 @@ def _check(key, v, kind, args):
             ok = type(v) is str and ((args and v == "") or _host_port(v))
             allowed = "allowed \"HOST:PORT\" with an IPv4 host and a port 0..65535" + (
                 " or \"\" (none)" if args else "")
-        else:  # "ranges"
+        elif kind == "ranges":
             allowed = "allowed a list of [first, last] or \"0xFIRST-0xLAST\" ranges inside " + ", ".join(
                 "0x%04X-0x%04X" % r for r in MAP[args[0]])
             ok = type(v) is list
             if ok:
                 return _ranges(v, args[0])
+        else:  # the kinds of the mqtt section live with it
+            from mbnode import mqttconfig
+
+            done, v, ok, allowed, shown = mqttconfig.check_kind(key, v, kind, args)
+            if done:
+                return v
+    except ConfigError:
+        raise
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError("config: %s = %s: %s" % (key, json.dumps(v), allowed))
+        raise ConfigError("config: %s = %s: %s" % (key, shown or json.dumps(v), allowed))
     return v
 
 
@@ -137,6 +146,14 @@ def validate(given, board_schema=None):
     """Checked configuration with every default filled in. board_schema: the board's keys."""
     schema = dict(SCHEMA)
     schema["board"] = board_schema or {}
+    mqtt = type(given) is dict and "mqtt" in given
+    if mqtt:
+        # The MQTT section's schema is loaded only when the configuration has one.
+        from mbnode import mqttconfig
+
+        schema["mqtt"] = mqttconfig.SCHEMA
+    else:
+        schema["mqtt"] = {"enabled": (False, "bool")}
     rtu = given.get("rtu") if type(given) is dict else None
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     if type(rtu) is dict and rtu.get("enabled") is True and type(unit) is int and not 1 <= unit <= 247:
@@ -146,6 +163,8 @@ def validate(given, board_schema=None):
     rtu = cfg["rtu"]
     if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
         rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
+    if mqtt:
+        mqttconfig.check(cfg)
     return cfg
 
 

@@ -1,4 +1,4 @@
-"""Allocation-free helpers for the request hot path: byte and bit copies, the RTU CRC.
+"""Allocation-free byte and bit copies for the request hot path.
 
 On MicroPython these compile with the viper emitter (machine-word loops over raw buffers, no heap
 use). CPython has no viper, so there the same source runs as ordinary functions: `micropython`
@@ -79,32 +79,3 @@ def any_above(buf, off: int, count: int, limit: int) -> int:
         i += 1
     return 0
 
-
-def _crc_table():
-    # CRC-16/MODBUS (reflected poly 0xA001) of each byte value, as 256 little-endian words.
-    t = bytearray(512)
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        t[2 * i] = c & 0xFF
-        t[2 * i + 1] = c >> 8
-    return t
-
-
-_CRC = _crc_table()
-
-
-@micropython.viper
-def crc16(buf, start: int, n: int) -> int:
-    # CRC-16/MODBUS (init 0xFFFF) of buf[start:start+n]; on the wire the low byte goes first.
-    b = ptr8(buf)
-    t = ptr8(_CRC)
-    crc = 0xFFFF
-    i = start
-    end = start + n
-    while i < end:
-        k = ((crc ^ b[i]) & 0xFF) << 1
-        crc = (crc >> 8) ^ (t[k] | (t[k + 1] << 8))
-        i += 1
-    return crc

@@ -5,7 +5,7 @@ so this part runs, and is tested, under CPython too.
 A frame is address, PDU, CRC (low byte first). The CRC of a whole correct frame is 0.
 """
 
-from mbnode.fast import crc16
+from mbnode.crc import crc16
 
 try:
     from micropython import const

@@ -18,7 +18,8 @@ as the port lets the loop see bytes arrive; docs/rtu.md gives the limits per boa
 
 import time
 
-from mbnode.fast import copy, crc16
+from mbnode.fast import copy
+from mbnode.crc import crc16
 from mbnode.rtu import MAX_FRAME, changes_state, request_length
 
 try:
@@ -214,3 +215,24 @@ class RtuLink:
                 self._when_due()
         elif self.fill and time.ticks_diff(time.ticks_us(), self.last) >= self.t35:
             self._silence()
+
+
+def start(loop, engine, cfg, board):
+    """Modbus RTU on the board's serial port; returns the words for the ready line."""
+    import sys
+
+    from mbnode.diag import LineDiagnostics
+    from mbnode.rtu import RtuServer
+
+    rtu = cfg["rtu"]
+    try:
+        port = board.open_rtu(rtu, cfg["board"])
+    except ValueError as e:
+        print("config: %s" % e, file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    t15, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
+    RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, t15, t35, rtu["early_reply"])
+    return ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]

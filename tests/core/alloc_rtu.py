@@ -15,7 +15,7 @@ import time
 
 import board
 from mbnode import app, config
-from mbnode.fast import crc16
+from mbnode.crc import crc16
 
 FD = int(sys.argv[1])
 CLIENT = sys.argv[2]

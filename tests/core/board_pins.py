@@ -26,7 +26,7 @@ def check(what, got, want):
 
 
 def check_rtu(loop, given):
-    from mbnode.fast import crc16
+    from mbnode.crc import crc16
 
     schema = board.CONFIG_SCHEMA
     uart_id, de = schema["rtu_uart"][0], schema["rtu_de"][0]

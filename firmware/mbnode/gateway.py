@@ -1,0 +1,437 @@
+"""The MQTT Modbus gateway's text protocol (the router format of seeds/000), without I/O.
+
+parse() turns one request payload into a Request, build_pdu() writes its Modbus request PDU
+(function code first, the same bytes for the local Engine, a Modbus TCP server or an RTU field
+device) and format_response() turns the response PDU into the reply line. Every reply text,
+errors included, is made in this module, so the wording lives in one place.
+
+Requests (fields separated by any run of whitespace; leading/trailing whitespace ignored):
+  0 COOKIE IP_TYPE IP PORT TIMEOUT SERVER_ID FUNCTION FIRST_REGISTER COUNT|VALUE|COUNT VALUES
+  1 COOKIE SERIAL_DEVICE_ID TIMEOUT SERVER_ID FUNCTION FIRST_REGISTER COUNT|VALUE|COUNT VALUES
+  2 COOKIE CONNECTION_INDEX 1|2
+  2 COOKIE CONNECTION_INDEX 0 IP_TYPE IP PORT TIMEOUT
+Replies: "<COOKIE> OK", "<COOKIE> OK v1 v2 ...", "<COOKIE> ERROR: <reason>"; a request whose
+cookie itself is missing or invalid is answered "ERROR: <reason>" (no valid cookie can be
+"ERROR:", so such a reply is never taken for the answer to another request).
+
+The cookie stays the decimal text it arrived as: 2**64-1 is far beyond MicroPython's small ints
+(30 bits on a microcontroller), and the reply only ever echoes it.
+"""
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+# Request.kind: the request's format number.
+TCP = const(0)
+SERIAL = const(1)
+CONN = const(2)
+# Request.action for CONN requests.
+OPEN = const(0)
+CLOSE = const(1)
+STATUS = const(2)
+
+_MAX_COOKIE = b"18446744073709551615"  # 2**64 - 1
+_COMMA = const(44)
+_SHOW = const(24)  # a field is quoted in an error up to this many characters
+_FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
+# Per function: (lowest count, highest count) of the seed; 0 = a single VALUE instead of COUNT.
+_COUNTS = {1: (1, 2000), 2: (1, 2000), 3: (0, 125), 4: (0, 125), 15: (1, 1968), 16: (1, 123)}
+_WHAT = {1: "coils", 2: "inputs", 3: "registers", 4: "registers"}
+_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+class RequestError(ValueError):
+    """A request that cannot be executed; args[0] is the complete reply line to publish."""
+
+
+class _Bad(Exception):
+    # Internal: args[0] is the reason; parse() adds the cookie.
+    pass
+
+
+class Request:
+    """One parsed request. Fields that a format does not have stay None.
+
+    kind      TCP, SERIAL or CONN
+    cookie    the cookie as its decimal text, echoed in the reply
+    ip_type   0 IPv4, 1 IPv6 (full form), 2 hostname; host: the text (IPv4 normalised to plain
+              decimal); port 1..65535; timeout 1..999 seconds (TCP, and CONN with action OPEN)
+    device    the serial device id (SERIAL)
+    unit      server id 1..255
+    fc        function code; address: first register NUMBER - 1 (0-based); count: registers or
+              bits (1 for FC05/06, 0 allowed for FC03/04, see build_pdu)
+    value     FC05: 0 or 1; FC06: 0..65535
+    values    FC15/16: the checked comma-separated values as bytes; build_pdu walks them in place,
+              so 1968 coil values never become 1968 objects
+    index     connection slot 0..7 and action OPEN/CLOSE/STATUS (CONN)
+    """
+
+    def __init__(self, kind, cookie):
+        self.kind = kind
+        self.cookie = cookie
+        self.ip_type = self.host = self.port = self.timeout = None
+        self.device = self.unit = self.fc = self.address = self.count = None
+        self.value = self.values = self.index = self.action = None
+
+
+def _show(tok):
+    # A request field as printable text for an error reason, cut to a bounded length.
+    s = "".join([chr(b) if 32 < b < 127 else "?" for b in tok[:_SHOW]])
+    return s + "..." if len(tok) > _SHOW else s
+
+
+def _printable(tok):
+    for b in tok:
+        if not 32 < b < 127:
+            return False
+    return True
+
+
+def _cookie(tok):
+    # The cookie's text when tok is a decimal 0..2**64-1, else None; compared as digits.
+    if tok.isdigit():
+        digits = tok.lstrip(b"0")
+        if len(digits) < 20 or (len(digits) == 20 and digits <= _MAX_COOKIE):
+            return tok.decode()
+    return None
+
+
+def _small(tok):
+    # A decimal field as int, or -1; at most 6 significant digits, so never a big int.
+    if tok.isdigit() and len(tok.lstrip(b"0")) <= 6:
+        return int(tok)
+    return -1
+
+
+class _Fields:
+    # The request's tokens, taken left to right; the first bad or missing field is the error.
+    def __init__(self, tokens):
+        self.t = tokens
+        self.i = 0
+
+    def take(self, name, allowed):
+        if self.i >= len(self.t):
+            raise _Bad("missing %s: allowed %s" % (name, allowed))
+        self.i += 1
+        return self.t[self.i - 1]
+
+    def num(self, name, lo, hi, allowed=None, choices=None):
+        allowed = allowed or "%d..%d" % (lo, hi)
+        tok = self.take(name, allowed)
+        v = _small(tok)
+        if not lo <= v <= hi or (choices and v not in choices):
+            raise _Bad("%s %s: allowed %s" % (name, _show(tok), allowed))
+        return v
+
+    def end(self, last):
+        if self.i < len(self.t):
+            raise _Bad("extra field %s: nothing allowed after %s" % (_show(self.t[self.i]), last))
+
+
+def _ipv4(tok):
+    parts = tok.split(b".")
+    if len(parts) != 4:
+        return None
+    nums = [_small(p) if len(p) <= 3 else -1 for p in parts]
+    for n in nums:
+        if not 0 <= n <= 255:
+            return None
+    return "%d.%d.%d.%d" % tuple(nums)  # "010" is ten, as a decimal, never octal
+
+
+def _ipv6(tok):
+    groups = tok.split(b":")
+    if len(groups) != 8:
+        return False
+    for g in groups:
+        if len(g) != 4:
+            return False
+        for c in g:
+            if c not in b"0123456789abcdefABCDEF":
+                return False
+    return True
+
+
+def _hostname(tok):
+    if not 0 < len(tok) <= 253:
+        return False
+    for label in tok.split(b"."):
+        if not 0 < len(label) <= 63 or label[0] == 45 or label[-1] == 45:  # 45: "-"
+            return False
+        for c in label:
+            if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45):
+                return False
+    return True
+
+
+def _target(f, r):
+    # IP_TYPE IP PORT TIMEOUT (format 0, and format 2 OPEN).
+    r.ip_type = f.num("IP type", 0, 2, "0 (IPv4), 1 (IPv6), 2 (hostname)")
+    if r.ip_type == 0:
+        allowed = "an IPv4 address such as 192.168.1.1"
+        tok = f.take("IP", allowed)
+        r.host = _ipv4(tok)
+        ok = r.host is not None
+    elif r.ip_type == 1:
+        allowed = "an IPv6 address in full form such as 2001:0db8:0000:0000:0000:8a2e:0370:7334"
+        tok = f.take("IP", allowed)
+        ok = _ipv6(tok)
+    else:
+        allowed = "a hostname of letters, digits, hyphens and dots"
+        tok = f.take("IP", allowed)
+        ok = _hostname(tok)
+    if not ok:
+        raise _Bad("IP %s: allowed %s" % (_show(tok), allowed))
+    if r.host is None:
+        r.host = tok.decode()
+    # Port 0 is refused: no TCP server listens there, so it can only be a typing mistake.
+    r.port = f.num("port", 1, 65535)
+    r.timeout = f.num("timeout", 1, 999)
+
+
+def _items(tok, count, top, buf, off):
+    """Checks (buf None) or writes the comma-separated values in tok: FC15 bits LSB first from
+    buf[off] (zeroed by the caller), FC16 big-endian registers. Returns the number of items."""
+    n = len(tok)
+    i = k = 0
+    while True:
+        j = i
+        v = 0
+        while j < n and tok[j] != _COMMA:
+            d = tok[j] - 48
+            v = v * 10 + d if 0 <= d <= 9 and v <= top else top + 1  # stays above top once bad
+            j += 1
+        if buf is not None:
+            if top == 1:
+                if v:
+                    buf[off + (k >> 3)] |= 1 << (k & 7)
+            else:
+                buf[off + 2 * k] = v >> 8
+                buf[off + 2 * k + 1] = v & 0xFF
+        k += 1
+        if buf is None:
+            if j == i:
+                raise _Bad("values %s: item %d is empty: allowed %d comma-separated values 0..%d "
+                           "without spaces" % (_show(tok), k, count, top))
+            if v > top:
+                raise _Bad("values %s: item %d is %s: allowed 0..%d" % (_show(tok), k, _show(tok[i:j]), top))
+        if j >= n:
+            return k
+        i = j + 1
+
+
+def parse(payload, serial_ids=None):
+    """Request from one payload (bytes or str); RequestError carrying the reply line otherwise.
+
+    serial_ids: the configured serial device ids (format 1 refuses others); None = not checked.
+    """
+    if type(payload) is str:
+        payload = payload.encode()
+    tokens = payload.split()
+    cookie = _cookie(tokens[1]) if len(tokens) > 1 else None
+    try:
+        return _parse(_Fields(tokens), cookie, serial_ids)
+    except _Bad as e:
+        raise RequestError(_line(cookie, "ERROR: " + e.args[0]))
+
+
+def _parse(f, cookie, serial_ids):
+    kind = f.num("request type", 0, 2, "0 (Modbus TCP), 1 (serial), 2 (connection)")
+    tok = f.take("cookie", "0.." + _MAX_COOKIE.decode())
+    if cookie is None:
+        raise _Bad("cookie %s: allowed 0..%s" % (_show(tok), _MAX_COOKIE.decode()))
+    r = Request(kind, cookie)
+    if kind == CONN:
+        r.index = f.num("connection index", 0, 7)
+        r.action = f.num("action", 0, 2, "0 (open), 1 (close), 2 (status)")
+        if r.action == OPEN:
+            _target(f, r)
+        f.end("timeout" if r.action == OPEN else "action")
+        return r
+    if kind == TCP:
+        _target(f, r)
+    else:
+        if serial_ids is None:
+            allowed = "a serial device id"
+        elif serial_ids:
+            allowed = "one of " + ", ".join(serial_ids)
+        else:
+            allowed = "none (no serial device is configured)"
+        tok = f.take("serial device id", allowed)
+        r.device = tok.decode() if _printable(tok) else None
+        if r.device is None or (serial_ids is not None and r.device not in serial_ids):
+            raise _Bad("serial device id %s: allowed %s" % (_show(tok), allowed))
+        r.timeout = f.num("timeout", 1, 999)
+    r.unit = f.num("server id", 1, 255)
+    fc = r.fc = f.num("function", 1, 16, "1, 2, 3, 4, 5, 6, 15, 16", _FUNCTIONS)
+    first = f.num("first register", 1, 65536)
+    r.address = first - 1
+    if fc == 5 or fc == 6:
+        r.value = f.num("value", 0, 1 if fc == 5 else 0xFFFF)
+        r.count = 1
+        f.end("value")
+        return r
+    lo, hi = _COUNTS[fc]
+    room = 65537 - first  # the seed's rule: first register + count <= 65537
+    if room < hi:
+        r.count = f.num("count", lo, room, "%d..%d from first register %d" % (lo, room, first))
+    else:
+        r.count = f.num("count", lo, hi)
+    if fc >= 15:
+        top = 1 if fc == 15 else 0xFFFF
+        allowed = "%d comma-separated values 0..%d without spaces" % (r.count, top)
+        r.values = f.take("values", allowed)
+        k = _items(r.values, r.count, top, None, 0)
+        if k != r.count:
+            raise _Bad("values %s: %d items for count %d: allowed %s" % (_show(r.values), k, r.count, allowed))
+        f.end("values")
+    else:
+        f.end("count")
+    return r
+
+
+def build_pdu(req, buf, off=0):
+    """Write the request PDU of a parsed TCP/SERIAL request to buf[off:]; returns its length
+    (at most 252 bytes). 0 for a read of 0 registers (the seed allows count 0 for FC03/04): no
+    Modbus request can ask for 0 registers, so there is no transaction and the answer is
+    format_response(req, None, 0) = "<COOKIE> OK"."""
+    fc = req.fc
+    if req.count == 0:
+        return 0
+    buf[off] = fc
+    buf[off + 1] = req.address >> 8
+    buf[off + 2] = req.address & 0xFF
+    if fc == 5 or fc == 6:
+        v = (0xFF00 if req.value else 0) if fc == 5 else req.value
+        buf[off + 3] = v >> 8
+        buf[off + 4] = v & 0xFF
+        return 5
+    buf[off + 3] = req.count >> 8
+    buf[off + 4] = req.count & 0xFF
+    if fc <= 4:
+        return 5
+    size = (req.count + 7) >> 3 if fc == 15 else 2 * req.count
+    buf[off + 5] = size
+    for i in range(off + 6, off + 6 + size):
+        buf[i] = 0
+    _items(req.values, req.count, 1 if fc == 15 else 0xFFFF, buf, off + 6)
+    return 6 + size
+
+
+def _line(cookie, text):
+    return text if cookie is None else cookie + " " + text
+
+
+def error(req, reason):
+    """ "<COOKIE> ERROR: reason"; req is a Request, a cookie text, or None (no cookie)."""
+    if req is not None and type(req) is not str:
+        req = req.cookie
+    return _line(req, "ERROR: " + reason)
+
+
+def ok(req):
+    """ "<COOKIE> OK": writes, CONN open and close."""
+    return req.cookie + " OK"
+
+
+def status(req, is_open):
+    """Reply to CONN STATUS: "<COOKIE> OK 1" for an open connection, "<COOKIE> OK 0" else."""
+    return req.cookie + (" OK 1" if is_open else " OK 0")
+
+
+def exception_text(code):
+    name = _EXCEPTIONS.get(code)
+    return "Modbus exception %d (%s)" % (code, name) if name else "Modbus exception %d" % code
+
+
+def format_response(req, pdu, n, off=0):
+    """The reply line for the response PDU pdu[off:off+n] to req (a TCP/SERIAL request)."""
+    fc = req.fc
+    if req.count == 0:
+        return ok(req)
+    if n < 2:
+        return error(req, "malformed response: %d bytes" % n)
+    got = pdu[off]
+    if got == fc | 0x80:
+        return error(req, exception_text(pdu[off + 1]))
+    if got != fc:
+        return error(req, "malformed response: function %d to function %d" % (got, fc))
+    if fc > 4:
+        if n != 5:
+            return error(req, "malformed response: %d bytes, expected 5" % n)
+        if fc == 5:
+            expect = 0xFF00 if req.value else 0
+        else:
+            expect = req.value if fc == 6 else req.count
+        echo = (pdu[off + 1] << 24) | (pdu[off + 2] << 16) | (pdu[off + 3] << 8) | pdu[off + 4]
+        if echo != (req.address << 16) | expect:
+            return error(req, "malformed response: the echo does not match the request")
+        return ok(req)
+    count = req.count
+    size = 2 * count if fc >= 3 else (count + 7) >> 3
+    if pdu[off + 1] != n - 2:
+        return error(req, "malformed response: byte count %d with %d data bytes" % (pdu[off + 1], n - 2))
+    if n - 2 != size:
+        return error(req, "malformed response: %d data bytes for %d %s" % (n - 2, count, _WHAT[fc]))
+    d = off + 2
+    if fc >= 3:
+        return req.cookie + " OK " + " ".join(["%d" % ((pdu[d + 2 * i] << 8) | pdu[d + 2 * i + 1])
+                                               for i in range(count)])
+    head = req.cookie + " OK"
+    out = bytearray(len(head) + 2 * count)
+    out[0:len(head)] = head.encode()
+    k = len(head)
+    for i in range(count):
+        out[k] = 32
+        out[k + 1] = 49 if (pdu[d + (i >> 3)] >> (i & 7)) & 1 else 48
+        k += 2
+    return out.decode()
+
+
+def _where(req):
+    return "[%s]:%d" % (req.host, req.port) if req.ip_type == 1 else "%s:%d" % (req.host, req.port)
+
+
+def timeout(req):
+    """No response in req.timeout seconds (TCP target or serial field device)."""
+    return error(req, "timeout: no response within %d s" % req.timeout)
+
+
+def refused(req):
+    return error(req, "connection refused by %s" % _where(req))
+
+
+def unreachable(req, detail):
+    """Connecting failed otherwise (no route, name not resolved...); detail says how."""
+    return error(req, "cannot connect to %s: %s" % (_where(req), detail))
+
+
+def no_serial_device(req):
+    """The serial device id is configured but its port cannot act as master now."""
+    return error(req, "serial device id %s: no such serial device available" % req.device)
+
+
+def cookie_of(payload):
+    """The cookie text of a payload without parsing the rest, or None."""
+    if type(payload) is str:
+        payload = payload.encode()
+    tokens = payload.split(None, 2)
+    return _cookie(tokens[1]) if len(tokens) > 1 else None
+
+
+def queue_full(payload, limit):
+    """Reply to a request that arrived while `limit` requests were already waiting."""
+    return error(cookie_of(payload), "queue full: %d requests waiting, try again later" % limit)

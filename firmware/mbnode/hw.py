@@ -81,7 +81,7 @@ class UartPort:
         self.name = "uart%d" % uart_id
         self.on = 0 if de_invert else 1
         self.de = machine.Pin(de, machine.Pin.OUT, value=1 - self.on) if de >= 0 else None
-        self.char_us = (10 + (parity != "N") + stopbits) * 1000000 // baud
+        self.char_us = (9 + (parity != "N") + stopbits) * 1000000 // baud  # start, 8 data, parity, stop
         self.drain = bytearray(64)
 
     def readinto(self, buf, n):

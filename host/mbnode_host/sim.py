@@ -46,7 +46,7 @@ def effective_config(config_file, tcp, unit, io, rtu=None):
             cfg = json.load(f)
     if tcp is None:
         cfg.setdefault("tcp", {})["enabled"] = False
-        host, port = "127.0.0.1", 5020
+        host, port = "127.0.0.1", None
     else:
         host, port = tcp
         if port == 0:
@@ -60,7 +60,8 @@ def effective_config(config_file, tcp, unit, io, rtu=None):
         cfg.setdefault("rtu", {}).update(enabled=True, **rtu)
     if unit is not None:
         cfg["unit_id"] = unit
-    io_host, io_port = io if io else (host if host != "0.0.0.0" else "127.0.0.1", port + 1)
+    # Default control channel: next to the TCP port, or any free port without TCP.
+    io_host, io_port = io if io else (host if host != "0.0.0.0" else "127.0.0.1", port + 1 if port else 0)
     if io_port == 0:
         io_port = free_port(io_host)
     cfg.setdefault("board", {})["io"] = "%s:%d" % (io_host, io_port)

@@ -1,4 +1,6 @@
-"""mbpoll (libmodbus-based master, Debian package) against the simulator.
+"""mbpoll (libmodbus-based master, Debian package) against the simulator, over Modbus TCP and
+over Modbus RTU on the simulator's pty (libmodbus opens it like a serial port: it sets 19200 8E1
+through termios, which a pty accepts and ignores, and times its own frames).
 
 mbpoll numbers references from 1 unless -0 is given; every call here passes -0 so the numbers
 are the PDU addresses. -v makes libmodbus print the frames, which shows the function code used.
@@ -12,25 +14,27 @@ import pytest
 from conftest import need_tool
 
 
-@pytest.fixture(scope="module")
-def mbpoll_sim(sim_pool):
-    return sim_pool(32)
+@pytest.fixture(params=["tcp", "rtu"])
+def sim(request, sim_pool, rtu_pool):
+    return sim_pool(32) if request.param == "tcp" else rtu_pool(32)
 
 
-@pytest.fixture
-def sim(mbpoll_sim):
-    return mbpoll_sim
-
-
-def mbpoll(sim, *args, verbose=False):
+def mbpoll(sim, *args, verbose=False, address=1, timeout="2"):
+    """Run mbpoll once against sim: over RTU when the simulator serves it, else over TCP."""
     exe = need_tool("mbpoll")
-    argv = [exe, "-m", "tcp", "-a", "1", "-p", str(sim.port), "-0", "-1", "-o", "2"]
+    if sim.rtu_path:
+        argv = [exe, "-m", "rtu", "-b", "19200", "-P", "even", "-s", "1"]
+        target = sim.rtu_path
+    else:
+        argv = [exe, "-m", "tcp", "-p", str(sim.port)]
+        target = sim.host
+    argv += ["-a", str(address), "-0", "-1", "-o", timeout]
     if verbose:
         argv.append("-v")
     # Options first, then the host, then values (after "--" so negative numbers are values).
     opts = [a for a in args if not isinstance(a, Values)]
     vals = [a for a in args if isinstance(a, Values)]
-    argv += [str(a) for a in opts] + [sim.host]
+    argv += [str(a) for a in opts] + [target]
     if vals:
         argv += ["--"] + [str(v) for v in vals[0]]
     return subprocess.run(argv, capture_output=True, text=True, timeout=20)
@@ -49,14 +53,21 @@ def values(r):
     return out
 
 
-def sent_function_codes(r):
-    """Function codes of the requests libmodbus printed in verbose mode ([tid][tid][0][0]...)."""
-    codes = []
+def sent_frames(r):
+    """The request frames libmodbus printed in verbose mode: [tid][tid][00][00]... over TCP,
+    [01][03]... (with the CRC) over RTU."""
+    frames = []
     for line in (r.stdout + r.stderr).splitlines():
         b = re.findall(r"\[([0-9A-Fa-f]{2})\]", line)
-        if len(b) >= 8 and b[2] == "00" and b[3] == "00":
-            codes.append(int(b[7], 16))
-    return codes
+        if len(b) >= 4:
+            frames.append(bytes(int(x, 16) for x in b))
+    return frames
+
+
+def sent_function_codes(r):
+    # MBAP frames carry the function code after the 7-byte header, RTU frames after the address.
+    return [f[7] if len(f) >= 8 and f[2:4] == b"\0\0" and f[4:6] == bytes([0, len(f) - 6]) else f[1]
+            for f in sent_frames(r)]
 
 
 def io(sim, line):

@@ -23,9 +23,14 @@ and prints one table per section, with targets and PASS/MISS:
       Target: 0.                                                             (bench/alloc.py)
   (4) CPU % while idle, with no client and with one silent client. Target: near 0 (<= 1 %).
                                                                              (bench/idle.py)
+  (r) Modbus RTU on a pty, 32-bit: turnaround (last request byte -> first response byte) vs
+      micropython-modbus, CPU on an idle line, CRC speed, heap bytes per request.  (bench/rtu.py)
+  (p) `mbnode probe`: seconds and frames to find an RTU device at 38400 8O1 unit 17 knowing
+      nothing, beside a naive 1 s-timeout sweep. Target: 10x faster. About 2.5 min. (bench/probe.py)
 
 Only 127.0.0.1 is used; every server is started and stopped by the bench itself; every loop is
-bounded in count and time. Total runtime is about 2 minutes on a 2-core machine.
+bounded in count and time. Total runtime is about 6 minutes on a 2-core machine (the probe
+section alone takes about 2.5 minutes).
 """
 
 import argparse
@@ -38,6 +43,8 @@ import alloc
 import fetch
 import heap
 import idle
+import probe
+import rtu
 import targets
 import throughput
 from common import ROOT, micropython, mpy_cross, table
@@ -45,7 +52,7 @@ from common import ROOT, micropython, mpy_cross, table
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="1234", help="which sections to run, e.g. 13 (default 1234)")
+    p.add_argument("--sections", default="1234rp", help="which sections to run, e.g. 13r (default 1234rp)")
     p.add_argument("--bits", default="32,64", help="unix-port builds for mbnode/umodbus (default 32,64)")
     p.add_argument("--runs", type=int, default=throughput.RUNS, help="runs per target and request in (1)")
     p.add_argument("--seconds", type=float, default=throughput.SECONDS, help="length of one run in (1)")
@@ -92,6 +99,8 @@ def main(argv=None):
         "2": lambda: heap.run(bits_list),
         "3": lambda: alloc.run(bits_list),
         "4": lambda: idle.run(targets.all_targets(bits_list)),
+        "r": lambda: rtu.run(),
+        "p": lambda: probe.run(),
     }
     summary = []
     failed = False

@@ -59,6 +59,12 @@ def _build(args):
     return 0
 
 
+def _probe(args):
+    from mbnode_host import probe
+
+    return probe.run(args)
+
+
 def parser():
     p = argparse.ArgumentParser(prog="mbnode", description="mbnode host tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -100,6 +106,32 @@ def parser():
     s.add_argument("--target", default="esp32", help="esp32, esp32c3, rp2, unix-32 or unix-64")
     s.add_argument("--out", help="output folder (default build/TARGET)")
     s.set_defaults(func=_build)
+
+    s = sub.add_parser("probe", help="find a Modbus device on a serial line or TCP address, identify and map it",
+                       description="Find a Modbus slave without knowing its settings (docs/probe.md). "
+                                   "Exit 0: found, 3: none found, 1: error, 130: interrupted.")
+    s.add_argument("port", help="serial device (/dev/ttyUSB0), pyserial URL (rfc2217://HOST:PORT, "
+                                "socket://HOST:PORT) or tcp://HOST[:PORT] for Modbus TCP")
+    s.add_argument("--baud", help="baud rates to try, e.g. 9600,19200 (default 9600,19200,38400,57600,"
+                                  "115200,1200,2400,4800)")
+    s.add_argument("--parity", help="parities to try: E, N, O or several, e.g. E,N (default E,N,O; "
+                                    "stop bits 1 with parity, 2 without)")
+    s.add_argument("--ids", help="unit ids to try, e.g. 1-10,17 (default 1-247; over TCP also 0 and 255, "
+                                 "0-255 allowed)")
+    s.add_argument("--timeout", type=float, help="fixed wait per request in seconds (default: from the "
+                                                  "baud rate and frame lengths, see --turnaround)")
+    s.add_argument("--turnaround", type=float, default=0.040,
+                   help="device processing + host latency allowance added to the wire times (default 0.040 s)")
+    s.add_argument("--listen", type=float, metavar="SECONDS",
+                   help="first listen SECONDS at each setting for bus traffic and start where it is")
+    s.add_argument("--all", action="store_true", help="after a find, scan the other ids at that setting too")
+    s.add_argument("--no-identify", action="store_true", help="only discover: no identification, no map")
+    s.add_argument("--no-map", action="store_true", help="identify but do not map the address space")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show progress on stderr even when it is not a terminal")
+    s.add_argument("--quiet", dest="progress", action="store_false", help="no progress on stderr")
+    s.set_defaults(func=_probe)
     return p
 
 

@@ -1,0 +1,740 @@
+"""`mbnode probe PORT`: find a Modbus device on a serial line (or behind a Modbus TCP address)
+without knowing its settings, then identify it and map its address space. docs/probe.md has
+the method, the timeout formula, the limits and the JSON schema.
+
+Phases, each bounded in requests:
+  listen    (--listen S) read the line at each setting for S seconds; a setting that yields
+            at least two frames with valid CRCs goes first, with the addresses seen.
+  discover  FC03 address 0 quantity 1 to each (line setting, unit id): the likely combinations
+            first, then every id at every setting. Any valid answer from that id counts.
+  identify  FC43/14 (all categories, following "more follows"), FC17, FC08/00 echo, and which
+            function codes answer something other than exception 01. Never writes: write
+            codes are tried only with requests a conforming device must refuse before
+            executing, and that change nothing even if executed.
+  map       per table: 33 sample addresses, then binary search of every island's ends.
+"""
+
+import json
+import struct
+import sys
+import time
+
+import serial
+
+from mbnode_host import serialline
+from mbnode_host.rtuclient import RtuLink, TcpLink, find_frames
+from mbnode_host.serialline import Line, ProbeError
+
+PROBE_PDU = bytes((3, 0, 0, 0, 1))  # read holding register 0: every slave answers, if only 01/02
+LIKELY_LINES = (Line(19200, "E"), Line(9600, "N"), Line(9600, "E"), Line(19200, "N"),
+                Line(38400, "N"), Line(115200, "N"), Line(57600, "N"), Line(38400, "E"))
+LIKELY_IDS = (1, 2, 247)
+TCP_LIKELY_IDS = (1, 255, 0, 2, 247)
+# Where islands of present addresses usually start or reach: powers of two, round decimal
+# bases, the 0x1000 pages and the "Modicon" 30000/40000 conventions, and the top.
+SAMPLES = (0, 1, 2, 4, 8, 16, 32, 64, 100, 128, 200, 256, 300, 500, 512, 1000, 1024, 2000, 2048,
+           3000, 4000, 4096, 5000, 8192, 10000, 16384, 20000, 30000, 32768, 40000, 40001, 50000,
+           65535)
+TABLES = (("coils", 1), ("discrete inputs", 2), ("holding registers", 3), ("input registers", 4))
+MAX_SPAN = 125      # addresses one verifying read covers (the FC03 limit; FC01/02 allow more)
+MAP_BUDGET = 120    # requests per table at most (typically 40-70: 33 samples + the ends)
+OBJECT_NAMES = ("VendorName", "ProductCode", "MajorMinorRevision", "VendorUrl", "ProductName",
+                "ModelName", "UserApplicationName")
+EXIT_FOUND, EXIT_ERROR, EXIT_NONE, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+def parse_ids(text, lo, hi):
+    """'1-10,17' -> [1..10, 17] in the given order, duplicates removed."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        a, sep, b = part.partition("-")
+        if not a.strip().isdigit() or (sep and not b.strip().isdigit()):
+            raise ValueError("ids %r: expected numbers and ranges, e.g. 1-10,17" % text)
+        first, last = int(a), int(b) if sep else int(a)
+        if not lo <= first <= last <= hi:
+            raise ValueError("ids %r: each id must be in %d..%d, ranges low-high" % (text, lo, hi))
+        for u in range(first, last + 1):
+            if u not in out:
+                out.append(u)
+    return out
+
+
+def parse_tcp(port):
+    hostport = port[len("tcp://"):].rstrip("/")
+    host, sep, p = hostport.rpartition(":")
+    if not sep:
+        host, p = hostport, "502"
+    host = host.strip("[]")
+    if not host or not p.isdigit() or not 0 < int(p) < 65536:
+        raise ValueError("%r: expected tcp://HOST:PORT, e.g. tcp://192.168.1.20:502" % port)
+    return host, int(p)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Progress:
+    """Status on stderr while sweeping. On a terminal one line redrawn in place; otherwise (with
+    --progress) plain lines, at most one every 2 s, so logs and tests stay readable."""
+
+    def __init__(self, enabled, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def status(self, text, force=False):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < (0.2 if self.tty else 2.0):
+            return
+        self._last = now
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+            self._shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def event(self, text):
+        if not self.enabled:
+            return
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self):
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+
+class Plan:
+    """The (line, unit) pairs to try, in order, each at most once. `prioritize` moves a line
+    setting (and units seen on it) to the front when traffic shows the bus runs at it."""
+
+    def __init__(self, lines, ids, likely_lines, likely_ids):
+        self.lines, self.ids = list(lines), list(ids)
+        self.order = []
+        for line in likely_lines:
+            if line in self.lines:
+                self.order += [(line, u) for u in likely_ids if u in self.ids]
+        for line in self.lines:
+            self.order += [(line, u) for u in self.ids]
+        self.total = len(set(self.order))
+        self.done = set()
+        self.dead = set()
+        self.front = []
+        self.pos = 0
+        self.only = None
+
+    def prioritize(self, line, units=()):
+        """Sweep `line` next, the units seen on it first. Those are asked twice if need be: on a
+        bus where another master talks, a request of ours can collide with its traffic."""
+        if line in self.dead or self.only not in (None, line):
+            return
+        first = [u for u in units if u in self.ids]
+        again = [(line, u, True) for u in first]
+        self.front = [(line, u) for u in first] + again + [
+            (line, u) for u in self.ids if u not in first] + self.front
+
+    def restrict(self, line):
+        self.only = line
+
+    def __iter__(self):
+        while True:
+            if self.front:
+                item = self.front.pop(0)
+            elif self.pos < len(self.order):
+                item = self.order[self.pos]
+                self.pos += 1
+            else:
+                return
+            if len(item) == 3:  # a second try, wanted only while the first one found nothing
+                item = item[:2]
+                if item not in self.done or item[0] in self.dead or self.only not in (None, item[0]):
+                    continue
+            elif item in self.done or item[0] in self.dead or self.only not in (None, item[0]):
+                continue
+            self.done.add(item)
+            yield item
+
+
+class Prober:
+    def __init__(self, args, out=None):
+        self.args = args
+        self.out = out or sys.stdout
+        self.progress = Progress(args.progress if args.progress is not None else sys.stderr.isatty())
+        self.t0 = time.monotonic()
+        self.link = None
+        self._dead = []        # line settings the port refused
+        self._traffic = {}     # line label -> traffic seen while sweeping
+        self.result = {"port": args.port, "transport": "tcp" if args.port.startswith("tcp://") else "rtu",
+                       "complete": False, "devices": [], "traffic": [], "notes": [],
+                       "stats": {"requests": 0, "discovery_requests": 0, "discovery_seconds": None,
+                                 "seconds": 0.0, "timeouts": {}}}
+
+    def note(self, text):
+        if text not in self.result["notes"]:
+            self.result["notes"].append(text)
+
+    # ---- setup ----------------------------------------------------------------------------
+
+    def lines(self):
+        a = self.args
+        bauds = serialline.parse_bauds(a.baud) if a.baud else serialline.SWEEP_BAUDS
+        parities = serialline.parse_parities(a.parity) if a.parity else serialline.PARITIES
+        return [Line(b, p) for b in bauds for p in parities]
+
+    def open(self):
+        a = self.args
+        if self.result["transport"] == "tcp":
+            host, port = parse_tcp(a.port)
+            try:
+                self.link = TcpLink(host, port, a.timeout, a.turnaround)
+            except OSError as e:
+                raise ProbeError("cannot connect to %s:%d: %s" % (host, port, e.strerror or e))
+            return [None]
+        lines = self.lines()
+        if a.port.startswith("socket://"):
+            self.note("socket:// carries no line settings: only unit ids are scanned, at the far "
+                      "end's setting; timeouts assume %s" % lines[0].label)
+            lines = lines[:1]
+        port = None
+        for line in lines:
+            try:
+                port = serialline.open_port(a.port, line)
+                break
+            except ProbeError:
+                raise
+            except Exception as e:  # noqa: BLE001 - termios.error / ValueError: this setting only
+                self._refused(line, e)
+        if port is None:
+            raise ProbeError("%s refuses every line setting asked for (%s)" % (a.port, self.result["notes"][-1]))
+        self.link = RtuLink(port, line, a.turnaround, a.timeout)
+        return [ln for ln in lines if ln not in self._dead]
+
+    def _refused(self, line, exc):
+        self._dead.append(line)
+        self.note("%s refused %s: %s" % (self.args.port, line.label, exc))
+
+    def set_line(self, line, plan=None):
+        if line is None or line == self.link.line:
+            return True
+        try:
+            self.link.set_line(line)
+            return True
+        except Exception as e:  # noqa: BLE001 - termios.error, ValueError, SerialException
+            self._refused(line, e)
+            if plan is not None:
+                plan.dead.add(line)
+            return False
+
+    # ---- listen ---------------------------------------------------------------------------
+
+    def listen(self, lines, plan):
+        """Read the line at each setting; the first with >= 2 valid frames goes first."""
+        secs = self.args.listen
+        for line in lines:
+            if not self.set_line(line, plan):
+                continue
+            self.progress.status("listening at %s" % line.label, force=True)
+            self.link.drain()
+            self.link.traffic.clear()
+            port = self.link.port
+            buf = bytearray()
+            end = time.monotonic() + secs
+            while time.monotonic() < end and len(buf) < 8192:
+                n = port.in_waiting
+                buf += port.read(n if n else 1)
+            frames = [f for _, f in find_frames(buf)]
+            if len(frames) >= 2:
+                units = sorted({f[0] for f in frames})
+                self.result["traffic"].append({"serial": line.label, "frames": len(frames), "units": units,
+                                               "how": "listen"})
+                self.progress.event("traffic at %s: %d frames, addresses %s" % (
+                    line.label, len(frames), ",".join(map(str, units))))
+                plan.prioritize(line, units)
+                return line
+        self.note("listened %.2f s at each of %d settings: no frames with a valid CRC" % (secs, len(lines)))
+        return None
+
+    # ---- discover -------------------------------------------------------------------------
+
+    def discover(self, lines, ids):
+        tcp = self.result["transport"] == "tcp"
+        plan = Plan(lines, ids, [None] if tcp else LIKELY_LINES, TCP_LIKELY_IDS if tcp else LIKELY_IDS)
+        plan.dead.update(self._dead)
+        if self.args.listen and not tcp:
+            self.listen(lines, plan)
+        start_requests = self.link.requests
+        t0 = time.monotonic()
+        try:
+            self._sweep(plan, tcp, start_requests, t0)
+        finally:
+            self.result["stats"]["discovery_seconds"] = round(time.monotonic() - t0, 3)
+            self.progress.clear()
+
+    def _sweep(self, plan, tcp, start_requests, t0):
+        found = self.result["devices"]
+        traffic = self._traffic
+        tried = 0
+        for line, unit in plan:
+            if not self.set_line(line, plan):
+                continue
+            label = line.label if line else "tcp"
+            if label not in self.result["stats"]["timeouts"]:
+                self.result["stats"]["timeouts"][label] = round(self.link.timeout(8, 7), 4)
+            r = self.link.transact(unit, PROBE_PDU, 7)
+            tried += 1
+            self.result["stats"]["discovery_requests"] = self.link.requests - start_requests
+            hits = []
+            if r.answered:
+                hits.append((line, unit, r, None))
+            elif r.kind == "exception":
+                self.note("unit %d%s: gateway exception %02X (nothing behind it answered)"
+                          % (unit, "" if tcp else " at " + line.label, r.code))
+            for late_unit, late_line, delay in self.link.late:
+                hits.append((late_line, late_unit, None, delay))
+            self.link.late.clear()
+            for tline, frame in self.link.traffic:
+                key = tline.label if tline else "tcp"
+                if key not in traffic:
+                    traffic[key] = {"serial": key, "frames": 0, "units": [], "how": "while probing"}
+                    self.progress.event("bus traffic at %s (frame from address %d)" % (key, frame[0]))
+                    plan.prioritize(tline, [frame[0]])
+                traffic[key]["frames"] += 1
+                if frame[0] not in traffic[key]["units"]:
+                    traffic[key]["units"].append(frame[0])
+            self.link.traffic.clear()
+            for hline, hunit, reply, delay in hits:
+                if any(d["unit"] == hunit and d["_line"] == hline for d in found):
+                    continue
+                dev = {"unit": hunit, "_line": hline, "serial": None if hline is None else {
+                    "baud": hline.baud, "parity": hline.parity, "stopbits": hline.stopbits, "label": hline.label},
+                    "found_after": {"requests": self.link.requests - start_requests,
+                                    "seconds": round(time.monotonic() - t0, 3)},
+                    "answer": None if reply is None else reply.pdu.hex(),
+                    "late_by": None if delay is None else round(delay, 4)}
+                found.append(dev)
+                self.progress.event("found unit %d%s after %d requests, %.1f s%s" % (
+                    hunit, "" if hline is None else " at " + hline.label, dev["found_after"]["requests"],
+                    time.monotonic() - t0, "" if delay is None else " (slow: answered after %.0f ms)" % (delay * 1000)))
+                if delay is not None:
+                    self.note("unit %d answered only after %.0f ms, later than the timeout: raise "
+                              "--turnaround" % (hunit, delay * 1000))
+                if self.args.all:
+                    plan.restrict(hline)
+            if found and not self.args.all:
+                break
+            self.progress.status("%s unit %3d  %d/%d tried  %.0f s" % (
+                line.label if line else "tcp", unit, tried, plan.total, time.monotonic() - t0))
+
+    # ---- identify ---------------------------------------------------------------------------
+
+    def ask(self, unit, pdu, resp_len, retries=1):
+        r = None
+        for _ in range(1 + retries):
+            r = self.link.transact(unit, pdu, resp_len)
+            if r.kind not in ("silence", "garbage"):
+                break
+        return r
+
+    @staticmethod
+    def support(r):
+        if r is None:
+            return "not tested"
+        if r.kind == "exception":
+            return "no" if r.code == 1 else ("?" if r.code in (0x0A, 0x0B) else "yes")
+        if r.kind == "ok":
+            return "yes"
+        if r.kind == "odd":
+            return "?"
+        return "no reply"
+
+    def device_id(self, unit):
+        """FC43/14: basic objects, then regular and extended as the conformity level allows,
+        each category streamed to its end ("more follows" / next object id)."""
+        objects, conformity, error = {}, None, None
+        for code, first in ((1, 0x00), (2, 0x03), (3, 0x80)):
+            if code > 1 and (conformity is None or (conformity & 0x7F) < code):
+                break
+            obj = first
+            for _ in range(8):
+                r = self.ask(unit, bytes((0x2B, 0x0E, code, obj)), 256)
+                if r.kind == "exception":
+                    error = error or "exception %02X" % r.code
+                    break
+                if r.kind != "ok" or len(r.pdu) < 7 or r.pdu[1] != 0x0E:
+                    error = error or ("no reply" if r.kind == "silence" else "malformed answer")
+                    break
+                p = r.pdu
+                conformity = p[3] if conformity is None else conformity
+                i, n = 7, p[6]
+                for _ in range(n):
+                    if i + 2 > len(p):
+                        break
+                    oid, ln = p[i], p[i + 1]
+                    objects[oid] = bytes(p[i + 2:i + 2 + ln]).decode("utf-8", "replace")
+                    i += 2 + ln
+                if p[4] == 0xFF and p[5] != obj and p[5] >= first:
+                    obj = p[5]
+                    continue
+                break
+        if not objects:
+            return {"supported": False, "error": error or "no objects"}
+        named = {(OBJECT_NAMES[k] if k < len(OBJECT_NAMES) else "0x%02X" % k): v for k, v in sorted(objects.items())}
+        return {"supported": True, "conformity": conformity, "objects": named}
+
+    def identify(self, dev):
+        unit = dev["unit"]
+        fcs = {}
+        ident = {}
+        r = self.ask(unit, bytes((0x11,)), 256)
+        fcs[17] = self.support(r)
+        if r.kind == "ok" and len(r.pdu) >= 2:
+            data = bytes(r.pdu[2:2 + r.pdu[1]])
+            text = "".join(chr(b) if 32 <= b < 127 else " " for b in data).split()
+            ident["server_id"] = {"hex": data.hex(), "text": " ".join(text)}
+        else:
+            ident["server_id"] = None
+        ident["device_id"] = self.device_id(unit)
+        did = ident["device_id"]
+        err = did.get("error") or ""
+        fcs[43] = ("yes" if did["supported"] else "no" if err == "exception 01" else
+                   "yes" if err.startswith("exception") else "no reply" if err == "no reply" else "?")
+        echo = bytes((0x08, 0x00, 0x00, 0xA5, 0x37))
+        r = self.ask(unit, echo, len(echo) + 3)
+        fcs[8] = self.support(r)
+        ident["echo"] = "ok" if r.kind == "ok" and r.pdu == echo else (
+            "exception %02X" % r.code if r.kind == "exception" else "wrong echo" if r.kind == "ok" else r.kind)
+        for fc, pdu, n in ((1, (1, 0, 0, 0, 1), 6), (2, (2, 0, 0, 0, 1), 6), (3, PROBE_PDU, 7),
+                           (4, (4, 0, 0, 0, 1), 7), (7, (7,), 5), (11, (11,), 8), (12, (12,), 80),
+                           (24, (24, 0, 0), 80)):
+            fcs[fc] = self.support(self.ask(unit, bytes(pdu), n))
+        dev["identification"] = ident
+        dev["functions"] = fcs
+
+    def write_support(self, dev, maps):
+        """Write codes, only with requests that cannot change anything (docs/probe.md)."""
+        unit, fcs = dev["unit"], dev["functions"]
+        coil = maps.get("coils", {}).get("_absent")
+        hold = maps.get("holding registers", {}).get("_absent")
+        tests = {
+            5: None if coil is None else struct.pack(">BHH", 5, coil, 0x5A5A),
+            15: struct.pack(">BHHB", 15, coil or 0, 0, 0),
+            6: None if hold is None else struct.pack(">BHH", 6, hold, 0),
+            16: struct.pack(">BHHB", 16, hold or 0, 0, 0),
+            22: None if hold is None else struct.pack(">BHHH", 22, hold, 0xFFFF, 0x0000),
+            23: struct.pack(">BHHHHB", 23, hold or 0, 1, hold or 0, 0, 0),
+        }
+        for fc, pdu in tests.items():
+            fcs[fc] = "not tested" if pdu is None else self.support(self.ask(unit, pdu, 8))
+
+    # ---- map --------------------------------------------------------------------------------
+
+    def map_device(self, dev):
+        maps = {}
+        dev["map"] = maps
+        for name, fc in TABLES:
+            if dev["functions"].get(fc) != "yes":
+                maps[name] = {"ranges": [], "complete": True, "requests": 0,
+                              "skipped": "function %02d: %s" % (fc, dev["functions"].get(fc))}
+                continue
+            maps[name] = {"ranges": [], "complete": False, "requests": 0}
+            TableMapper(self, dev["unit"], fc, maps[name]).run()
+        return maps
+
+    # ---- run --------------------------------------------------------------------------------
+
+    def run(self):
+        a = self.args
+        tcp = self.result["transport"] == "tcp"
+        for name, value, hi in (("timeout", a.timeout, 60), ("turnaround", a.turnaround, 10), ("listen", a.listen, 60)):
+            if value is not None and not (0 < value <= hi or (name == "turnaround" and value == 0)):
+                raise ValueError("--%s %s: expected seconds, more than 0 and at most %d" % (name, value, hi))
+        if a.ids:
+            ids = parse_ids(a.ids, 0 if tcp else 1, 255 if tcp else 247)
+        else:  # over TCP also 0 and 255, which many TCP-only devices expect
+            ids = list(range(1, 248)) + ([0, 255] if tcp else [])
+        try:
+            lines = self.open()
+            self.discover(lines, ids)
+            for dev in self.result["devices"]:
+                if a.no_identify:
+                    continue
+                self.set_line(dev["_line"])
+                self.progress.status("identifying unit %d" % dev["unit"], force=True)
+                self.identify(dev)
+                maps = {}
+                if not a.no_map:
+                    self.progress.status("mapping unit %d" % dev["unit"], force=True)
+                    maps = self.map_device(dev)
+                self.write_support(dev, maps)
+            self.result["complete"] = True
+            code = EXIT_FOUND if self.result["devices"] else EXIT_NONE
+        except KeyboardInterrupt:
+            self.note("interrupted: results so far")
+            code = EXIT_INTERRUPTED
+        except (OSError, serial.SerialException) as e:  # the port went away while probing
+            lost = "lost %s while probing: %s" % (a.port, e)
+            self.note(lost)
+            code = EXIT_ERROR
+        finally:
+            self.progress.clear()
+            if self.link is not None:
+                self.result["stats"]["requests"] = self.link.requests
+                if self.link.echo_seen:
+                    self.note("the adapter echoes what it sends (local echo); echoed requests were skipped")
+                self.link.close()
+            self.result["stats"]["seconds"] = round(time.monotonic() - self.t0, 3)
+        self.print()
+        if code == EXIT_ERROR:
+            print("mbnode probe: %s" % lost, file=sys.stderr)
+        return code
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def public(self):
+        traffic = self.result["traffic"] + list(self._traffic.values())
+        res = json.loads(json.dumps(dict(self.result, traffic=traffic), default=lambda o: None))
+        for dev in res["devices"]:
+            dev.pop("_line", None)
+            for m in dev.get("map", {}).values():
+                m.pop("_absent", None)
+        return res
+
+    def print(self):
+        res = self.public()
+        if self.args.json:
+            self.out.write(json.dumps(res, indent=2) + "\n")
+        else:
+            self.out.write(format_text(res))
+        self.out.flush()
+
+
+class TableMapper:
+    """Islands of present addresses in one table with a bounded number of reads."""
+
+    def __init__(self, prober, unit, fc, out):
+        self.p, self.unit, self.fc, self.out = prober, unit, fc, out
+        self.known = {}
+        self.span = MAX_SPAN
+        self.assumed = []
+
+    def _resp_len(self, qty):
+        return 5 + ((qty + 7) // 8 if self.fc in (1, 2) else 2 * qty)
+
+    def _read(self, addr, qty):
+        if self.out["requests"] >= MAP_BUDGET:
+            raise _Budget()
+        self.out["requests"] += 1
+        return self.p.ask(self.unit, struct.pack(">BHH", self.fc, addr, qty), self._resp_len(qty))
+
+    def present(self, addr):
+        if addr not in self.known:
+            r = self._read(addr, 1)
+            self.known[addr] = r.kind == "ok"
+            if r.kind == "exception" and r.code == 2 and "_absent" not in self.out:
+                self.out["_absent"] = addr
+            if r.kind in ("silence", "garbage"):
+                self.p.note("%s: no answer at %d (counted as absent)" % (self._name(), addr))
+        return self.known[addr]
+
+    def span_ok(self, first, last):
+        """True when every address first..last is present (one read when it fits)."""
+        while True:
+            qty = last - first + 1
+            if qty <= 1:
+                return self.present(first)
+            if qty > self.span:
+                return all(self.span_ok(a, min(a + self.span - 1, last))
+                           for a in range(first, last + 1, self.span))
+            r = self._read(first, qty)
+            if r.kind == "ok":
+                return True
+            if r.kind == "exception" and r.code == 2:
+                return False
+            if self.span <= 8:  # the device refuses long reads: trust the samples
+                return True
+            self.span //= 2  # exception 03 and the like: a smaller quantity limit
+
+    def _name(self):
+        return dict((fc, n) for n, fc in TABLES)[self.fc]
+
+    def first_present(self, absent, present):
+        """Lowest address a in (absent, present] with a..present present (point probes)."""
+        lo, hi = absent, present
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.present(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def last_present(self, present, absent):
+        lo, hi = present, absent
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.present(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def last_span(self, first, last):
+        """Largest x in [first, last] with first..x all present, knowing that not all of
+        first..last are: walk one read at a time to the failing read, then bisect inside it."""
+        a = first
+        while True:
+            b = min(a + self.span - 1, last)
+            if b <= a:
+                return a
+            if not self.span_ok(a, b):
+                break
+            if b == last:
+                return last
+            a = b
+        lo, hi = a, b
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.span_ok(a, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def run(self):
+        """Sample, then for every run of present samples: bisect its two ends, and check with
+        reads of up to `span` addresses that the points in between are one island (a failing
+        read splits it where the hole is)."""
+        known = self.known
+        try:
+            for s in SAMPLES:
+                self.present(s)
+            k = 0
+            while k < len(SAMPLES):
+                if not known[SAMPLES[k]]:
+                    k += 1
+                    continue
+                b = k
+                while b + 1 < len(SAMPLES) and known[SAMPLES[b + 1]]:
+                    b += 1
+                start = 0 if k == 0 else self.first_present(SAMPLES[k - 1], SAMPLES[k])
+                end = 65535 if b + 1 == len(SAMPLES) else self.last_present(SAMPLES[b], SAMPLES[b + 1])
+                self.walk(sorted({start, end, *SAMPLES[k:b + 1]}))
+                k = b + 1
+            self.out["complete"] = True
+        except _Budget:
+            self.p.note("%s: stopped after %d requests (budget); ranges may be incomplete"
+                        % (self._name(), MAP_BUDGET))
+        if self.assumed:
+            self.out["assumed_contiguous"] = self.assumed
+
+    def walk(self, points):
+        """points: known-present addresses, the first and last being an island's ends."""
+        islands = self.out["ranges"]
+        seg_start = cur = points[0]
+        while cur < points[-1]:
+            i = points.index(cur)
+            m = i + 1
+            while m + 1 < len(points) and points[m + 1] - cur < self.span:
+                m += 1
+            target = points[m]
+            if target - cur >= 2 * MAX_SPAN:
+                self.assumed.append([cur, target])  # too far apart to check cheaply
+                cur = target
+            elif self.span_ok(cur, target):
+                cur = target
+            else:  # a hole between two present points
+                end = self.last_span(cur, target)
+                islands.append([seg_start, end])
+                nxt = next(p for p in points if p > end)
+                seg_start = cur = self.first_present(end + 1, nxt)
+                if cur not in points:
+                    points = sorted(set(points) | {cur})
+        islands.append([seg_start, points[-1]])
+
+
+class _Budget(Exception):
+    pass
+
+
+def _hexrange(a, b, regs):
+    w = 4
+    n = b - a + 1
+    return "0x%0*X-0x%0*X (%d-%d, %d %s)" % (w, a, w, b, a, b, n, "address" if n == 1 else "addresses")
+
+
+def format_text(res):
+    rows = [("port", res["port"])]
+    if not res["devices"]:
+        rows.append(("device", "none found"))
+    for dev in res["devices"]:
+        where = "" if dev["serial"] is None else ", " + dev["serial"]["label"]
+        rows.append(("device", "unit %d%s" % (dev["unit"], where)))
+        fa = dev["found_after"]
+        rows.append(("found", "after %d requests, %.1f s%s" % (
+            fa["requests"], fa["seconds"], "" if dev["late_by"] is None else
+            " (answered late, after %.0f ms)" % (dev["late_by"] * 1000))))
+        ident = dev.get("identification")
+        if ident:
+            did = ident["device_id"]
+            if did["supported"]:
+                first = True
+                for k, v in did["objects"].items():
+                    rows.append(("identity" if first else "", "%-20s %s" % (k, v)))
+                    first = False
+                rows.append(("", "conformity level 0x%02X" % did["conformity"]))
+            else:
+                rows.append(("identity", "FC43/14 not answered (%s)" % did.get("error")))
+            sid = ident["server_id"]
+            rows.append(("server id", "none" if sid is None else "%s  (hex %s)" % (sid["text"] or "-", sid["hex"])))
+            rows.append(("echo", "FC08/00 %s" % ident["echo"]))
+        if dev.get("functions"):
+            items = sorted(dev["functions"].items(), key=lambda kv: int(kv[0]))
+            line = []
+            first = True
+            for fc, what in items:
+                line.append("%02d %s" % (int(fc), what))
+                if len(line) == 6:
+                    rows.append(("functions" if first else "", "  ".join(line)))
+                    first, line = False, []
+            if line:
+                rows.append(("functions" if first else "", "  ".join(line)))
+        for name, m in dev.get("map", {}).items():
+            if m.get("skipped"):
+                text = "not mapped (%s)" % m["skipped"]
+            elif not m["ranges"]:
+                text = "none"
+            else:
+                text = ", ".join(_hexrange(a, b, True) for a, b in m["ranges"])
+            if not m["complete"]:
+                text += "  [incomplete]"
+            rows.append(("map" if name == "coils" else "", "%-18s %s" % (name, text)))
+    for t in res["traffic"]:
+        rows.append(("traffic", "%s: %d frames, addresses %s (%s)" % (
+            t["serial"], t["frames"], ",".join(map(str, t["units"])), t["how"])))
+    for n in res["notes"]:
+        rows.append(("note", n))
+    st = res["stats"]
+    rows.append(("requests", "%d in %.1f s; discovery %d in %s s%s" % (
+        st["requests"], st["seconds"], st["discovery_requests"], st["discovery_seconds"],
+        "" if res["complete"] else "  INTERRUPTED")))
+    if st["timeouts"]:
+        waits = ["%s %.1f ms" % (k, v * 1000) for k, v in st["timeouts"].items()]
+        for j in range(0, len(waits), 4):
+            rows.append(("timeouts" if j == 0 else "", ", ".join(waits[j:j + 4])))
+    return "".join("%-10s %s\n" % r for r in rows)
+
+
+def run(args):
+    """Entry point of `mbnode probe` (cli.py): exit code 0 found, 3 none found, 130 interrupted;
+    ProbeError/ValueError go to cli.main (one line, exit 1)."""
+    return Prober(args).run()

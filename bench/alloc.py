@@ -48,7 +48,7 @@ def mbnode_alloc(bits, req):
     path = [".frozen", str(paths.BOARDS / "unix"), str(paths.FIRMWARE)]
     env = dict(os.environ, MICROPYPATH=":".join(path))
     argv = [micropython(bits), "-X", "heapsize=1M", str(BENCH / "alloc_probe.py"),
-            str(port), str(WARM), str(COUNT)]
+            "tcp", str(port), str(WARM), str(COUNT)]
     srv = Server("alloc-probe-%d" % bits, argv, env=env)
     try:
         err = _drive(port, req, WARM + 2 * COUNT + 1)

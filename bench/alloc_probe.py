@@ -1,11 +1,13 @@
 # MicroPython script: heap bytes allocated per request in steady state, through mbnode's whole
-# TCP path (Loop.run -> poll -> _Conn.on_event -> readinto -> Engine.handle -> write).
+# TCP path (Loop.run -> poll -> _Conn.on_event -> readinto -> Engine.handle -> write) or RTU path
+# (Loop.run -> poll -> RtuLink.on_event -> RtuServer.serve -> Engine.handle -> port.send).
 #
-#   MICROPYPATH=.frozen:boards/unix:firmware micropython alloc_probe.py PORT WARM COUNT
+#   MICROPYPATH=.frozen:boards/unix:firmware micropython alloc_probe.py tcp PORT WARM COUNT
+#   MICROPYPATH=.frozen:boards/unix:firmware micropython alloc_probe.py rtu TTY BAUD PARITY STOP WARM COUNT
 #
 # Builds the firmware exactly as app.run() does (mbnode.app.build with the unix board, the full
 # map, no I/O control channel) and runs the real Loop.run(). The only addition is a counting
-# stand-in for the engine, between TcpSlave and Engine, which marks the phases by request number:
+# stand-in for the engine, between the transport and Engine, which marks the phases by request number:
 #
 #   requests 0 .. WARM-1                 warm-up (first-use allocations may happen here)
 #   request  WARM                        gc.collect(); gc.disable(); mark gc.mem_alloc()
@@ -23,6 +25,7 @@ import micropython
 
 import board
 from mbnode import app, config
+from mbnode.rtulink import RtuLink
 from mbnode.tcp import TcpSlave
 
 
@@ -55,11 +58,18 @@ class Probe:
 
 
 def main():
-    port, warm, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": port, "max_clients": 4},
-                           "board": {"io": ""}}, board.CONFIG_SCHEMA)
-    loop, ready = app.build(cfg, board)
-    slave = [h for h in loop.handlers.values() if isinstance(h, TcpSlave)][0]
+    if sys.argv[1] == "tcp":
+        cfg = {"tcp": {"host": "127.0.0.1", "port": int(sys.argv[2]), "max_clients": 4}, "board": {"io": ""}}
+        kind = TcpSlave
+    else:
+        path, baud, parity, stop = sys.argv[2:6]
+        cfg = {"tcp": {"enabled": False}, "board": {"io": "", "rtu_device": path},
+               "rtu": {"enabled": True, "baud": int(baud), "parity": parity, "stopbits": int(stop)}}
+        kind = RtuLink
+    warm, count = int(sys.argv[-2]), int(sys.argv[-1])
+    loop, ready = app.build(config.validate(cfg, board.CONFIG_SCHEMA), board)
+    transport = [h for h in loop.handlers.values() if isinstance(h, kind)][0]
+    slave = transport if kind is TcpSlave else transport.server
     probe = Probe(slave.engine, loop, warm, count)
     slave.engine = probe
     print(ready)
@@ -70,7 +80,8 @@ def main():
         micropython.heap_unlock()
         print("locked MemoryError after request", probe.n, repr(e))
         sys.print_exception(e)
-    slave.shutdown()
+    if kind is TcpSlave:
+        slave.shutdown()
 
 
 main()

@@ -343,64 +343,6 @@ def alloc_section():
              verdict(ok))]
 
 
-# MicroPython, run with -c: the firmware built as app.build() does (RTU only, on the pty given
-# in argv), with a counting stand-in between RtuServer and Engine that marks the phases by
-# request number, as bench/alloc_probe.py does for TCP: WARM warm-up requests; then gc off and
-# gc.mem_alloc() over COUNT requests ("alloc BYTES COUNT"); then COUNT under heap_lock(); then
-# the loop stops after one more request. An allocation under the lock raises MemoryError,
-# which the loop reports as "mbnode: error in event handler" (the client then misses replies).
-_MBNODE_PROBE = """
-import gc, sys, micropython
-import board
-from mbnode import app, config
-from mbnode.rtulink import RtuLink
-
-class Probe:
-    def __init__(self, engine, loop, warm, count):
-        self.engine = engine
-        self.loop = loop
-        self.warm = warm
-        self.count = count
-        self.n = 0
-        self.a0 = 0
-
-    def handle(self, req, ro, n, resp, wo):
-        k = self.n
-        if k == self.warm:
-            gc.collect()
-            gc.disable()
-            self.a0 = gc.mem_alloc()
-        elif k == self.warm + self.count:
-            used = gc.mem_alloc() - self.a0
-            gc.enable()
-            print("alloc %d %d" % (used, self.count))
-            gc.collect()
-            micropython.heap_lock()
-        elif k == self.warm + 2 * self.count:
-            micropython.heap_unlock()
-            self.loop.running = False
-        self.n = k + 1
-        return self.engine.handle(req, ro, n, resp, wo)
-
-def main():
-    path, baud, parity, stop, warm, count = sys.argv[1:7]
-    cfg = config.validate({"tcp": {"enabled": False},
-                           "rtu": {"enabled": True, "baud": int(baud), "parity": parity,
-                                   "stopbits": int(stop)},
-                           "board": {"io": "", "rtu_device": path}}, board.CONFIG_SCHEMA)
-    loop, ready = app.build(cfg, board)
-    link = [h for h in loop.handlers.values() if isinstance(h, RtuLink)][0]
-    probe = Probe(link.server.engine, loop, int(warm), int(count))
-    link.server.engine = probe
-    print(ready)
-    loop.run()
-    micropython.heap_unlock()
-    print("done", probe.n)
-
-main()
-"""
-
-
 def mbnode_alloc(req):
     """Bytes per request as text ("0", "12", "fail: ..."), plus " (heap_lock: ...)" when the
     locked span did not pass cleanly."""
@@ -408,9 +350,11 @@ def mbnode_alloc(req):
                                                  str(paths.FIRMWARE)]))
 
     def start(path):
-        return Server("mbnode-rtu-alloc", [micropython(BITS), "-X", "heapsize=256K", "-c",
-                                            _MBNODE_PROBE, path, str(BAUD), PARITY, str(STOPBITS),
-                                            str(ALLOC_WARM), str(ALLOC_COUNT)], env=env)
+        # bench/alloc_probe.py, as for TCP: WARM warm-up requests, then gc.mem_alloc() over
+        # COUNT requests ("alloc BYTES COUNT"), then COUNT under heap_lock().
+        return Server("mbnode-rtu-alloc", [micropython(BITS), "-X", "heapsize=256K",
+                                            str(Path(__file__).parent / "alloc_probe.py"), "rtu", path, str(BAUD),
+                                            PARITY, str(STOPBITS), str(ALLOC_WARM), str(ALLOC_COUNT)], env=env)
 
     line = Line(start)
     with line:

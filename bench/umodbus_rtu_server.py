@@ -31,9 +31,7 @@
 #   time.sleep_us(one character) after flush() is kept, but it runs after the reply is out.
 # - Pin (only constructed if a DE pin is given; the bench gives none, and neither does the bench
 #   of mbnode) records the level it is set to.
-import gc
 import sys
-import time
 
 import termios
 
@@ -145,13 +143,8 @@ class _Machine:
 sys.modules["machine"] = _Machine
 
 from umodbus.serial import ModbusRTU  # noqa: E402 - after the stand-in is in place
+from umodbus_server import REGISTERS, serve  # noqa: E402 - the TCP bench server's map and loop
 
-REGISTERS = {
-    "COILS": {"coils": {"register": 0, "val": [False] * 64}},
-    "ISTS": {"dis": {"register": 0, "val": [False] * 64}},
-    "HREGS": {"hregs": {"register": 0, "val": [0] * 128}},
-    "IREGS": {"iregs": {"register": 0, "val": [0] * 128}},
-}
 PARITY = {"N": None, "E": 0, "O": 1}  # machine.UART's parity argument
 
 
@@ -166,27 +159,7 @@ def main():
                       pins=(0, 1), ctrl_pin=None, uart_id=1)
     slave.setup_registers(registers=REGISTERS)
     print("ready rtu %s" % path)
-    start = time.ticks_ms()
-    served = 0
-    mark = None
-    warm, count = (int(alloc[1]), int(alloc[2])) if alloc else (-1, -1)
-    loops = 0
-    while True:
-        if slave.process():
-            served += 1
-            if served == warm:
-                gc.collect()
-                gc.disable()
-                mark = gc.mem_alloc()
-            elif mark is not None and served == warm + count:
-                used = gc.mem_alloc() - mark
-                gc.enable()
-                print("alloc %d %d" % (used, count))
-                mark = None
-        loops += 1
-        if loops & 15 == 0 and time.ticks_diff(time.ticks_ms(), start) > max_ms:
-            break
-
+    serve(slave, max_ms, alloc, 15)
 
 try:
     main()

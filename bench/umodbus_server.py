@@ -34,6 +34,12 @@ def main():
     slave.bind(local_ip="127.0.0.1", local_port=port)
     slave.setup_registers(registers=REGISTERS)
     print("ready tcp 127.0.0.1:%d" % port)
+    serve(slave, max_ms, alloc, 255)
+
+
+def serve(slave, max_ms, alloc, check_mask):
+    """process() in a loop for max_ms (checked every check_mask + 1 turns); with alloc = ("alloc",
+    WARM, COUNT) print "alloc BYTES COUNT" over COUNT requests after WARM. The RTU server too."""
     start = time.ticks_ms()
     served = 0
     mark = None
@@ -52,11 +58,11 @@ def main():
                 print("alloc %d %d" % (used, count))
                 mark = None
         loops += 1
-        if loops & 255 == 0 and time.ticks_diff(time.ticks_ms(), start) > max_ms:
+        if loops & check_mask == 0 and time.ticks_diff(time.ticks_ms(), start) > max_ms:
             break
 
-
-try:
-    main()
-except KeyboardInterrupt:
-    pass
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass

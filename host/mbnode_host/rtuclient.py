@@ -16,6 +16,7 @@ import struct
 import time
 
 from mbnode.crc import crc16
+from mbnode.rtu import request_length  # the slave's own rule: 0 = more bytes, -1 = unknown
 from mbnode_host.serialline import POLL, TURNAROUND, reconfigure
 
 GATEWAY_CODES = (0x0A, 0x0B)
@@ -101,26 +102,6 @@ def response_length(buf, pos, req_len=0):
     return -1
 
 
-def request_length(buf, pos):
-    """Length of a request frame at pos (for reading other masters' traffic), as above."""
-    if len(buf) < pos + 2:
-        return 0
-    fc = buf[pos + 1]
-    if fc in (1, 2, 3, 4, 5, 6):
-        return 8
-    if fc in (15, 16):
-        return 0 if len(buf) < pos + 7 else 9 + buf[pos + 6]
-    if fc in (7, 11, 12, 17):
-        return 4
-    if fc == 22:
-        return 10
-    if fc == 23:
-        return 0 if len(buf) < pos + 11 else 13 + buf[pos + 10]
-    if fc == 43:
-        return 7
-    return -1
-
-
 def find_frames(buf, start=0):
     """Valid-CRC frames (offset, bytes) in buf, read either as requests or as responses;
     greedy from the left, skipping a byte where nothing fits."""
@@ -129,7 +110,7 @@ def find_frames(buf, start=0):
     while pos + 4 <= len(buf):
         hit = 0
         if 1 <= buf[pos] <= 247:
-            for n in (response_length(buf, pos), request_length(buf, pos)):
+            for n in (response_length(buf, pos), request_length(buf, pos, len(buf) - pos)):
                 if n > 0 and crc_ok(buf, pos, n):
                     hit = n
                     break

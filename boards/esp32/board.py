@@ -18,3 +18,5 @@ CONFIG_SCHEMA = _board.CONFIG_SCHEMA
 start = _board.start
 describe = _board.describe
 open_rtu = _board.open_rtu
+addresses = _board.addresses
+unique_id = _board.unique_id

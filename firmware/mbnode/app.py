@@ -18,19 +18,49 @@ def build(cfg, board, model=None):
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
+    tcp = None
     if cfg["tcp"]["enabled"]:
         gc.collect()  # start-up garbage out of the way before the connection buffers
         from mbnode.tcp import TcpSlave
 
         tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
         parts.append("tcp %s:%d" % tcp.address)
-    if cfg["rtu"]["enabled"]:
-        from mbnode.rtulink import start
+    rtu = cfg["rtu"]
+    port = None
+    if rtu["enabled"]:
+        port = open_rtu(board, cfg)
+        parts.extend(["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])])
+        if rtu["mode"] == "slave":
+            from mbnode.rtulink import start
 
-        parts.extend(start(loop, engine, cfg, board))
+            start(loop, engine, cfg, port)
+            port = None
+        else:
+            parts.extend(["rtu_mode", "master"])
     parts.append("unit %d" % cfg["unit_id"])
+    if cfg["mqtt"]["enabled"]:
+        gc.collect()
+        try:
+            from mbnode import mqtt
+        except ImportError as e:
+            print("mqtt: the bridge needs umqtt.simple (mpremote mip install umqtt.simple): %s" % e,
+                  file=sys.stderr)
+            sys.exit(1)
+        parts.extend(mqtt.start(loop, engine, model, cfg, board, tcp, port))
     parts.extend(board.describe())
     return loop, " ".join(parts)
+
+
+def open_rtu(board, cfg):
+    """The board's serial port with the rtu line settings; exits on a bad device."""
+    try:
+        return board.open_rtu(cfg["rtu"], cfg["board"])
+    except ValueError as e:
+        print("config: %s" % e, file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
+        sys.exit(1)
 
 
 def load_config(path, board):

@@ -104,6 +104,7 @@ SCHEMA = {
     },
     "rtu": {
         "enabled": (False, "bool"),
+        "mode": ("slave", "choice", "slave", "master"),  # master: the MQTT gateway's format 1 drives the line
         "baud": (19200, "int", 300, 4000000),
         "parity": ("E", "choice", "E", "N", "O"),
         "stopbits": (None, "choice", None, 1, 2),
@@ -156,8 +157,8 @@ def validate(given, board_schema=None):
         schema["mqtt"] = {"enabled": (False, "bool")}
     rtu = given.get("rtu") if type(given) is dict else None
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
-    if type(rtu) is dict and rtu.get("enabled") is True and type(unit) is int and not 1 <= unit <= 247:
-        raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true "
+    if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" and type(unit) is int and not 1 <= unit <= 247:
+        raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true in slave mode "
                           "(0, any unit, is for Modbus TCP only)" % unit)
     cfg = _apply(schema, given, "")
     rtu = cfg["rtu"]
@@ -165,6 +166,9 @@ def validate(given, board_schema=None):
         rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
     if mqtt:
         mqttconfig.check(cfg)
+    if rtu["enabled"] and rtu["mode"] == "master" and not cfg["mqtt"]["enabled"]:
+        raise ConfigError("config: rtu.mode = \"master\": allowed only with mqtt.enabled true (the MQTT "
+                          "gateway's serial requests are what a master port sends)")
     return cfg
 
 

@@ -424,6 +424,19 @@ def no_serial_device(req):
     return error(req, "serial device id %s: no such serial device available" % req.device)
 
 
+def no_such_server(req, unit_id):
+    """A request to this device's own address for a server id it does not answer."""
+    return error(req, "server id %d: no such server at %s (this device answers server id %d)"
+                 % (req.unit, _where(req), unit_id))
+
+
+def slave_port(req, unit_id):
+    """Format 1 for another server id while the serial port serves as this device's slave port
+    (or is off): nothing else can be reached through it."""
+    return error(req, "serial device id %s: the serial port is a Modbus RTU slave here, only server id %d "
+                 "(this device) is answered" % (req.device, unit_id))
+
+
 def cookie_of(payload):
     """The cookie text of a payload without parsing the rest, or None."""
     if type(payload) is str:

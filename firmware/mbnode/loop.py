@@ -1,4 +1,4 @@
-"""The event loop: one select.poll over every socket (and, later, serial port) the slave serves.
+"""The event loop: one select.poll over every socket and serial port the device serves.
 
 Lighter than asyncio (no task objects, no stream buffers) and allocation-free per event:
 `ipoll` reuses its result tuple, handlers are plain method calls. A handler's on_event(obj,
@@ -20,9 +20,13 @@ class Loop:
         self.timers = []
         self.running = True
 
-    def add(self, obj, handler):
-        self.poll.register(obj, select.POLLIN)
+    def add(self, obj, handler, events=select.POLLIN):
+        self.poll.register(obj, events)
         self.handlers[obj] = handler
+
+    def modify(self, obj, events):
+        """Wait for other events on obj: POLLOUT while a non-blocking connect completes."""
+        self.poll.modify(obj, events)
 
     def remove(self, obj):
         self.poll.unregister(obj)

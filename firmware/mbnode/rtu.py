@@ -20,6 +20,15 @@ UNKNOWN = const(-1)  # the length cannot be told from the bytes: the frame ends 
 MORE = const(0)  # more bytes are needed to tell the length
 
 
+def char_times(baud, parity, stopbits):
+    """(t1.5, t3.5) in microseconds for these line settings."""
+    if baud > 19200:
+        return 750, 1750
+    bits = 1 + 8 + (parity != "N") + stopbits
+    return 15 * bits * 100000 // baud, 35 * bits * 100000 // baud
+
+
+
 def request_length(buf, o, n):
     """Length of the request frame starting at buf[o], from the n bytes received so far:
     MORE, UNKNOWN or the length in bytes (address to CRC)."""

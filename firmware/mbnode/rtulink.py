@@ -20,7 +20,7 @@ import time
 
 from mbnode.fast import copy
 from mbnode.crc import crc16
-from mbnode.rtu import MAX_FRAME, changes_state, request_length
+from mbnode.rtu import MAX_FRAME, changes_state, char_times, request_length
 
 try:
     from micropython import const
@@ -30,14 +30,6 @@ except ImportError:
 
 _SPIN_US = const(3000)  # waits up to this long are done in place; longer ones in the loop first
 _OVERSLEEP_US = const(250)  # sleep_us may wake this much late (unix: ~60-100 us): spin instead
-
-
-def char_times(baud, parity, stopbits):
-    """(t1.5, t3.5) in microseconds for these line settings."""
-    if baud > 19200:
-        return 750, 1750
-    bits = 1 + 8 + (parity != "N") + stopbits
-    return 15 * bits * 100000 // baud, 35 * bits * 100000 // baud
 
 
 class RtuLink:
@@ -217,22 +209,11 @@ class RtuLink:
             self._silence()
 
 
-def start(loop, engine, cfg, board):
-    """Modbus RTU on the board's serial port; returns the words for the ready line."""
-    import sys
-
+def start(loop, engine, cfg, port):
+    """Modbus RTU slave on port (the board's serial port, opened by the app)."""
     from mbnode.diag import LineDiagnostics
     from mbnode.rtu import RtuServer
 
     rtu = cfg["rtu"]
-    try:
-        port = board.open_rtu(rtu, cfg["board"])
-    except ValueError as e:
-        print("config: %s" % e, file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
-        sys.exit(1)
     t15, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
     RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, t15, t35, rtu["early_reply"])
-    return ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]

@@ -79,7 +79,8 @@ def command(cfg_path, bits=32, heap="128K", mpy=False):
     else:
         path = [str(paths.BOARDS / "unix"), str(paths.FIRMWARE)]
         script = str(paths.FIRMWARE / "main.py")
-    env = dict(os.environ, MICROPYPATH=":".join([".frozen"] + path))
+    # .cache/lib: umqtt.simple for the MQTT bridge (make setup fetches it; mip on a board).
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen"] + path + [str(paths.CACHE / "lib")]))
     return [binary, "-X", "heapsize=%d" % heap_bytes, script, str(cfg_path)], env
 
 

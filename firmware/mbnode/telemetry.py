@@ -1,0 +1,94 @@
+"""Telemetry for the MQTT bridge: the configured points, read from the local data model and
+published as JSON, and their /set writes (docs/mqtt.md).
+
+Every SCAN_MS the point batches (mbnode.points.plan) are read through the Engine, as a master
+would read them, into one response buffer. A batch whose bytes did not change since the last
+scan is not decoded at all unless a periodic publish is due, so a quiet device costs a few
+copies per scan. Writes go through the Engine too, so limits, exceptions and the onboard AO
+range apply to MQTT as to Modbus.
+"""
+
+import time
+
+from mbnode import gateway, points
+
+SCAN_MS = 100
+
+
+def unix_ms():
+    """Milliseconds since 1970 (right once the board's clock is set, e.g. by ntptime)."""
+    return time.time_ns() // 1000000
+
+
+class Telemetry:
+    def __init__(self, engine, model, point_list, retain, root, publish):
+        """point_list: the checked mqtt.points; retain: mqtt.retain; root: b"<base><root>/";
+        publish(topic, payload, retain) -> False when not connected."""
+        self.engine = engine
+        self.publish = publish
+        self.root = root
+        self.points = [points.Point(d, retain) for d in point_list]
+        self.by_name = {}
+        for p in self.points:
+            p.topic = root + p.name.encode()
+            p.last = None  # the value last published, and when (ticks_ms)
+            p.last_ms = None
+            self.by_name[p.name] = p
+        self.batches = points.plan(self.points, model.is_present)
+        self.seen = [None] * len(self.batches)  # each batch's response bytes at the last scan
+        self.periodic = [b for b in self.batches if [1 for p, _ in b.items if p.every_ms]]
+        self.writable = [1 for p in self.points if p.writable] != []
+        self.req = bytearray(260)
+        self.resp = bytearray(260)
+        self.next = time.ticks_ms()
+
+    def due_in(self, now):
+        d = time.ticks_diff(self.next, now)
+        return d if d > 0 else 0
+
+    def scan(self, now, everything=False):
+        """Publish what changed or is due; everything: each point now (after a connect)."""
+        self.next = time.ticks_add(now, SCAN_MS)
+        ts = None
+        for i, b in enumerate(self.batches):
+            n = self.engine.handle(self.req, 0, b.request(self.req), self.resp, 0)
+            raw = self.resp[:n]
+            if raw == self.seen[i] and not everything and not self._due(b, now):
+                continue
+            self.seen[i] = raw
+            try:
+                values = b.values(self.resp, n)
+            except ValueError as e:
+                print("mqtt: points %s: %s" % (", ".join([p.name for p, _ in b.items]), e))
+                continue
+            for p, v in values:
+                if everything or points.should_publish(p, p.last, v, now, p.last_ms):
+                    if ts is None:
+                        ts = unix_ms()
+                    if not self.publish(p.topic, points.message(p, v, ts).encode(), p.retain):
+                        return
+                    p.last = v
+                    p.last_ms = now
+
+    def _due(self, batch, now):
+        if batch not in self.periodic:
+            return False
+        for p, _ in batch.items:
+            if p.every_ms and (p.last_ms is None or time.ticks_diff(now, p.last_ms) >= p.every_ms):
+                return True
+        return False
+
+    def write(self, name, payload):
+        """Write a /set payload to the point called name; the /res payload."""
+        p = self.by_name.get(name)
+        if p is None:
+            return points.result(unix_ms(), "no point named %s" % name)
+        try:
+            n = points.write_pdu(p, points.parse_set(payload), self.req)
+        except ValueError as e:
+            return points.result(unix_ms(), e.args[0])
+        self.engine.handle(self.req, 0, n, self.resp, 0)
+        self.next = time.ticks_ms()  # publish the new value on the next turn
+        if self.resp[0] & 0x80:
+            return points.result(unix_ms(), gateway.exception_text(self.resp[1]))
+        return points.result(unix_ms())

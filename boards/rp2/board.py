@@ -17,4 +17,3 @@ start = _board.start
 describe = _board.describe
 open_rtu = _board.open_rtu
 addresses = _board.addresses
-unique_id = _board.unique_id

@@ -48,25 +48,6 @@ def describe():
     return ["io %s:%d" % io.address] if io else []
 
 
-def addresses():
-    return []
-
-
-def unique_id():
-    """4 bytes of the host's machine id and 2 of this process's id: simulators on one host
-    get different MQTT client ids."""
-    from binascii import unhexlify
-
-    try:
-        with open("/etc/machine-id") as f:
-            machine = unhexlify(f.read(8))
-    except (OSError, ValueError):
-        machine = b"unix"
-    with open("/proc/self/stat") as f:
-        pid = int(f.read(16).split()[0])
-    return machine + bytes(((pid >> 8) & 0xFF, pid & 0xFF))
-
-
 def open_rtu(rtu, cfg):
     """The serial port for Modbus RTU: board.rtu_device is a tty path (set up raw with the
     configured line settings) or "fd:N", an open pty the simulator hands over as it is.

@@ -4,13 +4,16 @@ import gc
 import sys
 
 from mbnode.datamodel import DataModel, TABLE_NAMES
-from mbnode.devid import DeviceIdentification
-from mbnode.loop import Loop
-from mbnode.pdu import Engine
 
 
 def build(cfg, board, model=None):
     """Everything the slave needs, wired together; returns (loop, ready line)."""
+    # Imported here, not at the top: the configuration is checked (and its module unloaded
+    # again) before these arrive, so the two never take RAM at the same time.
+    from mbnode.devid import DeviceIdentification
+    from mbnode.loop import Loop
+    from mbnode.pdu import Engine
+
     if model is None:
         model = DataModel()
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
@@ -25,42 +28,18 @@ def build(cfg, board, model=None):
 
         tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
         parts.append("tcp %s:%d" % tcp.address)
-    rtu = cfg["rtu"]
-    port = None
-    if rtu["enabled"]:
-        port = open_rtu(board, cfg)
-        parts.extend(["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])])
-        if rtu["mode"] == "slave":
-            from mbnode.rtulink import start
+    if cfg["rtu"]["enabled"] and cfg["rtu"]["mode"] == "slave":
+        from mbnode.rtulink import start
 
-            start(loop, engine, cfg, port)
-            port = None
-        else:
-            parts.extend(["rtu_mode", "master"])
+        parts.extend(start(loop, engine, cfg, board))
     parts.append("unit %d" % cfg["unit_id"])
     if cfg["mqtt"]["enabled"]:
         gc.collect()
-        try:
-            from mbnode import mqtt
-        except ImportError as e:
-            print("mqtt: the bridge needs umqtt.simple (mpremote mip install umqtt.simple): %s" % e,
-                  file=sys.stderr)
-            sys.exit(1)
-        parts.extend(mqtt.start(loop, engine, model, cfg, board, tcp, port))
+        from mbnode.mqtt import start
+
+        parts.extend(start(loop, engine, model, cfg, board, tcp))
     parts.extend(board.describe())
     return loop, " ".join(parts)
-
-
-def open_rtu(board, cfg):
-    """The board's serial port with the rtu line settings; exits on a bad device."""
-    try:
-        return board.open_rtu(cfg["rtu"], cfg["board"])
-    except ValueError as e:
-        print("config: %s" % e, file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
-        sys.exit(1)
 
 
 def load_config(path, board):

@@ -167,8 +167,7 @@ def validate(given, board_schema=None):
     if mqtt:
         mqttconfig.check(cfg)
     if rtu["enabled"] and rtu["mode"] == "master" and not cfg["mqtt"]["enabled"]:
-        raise ConfigError("config: rtu.mode = \"master\": allowed only with mqtt.enabled true (the MQTT "
-                          "gateway's serial requests are what a master port sends)")
+        raise ConfigError("config: rtu.mode = \"master\": allowed only with mqtt.enabled true (the MQTT gateway is the master)")
     return cfg
 
 

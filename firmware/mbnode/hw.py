@@ -144,7 +144,3 @@ class PinBoard:
     def addresses(self):
         """This board's own IP addresses (a gateway request to one of them stays local)."""
         return [self.ip] if self.ip else []
-
-    def unique_id(self):
-        """Bytes that tell this board from others (the default MQTT client id)."""
-        return machine.unique_id()

@@ -24,10 +24,6 @@ class Loop:
         self.poll.register(obj, events)
         self.handlers[obj] = handler
 
-    def modify(self, obj, events):
-        """Wait for other events on obj: POLLOUT while a non-blocking connect completes."""
-        self.poll.modify(obj, events)
-
     def remove(self, obj):
         self.poll.unregister(obj)
         del self.handlers[obj]

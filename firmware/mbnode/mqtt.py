@@ -20,9 +20,12 @@ import socket
 import sys
 import time
 
-from umqtt import simple
-
 from mbnode import gateway
+
+try:
+    from umqtt import simple
+except ImportError:
+    simple = None
 
 BUDGET_MS = 1000
 _OUTBOX = 16  # replies made inside umqtt's callback, published right after it
@@ -295,38 +298,55 @@ class Bridge:
             self.telemetry.scan(now)
 
 
-def _client_id(m, board):
+def _client_id(m):
     if m["client_id"]:
         return m["client_id"]
-    from binascii import hexlify
+    try:
+        from binascii import hexlify
+        from machine import unique_id
 
-    return "mbnode-" + hexlify(board.unique_id()).decode()
+        return "mbnode-" + hexlify(unique_id()).decode()
+    except ImportError:  # the unix port: the host's machine id and the simulator's process id
+        with open("/etc/machine-id") as f:
+            host = f.read(8)
+        with open("/proc/self/stat") as f:
+            return "mbnode-%s-%s" % (host, f.read(16).split()[0])
 
 
-def start(loop, engine, model, cfg, board, tcp, port):
-    """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or
-    None; port: the serial port when rtu.mode is "master", else None."""
+def start(loop, engine, model, cfg, board, tcp):
+    """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None.
+    With rtu.mode "master" the serial port is opened here, for the relay."""
+    if simple is None:
+        print("mqtt: mqtt.enabled needs umqtt.simple (on a board: mpremote mip install umqtt.simple)",
+              file=sys.stderr)
+        sys.exit(1)
     from mbnode.relay import Relay
 
     m = cfg["mqtt"]
+    words = []
     own = None
     if tcp is not None:
         host, tcp_port = tcp.address
         hosts = [host]
         if host == "0.0.0.0" or host == "127.0.0.1":
-            hosts = ["127.0.0.1", "localhost"] + (board.addresses() if host == "0.0.0.0" else [])
+            hosts = ["127.0.0.1", "localhost"]
+            if host == "0.0.0.0" and hasattr(board, "addresses"):  # boards with a network interface
+                hosts += board.addresses()
         own = (hosts, tcp_port)
+    port = None
     t35 = 0
-    if port is not None:
-        from mbnode.rtu import char_times
+    rtu = cfg["rtu"]
+    if rtu["enabled"] and rtu["mode"] == "master":
+        from mbnode.rtu import char_times, open_port
 
-        rtu = cfg["rtu"]
+        port, words = open_port(board, cfg)
+        words += ["rtu_mode", "master"]
         t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])[1]
     relay = Relay(loop, engine, cfg["unit_id"], own, port, t35, None)
-    bridge = Bridge(loop, m, _client_id(m, board), relay)
+    bridge = Bridge(loop, m, _client_id(m), relay)
     relay.finish = bridge.reply
     if m["points"]:
         from mbnode.telemetry import Telemetry
 
         bridge.telemetry = Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish)
-    return ["mqtt", "%s:%d" % (m["host"], m["port"])]
+    return words + ["mqtt", "%s:%d" % (m["host"], m["port"])]

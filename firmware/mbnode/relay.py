@@ -89,7 +89,7 @@ class _Conn:
                 if mine:
                     relay.done(_connect_error(relay.req, e))
                 return True
-            relay.loop.modify(sock, _POLLIN)
+            relay.loop.poll.modify(sock, _POLLIN)  # connected: wait for the answer
             if mine:
                 relay.connected()
             return False

@@ -29,6 +29,23 @@ def char_times(baud, parity, stopbits):
 
 
 
+def open_port(board, cfg):
+    """The board's serial port with the rtu line settings, and the ready line's words for it;
+    exits, as a bad configuration does, when the port cannot be had."""
+    import sys
+
+    rtu = cfg["rtu"]
+    try:
+        port = board.open_rtu(rtu, cfg["board"])
+    except ValueError as e:
+        print("config: %s" % e, file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    return port, ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]
+
+
 def request_length(buf, o, n):
     """Length of the request frame starting at buf[o], from the n bytes received so far:
     MORE, UNKNOWN or the length in bytes (address to CRC)."""

@@ -209,11 +209,13 @@ class RtuLink:
             self._silence()
 
 
-def start(loop, engine, cfg, port):
-    """Modbus RTU slave on port (the board's serial port, opened by the app)."""
+def start(loop, engine, cfg, board):
+    """Modbus RTU slave on the board's serial port; returns the words for the ready line."""
     from mbnode.diag import LineDiagnostics
-    from mbnode.rtu import RtuServer
+    from mbnode.rtu import RtuServer, open_port
 
     rtu = cfg["rtu"]
+    port, words = open_port(board, cfg)
     t15, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
     RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, t15, t35, rtu["early_reply"])
+    return words

@@ -282,7 +282,7 @@ class Relay:
         while port.readinto(self.scratch, _ADU):
             pass  # whatever came late or unasked is not this request's answer
         wait = time.ticks_diff(self.line_free, time.ticks_us())
-        if wait > 0:  # t3.5 after the last frame on the line
+        if 0 < wait <= self.t35_us:  # t3.5 after the last frame on the line
             time.sleep_us(wait)
         port.send(tx, n + 2)
         return None

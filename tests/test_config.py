@@ -48,6 +48,9 @@ def test_ranges_accept_lists_and_hex_text():
     ({"rtu": {"baud": 0}}, "config: rtu.baud = 0: allowed an integer 300..4000000"),
     ({"rtu": {"stopbits": 3}}, "config: rtu.stopbits = 3: allowed one of null, 1, 2"),
     ({"rtu": {"enabled": True}, "unit_id": 0}, "config: unit_id = 0: allowed 1..247 when rtu.enabled is true"),
+    ({"rtu": {"mode": "slaves"}}, 'config: rtu.mode = "slaves": allowed one of "slave", "master"'),
+    ({"rtu": {"enabled": True, "mode": "master"}},
+     'config: rtu.mode = "master": allowed only with mqtt.enabled true (the MQTT gateway is the master)'),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(given, message):
     with pytest.raises(config.ConfigError) as e:
@@ -93,9 +96,10 @@ def test_mqtt_schema_is_not_loaded_without_an_mqtt_section():
 
 
 def test_mqtt_port_0_follows_tls():
-    assert config.validate({"mqtt": {"tls": {"enabled": True}}})["mqtt"]["port"] == 8883
+    tls = {"enabled": True, "ca": "/ca.pem"}
+    assert config.validate({"mqtt": {"tls": tls}})["mqtt"]["port"] == 8883
     assert config.validate({"mqtt": {"port": 0}})["mqtt"]["port"] == 1883
-    assert config.validate({"mqtt": {"port": 1884, "tls": {"enabled": True}}})["mqtt"]["port"] == 1884
+    assert config.validate({"mqtt": {"port": 1884, "tls": tls}})["mqtt"]["port"] == 1884
 
 
 def test_mqtt_full_configuration_is_accepted_and_stable():
@@ -170,6 +174,9 @@ def with_point(**kw):
      'config: mqtt.user = "": allowed a user name when mqtt.password is set (MQTT sends no password without a '
      'user name)'),
     ({"mqtt": {"tls": {"insecure": "yes"}}}, 'config: mqtt.tls.insecure = "yes": allowed true or false'),
+    ({"mqtt": {"tls": {"enabled": True}}},
+     'config: mqtt.tls.ca = "": allowed a CA file name when tls.insecure is false (the broker\'s certificate is '
+     'checked against it)'),
     ({"mqtt": {"brokr": "x"}}, 'config: mqtt.brokr = "x": unknown key'),
     ({"mqtt": {"points": {}}}, "config: mqtt.points = {}: allowed a list of at most 64 point objects"),
     ({"mqtt": {"points": [POINT] * 65}}, "allowed a list of at most 64 point objects"),
@@ -251,3 +258,9 @@ def test_points_are_normalised_and_check_again_unchanged():
                  "on_change": True, "every_s": 0, "retain": None}
     assert w["byte_order"] == "LE" and "word_order" not in w
     assert config.validate(json.loads(json.dumps({"mqtt": cfg["mqtt"]})))["mqtt"] == cfg["mqtt"]
+
+
+def test_master_mode_frees_the_unit_id_rule():
+    # The port is no slave then: unit_id (0 = any) only concerns Modbus TCP and the local answers.
+    cfg = config.validate({"unit_id": 0, "rtu": {"enabled": True, "mode": "master"}, "mqtt": {"enabled": True}})
+    assert cfg["rtu"]["mode"] == "master" and cfg["unit_id"] == 0

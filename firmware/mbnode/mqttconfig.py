@@ -113,6 +113,9 @@ def check(cfg):
         key = "cert" if tls["cert"] == "" else "key"
         raise ConfigError("config: mqtt.tls.%s = \"\": allowed a file name when tls.%s is set (a client "
                           "certificate needs its key)" % (key, "key" if key == "cert" else "cert"))
+    if tls["enabled"] and not tls["insecure"] and tls["ca"] == "":
+        raise ConfigError("config: mqtt.tls.ca = \"\": allowed a CA file name when tls.insecure is false "
+                          "(the broker's certificate is checked against it)")
     if mqtt["password"] and not mqtt["user"]:
         raise ConfigError("config: mqtt.user = \"\": allowed a user name when mqtt.password is set "
                           "(MQTT sends no password without a user name)")

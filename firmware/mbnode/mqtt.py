@@ -78,7 +78,15 @@ class _Net:
         return socket.getaddrinfo(host, port, *args)
 
     def socket(self, *args):
-        b = _Bounded(socket.socket(*args), self.bridge)
+        s = socket.socket(*args)
+        # umqtt writes one packet in up to four calls: without TCP_NODELAY (6, 1 on Linux and
+        # lwIP alike; the unix port's socket module has no names for them) Nagle holds the
+        # later parts for the broker's delayed ACK, 40 ms on Linux.
+        try:
+            s.setsockopt(6, 1, 1)
+        except OSError:
+            pass
+        b = _Bounded(s, self.bridge)
         if self.tls:
             # The ssl module wraps a real socket: the handshake is bounded by its timeout only.
             b._arm()
@@ -257,22 +265,21 @@ class Bridge:
     # --- loop timer
 
     def due_in(self, now):
+        """ms until tick() has work (a connect, a ping, a ping's deadline, a scan); -1: none."""
         if self.client is None:
-            d = time.ticks_diff(self.retry_at, now)
-        else:
-            d = -1
-            if self.keep_ms:
-                half = self.keep_ms // 2
-                if self.ping_out:
-                    d = time.ticks_diff(time.ticks_add(self.ping_at, self.keep_ms), now)
-                else:
-                    quiet = max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx))
-                    d = half - quiet
-            if self.telemetry is not None:
-                t = self.telemetry.due_in(now)
-                if d < 0 or t < d:
-                    d = t
-        return d if d > 0 or d == -1 else 0
+            return max(0, time.ticks_diff(self.retry_at, now))
+        d = -1
+        if self.keep_ms:
+            if self.ping_out:
+                d = time.ticks_diff(time.ticks_add(self.ping_at, self.keep_ms), now)
+            else:
+                d = self.keep_ms // 2 - max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx))
+            d = max(d, 0)
+        if self.telemetry is not None:
+            t = self.telemetry.due_in(now)
+            if d < 0 or t < d:
+                d = t
+        return d
 
     def tick(self, now):
         if self.client is None:

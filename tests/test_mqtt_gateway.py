@@ -1,0 +1,568 @@
+"""The MQTT gateway of the running simulator (seeds/000's router text protocol) end to end:
+mosquitto, the real firmware on the unix port, and real Modbus partners (the simulator's own
+engine, a pymodbus TCP server, a TCP server that never answers, a refused port, a pymodbus RTU
+field device on a socat pty pair).
+
+Expected reply lines are the texts of mbnode.gateway computed in CPython (the same core module
+the firmware runs), and, for a few, written out by hand so that a wrong core is caught too.
+Module-wide: one broker, one slave-mode simulator (queue 2, QoS 1, default topics) and one
+RTU-master simulator (prefix "master"); every test uses its own cookies and addresses.
+"""
+
+import socket
+import time
+
+import pytest
+
+from conftest import need
+from mbnode import gateway
+from mbnode.gateway import RequestError
+from mbtest import ok, pymodbus, pymodbus_client, unit
+from mqtttest import (
+    HOST,
+    Broker,
+    Client,
+    PtyPair,
+    PymodbusServer,
+    RtuDevice,
+    SilentServer,
+    Topics,
+    free_port,
+    need_paho,
+    start_device,
+)
+
+MAX_COOKIE = "18446744073709551615"
+SERIAL_IDS = ["rs485"]
+QUEUE = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs():
+    need_paho()
+    need("pymodbus (pip install pymodbus)", pymodbus is not None)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory, _needs):
+    b = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def remote(_needs):
+    """The second Modbus TCP server: pymodbus, unit 5 (values in mqtttest.PymodbusServer)."""
+    s = PymodbusServer(unit=5)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def silent():
+    s = SilentServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, broker):
+    """Slave-mode simulator (RTU on a pty, unit 1) with the bridge: default topics, QoS 1,
+    queue 2."""
+    d = start_device(tmp_path_factory.mktemp("gw"), broker, Topics(), sim_kw={"rtu": "pty"},
+                     qos=1, queue=QUEUE)
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory, broker):
+    """RTU-master simulator: the pymodbus RTU field device (unit 17) on the other end of a
+    socat pty pair; topics under prefix "master"."""
+    tmp = tmp_path_factory.mktemp("master")
+    pair = PtyPair(tmp)
+    dev = None
+    d = None
+    try:
+        dev = RtuDevice(pair.b, unit=17, baud=19200, parity="N", stopbits=1)
+        d = start_device(tmp, broker, Topics(prefix="master"),
+                         sim_kw={"rtu": pair.a, "parity": "N", "stopbits": 1},
+                         config={"rtu": {"mode": "master"}})
+        yield d
+    finally:
+        if d is not None:
+            d.stop()
+        if dev is not None:
+            dev.stop()
+        pair.stop()
+
+
+def parse_error(payload):
+    with pytest.raises(RequestError) as e:
+        gateway.parse(payload, SERIAL_IDS)
+    return e.value.args[0]
+
+
+def req(payload):
+    return gateway.parse(payload, SERIAL_IDS)
+
+
+# --- the device on the broker -------------------------------------------------------------------
+
+
+def test_ready_line_names_the_broker(gw, broker):
+    assert gw.sim.fields.get("mqtt") == "%s:%d" % (HOST, broker.port), gw.sim.ready
+
+
+def test_status_online_is_retained(gw, broker):
+    late = Client(broker, subscribe=[gw.topics.status])
+    try:
+        m = late.wait(gw.topics.status)
+        assert (m.payload, m.retain) == (b"online", True)
+    finally:
+        late.close()
+
+
+def test_replies_use_the_configured_qos(gw):
+    gw.client.send(gw.local("3 1 1", "77"))
+    m = gw.client.wait(gw.topics.response, lambda m: m.text.startswith("77 "))
+    assert m.qos == 1, "mqtt.qos 1: the reply came with QoS %d" % m.qos
+
+
+# --- the seed's examples, against the simulator's own slave ---------------------------------------
+
+
+def test_seed_example_uptime(gw):
+    gw.io("set ao 1 5590 1234")
+    assert gw.request("0 65432 0 127.0.0.1 %d 5 1 3 2 2" % gw.sim.port) == "65432 OK 5590 1234"
+
+
+def test_seed_example_write(gw):
+    # Register number 206 = address 205 (0x00CD): an extension analog output, present.
+    gw.io("set ao 205 0")
+    assert gw.request("0 65432 0 127.0.0.1 %d 5 1 6 206 1" % gw.sim.port) == "65432 OK"
+    assert gw.io("get ao 205") == [1]
+
+
+# --- every function to the local engine ------------------------------------------------------------
+
+
+def test_local_fc1_read_coils(gw):
+    bits = [1, 0, 1, 1, 0, 0, 0, 0, 1]
+    gw.io("set do 0x20 " + " ".join(map(str, bits)))
+    assert gw.request(gw.local("1 33 9", "101")) == "101 OK " + " ".join(map(str, bits))
+
+
+def test_local_fc2_read_discrete_inputs(gw):
+    bits = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0]
+    gw.io("set di 0x20 " + " ".join(map(str, bits)))
+    assert gw.request(gw.local("2 33 11", "102")) == "102 OK " + " ".join(map(str, bits))
+
+
+def test_local_fc3_read_holding(gw):
+    gw.io("set ao 0x60 100 200 65535")
+    assert gw.request(gw.local("3 97 3", "103")) == "103 OK 100 200 65535"
+
+
+def test_local_fc4_read_input_and_memory(gw):
+    gw.io("set ai 0x60 1 2 3")
+    assert gw.request(gw.local("4 97 3", "104")) == "104 OK 1 2 3"
+    gw.io("set mem 1 0x00050006")
+    assert gw.request(gw.local("4 4097 2", "1041")) == "1041 OK 6 5"  # low half first
+
+
+def test_local_fc5_write_coil(gw):
+    gw.io("set do 34 0")
+    assert gw.request(gw.local("5 35 1", "105")) == "105 OK"
+    assert gw.io("get do 34") == [1]
+    assert gw.request(gw.local("5 35 0", "1051")) == "1051 OK"
+    assert gw.io("get do 34") == [0]
+
+
+def test_local_fc6_write_register(gw):
+    assert gw.request(gw.local("6 100 54321", "106")) == "106 OK"
+    assert gw.io("get ao 99") == [54321]
+
+
+def test_local_fc15_write_coils(gw):
+    bits = [1, 0, 1, 1, 0, 1, 0, 0, 1, 1]
+    gw.io("set do 40 " + " ".join(["0"] * 10))
+    assert gw.request(gw.local("15 41 10 " + ",".join(map(str, bits)), "115")) == "115 OK"
+    assert gw.io("get do 40 10") == bits
+
+
+def test_local_fc16_write_registers(gw):
+    assert gw.request(gw.local("16 101 4 1,2,65535,0", "116")) == "116 OK"
+    assert gw.io("get ao 100 4") == [1, 2, 65535, 0]
+
+
+def test_local_count_zero_is_ok(gw):
+    assert gw.request(gw.local("3 1 0", "120")) == "120 OK"
+
+
+def test_local_by_hostname(gw):
+    gw.io("set ao 0x70 4711")
+    assert gw.request("0 121 2 localhost %d 5 1 3 113 1" % gw.sim.port) == "121 OK 4711"
+
+
+def test_local_exceptions(gw):
+    # 0x0140 (register 321) is outside the map; onboard AO 0x0000 is 10-bit.
+    assert gw.request(gw.local("3 321 1", "122")) == "122 ERROR: Modbus exception 2 (illegal data address)"
+    assert gw.request(gw.local("6 1 1024", "123")) == "123 ERROR: Modbus exception 3 (illegal data value)"
+    assert gw.request(gw.local("16 320 2 1,2", "124")) == "124 ERROR: Modbus exception 2 (illegal data address)"
+
+
+def test_local_other_server_id(gw):
+    assert gw.request(gw.local("3 1 1", "125", server=7)) == (
+        "125 ERROR: server id 7: no such server at 127.0.0.1:%d (this device answers server id 1)" % gw.sim.port)
+
+
+# --- cookies -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cookie", ["0", "1", "65432", MAX_COOKIE, "007", "4294967296", "9223372036854775808"])
+def test_cookie_echoed(gw, cookie):
+    gw.io("set ao 0x71 9")
+    assert gw.request(gw.local("3 114 1", cookie)) == cookie + " OK 9"
+
+
+def test_cookie_echoed_on_errors(gw):
+    assert gw.request("0 %s 0 127.0.0.1 %d 5 1 7 1 1" % (MAX_COOKIE, gw.sim.port)).startswith(MAX_COOKIE + " ERROR: ")
+    assert gw.request("2 0 9 2").startswith("0 ERROR: ")
+
+
+# --- malformed requests --------------------------------------------------------------------------
+
+MALFORMED = [
+    "",
+    "   ",
+    "3 1 0 127.0.0.1 502 5 1 3 1 1",
+    "x 1 0 127.0.0.1 502 5 1 3 1 1",
+    "0",
+    "0 abc 0 127.0.0.1 502 5 1 3 1 1",
+    "0 18446744073709551616 0 127.0.0.1 502 5 1 3 1 1",
+    "0 -1 0 127.0.0.1 502 5 1 3 1 1",
+    "0 1e3 0 127.0.0.1 502 5 1 3 1 1",
+    "0 5",
+    "0 5 3 127.0.0.1 502 5 1 3 1 1",
+    "0 5 0 256.1.1.1 502 5 1 3 1 1",
+    "0 5 0 1.2.3 502 5 1 3 1 1",
+    "0 5 1 ::1 502 5 1 3 1 1",
+    "0 5 2 -bad-.example 502 5 1 3 1 1",
+    "0 5 0 127.0.0.1 0 5 1 3 1 1",
+    "0 5 0 127.0.0.1 65536 5 1 3 1 1",
+    "0 5 0 127.0.0.1 502 0 1 3 1 1",
+    "0 5 0 127.0.0.1 502 1000 1 3 1 1",
+    "0 5 0 127.0.0.1 502 5 0 3 1 1",
+    "0 5 0 127.0.0.1 502 5 256 3 1 1",
+    "0 5 0 127.0.0.1 502 5 1 7 1 1",
+    "0 5 0 127.0.0.1 502 5 1 0 1 1",
+    "0 5 0 127.0.0.1 502 5 1 17 1 1",
+    "0 5 0 127.0.0.1 502 5 1 3 0 1",
+    "0 5 0 127.0.0.1 502 5 1 3 65537 1",
+    "0 5 0 127.0.0.1 502 5 1 3 1 126",
+    "0 5 0 127.0.0.1 502 5 1 3 65536 2",
+    "0 5 0 127.0.0.1 502 5 1 1 1 0",
+    "0 5 0 127.0.0.1 502 5 1 2 1 2001",
+    "0 5 0 127.0.0.1 502 5 1 3 1",
+    "0 5 0 127.0.0.1 502 5 1 3 1 1 9",
+    "0 5 0 127.0.0.1 502 5 1 5 1 2",
+    "0 5 0 127.0.0.1 502 5 1 5 1 0xFF00",
+    "0 5 0 127.0.0.1 502 5 1 6 1 65536",
+    "0 5 0 127.0.0.1 502 5 1 6 1",
+    "0 5 0 127.0.0.1 502 5 1 15 1 3 1,0",
+    "0 5 0 127.0.0.1 502 5 1 15 1 3 1,2,0",
+    "0 5 0 127.0.0.1 502 5 1 15 1 1969 1",
+    "0 5 0 127.0.0.1 502 5 1 16 1 3 1,,2",
+    "0 5 0 127.0.0.1 502 5 1 16 1 2 1,65536",
+    "0 5 0 127.0.0.1 502 5 1 16 1 2",
+    "0 5 0 127.0.0.1 502 5 1 16 1 2 1, 2",
+    "0 5 0 127.0.0.1 502 5 1 16 1 124 1",
+    "1 5 rs232 5 1 3 1 1",
+    "1 5 rs485 0 1 3 1 1",
+    "1 5 rs485 5 1 3 1 1 extra",
+    "2 5 8 2",
+    "2 5 0 3",
+    "2 5 0 1 extra",
+    "2 5 0 0 0 127.0.0.1 502",
+    "2 5 0 0 0 127.0.0.1 502 5 6",
+    "2 5",
+    b"0 5 0 127.0.0.1 502 5 1 3 \xff\xfe 1",
+    b"0 \xff 0 127.0.0.1 502 5 1 3 1 1",
+]
+
+
+@pytest.mark.parametrize("payload", MALFORMED, ids=[repr(p)[:40] for p in MALFORMED])
+def test_malformed_request(gw, payload):
+    expected = parse_error(payload)
+    gw.client.clear(gw.topics.response)
+    assert gw.request(payload) == expected
+
+
+def test_malformed_wording_by_hand(gw):
+    """The texts of a few parse errors, written out from gateway.py's rules: the cookie (when
+    valid), "ERROR:", the field's name, what came and what is allowed."""
+    cases = [
+        ("0 5 0 127.0.0.1 502 5 1 7 1 1", "5 ERROR: function 7: allowed 1, 2, 3, 4, 5, 6, 15, 16"),
+        ("2 6 8 2", "6 ERROR: connection index 8: allowed 0..7"),
+        ("0 abc 0 127.0.0.1 502 5 1 3 1 1", "ERROR: cookie abc: allowed 0..18446744073709551615"),
+        ("1 7 rs232 5 1 3 1 1", "7 ERROR: serial device id rs232: allowed one of rs485"),
+        ("0 8 0 127.0.0.1 502 5 1 3 1 126", "8 ERROR: count 126: allowed 0..125"),
+        ("0 9 0 127.0.0.1 502 5 1 16 1 3 1,2", "9 ERROR: values 1,2: 2 items for count 3: allowed 3 "
+                                                 "comma-separated values 0..65535 without spaces"),
+    ]
+    for payload, expected in cases:
+        gw.client.clear(gw.topics.response)
+        got = gw.request(payload)
+        assert got == expected
+        for word in ("ERROR:", "allowed"):
+            assert word in got
+
+
+# --- format 0 to another Modbus TCP server -----------------------------------------------------------
+
+
+def remote_req(remote, cookie, rest, timeout=5, host="0 127.0.0.1"):
+    return "0 %s %s %d %d %d %s" % (cookie, host, remote.port, timeout, remote.unit, rest)
+
+
+def test_remote_reads(gw, remote):
+    assert gw.request(remote_req(remote, 201, "3 1 3")) == "201 OK 500 501 502"
+    assert gw.request(remote_req(remote, 202, "4 2 2")) == "202 OK 701 702"
+    coils = " ".join("1" if b else "0" for b in remote.COILS[:10])
+    assert gw.request(remote_req(remote, 203, "1 1 10")) == "203 OK " + coils
+    inputs = " ".join("1" if b else "0" for b in remote.DISCRETE[:12])
+    assert gw.request(remote_req(remote, 204, "2 1 12")) == "204 OK " + inputs
+
+
+def test_remote_writes(gw, remote):
+    c = remote.client()
+    try:
+        assert gw.request(remote_req(remote, 211, "6 51 4242")) == "211 OK"
+        assert ok(c.read_holding_registers(50, count=1, **unit(5))).registers == [4242]
+        assert gw.request(remote_req(remote, 212, "16 61 3 7,65535,9")) == "212 OK"
+        assert ok(c.read_holding_registers(60, count=3, **unit(5))).registers == [7, 65535, 9]
+        assert gw.request(remote_req(remote, 213, "5 31 1")) == "213 OK"
+        assert ok(c.read_coils(30, count=1, **unit(5))).bits[0] is True
+        assert gw.request(remote_req(remote, 214, "15 21 5 0,1,1,0,1")) == "214 OK"
+        assert ok(c.read_coils(20, count=5, **unit(5))).bits[:5] == [False, True, True, False, True]
+        assert gw.request(remote_req(remote, 215, "3 61 3")) == "215 OK 7 65535 9"
+    finally:
+        c.close()
+
+
+def test_remote_by_hostname(gw, remote):
+    """IP type 2: the name is resolved. The server listens on 127.0.0.1 only; on a host whose
+    "localhost" resolves to ::1 first, the refusal is the right answer."""
+    payload = remote_req(remote, 216, "3 3 1", host="2 localhost")
+    first = socket.getaddrinfo("localhost", remote.port)[0][0]
+    expected = "216 OK 502" if first == socket.AF_INET else gateway.refused(req(payload))
+    assert gw.request(payload) == expected
+
+
+def test_remote_exception(gw, remote):
+    # The pymodbus server has holding registers 0..99: register number 101 = address 100.
+    assert gw.request(remote_req(remote, 221, "3 101 1")) == "221 ERROR: Modbus exception 2 (illegal data address)"
+    assert gw.request(remote_req(remote, 222, "1 33 1")) == "222 ERROR: Modbus exception 2 (illegal data address)"
+    # The remote still answers afterwards (the connection state was cleaned up).
+    assert gw.request(remote_req(remote, 223, "3 1 1")) == "223 OK 500"
+
+
+def test_remote_refused(gw):
+    payload = "0 231 0 127.0.0.1 %d 3 1 3 1 1" % free_port()
+    got = gw.request(payload)
+    assert got == gateway.refused(req(payload))
+    assert got.startswith("231 ERROR: ") and "refused" in got
+
+
+def test_remote_timeout_while_tcp_keeps_serving(gw, silent):
+    """A server that accepts and never answers: the reply is the timeout text after TIMEOUT
+    seconds, and the simulator's Modbus TCP slave answers every poll meanwhile."""
+    payload = "0 241 0 127.0.0.1 %d 1 1 3 1 1" % silent.port
+    gw.io("set ao 0x72 31337")
+    t0 = time.monotonic()
+    gw.client.send(payload)
+    polls = []
+    with pymodbus_client(gw.sim, timeout=2.0) as c:
+        deadline = t0 + 10
+        while not [m for m in gw.client.pending(gw.topics.response) if m.text.startswith("241 ")]:
+            assert time.monotonic() < deadline, "no reply to the gateway request in 10 s"
+            p0 = time.monotonic()
+            rr = c.read_holding_registers(0x72, count=1, **unit())
+            polls.append(time.monotonic() - p0)
+            assert not rr.isError() and rr.registers == [31337], rr
+            time.sleep(0.1)
+    got = gw.client.response("241", 1)
+    elapsed = time.monotonic() - t0
+    assert got == gateway.timeout(req(payload)) == "241 ERROR: timeout: no response within 1 s"
+    assert 0.8 <= elapsed <= 5, elapsed
+    assert len(polls) >= 4, polls
+    assert max(polls) < 1.0, "a Modbus TCP poll waited %.2f s while the gateway waited" % max(polls)
+
+
+# --- format 1 on a slave-mode serial port -------------------------------------------------------------
+
+
+def test_serial_own_unit_is_local(gw):
+    gw.io("set ao 0 7 8")
+    assert gw.request("1 301 rs485 5 1 3 1 2") == "301 OK 7 8"
+    assert gw.request("1 302 rs485 5 1 6 300 77") == "302 OK"
+    assert gw.io("get ao 299") == [77]
+
+
+def test_serial_other_unit_in_slave_mode(gw):
+    assert gw.request("1 303 rs485 5 9 3 1 2") == (
+        "303 ERROR: serial device id rs485: the serial port is a Modbus RTU slave here, "
+        "only server id 1 (this device) is answered")
+
+
+def test_serial_unknown_device_id(gw):
+    payload = "1 304 ttyS9 5 1 3 1 2"
+    assert gw.request(payload) == parse_error(payload) == "304 ERROR: serial device id ttyS9: allowed one of rs485"
+
+
+# --- format 2: connection slots ---------------------------------------------------------------------
+
+
+def test_slots(gw, remote):
+    rp = remote.port
+    assert gw.request("2 401 0 0 0 127.0.0.1 %d 5" % rp) == "401 OK"
+    assert gw.request("2 402 0 2") == "402 OK 1"
+    assert gw.request(remote_req(remote, 403, "3 1 2")) == "403 OK 500 501"
+    assert gw.request("2 404 0 2") == "404 OK 1", "a format-0 request over an open slot leaves it open"
+    assert gw.request("2 405 0 0 0 127.0.0.1 %d 5" % rp) == "405 OK", "reopening an open slot"
+    assert gw.request("2 406 0 2") == "406 OK 1"
+    assert gw.request("2 407 0 1") == "407 OK"
+    assert gw.request("2 408 0 2") == "408 OK 0"
+    assert gw.request("2 409 0 1") == "409 OK", "closing a closed slot"
+    assert gw.request(remote_req(remote, 410, "3 2 1")) == "410 OK 501", "format 0 without a slot"
+    assert gw.request("2 411 7 2") == "411 OK 0"
+
+
+def test_slot_open_refused(gw):
+    payload = "2 421 1 0 0 127.0.0.1 %d 3" % free_port()
+    assert gw.request(payload) == gateway.refused(req(payload))
+    assert gw.request("2 422 1 2") == "422 OK 0"
+
+
+def test_slot_index_8(gw):
+    payload = "2 423 8 0 0 127.0.0.1 502 3"
+    assert gw.request(payload) == parse_error(payload) == "423 ERROR: connection index 8: allowed 0..7"
+
+
+def test_slot_closed_by_peer(gw):
+    """A slot whose peer closes the connection becomes closed."""
+    peer = SilentServer(close_after=0.3)
+    try:
+        assert gw.request("2 431 2 0 0 127.0.0.1 %d 5" % peer.port) == "431 OK"
+        peer.wait_accepted(1)
+        deadline = time.monotonic() + 5
+        for i in range(30):
+            got = gw.request("2 %d 2 2" % (432 + i))
+            if got.endswith(" OK 0") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got == "%d OK 0" % (432 + i), "slot 2 still open after its peer closed: %s" % got
+    finally:
+        gw.request("2 499 2 1")
+        peer.stop()
+
+
+# --- the queue ------------------------------------------------------------------------------------------
+
+
+def test_queue_full_and_fifo(gw, silent):
+    """mqtt.queue = 2. While a request to the silent server runs, a local and a remote request
+    wait; three more are answered "queue full" at once; then the three answer in order."""
+    slow = "0 %%d 0 127.0.0.1 %d 2 1 3 1 1" % silent.port
+    gw.io("set ao 0x73 606")
+    payloads = [slow % 901, gw.local("3 116 1", "902"), slow % 903, slow % 904, slow % 905, slow % 906]
+    before = silent.accepted
+    t0 = time.monotonic()
+    gw.client.send(payloads[0])
+    silent.wait_accepted(before + 1)  # the first one runs: its connection is there
+    for p in payloads[1:]:
+        gw.client.send(p)
+    cookies = {"901", "902", "903", "904", "905", "906"}
+    got = []
+    for _ in range(6):
+        m = gw.client.wait(gw.topics.response, lambda m: m.text.split(" ", 1)[0] in cookies, timeout=10)
+        got.append((m.text, m.time - t0))
+    order = [t.split(" ", 1)[0] for t, _ in got]
+    assert order == ["904", "905", "906", "901", "902", "903"], got
+    texts = dict((t.split(" ", 1)[0], t) for t, _ in got)
+    assert texts["904"] == gateway.queue_full(payloads[3], QUEUE) == \
+        "904 ERROR: queue full: 2 requests waiting, try again later"
+    assert texts["905"] == gateway.queue_full(payloads[4], QUEUE)
+    assert texts["906"] == gateway.queue_full(payloads[5], QUEUE)
+    assert texts["901"] == gateway.timeout(req(payloads[0]))
+    assert texts["902"] == "902 OK 606"
+    assert texts["903"] == gateway.timeout(req(payloads[2]))
+    times = dict((t.split(" ", 1)[0], s) for t, s in got)
+    assert times["904"] < 1.5, "queue full must be answered at once: %r" % got
+    assert times["903"] >= 3.0, "the second slow request waited for the first: %r" % got
+
+
+def test_gateway_idle_after_queue(gw):
+    """After the queue test the gateway is idle again: a request is answered at once."""
+    t0 = time.monotonic()
+    assert gw.request(gw.local("3 116 1", "907"), timeout=5) == "907 OK 606"
+    assert time.monotonic() - t0 < 2
+
+
+# --- format 1 to an RTU field device (rtu.mode master) ---------------------------------------------------
+
+
+def test_master_reads(master):
+    assert master.request("1 501 rs485 5 17 3 101 2") == "501 OK 1100 1101"
+    assert master.request("1 502 rs485 5 17 3 200 1") == "502 OK 1199"
+
+
+def test_master_writes(master):
+    assert master.request("1 511 rs485 5 17 6 111 4242") == "511 OK"
+    assert master.request("1 512 rs485 5 17 3 111 1") == "512 OK 4242"
+    assert master.request("1 513 rs485 5 17 16 121 3 7,8,65535") == "513 OK"
+    assert master.request("1 514 rs485 5 17 3 121 3") == "514 OK 7 8 65535"
+
+
+@pytest.mark.parametrize("rest", ["1 1 8", "2 1 8", "4 1 2", "5 1 1", "15 1 3 1,0,1", "3 1 1", "16 201 2 1,2"])
+def test_master_exceptions(master, rest):
+    """The field device has holding registers 100..199 only: anything else is exception 02,
+    for every function."""
+    got = master.request("1 521 rs485 5 17 " + rest)
+    assert got == "521 ERROR: Modbus exception 2 (illegal data address)"
+
+
+def test_master_timeout_while_tcp_keeps_serving(master):
+    """Unit 18 is not on the line: timeout after 1 s; the simulator's TCP slave answers meanwhile."""
+    payload = "1 531 rs485 1 18 3 101 1"
+    master.io("set ao 0x74 99")
+    t0 = time.monotonic()
+    master.client.send(payload)
+    with pymodbus_client(master.sim, timeout=2.0) as c:
+        deadline = t0 + 10
+        n = 0
+        while not [m for m in master.client.pending(master.topics.response) if m.text.startswith("531 ")]:
+            assert time.monotonic() < deadline
+            assert ok(c.read_holding_registers(0x74, count=1, **unit())).registers == [99]
+            n += 1
+            time.sleep(0.1)
+    got = master.client.response("531", 1)
+    assert got == gateway.timeout(req(payload)) == "531 ERROR: timeout: no response within 1 s"
+    assert 0.8 <= time.monotonic() - t0 <= 5
+    assert n >= 3
+    # The line works again after the timeout.
+    assert master.request("1 532 rs485 5 17 3 102 1") == "532 OK 1101"
+
+
+def test_master_local_format0_still_local(master):
+    master.io("set ao 0x75 12")
+    assert master.request("0 541 0 127.0.0.1 %d 5 1 3 118 1" % master.sim.port) == "541 OK 12"
+
+
+def test_prefix_applies_to_the_response_topic(master, gw):
+    """Two devices on one broker, each on its own topics: the reply of the device with prefix
+    "master" comes on master/response only, never on the unprefixed response topic."""
+    gw.client.clear(gw.topics.response)
+    assert master.request("1 551 rs485 5 17 3 101 1") == "551 OK 1100"
+    gw.client.absent(gw.topics.response, lambda m: m.text.startswith("551 "), duration=0.3)

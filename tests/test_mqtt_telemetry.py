@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from mbnode import gateway, points
+from mbnode import gateway, points, pointsconfig
 from mqtttest import Broker, Client, Topics, need_paho, start_device
 
 FMT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
@@ -131,7 +131,7 @@ BY_NAME = dict((d["name"], d) for d in ALL_POINTS)
 
 
 def cpython_point(name):
-    return points.Point(points.check(BY_NAME[name]))
+    return points.Point(pointsconfig.check(BY_NAME[name]))
 
 
 def encode_error(name, value):
@@ -350,9 +350,9 @@ def test_mqtt_retain_default(tmp_path, broker):
 
 
 def test_64_points_as_on_a_device(tmp_path, broker):
-    """points.MAX_POINTS points, the firmware as .mpy files (as on a board) in the default
+    """pointsconfig.MAX_POINTS points, the firmware as .mpy files (as on a board) in the default
     128K heap: it starts, and every point is published after connect."""
-    pts = [dict(d, name="p%d" % i) for i, d in enumerate((ALL_POINTS * 2)[:points.MAX_POINTS])]
+    pts = [dict(d, name="p%d" % i) for i, d in enumerate((ALL_POINTS * 2)[:pointsconfig.MAX_POINTS])]
     d = start_points(tmp_path, broker, Topics(root="many"), pts, sim_kw={"mpy": True})
     try:
         for p in pts:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import micropython_or_fail
-from mbnode import config, points
+from mbnode import config, points, pointsconfig
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
@@ -434,12 +434,12 @@ def test_bad_set_payloads(payload, message):
 # --- point configuration -------------------------------------------------------------------
 
 def test_span_of_checked_points():
-    assert points.span(points.check({"name": "a", "table": "input", "address": 0x13C, "type": "uint64"})) == (
+    assert pointsconfig.span(pointsconfig.check({"name": "a", "table": "input", "address": 0x13C, "type": "uint64"})) == (
         INPUT, 0x13C, 4)
-    assert points.span(points.check({"name": "m", "table": "memory", "position": 1024})) == (HOLDING, 0x17FE, 2)
-    assert points.span(points.check({"name": "s", "table": "holding", "address": 0, "type": "ascii",
+    assert pointsconfig.span(pointsconfig.check({"name": "m", "table": "memory", "position": 1024})) == (HOLDING, 0x17FE, 2)
+    assert pointsconfig.span(pointsconfig.check({"name": "s", "table": "holding", "address": 0, "type": "ascii",
                                      "count": 8})) == (HOLDING, 0, 8)
-    assert points.span(points.check({"name": "d", "table": "discrete", "address": 9})) == (DISCRETE_INPUTS, 9, 1)
+    assert pointsconfig.span(pointsconfig.check({"name": "d", "table": "discrete", "address": 9})) == (DISCRETE_INPUTS, 9, 1)
 
 
 def test_point_from_a_checked_configuration():

@@ -54,7 +54,7 @@ def load_config(path, board):
         sys.exit(2)
     finally:
         # Also the mqtt section's checks, loaded only when the configuration has one.
-        for name in ("config", "mqttconfig", "points"):
+        for name in ("config", "mqttconfig", "pointsconfig", "points"):
             if ("mbnode." + name) in sys.modules:
                 del sys.modules["mbnode." + name]
                 delattr(mbnode, name)

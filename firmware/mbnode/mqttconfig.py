@@ -30,13 +30,13 @@ def _ids(v):
 
 
 def _points(key, v):
-    # mqtt.points: mbnode.points checks the objects, imported only when there are some.
+    # mqtt.points: mbnode.pointsconfig checks the objects, imported only when there are some.
     if type(v) is list and not v:
         return v
-    from mbnode import points
+    from mbnode import pointsconfig
 
     try:
-        return points.check_list(v)
+        return pointsconfig.check_list(v)
     except ValueError as e:  # (sub-key, value, allowed)
         raise ConfigError("config: %s%s = %s: %s" % (key, e.args[0], json.dumps(e.args[1]), e.args[2]))
 
@@ -124,7 +124,7 @@ def check(cfg):
         raise ConfigError("config: mqtt.reconnect.max_s = %d: allowed %d..3600 (at least "
                           "reconnect.initial_s)" % (rc["max_s"], rc["initial_s"]))
     if mqtt["points"]:
-        from mbnode.points import span
+        from mbnode.pointsconfig import span
     for i, d in enumerate(mqtt["points"]):
         table, first, n = span(d)
         name = TABLE_NAMES[table]

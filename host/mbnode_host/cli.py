@@ -75,7 +75,7 @@ def parser():
     s.add_argument("--unit", type=int, help="unit id (0 answers every id)")
     s.add_argument("--io", help="I/O control channel HOST:PORT (default: TCP port + 1)")
     s.add_argument("--bits", type=int, choices=(32, 64), default=32, help="unix port word size")
-    s.add_argument("--heap", default="128K", help="MicroPython heap size, e.g. 32K")
+    s.add_argument("--heap", default="256K", help="MicroPython heap size, e.g. 32K (the bridge compiled from source needs more than 128K)")
     s.add_argument("--mpy", action="store_true", help="run the firmware compiled to .mpy")
     s.add_argument("--rtu", metavar="pty|PATH",
                    help="also serve Modbus RTU: on a new pty pair (its client end is printed in the ready "

@@ -68,7 +68,7 @@ def effective_config(config_file, tcp, unit, io, rtu=None):
     return cfg
 
 
-def command(cfg_path, bits=32, heap="128K", mpy=False):
+def command(cfg_path, bits=32, heap="256K", mpy=False):
     """argv and environment that start the firmware with the configuration at cfg_path."""
     binary = paths.micropython(bits)
     heap_bytes = parse_size(heap)

@@ -4,9 +4,12 @@ Every process the bench starts is a `Server` (or a plain Popen inside one) and i
 code that started it, in a finally block. Only 127.0.0.1 is used.
 """
 
+import argparse
+import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -52,13 +55,45 @@ def mpy_cross():
 _MPY_BUILDS = {}
 
 
+def _private():
+    """A scratch directory of this bench run, removed when it exits: two runs (or a run and
+    someone's experiment in .cache/bench) must not rebuild each other's .mpy files."""
+    d = WORK / ("run-%d" % os.getpid())
+    if not d.exists():
+        d.mkdir(parents=True)
+        atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def firmware_mpy(bits):
     """The firmware compiled to .mpy for the unix port (once per bench run)."""
     if bits not in _MPY_BUILDS:
         tool_dir = str(Path(mpy_cross()).parent)  # build.py looks in .cache/bin, then on PATH
         os.environ["PATH"] = tool_dir + os.pathsep + os.environ.get("PATH", "")
-        _MPY_BUILDS[bits] = build.build("unix-%d" % bits, WORK / ("mpy-unix-%d" % bits))
+        _MPY_BUILDS[bits] = build.build("unix-%d" % bits, _private() / ("mpy-unix-%d" % bits))
     return _MPY_BUILDS[bits]
+
+
+LIB = paths.CACHE / "lib"  # umqtt/simple.py, fetched by `make setup` (tools/setup.sh)
+_LIB_MPY = {}
+
+
+def umqtt_path(bits, mpy):
+    """The directory holding umqtt/: .cache/lib as source, or for .mpy runs umqtt/simple.py
+    compiled by the same mpy-cross (a board gets .mpy from `mpremote mip install umqtt.simple`),
+    so the bridge's heap figure does not include compiling umqtt at import."""
+    if not (LIB / "umqtt" / "simple.py").exists():
+        raise RuntimeError("%s missing: run `make setup`" % (LIB / "umqtt" / "simple.py"))
+    if not mpy:
+        return LIB
+    if bits not in _LIB_MPY:
+        out = _private() / ("lib-mpy-unix-%d" % bits)
+        (out / "umqtt").mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpy_cross(), "-march=" + build.ARCH["unix-%d" % bits], "-s", "umqtt/simple.py",
+                        "-o", str(out / "umqtt" / "simple.mpy"), str(LIB / "umqtt" / "simple.py")],
+                       check=True)
+        _LIB_MPY[bits] = out
+    return _LIB_MPY[bits]
 
 
 def free_port():
@@ -173,13 +208,20 @@ def ticks_to_us(ticks):
     return ticks * 1e6 / CLK_TCK
 
 
-def start_mbnode(bits=32, heap="128K", mpy=False, io=True, timeout=20):
+def start_mbnode(bits=32, heap="128K", mpy=False, io=True, timeout=20, config=None):
     """The firmware on the unix port, launched directly (the pid is MicroPython itself).
 
-    Same argv and MICROPYPATH as `mbnode sim` (host/mbnode_host/sim.py command())."""
+    Same argv and MICROPYPATH as `mbnode sim` (host/mbnode_host/sim.py command()). config: more
+    configuration sections, merged one level deep (e.g. {"mqtt": {...}}); with an "mqtt"
+    section umqtt.simple is put on the path as well (umqtt_path())."""
     cfg = sim.effective_config(None, (HOST, 0), None, (HOST, 0) if io else None)
     if not io:
         cfg["board"]["io"] = ""
+    for key, value in (config or {}).items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
     WORK.mkdir(parents=True, exist_ok=True)
     cfg_path = WORK / ("config-%d-%d.json" % (os.getpid(), cfg["tcp"]["port"]))
     cfg_path.write_text(json.dumps(cfg))
@@ -190,6 +232,8 @@ def start_mbnode(bits=32, heap="128K", mpy=False, io=True, timeout=20):
     else:
         path = [str(paths.BOARDS / "unix"), str(paths.FIRMWARE)]
         script = str(paths.FIRMWARE / "main.py")
+    if "mqtt" in cfg:
+        path.append(str(umqtt_path(bits, mpy)))
     env = dict(os.environ, MICROPYPATH=":".join([".frozen"] + path))
     argv = [micropython(bits), "-X", "heapsize=%d" % heap_bytes, script, str(cfg_path)]
     try:
@@ -235,3 +279,38 @@ def table(title, header, rows, note=None):
 
 def verdict(ok):
     return "PASS" if ok else "MISS"
+
+
+# ---- a section's parts and its command line (bench/rtu.py, bench/mqtt.py) ----------------------
+
+def run_parts(section, steps, parts):
+    """Run steps[key]() for each key in parts; summary rows (target, measured, verdict). A
+    part that raises becomes an ERROR row and the others still run."""
+    summary = []
+    for key in parts:
+        t0 = time.monotonic()
+        try:
+            summary += steps[key]()
+        except Exception as e:  # noqa: BLE001 - report it, run the other parts
+            summary.append(("(%s%s)" % (section, key), "ERROR %s: %s" % (type(e).__name__, e), "ERROR"))
+            print("\npart (%s%s) failed: %s: %s" % (section, key, type(e).__name__, e))
+        print("[part (%s%s): %.0f s]" % (section, key, time.monotonic() - t0))
+        sys.stdout.flush()
+    return summary
+
+
+def section_main(argv, doc, title, all_parts, count, count_help, banner, run):
+    """The command line of a section run alone: --parts, --count; run(parts, count) -> rows.
+    Prints the summary; exit status 1 when a row is an ERROR."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--parts", default=all_parts, help="which parts to run, any of %s" % ", ".join(all_parts))
+    p.add_argument("--count", type=int, default=count, help=count_help)
+    args = p.parse_args(argv)
+    if args.count < 1 or set(args.parts) - set(all_parts):
+        p.error("--count must be at least 1 and --parts made of %s" % ", ".join(all_parts))
+    start = time.monotonic()
+    print(banner)
+    summary = run(args.parts, args.count)
+    table(title, ["target", "measured", "verdict"], summary, note="total runtime %.0f s" % (time.monotonic() - start))
+    return 1 if any(r[2] == "ERROR" for r in summary) else 0
+

@@ -29,9 +29,10 @@ STRETCH = 24 * 1024
 B_REFERENCE = "118 KiB as .mpy on the 64-bit build, 384 registers (reference, not measured here)"
 
 
-def mbnode_trial(bits, heap):
+def mbnode_trial(bits, heap, config=None):
+    """config: configuration sections added to the default one (bench/mqtt.py uses it)."""
     try:
-        srv = start_mbnode(bits, heap=heap, mpy=True, timeout=10)
+        srv = start_mbnode(bits, heap=heap, mpy=True, timeout=10, config=config)
     except RuntimeError as e:
         return False, "start: %s" % _last_line(str(e))
     try:

@@ -19,7 +19,6 @@ Every server is started and stopped here, on pty pairs this process creates; eve
 bounded in count and time. Runtime about 50 s.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -32,7 +31,7 @@ import crc  # noqa: E402
 import fetch  # noqa: E402
 import rtu_turnaround as rt  # noqa: E402
 from common import (  # noqa: E402
-    BENCH, CLK_TCK, WORK, Server, median, micropython, paths, sim, table, verdict,
+    BENCH, CLK_TCK, WORK, Server, median, micropython, paths, run_parts, section_main, sim, table, verdict,
 )
 
 BITS = 32
@@ -375,42 +374,24 @@ def mbnode_alloc(req):
 
 # ---- driver ------------------------------------------------------------------------------------
 
-def run(parts="1234"):
+def run(parts="1234", count=None):
     """Run the chosen parts; returns summary rows (target, measured, verdict) for bench/run.py."""
-    summary = []
+    global COUNT
+    COUNT = count or COUNT
     steps = {
         "1": lambda: report_turnaround(turnaround()),
         "2": lambda: report_idle(idle()),
         "3": crc_section,
         "4": alloc_section,
     }
-    for key in parts:
-        t0 = time.monotonic()
-        try:
-            summary += steps[key]()
-        except Exception as e:  # noqa: BLE001 - report it, run the other parts
-            summary.append(("(r%s)" % key, "ERROR %s: %s" % (type(e).__name__, e), "ERROR"))
-            print("\npart (r%s) failed: %s: %s" % (key, type(e).__name__, e))
-        print("[part (r%s): %.0f s]" % (key, time.monotonic() - t0))
-    return summary
+    return run_parts("r", steps, parts)
 
 
 def main(argv=None):
-    global COUNT
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", default="1234", help="which parts to run, e.g. 13 (default 1234)")
-    p.add_argument("--count", type=int, default=COUNT, help="measured requests per row in (r1)")
-    args = p.parse_args(argv)
-    if args.count < 1 or set(args.parts) - set("1234"):
-        p.error("--count must be at least 1 and --parts made of 1, 2, 3, 4")
-    COUNT = args.count
-    start = time.monotonic()
-    print("mbnode RTU bench  %s  micropython-%d: %s  umodbus: %s" % (
-        time.strftime("%Y-%m-%d %H:%M:%S"), BITS, micropython(BITS), fetch.umodbus_dir()))
-    summary = run(args.parts)
-    table("Summary, RTU (a = mbnode)", ["target", "measured", "verdict"], summary,
-          note="total runtime %.0f s" % (time.monotonic() - start))
-    return 1 if any(r[2] == "ERROR" for r in summary) else 0
+    banner = "mbnode RTU bench  %s  micropython-%d: %s  umodbus: %s" % (
+        time.strftime("%Y-%m-%d %H:%M:%S"), BITS, micropython(BITS), fetch.umodbus_dir())
+    return section_main(argv, __doc__, "Summary, RTU (a = mbnode)", "1234", COUNT,
+                        "measured requests per row in (r1)", banner, run)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,13 @@ and prints one table per section, with targets and PASS/MISS:
       micropython-modbus, CPU on an idle line, CRC speed, heap bytes per request.  (bench/rtu.py)
   (p) `mbnode probe`: seconds and frames to find an RTU device at 38400 8O1 unit 17 knowing
       nothing, beside a naive 1 s-timeout sweep. Target: 10x faster. About 2.5 min. (bench/probe.py)
+  (m) MQTT bridge, 32-bit, with a mosquitto the bench starts: smallest heap with the bridge on
+      beside off, and the gateway's FC03 x10 round trip (local target, pymodbus target) beside a
+      direct Modbus TCP one. Needs mosquitto and paho-mqtt. About 1-2 minutes. (bench/mqtt.py)
 
 Only 127.0.0.1 is used; every server is started and stopped by the bench itself; every loop is
-bounded in count and time. Total runtime is about 6 minutes on a 2-core machine (the probe
-section alone takes about 2.5 minutes).
+bounded in count and time. Total runtime is about 6 minutes on a 2-core machine without (m)
+(the probe section alone takes about 2.5 minutes).
 """
 
 import argparse
@@ -43,6 +46,7 @@ import alloc
 import fetch
 import heap
 import idle
+import mqtt
 import probe
 import rtu
 import targets
@@ -52,7 +56,7 @@ from common import ROOT, micropython, mpy_cross, table
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="1234rp", help="which sections to run, e.g. 13r (default 1234rp)")
+    p.add_argument("--sections", default="1234rpm", help="which sections to run, e.g. 13r (default 1234rpm)")
     p.add_argument("--bits", default="32,64", help="unix-port builds for mbnode/umodbus (default 32,64)")
     p.add_argument("--runs", type=int, default=throughput.RUNS, help="runs per target and request in (1)")
     p.add_argument("--seconds", type=float, default=throughput.SECONDS, help="length of one run in (1)")
@@ -101,6 +105,7 @@ def main(argv=None):
         "4": lambda: idle.run(targets.all_targets(bits_list)),
         "r": lambda: rtu.run(),
         "p": lambda: probe.run(),
+        "m": lambda: mqtt.run(),
     }
     summary = []
     failed = False

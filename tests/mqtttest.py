@@ -205,7 +205,7 @@ class Client:
     reconnect), keeps every message it receives until a wait() takes it."""
 
     def __init__(self, broker, subscribe=(), topics=None, client_id=None, qos=1, will=None,
-                 reconnect=(1, 2), timeout=WAIT):
+                 reconnect=(1, 2), timeout=WAIT, auth=None):
         need_paho()
         self.topics = topics or Topics()
         self.qos = qos
@@ -223,6 +223,8 @@ class Client:
         self.c.on_subscribe = self._on_subscribe
         if will is not None:
             self.c.will_set(*will)
+        if auth is not None:  # (user, password)
+            self.c.username_pw_set(*auth)
         self.c.reconnect_delay_set(*reconnect)
         self.c.connect(HOST, broker.port, keepalive=30)
         self.c.loop_start()

@@ -566,3 +566,37 @@ def test_prefix_applies_to_the_response_topic(master, gw):
     gw.client.clear(gw.topics.response)
     assert master.request("1 551 rs485 5 17 3 101 1") == "551 OK 1100"
     gw.client.absent(gw.topics.response, lambda m: m.text.startswith("551 "), duration=0.3)
+
+
+def test_ipv6_target_in_full_form(gw):
+    """IP_TYPE 1: a Modbus TCP server on ::1 (a socket answering one fixed FC03 response)."""
+    import threading
+
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    srv.bind(("::1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+    port = srv.getsockname()[1]
+    got = []
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+            with c:
+                c.settimeout(10)
+                request = c.recv(260)
+                got.append(request)
+                # Same transaction id, unit; FC03 with 2 registers 0x1234 0x5678.
+                c.sendall(request[:2] + b"\x00\x00\x00\x07" + request[6:7] + b"\x03\x04\x12\x34\x56\x78")
+        except OSError:
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        full = "0000:0000:0000:0000:0000:0000:0000:0001"
+        assert gw.client.request("0 61 1 %s %d 5 9 3 11 2" % (full, port)) == "61 OK 4660 22136"
+        assert got and got[0][6:] == b"\x09\x03\x00\x0a\x00\x02"  # unit 9, FC03, address 10, 2 registers
+    finally:
+        t.join(10)
+        srv.close()

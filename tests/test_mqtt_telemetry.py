@@ -320,11 +320,16 @@ def test_retain_flag_per_point(tele, broker):
     tele.io("set ai 0x106 4343")
     assert value(tele, "kept", lambda v: v == 4242) == 4242
     assert value(tele, "fleeting", lambda v: v == 4343) == 4343
-    late = Client(broker, subscribe=[tele.topic("kept"), tele.topic("fleeting")])
+    check_retained(broker, tele, "kept", 4242, "fleeting")
+
+
+def check_retained(broker, dev, kept, value, fleeting):
+    """A subscriber arriving now gets point `kept` retained with value, and nothing of `fleeting`."""
+    late = Client(broker, subscribe=[dev.topic(kept), dev.topic(fleeting)])
     try:
-        m = late.wait(tele.topic("kept"), timeout=5)
-        assert m.retain and telemetry(m)["value"] == 4242
-        late.absent(tele.topic("fleeting"), duration=1.0)
+        m = late.wait(dev.topic(kept), timeout=5)
+        assert m.retain and telemetry(m)["value"] == value
+        late.absent(dev.topic(fleeting), duration=1.0)
     finally:
         late.close()
 
@@ -338,13 +343,7 @@ def test_mqtt_retain_default(tmp_path, broker):
         d.io("set ai 0x20 11 12")
         assert value(d, "a", lambda v: v == 11) == 11
         assert value(d, "b", lambda v: v == 12) == 12
-        late = Client(broker, subscribe=[d.topic("a"), d.topic("b")])
-        try:
-            m = late.wait(d.topic("a"), timeout=5)
-            assert m.retain and telemetry(m)["value"] == 11
-            late.absent(d.topic("b"), duration=1.0)
-        finally:
-            late.close()
+        check_retained(broker, d, "a", 11, "b")
     finally:
         d.stop()
 

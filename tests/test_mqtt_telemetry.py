@@ -81,20 +81,15 @@ for _t in ("int16", "uint16"):
         _add({"name": "%s_%s" % (_t, _bo), "table": "input", "address": _a, "type": _t, "byte_order": _bo},
              "ai", _a, RAW[1], regs_to_value(RAW[1], _t, _bo))
         _a += 1
-_a = 0x50
-for _t in ("int32", "uint32", "float32"):
-    for _bo, _wo in ORDERS:
-        _r = RAW[2][_t]
-        _add({"name": "%s_%s_%s" % (_t, _bo, _wo), "table": "input", "address": _a, "type": _t,
-              "byte_order": _bo, "word_order": _wo}, "ai", _a, _r, regs_to_value(_r, _t, _bo, _wo))
-        _a += 2
-_a = 0x80
-for _t in ("int64", "uint64", "float64"):
-    for _bo, _wo in ORDERS:
-        _r = RAW[4][_t]
-        _add({"name": "%s_%s_%s" % (_t, _bo, _wo), "table": "holding", "address": _a, "type": _t,
-              "byte_order": _bo, "word_order": _wo}, "ao", _a, _r, regs_to_value(_r, _t, _bo, _wo))
-        _a += 4
+# 32-bit types on input registers from 0x50, 64-bit ones on holding registers from 0x80.
+for _n, _table, _io, _a, _types in ((2, "input", "ai", 0x50, ("int32", "uint32", "float32")),
+                                    (4, "holding", "ao", 0x80, ("int64", "uint64", "float64"))):
+    for _t in _types:
+        for _bo, _wo in ORDERS:
+            _r = RAW[_n][_t]
+            _add({"name": "%s_%s_%s" % (_t, _bo, _wo), "table": _table, "address": _a, "type": _t,
+                  "byte_order": _bo, "word_order": _wo}, _io, _a, _r, regs_to_value(_r, _t, _bo, _wo))
+            _a += _n
 _add({"name": "mem_signed", "table": "memory", "position": 10, "type": "memory32", "signed": True},
      "mem", 10, [0xFFFFFFFB], struct.unpack("<i", struct.pack("<HH", 0xFFFB, 0xFFFF))[0])
 _add({"name": "mem_unsigned", "table": "memory", "position": 11, "type": "memory32"},

@@ -8,12 +8,12 @@ Prints one line per request and a closing "N passed, M failed" line.
 """
 
 import binascii
-import micropython
 import sys
 import termios
 import time
 
 import board
+from heaplock import Report, locked
 from mbnode import app, config
 from mbnode.crc import crc16
 
@@ -65,36 +65,25 @@ def main():
     attrs[6][6] = 0
     termios.tcsetattr(client.fileno(), termios.TCSANOW, attrs)
     resp = bytearray(300)
-    passed = failed = 0
+    report = Report(28)
     for name, req, size, head in REQUESTS:
-        # Warm up once (first use may build lazily allocated internals), then measure.
-        for attempt in range(2):
-            locked = attempt == 1
+
+        def send():
             client.write(req)
             time.sleep_ms(2)
-            if locked:
-                micropython.heap_lock()
-            try:
-                for _ in range(4):
-                    loop.step(10)
-                err = None
-            except MemoryError as e:
-                err = e
-            finally:
-                if locked:
-                    micropython.heap_unlock()
+
+        def serve():
+            for _ in range(4):
+                loop.step(10)
+
+        def collect():
             time.sleep_ms(5)
-            n = client.readinto(resp) or 0
+            return client.readinto(resp) or 0
+
+        err, n = locked(serve, collect, send)
         ok = err is None and n == size and (n == 0 or (bytes(resp[1:3]) == head and crc16(resp, 0, n) == 0))
-        print("%-28s %s (%d bytes answered, %s)" % (
-            name, "no allocation" if ok else "ALLOCATES or wrong answer %r" % err, n,
-            binascii.hexlify(resp[1:3]).decode() if n else "-"))
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return failed
+        report.line(name, ok, err, n, resp[1:3])
+    return report.finish()
 
 
 sys.exit(1 if main() else 0)

@@ -6,11 +6,11 @@ line per request kind and a closing "N passed, M failed" line.
 """
 
 import binascii
-import micropython
 import socket
 import sys
 
 import board
+from heaplock import Report, locked
 from mbnode import app, config
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 5040
@@ -50,37 +50,25 @@ def main():
     for _ in range(5):
         loop.step(50)  # accept the client
     resp = bytearray(300)
-    passed = failed = 0
+    report = Report(22)
     for name, pdu, size, head in REQUESTS:
         req = frame(pdu) if pdu else frame("03 0000 0001", unit=9)
-        # Warm up once (first use may build lazily allocated internals), then measure.
-        for attempt in range(2):
-            locked = attempt == 1
-            if locked:
-                micropython.heap_lock()
-            try:
-                c.write(req)
-                loop.step(200)
-                err = None
-            except MemoryError as e:
-                err = e
-            finally:
-                if locked:
-                    micropython.heap_unlock()
+
+        def serve():
+            c.write(req)
+            loop.step(200)
+
+        def collect():
             c.setblocking(False)
             n = c.readinto(resp) or 0
             c.setblocking(True)
+            return n
+
+        err, n = locked(serve, collect)
         # A MemoryError inside the engine would come back as exception 04: check the answer.
         ok = err is None and n == size and (n == 0 or bytes(resp[7:9]) == head)
-        print("%-22s %s (%d bytes answered, %s)" % (
-            name, "no allocation" if ok else "ALLOCATES or wrong answer %r" % err, n,
-            binascii.hexlify(resp[7:9]).decode() if n else "-"))
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return failed
+        report.line(name, ok, err, n, resp[7:9])
+    return report.finish()
 
 
 sys.exit(1 if main() else 0)

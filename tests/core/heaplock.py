@@ -1,0 +1,46 @@
+"""What the alloc_*.py probes share: serving under micropython.heap_lock() and the report."""
+
+import binascii
+import micropython
+
+
+def locked(serve, collect, send=None):
+    """send() (if given), serve() and collect() once as a warm-up (first use may build lazily
+    allocated internals), then again with the heap locked during serve() only. Returns (the
+    MemoryError of the locked serve() or None, what its collect() returned)."""
+    for lock in (False, True):
+        if send is not None:
+            send()
+        if lock:
+            micropython.heap_lock()
+        try:
+            serve()
+            err = None
+        except MemoryError as e:
+            err = e
+        finally:
+            if lock:
+                micropython.heap_unlock()
+        got = collect()
+    return err, got
+
+
+class Report:
+    """One line per request kind, then "N passed, M failed"; finish() returns M."""
+
+    def __init__(self, width):
+        self.width = width
+        self.passed = self.failed = 0
+
+    def line(self, name, ok, err, n, head):
+        print("%-*s %s (%d bytes answered, %s)" % (
+            self.width, name, "no allocation" if ok else "ALLOCATES or wrong answer %r" % err, n,
+            binascii.hexlify(head).decode() if n else "-"))
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        return self.failed

@@ -36,8 +36,7 @@ class Telemetry:
             self.by_name[p.name] = p
         self.batches = points.plan(self.points, model.is_present)
         self.seen = [None] * len(self.batches)  # each batch's response bytes at the last scan
-        self.periodic = [b for b in self.batches if [1 for p, _ in b.items if p.every_ms]]
-        self.writable = [1 for p in self.points if p.writable] != []
+        self.writable = any(p.writable for p in self.points)
         self.req = bytearray(260)
         self.resp = bytearray(260)
         self.next = time.ticks_ms()
@@ -71,8 +70,6 @@ class Telemetry:
                     p.last_ms = now
 
     def _due(self, batch, now):
-        if batch not in self.periodic:
-            return False
         for p, _ in batch.items:
             if p.every_ms and (p.last_ms is None or time.ticks_diff(now, p.last_ms) >= p.every_ms):
                 return True

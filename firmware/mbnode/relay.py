@@ -92,7 +92,7 @@ class _Conn:
             relay.loop.poll.modify(sock, _POLLIN)  # connected: wait for the answer
             if mine:
                 relay.connected()
-            return False
+            return mine  # a finished request may have started the next one: the poll set changed
         try:
             n = sock.readinto(relay.scratch, _ADU - relay.fill if mine else _ADU)
         except OSError:
@@ -109,7 +109,7 @@ class _Conn:
             copy(relay.rx, relay.fill, relay.scratch, 0, n)
             relay.fill += n
             relay.tcp_received()
-        return False  # bytes on an idle slot (a late answer) are dropped
+        return mine  # bytes on an idle slot (a late answer) are dropped
 
 
 def _where(conn):
@@ -335,4 +335,4 @@ class _SerialReader:
         n = relay.port.readinto(relay.scratch, _ADU)
         if n:
             relay.serial_received(n)
-        return False
+        return n > 0

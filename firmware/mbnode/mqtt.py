@@ -70,12 +70,11 @@ class _Bounded:
 class _Net:
     """Stands in for the socket module inside umqtt.simple (see the module docstring)."""
 
+    getaddrinfo = staticmethod(socket.getaddrinfo)
+
     def __init__(self, bridge, tls):
         self.bridge = bridge
         self.tls = tls
-
-    def getaddrinfo(self, host, port, *args):
-        return socket.getaddrinfo(host, port, *args)
 
     def socket(self, *args):
         s = socket.socket(*args)

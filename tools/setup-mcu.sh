@@ -103,6 +103,7 @@ ensure_tree() {
     echo "Empty on purpose: mbnode's manifests freeze no micropython-lib package." >"$MCU/no-micropython-lib/README.md"
     mv "$stage" "$TREE"
     rm -rf "$dl"
+    touch "$TREE/.mbnode-tree"
     stamp "$TREE/.mbnode-tree" "$want"
 }
 

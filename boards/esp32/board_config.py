@@ -7,7 +7,7 @@ board key filled in, as the bundle's config.json, and a firmware without config.
 from pinrules import channels
 
 _PINS = {"do_pins": [13, 19, 21, 25, 26, 27, 32, 33], "di_pins": [5, 12, 14, 15], "ai_pins": [34, 35, 36, 39],
-         "ao_pins": [2, 4]}
+         "ao_pins": [4, 18]}
 
 DEFAULTS = {
     "unit_id": 1,
@@ -15,7 +15,7 @@ DEFAULTS = {
     "channels": channels(_PINS),
     "identity": {"model_name": "ESP32-DevKitC"},
     "board": {"do_pins": _PINS["do_pins"], "di_pins": _PINS["di_pins"], "ai_pins": _PINS["ai_pins"],
-              "ao_pins": _PINS["ao_pins"], "rtu_uart": 2, "rtu_tx": 23, "rtu_rx": 22, "rtu_de": 18},
+              "ao_pins": _PINS["ao_pins"], "rtu_uart": 2, "rtu_tx": 23, "rtu_rx": 22, "rtu_de": 2},
 }
 
 # (first, last, what the board does with them): ESP32-DevKitC user guide, "Header Block".

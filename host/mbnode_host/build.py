@@ -104,13 +104,13 @@ def manifest_text(info, modules):
         "#   From another manifest:       include(\"<this file>\", base=None, main=False)",
         "# main=True freezes main.py, which MicroPython then runs at boot in preference to /main.py;",
         "# the board's default configuration is frozen in board_config.py, /config.json overrides it.",
-        "options.defaults(base=%r, main=True)" % base,
-        "metadata(description=\"mbnode Modbus RTU/TCP slave, board %s\", version=%r)" % (info.name, VERSION),
+        "options.defaults(base=\"%s\", main=True)" % base,
+        "metadata(description=\"mbnode Modbus RTU/TCP slave, board %s\", version=\"%s\")" % (info.name, VERSION),
         "if options.base:",
         "    include(options.base)",
         "package(\"mbnode\")",
     ]
-    lines += ["module(%r)" % (m + ".py") for m in modules]
+    lines += ["module(\"%s.py\")" % m for m in modules]
     lines += ["if options.main:", "    module(\"main.py\")"]
     return "\n".join(lines) + "\n"
 

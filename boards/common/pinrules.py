@@ -14,9 +14,10 @@ _OUT = 0
 _IN = 1
 _ADC = 2
 _ROLE_WORDS = ("output pins ", "input pins ", "ADC pins ")
-# The pins a configuration uses, in the order they are checked.
-_RTU = (("rtu_tx", _OUT), ("rtu_rx", _IN), ("rtu_de", _OUT))
-_IO = (("do_pins", _OUT), ("di_pins", _IN), ("ai_pins", _ADC), ("ao_pins", _OUT))
+# The keys that hold pins, in the order they are checked, and what each pin must do: the RTU
+# port's three (while rtu.enabled), then the pin map's lists (while board.pins).
+_KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "do_pins", "di_pins", "ai_pins", "ao_pins")
+_ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT)
 
 
 def rules(board):
@@ -60,21 +61,20 @@ def _within(pin, ranges):
 
 
 def _problem(pin, role, chip, reserved, wifi):
-    """What keeps `pin` from serving in `role`, or None."""
-    name = chip.PIN + str(pin)
+    """What keeps `pin` from serving in `role`, or None (without allocating, the common case)."""
     if not _within(pin, chip.GPIOS):
-        return name + " does not exist on the " + chip.NAME
+        return "%s%d does not exist on the %s" % (chip.PIN, pin, chip.NAME)
     r = _within(pin, chip.UNUSABLE) or _within(pin, reserved)
     if r:
-        return name + " " + r[2]
+        return "%s%d %s" % (chip.PIN, pin, r[2])
     if role == _OUT and _within(pin, chip.INPUT_ONLY):
-        return name + " is input-only"
+        return "%s%d is input-only" % (chip.PIN, pin)
     if role == _ADC:
         if _within(pin, chip.ADC2):
             if chip.ADC2_ALWAYS or wifi:
-                return name + " " + chip.ADC2_PROBLEM
+                return "%s%d %s" % (chip.PIN, pin, chip.ADC2_PROBLEM)
         elif not _within(pin, chip.ADC1):
-            return name + " has no ADC"
+            return "%s%d has no ADC" % (chip.PIN, pin)
     return None
 
 
@@ -112,41 +112,47 @@ def _check(cfg, board, chip, reserved):
             return ("config: mqtt.enabled = true: allowed only with board.wifi_ssid set (board %s reaches a "
                     "broker over Wi-Fi)" % board.name)
         cfg["tcp"]["enabled"] = False
-    uses = []  # (key, role, pins, routes)
+    owner = bytearray(256)  # pin -> 1 + index of the key in _KEYS that has it
     if cfg["rtu"]["enabled"]:
         uart = b["rtu_uart"]
         if uart not in chip.UARTS:
             return "config: board.rtu_uart = %d: %s; allowed %s" % (
                 uart, chip.UART_NOTE, ", ".join(str(u) for u in sorted(chip.UARTS)))
         routes = chip.UARTS[uart]
-        for n, (key, role) in enumerate(_RTU):
-            if b[key] >= 0:
-                uses.append((key, role, (b[key],), routes[n] if routes and n < 2 else None))
+        for n in range(3):
+            pin = b[_KEYS[n]]
+            if pin >= 0:
+                problem = _refuse(b, n, pin, routes[n] if routes and n < 2 else None, owner, chip, reserved, wifi)
+                if problem:
+                    return problem
     if b["pins"]:
-        for key, role in _IO:
-            uses.append((key, role, b[key], None))
-    owner = {}
-    for key, role, pins, route in uses:
-        for pin in pins:
-            problem = _problem(pin, role, chip, reserved, wifi)
-            allowed = None
-            if problem:
-                words = _ROLE_WORDS[role]
-                candidates = [p for r in chip.GPIOS for p in range(r[0], r[1] + 1)]
-                allowed = words + _text(chip.PIN, _usable(candidates, role, chip, reserved, wifi))
-            elif route is not None and pin not in route:
-                what = "TX" if role == _OUT else "RX"
-                problem = "UART%d cannot %s on %s%d" % (b["rtu_uart"], "send" if role == _OUT else "receive",
-                                                        chip.PIN, pin)
-                allowed = "UART%d %s pins %s" % (b["rtu_uart"], what,
-                                                 _text(chip.PIN, _usable(route, role, chip, reserved, wifi)))
-            elif pin in owner:
-                problem = "%s%d is also board.%s" % (chip.PIN, pin, owner[pin])
-                allowed = "each pin once"
-            if problem:
-                return "config: board.%s = %s: %s; allowed %s" % (key, json.dumps(b[key]), problem, allowed)
-            owner[pin] = key
+        for n in range(3, 7):
+            for pin in b[_KEYS[n]]:
+                problem = _refuse(b, n, pin, None, owner, chip, reserved, wifi)
+                if problem:
+                    return problem
     return None
+
+
+def _refuse(b, n, pin, route, owner, chip, reserved, wifi):
+    """The one-line refusal of `pin` as b[_KEYS[n]], or None (and the pin is taken)."""
+    key = _KEYS[n]
+    role = _ROLES[n]
+    problem = _problem(pin, role, chip, reserved, wifi)
+    if problem:
+        candidates = [p for r in chip.GPIOS for p in range(r[0], r[1] + 1)]
+        allowed = _ROLE_WORDS[role] + _text(chip.PIN, _usable(candidates, role, chip, reserved, wifi))
+    elif route is not None and pin not in route:
+        what = "TX" if role == _OUT else "RX"
+        problem = "UART%d cannot %s on %s%d" % (b["rtu_uart"], "send" if role == _OUT else "receive", chip.PIN, pin)
+        allowed = "UART%d %s pins %s" % (b["rtu_uart"], what, _text(chip.PIN, _usable(route, role, chip, reserved, wifi)))
+    elif owner[pin]:
+        problem = "%s%d is also board.%s" % (chip.PIN, pin, _KEYS[owner[pin] - 1])
+        allowed = "each pin once"
+    else:
+        owner[pin] = n + 1
+        return None
+    return "config: board.%s = %s: %s; allowed %s" % (key, json.dumps(b[key]), problem, allowed)
 
 
 def channels(pins, memory=True):

@@ -80,6 +80,14 @@ def broken_config(tmp_path, kind):
     return path, message
 
 
+def test_valid_config_prints_nothing_and_unloads_the_start_up_modules(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"rtu": {"baud": 19200}}))
+    out = run_script("pico", "board_start.py", "bad_config", path)
+    passed(out)  # the script also checks that config, pinrules and board_config are unloaded
+    assert out.stderr == ""
+
+
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 @pytest.mark.parametrize("board", ["pico", "pico-w", "esp32", "esp32-s3", "esp32-c3"])
 def test_broken_config_prints_one_line_and_serves_the_board_defaults(board, kind, tmp_path):

@@ -69,3 +69,26 @@ def test_defaults_pass_their_own_rules(board):
     wifi = boards.info(board).wifi
     if wifi:
         assert config.validate({"board": {"wifi_ssid": "plant"}}, schema, defaults, check)["tcp"]["enabled"]
+
+
+def pin_text(prefix, pins):
+    return prefix + " ".join(str(p) for p in pins) if pins else "none"
+
+
+@pytest.mark.parametrize("board", boards.MCU_BOARDS)
+def test_documented_pin_maps_are_the_defaults(board):
+    """board.py's docstring and docs/boards.md show the pin map board_config.py defines."""
+    from conftest import ROOT
+
+    b = boards.rules(board)[1]["board"]
+    prefix = "GP" if boards.info(board).chip == "rp2040" else "GPIO"
+    doc = (boards.BOARDS / board / "board.py").read_text()
+    table = [line for line in (ROOT / "docs" / "boards.md").read_text().splitlines()
+             if line.startswith("| %s " % board) or (board.startswith("pico") and line.startswith("| pico, pico-w |"))]
+    for key in ("do_pins", "di_pins", "ai_pins", "ao_pins"):
+        text = pin_text(prefix, b[key])
+        assert text in doc, (key, text)
+        assert any(text in line for line in table), (key, text)
+    port = "UART%d: TX %s%d" % (b["rtu_uart"], prefix, b["rtu_tx"])
+    assert port in doc and any(port in line for line in table)
+    assert ("RX %s%d" % (prefix, b["rtu_rx"])) in doc and ("DE+/RE %s%d" % (prefix, b["rtu_de"])) in doc

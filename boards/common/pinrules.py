@@ -107,6 +107,9 @@ def _check(cfg, board, chip, reserved):
         for section in ("tcp", "mqtt"):
             if cfg[section]["enabled"]:
                 return "config: %s.enabled = true: board %s has no network; allowed false" % (section, board.name)
+        if not cfg["rtu"]["enabled"]:
+            return ("config: rtu.enabled = false: board %s has no network, Modbus RTU is all it can serve; "
+                    "allowed true" % board.name)
     elif not wifi:
         if cfg["mqtt"]["enabled"]:
             return ("config: mqtt.enabled = true: allowed only with board.wifi_ssid set (board %s reaches a "

@@ -53,8 +53,8 @@ class WifiJoin:
                 self._up(now)
             else:
                 self._join(now)
-        except OSError as e:
-            self._retry(now, "radio: %s" % e)
+        except Exception as e:  # noqa: BLE001 - no radio yet: the timer tries again
+            self._retry(now, "radio: %r" % e)
         loop.timers.append(self)
 
     def due_in(self, now):
@@ -66,8 +66,8 @@ class WifiJoin:
             return
         try:
             self._step(now)
-        except OSError as e:  # the radio refused a call: start over later
-            self._retry(now, "radio: %s" % e)
+        except Exception as e:  # noqa: BLE001 - the radio refused a call: start over later
+            self._retry(now, "radio: %r" % e)
 
     def _step(self, now):
         wlan = self.wlan

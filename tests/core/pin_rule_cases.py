@@ -143,13 +143,16 @@ CASES = [
      "config: board.ao_pins = [1, 9]: GPIO9 is also board.do_pins; allowed each pin once"),
     ("esp32-c3-twice", "twice", "esp32-c3", {"board": {"ai_pins": [0]}},
      "config: board.ai_pins = [0]: GPIO0 is also board.di_pins; allowed each pin once"),
-    ("pico-rtu-off-frees-its-pins", "allowed", "pico", {"rtu": {"enabled": False}, "board": {"do_pins": [0, 1, 22]}}, None),
+    ("pico-w-rtu-off-frees-its-pins", "allowed", "pico-w", {"rtu": {"enabled": False}, "board": {"do_pins": [0, 1, 22]}},
+     None),
     ("pico-pins-off-frees-the-map", "allowed", "pico", {"board": {"pins": False, "rtu_de": 2}}, None),
     # --- network: the Pico has none; a Wi-Fi board needs the SSID for MQTT
     ("pico-no-tcp", "network", "pico", {"tcp": {"enabled": True}},
      "config: tcp.enabled = true: board pico has no network; allowed false"),
     ("pico-no-mqtt", "network", "pico", {"mqtt": {"enabled": True}},
      "config: mqtt.enabled = true: board pico has no network; allowed false"),
+    ("pico-needs-rtu", "network", "pico", {"rtu": {"enabled": False}},
+     "config: rtu.enabled = false: board pico has no network, Modbus RTU is all it can serve; allowed true"),
     ("pico-w-mqtt-needs-wifi", "network", "pico-w", {"mqtt": {"enabled": True}},
      "config: mqtt.enabled = true: allowed only with board.wifi_ssid set (board pico-w reaches a broker over Wi-Fi)"),
 ]

@@ -3,7 +3,7 @@ default configuration: Modbus writes drive the output pins, input pins and ADCs 
 Modbus reads, the RS-485 UART answers RTU with its driver enable raised around the write and its
 own echo dropped, and on Wi-Fi boards Modbus TCP serves once Wi-Fi has joined.
 
-Run with MICROPYPATH=.frozen:tests/fakes:boards/<board>:boards/common:firmware, arguments: a free
+Run with MICROPYPATH=.frozen:tests/fakes:tests/core:boards/<board>:boards/common:firmware, argument: a free
 TCP port. Prints "1 passed, 0 failed" or the failures."""
 
 import struct

@@ -70,7 +70,7 @@ def firmware_mpy(bits):
     if bits not in _MPY_BUILDS:
         tool_dir = str(Path(mpy_cross()).parent)  # build.py looks in .cache/bin, then on PATH
         os.environ["PATH"] = tool_dir + os.pathsep + os.environ.get("PATH", "")
-        _MPY_BUILDS[bits] = build.build("unix-%d" % bits, _private() / ("mpy-unix-%d" % bits))
+        _MPY_BUILDS[bits] = build.compile_mpy("unix", _private() / ("mpy-unix-%d" % bits), build.UNIX_ARCH[bits])
     return _MPY_BUILDS[bits]
 
 
@@ -89,7 +89,7 @@ def umqtt_path(bits, mpy):
     if bits not in _LIB_MPY:
         out = _private() / ("lib-mpy-unix-%d" % bits)
         (out / "umqtt").mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpy_cross(), "-march=" + build.ARCH["unix-%d" % bits], "-s", "umqtt/simple.py",
+        subprocess.run([mpy_cross(), "-march=" + build.UNIX_ARCH[bits], "-s", "umqtt/simple.py",
                         "-o", str(out / "umqtt" / "simple.mpy"), str(LIB / "umqtt" / "simple.py")],
                        check=True)
         _LIB_MPY[bits] = out

@@ -1,4 +1,4 @@
-"""ESP32 and RP2 pin boards, run on the unix port with fake machine/network modules."""
+"""The MCU pin boards, run on the unix port with fake machine/network modules (tests/fakes)."""
 
 import os
 import subprocess
@@ -6,16 +6,24 @@ import subprocess
 import pytest
 
 from conftest import ROOT, micropython_or_fail
+from mbnode_host import boards
 from mbnode_host.sim import free_port
 
 
-@pytest.mark.parametrize("board", ["esp32", "rp2"])
-def test_pin_board_drives_and_samples_io(board):
+def board_env(board, *extra):
+    """Environment that runs a script in tests/core with `board` as the board module."""
+    path = [".frozen", str(ROOT / "tests" / "fakes"), str(ROOT / "tests" / "core"), str(boards.BOARDS / board),
+            str(boards.BOARDS / "common"), str(ROOT / "firmware")] + [str(p) for p in extra]
+    return dict(os.environ, MICROPYPATH=":".join(path))
+
+
+def run_script(board, *args, extra_path=(), timeout=60):
     binary = micropython_or_fail(32)
-    path = [".frozen", str(ROOT / "tests" / "fakes"), str(ROOT / "boards" / board), str(ROOT / "firmware")]
-    out = subprocess.run([binary, "-X", "heapsize=256K", "board_pins.py", str(free_port("127.0.0.1")),
-                          str(ROOT / "boards" / board / "config.json")],
-                         cwd=ROOT / "tests" / "core", env=dict(os.environ, MICROPYPATH=":".join(path)),
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "1 passed, 0 failed" in out.stdout
+    return subprocess.run([binary, "-X", "heapsize=256K"] + [str(a) for a in args], cwd=ROOT / "tests" / "core",
+                          env=board_env(board, *extra_path), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("board", boards.MCU_BOARDS)
+def test_pin_board_drives_and_samples_io(board):
+    out = run_script(board, "board_pins.py", free_port("127.0.0.1"))
+    assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout, out.stdout + out.stderr

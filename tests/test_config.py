@@ -264,3 +264,30 @@ def test_master_mode_frees_the_unit_id_rule():
     # The port is no slave then: unit_id (0 = any) only concerns Modbus TCP and the local answers.
     cfg = config.validate({"unit_id": 0, "rtu": {"enabled": True, "mode": "master"}, "mqtt": {"enabled": True}})
     assert cfg["rtu"]["mode"] == "master" and cfg["unit_id"] == 0
+
+
+# --- a board's default configuration as the base -----------------------------------------------
+
+def test_a_board_base_is_overridden_key_by_key():
+    base = {"rtu": {"enabled": True}, "tcp": {"enabled": False}, "identity": {"model_name": "X"}}
+    cfg = config.validate({"rtu": {"baud": 9600}, "identity": {"vendor_name": "me"}}, None, base)
+    assert (cfg["rtu"]["enabled"], cfg["rtu"]["baud"], cfg["tcp"]["enabled"]) == (True, 9600, False)
+    assert (cfg["identity"]["model_name"], cfg["identity"]["vendor_name"]) == ("X", "me")
+    assert config.validate({"rtu": {"enabled": False}}, None, base)["rtu"]["enabled"] is False
+    # The base counts for cross-key rules too: unit 0 with the board's RTU on.
+    with pytest.raises(config.ConfigError, match="unit_id = 0: allowed 1..247 when rtu.enabled is true"):
+        config.validate({"unit_id": 0}, None, base)
+
+
+def test_a_board_check_has_the_last_word():
+    def check(cfg):
+        return "config: board says no" if cfg["unit_id"] == 7 else None
+
+    assert config.validate({"unit_id": 6}, None, None, check)["unit_id"] == 6
+    with pytest.raises(config.ConfigError, match="^config: board says no$"):
+        config.validate({"unit_id": 7}, None, None, check)
+
+
+def test_load_reports_a_missing_file(tmp_path):
+    with pytest.raises(config.ConfigError, match="^config: .*nothere.json not found$"):
+        config.load(str(tmp_path / "nothere.json"))

@@ -1,31 +1,159 @@
-"""`mbnode build`: the firmware compiles to .mpy for every target with the right architecture."""
+"""`mbnode build --board NAME`: the .mpy bundle for every board with its chip's architecture, the
+board's config.json, and a manifest.py that MicroPython's own manifest reader accepts."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from conftest import need
-from mbnode_host import build, paths
+from mbnode import config
+from mbnode_host import boards, build, cli, paths
 
 # .mpy header byte 2 holds the native architecture in its upper bits (py/persistentcode.h).
-ARCH_CODE = {"x86": 1, "x64": 2, "armv6m": 4, "xtensawin": 10, "rv32imc": 11}
+ARCH_CODE = {"x86": 1, "x64": 2, "armv6m": 4, "armv7m": 5, "xtensawin": 10, "rv32imc": 11}
 
 
-@pytest.mark.parametrize("target", sorted(build.ARCH))
-def test_build_every_target(target, tmp_path):
+@pytest.fixture(autouse=True)
+def _mpy_cross():
     try:
         paths.mpy_cross()
     except paths.MissingTool as e:
         need(str(e), False)
-    out = build.build(target, tmp_path / target)
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert "main.py" in files and "board.mpy" in files
-    assert {"mbnode/pdu.mpy", "mbnode/tcp.mpy", "mbnode/rtu.mpy", "mbnode/rtulink.mpy", "mbnode/diag.mpy"} <= set(files)
-    if target.startswith("unix"):
-        assert "ttyport.mpy" in files
-    header = (out / "mbnode" / "fast.mpy").read_bytes()[:4]
+
+
+def arch_of(mpy):
+    header = mpy.read_bytes()[:4]
     assert header[0] == ord("M") and header[1] == 6
-    assert header[2] >> 2 == ARCH_CODE[build.ARCH[target]]
+    return header[2] >> 2
 
 
-def test_unknown_target_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="allowed esp32, esp32c3, rp2, unix-32, unix-64"):
-        build.build("avr", tmp_path)
+@pytest.mark.parametrize("board", boards.names())
+def test_bundle_for_every_board(board, tmp_path):
+    b = build.bundle(board, tmp_path / board)
+    info = boards.info(board)
+    device = b.path / "device"
+    files = {name for name, _ in b.device_files}
+    assert {"main.py", "config.json", "board.mpy", "mbnode/pdu.mpy", "mbnode/tcp.mpy", "mbnode/rtu.mpy",
+            "mbnode/rtulink.mpy", "mbnode/diag.mpy", "mbnode/config.mpy"} <= files
+    if info.chip:
+        assert {"board_config.mpy", "pinboard.mpy", "pinrules.mpy", "chip_%s.mpy" % info.chip} <= files
+        assert ("wifi.mpy" in files) == info.wifi
+        assert not any(f.startswith("chip_") and f != "chip_%s.mpy" % info.chip for f in files)
+    else:
+        assert "ttyport.mpy" in files
+    # Only modules with native code carry the architecture: fast.py and crc.py (viper).
+    assert arch_of(device / "mbnode" / "fast.mpy") == ARCH_CODE[info.arch]
+    assert arch_of(device / "mbnode" / "crc.mpy") == ARCH_CODE[info.arch]
+    assert dict(b.device_files) == {p.relative_to(device).as_posix(): p.stat().st_size
+                                    for p in device.rglob("*") if p.is_file()}
+    # config.json validates with the board's own rules, to exactly what the board runs without it.
+    rules = boards.rules(board)
+    given = json.loads((device / "config.json").read_text())
+    assert config.validate(given, *rules) == config.validate({}, *rules)
+
+
+def test_pico_config_serves_rtu_without_tcp(tmp_path):
+    given = json.loads((build.bundle("pico", tmp_path / "b").path / "device" / "config.json").read_text())
+    assert given["unit_id"] == 1 and given["tcp"]["enabled"] is False
+    assert given["rtu"] == {"enabled": True, "mode": "slave", "baud": 19200, "parity": "E", "stopbits": None,
+                            "early_reply": False}
+    assert (given["board"]["rtu_uart"], given["board"]["rtu_tx"], given["board"]["rtu_rx"],
+            given["board"]["rtu_de"]) == (0, 0, 1, 22)
+    assert given["channels"] == {"coils": ["0x0000-0x0007"], "discrete_inputs": ["0x0000-0x0003"],
+                                 "holding_registers": ["0x0000-0x0001", "0x1000-0x17FF"],
+                                 "input_registers": ["0x0000-0x0002", "0x1000-0x17FF"]}
+
+
+def manifest_module():
+    try:
+        src = paths.micropython_src()
+    except paths.MissingTool as e:
+        need(str(e), False)
+    spec = importlib.util.spec_from_file_location("manifestfile", src / "tools" / "manifestfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return src, module
+
+
+@pytest.mark.parametrize("board", boards.MCU_BOARDS)
+def test_manifest_is_read_by_micropython_tools_from_anywhere(board, tmp_path):
+    """The frozen/ folder is self-contained: moved elsewhere, MicroPython's manifest reader
+    (freeze mode) finds every file it names, and they are the board's modules."""
+    src, mf = manifest_module()
+    b = build.bundle(board, tmp_path / "out")
+    moved = tmp_path / "elsewhere" / "mbnode-frozen"
+    shutil.copytree(b.path / "frozen", moved)
+    shutil.rmtree(b.path)
+    info = boards.info(board)
+    port = src / "ports" / info.port
+    path_vars = {"MPY_DIR": str(src), "PORT_DIR": str(port), "BOARD_DIR": str(port / "boards" / info.micropython_board),
+                 "MPY_LIB_DIR": None}
+    # The port's own manifest (option base) pulls micropython-lib packages the +ds tree lacks.
+    for main in (True, False):
+        m = mf.ManifestFile(mf.MODE_FREEZE, path_vars)
+        m.execute('include(%r, base=None, main=%r)' % (str(moved / "manifest.py"), main))
+        targets = sorted(f.target_path for f in m.files())
+        for f in m.files():
+            assert (moved / f.target_path).read_bytes() == open(f.full_path, "rb").read()
+            assert f.full_path.startswith(str(moved))
+        device = {n[:-4] + ".py" for n, _ in build.bundle(board, tmp_path / "again").device_files if n.endswith(".mpy")}
+        assert set(targets) == device | ({"main.py"} if main else set())
+    # The default base is the manifest the port uses for that board.
+    text = (moved / "manifest.py").read_text()
+    base = text.split("options.defaults(base=", 1)[1].split(",", 1)[0].strip("'\"")
+    for name, value in path_vars.items():
+        if value:
+            base = base.replace("$(%s)" % name, value)
+    assert Path(base).is_file(), base
+
+
+def test_cli_prints_sizes_then_the_folder(tmp_path, capsys):
+    out = tmp_path / "pico"
+    assert cli.main(["build", "--board", "pico", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == str(out)
+    device = out / "device"
+    files = sorted(p for p in device.rglob("*") if p.is_file())
+    for p in files:
+        name = "device/" + p.relative_to(device).as_posix()
+        assert any(line.split() == [name, str(p.stat().st_size)] for line in lines), name
+    total = sum(p.stat().st_size for p in files)
+    assert any(line.split()[:6] == ["device", "total", str(total), "bytes", "in", str(len(files))] for line in lines)
+    assert any(line.startswith("frozen total") for line in lines)
+
+
+def test_arch_override_for_other_cores(tmp_path):
+    out = build.compile_mpy("pico", tmp_path / "m3", arch="armv7m")
+    assert arch_of(out / "mbnode" / "crc.mpy") == ARCH_CODE["armv7m"]
+    assert not (out / "config.json").exists()
+
+
+def test_unknown_board_lists_the_names(tmp_path, capsys):
+    assert cli.main(["build", "--board", "avr", "--out", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "mbnode build: board 'avr': allowed esp32, esp32-c3, esp32-s3, pico, pico-w, unix")
+    assert cli.main(["build"]) == 1
+    assert "allowed esp32, esp32-c3, esp32-s3, pico, pico-w, unix" in capsys.readouterr().err
+
+
+def test_old_target_names_still_build(tmp_path, capsys):
+    assert cli.main(["build", "--target", "rp2", "--out", str(tmp_path / "rp2")]) == 0
+    captured = capsys.readouterr()
+    assert "--target rp2 is --board pico" in captured.err
+    assert arch_of(tmp_path / "rp2" / "device" / "mbnode" / "fast.mpy") == ARCH_CODE["armv6m"]
+    assert cli.main(["build", "--target", "unix-32", "--out", str(tmp_path / "u")]) == 0
+    assert arch_of(tmp_path / "u" / "device" / "mbnode" / "fast.mpy") == ARCH_CODE["x86"]
+    assert cli.main(["build", "--target", "avr"]) == 1
+    assert "allowed esp32, esp32c3, rp2, unix-32, unix-64" in capsys.readouterr().err
+
+
+def test_refuses_to_wipe_a_folder_that_is_not_a_build(tmp_path, capsys):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    assert cli.main(["build", "--board", "pico", "--out", str(keep)]) == 1
+    assert "is not an mbnode build" in capsys.readouterr().err
+    assert (keep / "notes.txt").exists()

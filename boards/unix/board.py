@@ -18,11 +18,22 @@ from mbnode.datamodel import (
 )
 
 NAME = "unix"
+PORT = "unix"  # the MicroPython port
+MICROPYTHON_BOARD = "standard"  # the unix port's variant that .cache/bin/micropython-* are
+CHIP = None  # no pins
+MPY_ARCH = "x64"  # the 64-bit build; the 32-bit one is x86 (mbnode sim --bits 32)
+WIFI = False
+KEEP_SERVING = False  # a bad configuration exits with status 2: the simulator is run by a person or a test
 CONFIG_SCHEMA = {
     "io": ("", "host_port", "empty allowed"),
     "rtu_device": ("/dev/ttyUSB0", "text", 200),
     "rtu_peer": ("", "text", 200),
 }
+
+
+def config_rules():
+    """(schema of the board section, default configuration, check): the global defaults."""
+    return CONFIG_SCHEMA, None, None
 
 # table name -> (kind, table, number of addresses)
 _TABLES = {

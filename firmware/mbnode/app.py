@@ -43,21 +43,33 @@ def build(cfg, board, model=None):
 
 
 def load_config(path, board):
-    """Checked configuration; the config module is unloaded afterwards to give its RAM back."""
+    """Checked configuration; the modules that checked it are unloaded afterwards to give their
+    RAM back (config.py, the mqtt section's checks, the board's defaults and pin rules).
+
+    A bad or missing file: the simulator (board.KEEP_SERVING false) prints the one-line error
+    and exits with status 2; a board prints it and starts with its default configuration."""
     import mbnode
+
+    loaded = set(sys.modules)
     from mbnode import config
 
     try:
-        return config.load(path, board.CONFIG_SCHEMA)
-    except config.ConfigError as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+        rules = board.config_rules() if hasattr(board, "config_rules") else (board.CONFIG_SCHEMA,)
+        try:
+            return config.load(path, *rules)
+        except config.ConfigError as e:
+            if not getattr(board, "KEEP_SERVING", False):
+                print(e, file=sys.stderr)
+                sys.exit(2)
+            print("%s; starting with the defaults of board %s" % (e, board.NAME), file=sys.stderr)
+            return config.validate({}, *rules)
     finally:
-        # Also the mqtt section's checks, loaded only when the configuration has one.
-        for name in ("config", "mqttconfig", "pointsconfig", "points"):
-            if ("mbnode." + name) in sys.modules:
-                del sys.modules["mbnode." + name]
-                delattr(mbnode, name)
+        for name in set(sys.modules) - loaded:
+            if name.startswith("mbnode."):
+                del sys.modules[name]
+                delattr(mbnode, name[7:])
+            elif "." not in name:  # a board's start-up modules
+                del sys.modules[name]
         gc.collect()
 
 

@@ -2,8 +2,10 @@
 
 Every key has a default; an unknown key or a bad value raises ConfigError naming the key, the
 value and what is allowed. The schema is plain data, a rule being (default, kind, *arguments),
-so a board declares its own keys under "board" (board.CONFIG_SCHEMA) without importing this
-module, and the firmware can unload it once the configuration is checked.
+so a board declares its own keys under "board" without importing this module, and the firmware
+can unload it once the configuration is checked. A board may also bring a default
+configuration (the base the file's keys are merged onto) and a final check of the whole result
+(which pins its chip can use): board.config_rules(), docs/boards.md.
 """
 
 import json
@@ -69,6 +71,9 @@ def _check(key, v, kind, args):
             ok = type(v) is str and ((args and v == "") or _host_port(v))
             allowed = "allowed \"HOST:PORT\" with an IPv4 host and a port 0..65535" + (
                 " or \"\" (none)" if args else "")
+        elif kind == "pins":
+            ok = type(v) is list and len(v) <= args[0] and all(type(p) is int and 0 <= p <= 255 for p in v)
+            allowed = "allowed a list of at most %d GPIO numbers" % args
         elif kind == "ranges":
             allowed = "allowed a list of [first, last] or \"0xFIRST-0xLAST\" ranges inside " + ", ".join(
                 "0x%04X-0x%04X" % r for r in MAP[args[0]])
@@ -143,8 +148,23 @@ def _apply(schema, given, prefix):
     return out
 
 
-def validate(given, board_schema=None):
-    """Checked configuration with every default filled in. board_schema: the board's keys."""
+def merge(base, given):
+    """`given` laid over `base`: objects merge key by key, anything else replaces."""
+    if type(base) is not dict or type(given) is not dict:
+        return given
+    out = dict(base)
+    for key in given:
+        out[key] = merge(base[key], given[key]) if key in base else given[key]
+    return out
+
+
+def validate(given, board_schema=None, base=None, check=None):
+    """Checked configuration with every default filled in. board_schema: the board's keys;
+    base: the board's default configuration, which `given` overrides key by key; check(cfg):
+    the board's last word on the result, a one-line error or None (it may also settle values
+    that depend on others)."""
+    if base:
+        given = merge(base, given)
     schema = dict(SCHEMA)
     schema["board"] = board_schema or {}
     mqtt = type(given) is dict and "mqtt" in given
@@ -168,15 +188,21 @@ def validate(given, board_schema=None):
         mqttconfig.check(cfg)
     if rtu["enabled"] and rtu["mode"] == "master" and not cfg["mqtt"]["enabled"]:
         raise ConfigError("config: rtu.mode = \"master\": allowed only with mqtt.enabled true (the MQTT gateway is the master)")
+    if check is not None:
+        problem = check(cfg)
+        if problem:
+            raise ConfigError(problem)
     return cfg
 
 
-def load(path, board_schema=None):
+def load(path, board_schema=None, base=None, check=None):
     try:
         with open(path) as f:
             given = json.load(f)
     except OSError as e:
+        if e.args and e.args[0] == 2:  # ENOENT
+            raise ConfigError("config: %s not found" % path)
         raise ConfigError("config: cannot read %s: %s" % (path, e))
     except ValueError as e:
         raise ConfigError("config: %s is not valid JSON: %s" % (path, e))
-    return validate(given, board_schema)
+    return validate(given, board_schema, base, check)

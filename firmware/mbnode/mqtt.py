@@ -325,7 +325,9 @@ def start(loop, engine, model, cfg, board, tcp):
     if simple is None:
         print("mqtt: mqtt.enabled needs umqtt.simple (on a board: mpremote mip install umqtt.simple)",
               file=sys.stderr)
-        sys.exit(1)
+        if not getattr(board, "KEEP_SERVING", False):
+            sys.exit(1)
+        return ["mqtt", "off"]  # a board keeps serving Modbus without the bridge
     from mbnode.relay import Relay
 
     m = cfg["mqtt"]
@@ -334,11 +336,12 @@ def start(loop, engine, model, cfg, board, tcp):
     if tcp is not None:
         host, tcp_port = tcp.address
         hosts = [host]
+        addresses = []
         if host == "0.0.0.0" or host == "127.0.0.1":
             hosts = ["127.0.0.1", "localhost"]
             if host == "0.0.0.0" and hasattr(board, "addresses"):  # boards with a network interface
-                hosts += board.addresses()
-        own = (hosts, tcp_port)
+                addresses = board.addresses()  # the board's live list: Wi-Fi may come later
+        own = (hosts, tcp_port, addresses)
     port = None
     t35 = 0
     rtu = cfg["rtu"]

@@ -129,7 +129,8 @@ def _connect_error(req, e):
 
 class Relay:
     def __init__(self, loop, engine, unit_id, own_tcp, port, t35_us, finish):
-        """own_tcp: the (hosts, port) that are this device's Modbus TCP slave, or None;
+        """own_tcp: the (hosts, port, board addresses) that are this device's Modbus TCP slave,
+        or None; the board's address list is the board's own, updated in place (Wi-Fi comes late);
         port: the serial port in master mode (board.open_rtu), or None, and t35_us its t3.5;
         finish(line): called with the reply of a remote request."""
         self.loop = loop
@@ -173,7 +174,7 @@ class Relay:
             return gateway.format_response(req, None, 0)
         if req.kind == TCP:
             own = self.own_tcp
-            if own is not None and req.port == own[1] and req.host in own[0]:
+            if own is not None and req.port == own[1] and (req.host in own[0] or req.host in own[2]):
                 return self._local(req)
             for slot in self.slots:
                 if slot.sock is not None and slot.host == req.host and slot.port == req.port:

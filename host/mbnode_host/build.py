@@ -1,32 +1,137 @@
-"""Compile the firmware to .mpy with mpy-cross, as it is deployed to a board."""
+"""`mbnode build`: the firmware of one board, compiled as it is deployed or frozen.
 
+    bundle(board, out=None, arch=None) -> Bundle
+        Writes build/<board>/ (or `out`):
+          device/       what goes on the board's filesystem: mbnode/*.mpy, the board's modules
+                        (board.mpy, ...) as .mpy, main.py (a board runs /main.py only as source)
+                        and config.json, the board's default configuration
+          frozen/       manifest.py and the .py sources it names, paths relative to itself, so
+                        the folder freezes mbnode into a MicroPython firmware wherever it lies
+                        (make BOARD=... FROZEN_MANIFEST=<abs>/frozen/manifest.py); the board's
+                        default configuration is frozen with it (board_config.py)
+        Bundle: .path, .board (boards.BoardInfo), .arch, .device_files [(relative path, bytes)]
+    compile_mpy(board, out, arch=None) -> Path
+        Only the device files without config.json (what `mbnode sim --mpy` runs: board "unix",
+        arch x86 or x64); `arch` overrides the board's, e.g. armv7m for a qemu Cortex-M3.
+
+mpy-cross runs with the board's -march (boards/<name>/board.py MPY_ARCH) because fast.py and
+crc.py hold viper code. Board names: mbnode_host.boards.names(); an unknown name raises
+ValueError listing them.
+"""
+
+import json
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
-from mbnode_host import paths
+from mbnode_host import boards, paths
 
-# mpy-cross -march per target: needed because fast.py holds viper code (native machine code).
-ARCH = {"esp32": "xtensawin", "esp32c3": "rv32imc", "rp2": "armv6m", "unix-64": "x64", "unix-32": "x86"}
-BOARD_DIR = {"esp32": "esp32", "esp32c3": "esp32", "rp2": "rp2", "unix-64": "unix", "unix-32": "unix"}
+ARCHES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa", "xtensawin",
+          "rv32imc")
+UNIX_ARCH = {32: "x86", 64: "x64"}  # the unix port's .mpy architecture by word size
 
 
-def build(target, out):
-    """Compile firmware/mbnode/*.py and the target's board modules (board.py and its helpers)
-    into out/, next to main.py."""
-    if target not in ARCH:
-        raise ValueError("target %r: allowed %s" % (target, ", ".join(sorted(ARCH))))
-    out = Path(out)
+@dataclass
+class Bundle:
+    path: Path
+    board: boards.BoardInfo
+    arch: str
+    device_files: list  # [(path relative to device/, bytes)], sorted
+
+    @property
+    def total(self):
+        return sum(size for _, size in self.device_files)
+
+
+def _sources(info):
+    """[(source path, name on the device without extension)]: the firmware package, the board's
+    modules, main."""
+    out = [(p, "mbnode/" + p.stem) for p in sorted((paths.FIRMWARE / "mbnode").glob("*.py"))]
+    return out + [(p, m) for p, m in info.sources]
+
+
+def _clear(out, marks):
+    """Remove a previous build at `out`; refuse a folder that holds anything else."""
     if out.exists():
+        if any(out.iterdir()) and not any((out / m).exists() for m in marks):
+            raise ValueError("output folder %s exists and is not an mbnode build: allowed a new or empty "
+                             "folder, or an earlier build" % out)
         shutil.rmtree(out)
+
+
+def compile_mpy(board, out, arch=None):
+    info = boards.info(board)
+    arch = arch or info.arch
+    if arch not in ARCHES:
+        raise ValueError("arch %r: allowed %s" % (arch, ", ".join(ARCHES)))
+    out = Path(out)
+    _clear(out, ("main.py", "mbnode"))
     (out / "mbnode").mkdir(parents=True)
     tool = paths.mpy_cross()
-    sources = [(p, "mbnode/" + p.stem) for p in sorted((paths.FIRMWARE / "mbnode").glob("*.py"))]
-    sources += [(p, p.stem) for p in sorted((paths.BOARDS / BOARD_DIR[target]).glob("*.py"))]
-    for src, name in sources:
+    for src, name in _sources(info):
         # -s: tracebacks name the module as on the device, not this machine's path.
-        subprocess.run([tool, "-march=" + ARCH[target], "-s", name + ".py", "-o", str(out / (name + ".mpy")), str(src)],
+        subprocess.run([tool, "-march=" + arch, "-s", name + ".py", "-o", str(out / (name + ".mpy")), str(src)],
                        check=True)
-    # main.py stays source: a board runs /main.py only as .py; it is two lines.
     shutil.copy(paths.FIRMWARE / "main.py", out / "main.py")
     return out
+
+
+def config_text(cfg):
+    """JSON with one key per line down to the second level, values below that inline."""
+    lines = []
+    for i, (key, value) in enumerate(cfg.items()):
+        end = "," if i < len(cfg) - 1 else ""
+        if isinstance(value, dict) and value:
+            inner = ['    %s: %s' % (json.dumps(k), json.dumps(v)) for k, v in value.items()]
+            lines.append("  %s: {\n%s\n  }%s" % (json.dumps(key), ",\n".join(inner), end))
+        else:
+            lines.append("  %s: %s%s" % (json.dumps(key), json.dumps(value), end))
+    return "{\n" + "\n".join(lines) + "\n}\n"
+
+
+def manifest_text(info, modules):
+    base = "$(BOARD_DIR)/manifest.py" if info.micropython_board == "RPI_PICO_W" else "$(PORT_DIR)/boards/manifest.py"
+    from mbnode import VERSION
+
+    lines = [
+        "# mbnode %s for board %s (MicroPython port %s, board %s), written by `mbnode build --board %s`."
+        % (VERSION, info.name, info.port, info.micropython_board, info.name),
+        "# Paths are relative to this file: this folder is all a frozen build needs.",
+        "#   As the firmware's manifest:  make BOARD=%s FROZEN_MANIFEST=<absolute path of this file>"
+        % info.micropython_board,
+        "#     (the port's own manifest comes first: option `base`)",
+        "#   From another manifest:       include(\"<this file>\", base=None, main=False)",
+        "# main=True freezes main.py, which MicroPython then runs at boot in preference to /main.py;",
+        "# the board's default configuration is frozen in board_config.py, /config.json overrides it.",
+        "options.defaults(base=\"%s\", main=True)" % base,
+        "metadata(description=\"mbnode Modbus RTU/TCP slave, board %s\", version=\"%s\")" % (info.name, VERSION),
+        "if options.base:",
+        "    include(options.base)",
+        "package(\"mbnode\")",
+    ]
+    lines += ["module(\"%s.py\")" % m for m in modules]
+    lines += ["if options.main:", "    module(\"main.py\")"]
+    return "\n".join(lines) + "\n"
+
+
+def bundle(board, out=None, arch=None):
+    from mbnode_host.boards import default_config
+
+    info = boards.info(board)
+    out = Path(out) if out is not None else paths.ROOT / "build" / board
+    _clear(out, ("device", "frozen"))
+    device = compile_mpy(board, out / "device", arch)
+    cfg = default_config(board)
+    (device / "config.json").write_text(config_text(cfg))
+    frozen = out / "frozen"
+    (frozen / "mbnode").mkdir(parents=True)
+    modules = []
+    for src, name in _sources(info):
+        shutil.copy(src, frozen / (name + ".py"))
+        if not name.startswith("mbnode/"):
+            modules.append(name)
+    shutil.copy(paths.FIRMWARE / "main.py", frozen / "main.py")
+    (frozen / "manifest.py").write_text(manifest_text(info, modules))
+    files = sorted((p.relative_to(device).as_posix(), p.stat().st_size) for p in device.rglob("*") if p.is_file())
+    return Bundle(out, info, arch or info.arch, files)

@@ -51,11 +51,36 @@ def _mem(args):
     return 0
 
 
-def _build(args):
-    from mbnode_host import build
+# The names `mbnode build --target` took before boards had their own folders.
+_TARGETS = {"esp32": ("esp32", None), "esp32c3": ("esp32-c3", None), "rp2": ("pico", None),
+            "unix-32": ("unix", "x86"), "unix-64": ("unix", "x64")}
 
-    out = build.build(args.target, args.out or paths.ROOT / "build" / args.target)
-    print(out)
+
+def _build(args):
+    from mbnode_host import boards, build
+
+    board, arch = args.board, args.arch
+    if args.target is not None:
+        if board is not None:
+            raise ValueError("--target is the old name of --board: give one of them")
+        if args.target not in _TARGETS:
+            raise ValueError("target %r: allowed %s (or --board %s)" % (args.target, ", ".join(sorted(_TARGETS)),
+                                                                       ", ".join(boards.names())))
+        board, target_arch = _TARGETS[args.target]
+        arch = arch or target_arch
+        print("mbnode build: --target %s is --board %s%s" % (args.target, board, " --arch " + arch if arch else ""),
+              file=sys.stderr)
+    if board is None:
+        raise ValueError("--board is needed: allowed %s" % ", ".join(boards.names()))
+    b = build.bundle(board, args.out, arch)
+    width = max(len(name) for name, _ in b.device_files) + len("device/")
+    for name, size in b.device_files:
+        print("%-*s %7d" % (width, "device/" + name, size))
+    print("%-*s %7d bytes in %d files (.mpy for %s)" % (width, "device total", b.total, len(b.device_files), b.arch))
+    frozen = sorted(p for p in (b.path / "frozen").rglob("*") if p.is_file())
+    print("%-*s %7d bytes in %d files (manifest.py and the sources it freezes)"
+          % (width, "frozen total", sum(p.stat().st_size for p in frozen), len(frozen)))
+    print(b.path)
     return 0
 
 
@@ -63,6 +88,12 @@ def _probe(args):
     from mbnode_host import probe
 
     return probe.run(args)
+
+
+def board_names():
+    from mbnode_host import boards
+
+    return boards.names()
 
 
 def parser():
@@ -102,9 +133,15 @@ def parser():
     s.add_argument("--signed", action="store_true", help="print as signed 32-bit")
     s.set_defaults(func=_mem)
 
-    s = sub.add_parser("build", help="compile the firmware to .mpy for a target")
-    s.add_argument("--target", default="esp32", help="esp32, esp32c3, rp2, unix-32 or unix-64")
-    s.add_argument("--out", help="output folder (default build/TARGET)")
+    s = sub.add_parser("build", help="the firmware of a board: .mpy bundle, config.json, manifest.py",
+                       description="Write build/BOARD/: device/ (the .mpy bundle, main.py and the board's "
+                                   "config.json, for the board's filesystem) and frozen/ (manifest.py and the "
+                                   "sources it freezes into a MicroPython firmware); print the sizes, and the "
+                                   "folder as the last line (docs/boards.md).")
+    s.add_argument("--board", help="board name: %s" % ", ".join(board_names()))
+    s.add_argument("--arch", help="mpy-cross -march instead of the board's (e.g. armv7m)")
+    s.add_argument("--out", help="output folder (default build/BOARD)")
+    s.add_argument("--target", help=argparse.SUPPRESS)  # the old name: esp32, esp32c3, rp2, unix-32, unix-64
     s.set_defaults(func=_build)
 
     s = sub.add_parser("probe", help="find a Modbus device on a serial line or TCP address, identify and map it",

@@ -45,3 +45,14 @@ def mpy_cross():
         if c and Path(c).exists():
             return str(c)
     raise MissingTool("mpy-cross not found; run `make setup`")
+
+
+def micropython_src():
+    """The MicroPython source tree `make setup` unpacked (Debian's +ds tree): its tools/ (e.g.
+    manifestfile.py) and ports/ are read, never changed."""
+    ready = CACHE / "src" / "ready"
+    if ready.exists():
+        parts = ready.read_text().split()
+        if len(parts) == 2 and (Path(parts[1]) / "tools" / "manifestfile.py").exists():
+            return Path(parts[1])
+    raise MissingTool("no MicroPython source tree (%s names none); run `make setup`" % ready)

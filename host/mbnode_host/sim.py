@@ -73,7 +73,7 @@ def command(cfg_path, bits=32, heap="256K", mpy=False):
     binary = paths.micropython(bits)
     heap_bytes = parse_size(heap)
     if mpy:
-        out = build.build("unix-%d" % bits, paths.CACHE / ("mpy-unix-%d" % bits))
+        out = build.compile_mpy("unix", paths.CACHE / ("mpy-unix-%d" % bits), build.UNIX_ARCH[bits])
         path = [str(out)]
         script = str(out / "main.py")
     else:

@@ -1,107 +1,99 @@
-"""The ESP32/RP2 pin boards on the unix port with fake machine/network modules (tests/fakes):
-Modbus writes drive output pins, input pins and ADCs show up in Modbus reads, Wi-Fi is joined
-before the TCP slave starts, and the RS-485 UART answers RTU with its driver enable raised
-around the write and its own echo dropped. Run with MICROPYPATH=fakes:boards/<board>:firmware."""
+"""A pin board on the unix port with fake machine/network modules (tests/fakes), from its
+default configuration: Modbus writes drive the output pins, input pins and ADCs show up in
+Modbus reads, the RS-485 UART answers RTU with its driver enable raised around the write and its
+own echo dropped, and on Wi-Fi boards Modbus TCP serves once Wi-Fi has joined.
 
-import json
-import socket
+Run with MICROPYPATH=.frozen:tests/fakes:tests/core:boards/<board>:boards/common:firmware, argument: a free
+TCP port. Prints "1 passed, 0 failed" or the failures."""
+
 import struct
 import sys
 
 import board
 import machine
 import network
+from boardtest import Tcp, check, report, rtu, run_until
 from mbnode import app, config
 
 PORT = int(sys.argv[1])
-CONFIG = sys.argv[2]
-DO, DI, AI, AO = board._board.pins
-
-failures = []
-
-
-def check(what, got, want):
-    if got != want:
-        failures.append("%s: got %r, want %r" % (what, got, want))
-
-
-def check_rtu(loop, given):
-    from mbnode.crc import crc16
-
-    schema = board.CONFIG_SCHEMA
-    uart_id, de = schema["rtu_uart"][0], schema["rtu_de"][0]
-    uart = machine.UARTS[uart_id]
-    s = uart.settings
-    check("UART settings", (s["baudrate"], s["bits"], s["parity"], s["stop"], s["txbuf"], s["rxbuf"]),
-          (9600, 8, 1, 1, 512, 512))
-    check("DE idle low", machine.PINS[de].level, 0)
-    uart.echo = True
-    req = bytearray(b"\x01\x03\x00\x01\x00\x01")  # AO 1, set to 0x03FF over TCP above
-    c = crc16(req, 0, 6)
-    req += bytes([c & 0xFF, c >> 8])
-    del machine.LOG[:]
-    uart.rxq += req
-    for _ in range(5):
-        loop.step(10)
-    events = [e for e in machine.LOG if e[0] != "pin" or e[1] == de]
-    check("DE up, one write, flush, DE down",
-          [e[0] if e[0] != "pin" else "de%d" % e[2] for e in events], ["de1", "write", "flush", "de0"])
-    reply = events[1][1] if len(events) > 1 else b""
-    check("RTU reply", reply[:5], b"\x01\x03\x02\x03\xff")
-    check("reply CRC", crc16(reply, 0, len(reply)), 0)
-    check("echo drained", len(uart.rxq), 0)
 
 
 def main():
-    with open(CONFIG) as f:
-        given = json.load(f)
-    given["tcp"]["host"] = "127.0.0.1"
-    given["tcp"]["port"] = PORT
-    given["board"]["wifi_ssid"] = "plant"
-    given["board"]["wifi_password"] = "secret"
-    given["rtu"] = {"enabled": True, "baud": 9600, "parity": "O"}
-    loop, ready = app.build(config.validate(given, board.CONFIG_SCHEMA), board)
-    check("wifi joined", network.joined, [("plant", "secret")])
-    check("ready line names board and ip", ready.endswith("board %s ip 10.0.0.5" % board._board.name), True)
-    c = socket.socket()
-    c.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
-    tid = [0]
+    rules = board.config_rules()
+    given = {"rtu": {"baud": 9600, "parity": "O"}, "tcp": {"host": "127.0.0.1", "port": PORT}}
+    if board.WIFI:
+        given["board"] = {"wifi_ssid": "plant", "wifi_password": "secret"}
+    else:
+        del given["tcp"]
+    cfg = config.validate(given, *rules)
+    b = cfg["board"]
+    DO, DI, AI, AO = b["do_pins"], b["di_pins"], b["ai_pins"], b["ao_pins"]
+    loop, ready = app.build(cfg, board)
+    print(ready)
+    check("ready line names the board", ("board %s" % board.NAME) in ready, True)
+    uart = machine.UARTS[b["rtu_uart"]]
+    s = uart.settings
+    check("UART settings", (s["baudrate"], s["bits"], s["parity"], s["stop"], s["txbuf"], s["rxbuf"]),
+          (9600, 8, 1, 1, 512, 512))
+    check("UART pins", (s["tx"].id, s["rx"].id), (b["rtu_tx"], b["rtu_rx"]))
+    de = b["rtu_de"]
+    check("DE idle low", machine.PINS[de].level, 0)
 
-    def request(pdu):
-        tid[0] += 1
-        c.write(struct.pack(">HHHB", tid[0], 0, len(pdu) + 1, 1) + pdu)
-        for _ in range(5):
-            loop.step(20)
-        return c.recv(300)[7:]
+    # Outputs: FC15 over every DO, FC05 on the last one, FC06 on the AOs.
+    n = len(DO)
+    pattern = [(i + 1) % 2 for i in range(n)]
+    bits = sum(v << i for i, v in enumerate(pattern))
+    nbytes = (n + 7) // 8
+    check("FC15", rtu(loop, uart, struct.pack(">BHHB", 15, 0, n, nbytes) + bits.to_bytes(nbytes, "little")),
+          struct.pack(">BHH", 15, 0, n))
+    check("DO pins follow FC15", [machine.PINS[p].level for p in DO], pattern)
+    last = 0 if pattern[-1] else 1
+    rtu(loop, uart, struct.pack(">BHH", 5, n - 1, 0xFF00 if last else 0))
+    check("DO pin of the last coil follows FC05", machine.PINS[DO[-1]].level, last)
+    check("coil past the pin map absent", rtu(loop, uart, struct.pack(">BHH", 5, n, 0xFF00)), b"\x85\x02")
+    for i, p in enumerate(AO):
+        value = 0x3FF if i == len(AO) - 1 else 0x200
+        check("FC06 AO %d" % i, rtu(loop, uart, struct.pack(">BHH", 6, i, value)), struct.pack(">BHH", 6, i, value))
+        check("PWM duty of AO %d" % i, machine.PINS[p].pwm.duty, value * 65535 // 1023)
+    if not AO:
+        check("no AO: holding 0 absent", rtu(loop, uart, struct.pack(">BHH", 6, 0, 1)), b"\x86\x02")
 
-    loop.step(20)
-    check("coil 2 on", request(b"\x05\x00\x02\xff\x00"), b"\x05\x00\x02\xff\x00")
-    check("DO pin of coil 2", machine.PINS[DO[2]].level, 1)
-    check("DO pin of coil 1 untouched", machine.PINS[DO[1]].level, 0)
-    request(b"\x0f\x00\x00\x00\x08\x01\x81")
-    check("FC15 drives pins", [machine.PINS[p].level for p in DO], [1, 0, 0, 0, 0, 0, 0, 1])
-    check("AO 1 full scale", request(b"\x06\x00\x01\x03\xff"), b"\x06\x00\x01\x03\xff")
-    check("PWM duty of AO 1", machine.PINS[AO[1]].pwm.duty, 65535)
-    request(b"\x06\x00\x00\x02\x00")
-    check("PWM duty of AO 0", machine.PINS[AO[0]].pwm.duty, 512 * 65535 // 1023)
-    check("coil 8 absent on this board", request(b"\x05\x00\x08\xff\x00"), b"\x85\x02")
-    machine.PINS[DI[0]].level = 1
-    machine.PINS[DI[3]].level = 1
-    # ADC objects are held by the firmware's PinIO; reach them through the loop's timers.
+    # Inputs: DI levels and ADC readings reach FC02 / FC04 at the next scan.
+    levels = [i % 2 for i in range(len(DI))]
+    for p, v in zip(DI, levels):
+        machine.PINS[p].level = v
     io = [t for t in loop.timers if hasattr(t, "ai")][0]
-    for adc, raw in zip(io.ai, (100, 40000, 65535)):
+    raws = [100 + 20000 * i for i in range(len(AI))]
+    for adc, raw in zip(io.ai, raws):
         adc.raw = raw
-    import time
-
-    time.sleep_ms(30)  # let the input scan come due, then let the loop run it
+    io.next = 0  # the next loop turn scans
     loop.step(0)
-    check("DI pins in FC02", request(b"\x02\x00\x00\x00\x04"), b"\x02\x01\x09")
-    check("ADC in FC04", request(b"\x04\x00\x00\x00\x03"), b"\x04\x06" + struct.pack(">3H", 100, 40000, 65535))
-    check_rtu(loop, given)
-    for f in failures:
-        print("FAIL", f)
-    print("%d passed, %d failed" % (1 if not failures else 0, 1 if failures else 0))
-    return len(failures)
+    want = sum(v << i for i, v in enumerate(levels))
+    check("DI pins in FC02", rtu(loop, uart, struct.pack(">BHH", 2, 0, len(DI))), bytes([2, 1, want]))
+    check("ADC in FC04", rtu(loop, uart, struct.pack(">BHH", 4, 0, len(AI))),
+          bytes([4, 2 * len(AI)]) + struct.pack(">%dH" % len(AI), *raws))
+
+    # The RS-485 line discipline: DE up, one write, flush, DE down; the echo is drained.
+    uart.echo = True
+    del machine.LOG[:]
+    check("RTU memory register", rtu(loop, uart, struct.pack(">BHH", 3, 0x1000, 1)), b"\x03\x02\x00\x00")
+    events = [e for e in machine.LOG if e[0] != "pin" or e[1] == de]
+    check("DE up, one write, flush, DE down", [e[0] if e[0] != "pin" else "de%d" % e[2] for e in events],
+          ["de1", "write", "flush", "de0"])
+    check("echo drained", len(uart.rxq), 0)
+    uart.echo = False
+
+    if board.WIFI:
+        check("ready line while joining", ready.endswith("board %s wifi connecting" % board.NAME), True)
+        check("Wi-Fi joined", run_until(loop, lambda: board.addresses() == ["10.0.0.5"], 5000), True)
+        check("joined with the configured credentials", network.joined, [("plant", "secret")])
+        check("ready words now", board.describe(), ["board " + board.NAME, "ip 10.0.0.5"])
+        c = Tcp(loop, PORT)
+        check("TCP FC06 memory", c.request(b"\x06\x10\x00\x12\x34"), b"\x06\x10\x00\x12\x34")
+        check("RTU sees it", rtu(loop, uart, struct.pack(">BHH", 3, 0x1000, 1)), b"\x03\x02\x12\x34")
+    else:
+        check("no TCP on a board without network", "tcp" in ready, False)
+    return report()
 
 
-sys.exit(1 if main() else 0)
+sys.exit(main())

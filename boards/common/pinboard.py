@@ -1,0 +1,56 @@
+"""What an MCU board module offers the firmware when its I/O is plain pins, its network (if any)
+Wi-Fi and its RTU line a UART with an RS-485 transceiver: start, describe, open_rtu, addresses
+and config_rules (docs/boards.md). boards/<name>/board.py makes one PinBoard and names its chip.
+
+Nothing here touches `machine` or `network` at import: the host tools import board modules on
+CPython to read their facts (mbnode build).
+"""
+
+
+class PinBoard:
+    def __init__(self, name, chip, wifi):
+        """name: the board's name; chip: its pin facts' name (chip_<chip>.py); wifi: whether it
+        has a Wi-Fi radio."""
+        self.name = name
+        self.chip = chip
+        self.has_wifi = wifi
+        self.wifi = None  # the WifiJoin, when board.wifi_ssid is set
+        self.ips = []  # this board's IP addresses, kept up to date in place
+
+    def config_rules(self):
+        """(schema, defaults, check) for mbnode.config: start-up only (pinrules.py)."""
+        import pinrules
+
+        return pinrules.rules(self)
+
+    def start(self, loop, model, cfg):
+        """The pin map mirrored into the data model; Wi-Fi joining in the background."""
+        if cfg["pins"]:
+            from mbnode.hw import PinIO
+
+            try:
+                loop.timers.append(PinIO(model, cfg["do_pins"], cfg["di_pins"], cfg["ai_pins"], cfg["ao_pins"],
+                                         scan_ms=cfg["scan_ms"]))
+            except (ValueError, OSError) as e:  # a pin this firmware build lacks (e.g. PSRAM's)
+                print("board: pins not driven: %s; serving without them" % e)
+        if self.has_wifi and cfg["wifi_ssid"]:
+            from wifi import WifiJoin
+
+            self.wifi = WifiJoin(loop, cfg["wifi_ssid"], cfg["wifi_password"], cfg["wifi_timeout"], self.ips)
+
+    def open_rtu(self, rtu, cfg):
+        from mbnode.hw import UartPort
+
+        return UartPort(cfg["rtu_uart"], cfg["rtu_tx"], cfg["rtu_rx"], cfg["rtu_de"], cfg["rtu_de_invert"],
+                        rtu["baud"], rtu["parity"], rtu["stopbits"])
+
+    def describe(self):
+        words = ["board " + self.name]
+        if self.wifi is not None:
+            words.append("ip " + self.ips[0] if self.ips else "wifi connecting")
+        return words
+
+    def addresses(self):
+        """This board's own IP addresses (a gateway request to one of them stays local): the
+        list itself, updated in place when Wi-Fi comes and goes."""
+        return self.ips

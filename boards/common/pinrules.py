@@ -1,0 +1,171 @@
+"""The board section of a pin board's configuration: its keys, with the board's defaults, and
+the check of every pin against what the chip and the board allow (docs/boards.md).
+
+Start-up only, like mbnode.config: app.load_config unloads this module, the chip's facts
+(chip_<chip>.py) and the board's defaults (board_config.py) once the configuration is checked.
+Every refusal is one line: the key, its value, what is wrong with which pin, what is allowed.
+"""
+
+import json
+
+from mbnode.datamodel import MEM_BASE, MEM_REGS, ONBOARD
+
+_OUT = 0
+_IN = 1
+_ADC = 2
+_ROLE_WORDS = ("output pins ", "input pins ", "ADC pins ")
+# The keys that hold pins, in the order they are checked, and what each pin must do: the RTU
+# port's three (while rtu.enabled), then the pin map's lists (while board.pins).
+_KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "do_pins", "di_pins", "ai_pins", "ao_pins")
+_ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT)
+
+
+def rules(board):
+    """(schema of the board section, default configuration, check) for mbnode.config.validate.
+    board: the PinBoard (name, chip, has_wifi); board_config.py beside board.py holds the board's
+    DEFAULTS and RESERVED."""
+    import board_config
+
+    chip = __import__("chip_" + board.chip)
+    defaults = board_config.DEFAULTS
+    b = defaults["board"]
+    schema = {
+        "pins": (True, "bool"),
+        "scan_ms": (20, "int", 1, 10000),
+        "do_pins": (b["do_pins"], "pins", ONBOARD),
+        "di_pins": (b["di_pins"], "pins", ONBOARD),
+        "ai_pins": (b["ai_pins"], "pins", ONBOARD),
+        "ao_pins": (b["ao_pins"], "pins", ONBOARD),
+        "rtu_uart": (b["rtu_uart"], "int", 0, 9),
+        "rtu_tx": (b["rtu_tx"], "int", 0, 255),
+        "rtu_rx": (b["rtu_rx"], "int", 0, 255),
+        "rtu_de": (b["rtu_de"], "int", -1, 255),
+        "rtu_de_invert": (False, "bool"),
+    }
+    if board.has_wifi:
+        schema["wifi_ssid"] = ("", "text", 32)
+        schema["wifi_password"] = ("", "text", 64)
+        schema["wifi_timeout"] = (20, "int", 1, 300)
+
+    def check(cfg):
+        return _check(cfg, board, chip, board_config.RESERVED)
+
+    return schema, defaults, check
+
+
+def _within(pin, ranges):
+    for r in ranges:
+        if r[0] <= pin <= r[1]:
+            return r
+    return None
+
+
+def _problem(pin, role, chip, reserved, wifi):
+    """What keeps `pin` from serving in `role`, or None (without allocating, the common case)."""
+    if not _within(pin, chip.GPIOS):
+        return "%s%d does not exist on the %s" % (chip.PIN, pin, chip.NAME)
+    r = _within(pin, chip.UNUSABLE) or _within(pin, reserved)
+    if r:
+        return "%s%d %s" % (chip.PIN, pin, r[2])
+    if role == _OUT and _within(pin, chip.INPUT_ONLY):
+        return "%s%d is input-only" % (chip.PIN, pin)
+    if role == _ADC:
+        if _within(pin, chip.ADC2):
+            if chip.ADC2_ALWAYS or wifi:
+                return "%s%d %s" % (chip.PIN, pin, chip.ADC2_PROBLEM)
+        elif not _within(pin, chip.ADC1):
+            return "%s%d has no ADC" % (chip.PIN, pin)
+    return None
+
+
+def _text(prefix, pins):
+    # [0, 1, 2, 5, 6] -> "GP0-2, 5, 6"
+    parts = []
+    i = 0
+    while i < len(pins):
+        j = i
+        while j + 1 < len(pins) and pins[j + 1] == pins[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append("%d-%d" % (pins[i], pins[j]))
+        else:
+            parts.extend(str(p) for p in pins[i:j + 1])
+        i = j + 1
+    return prefix + ", ".join(parts)
+
+
+def _usable(candidates, role, chip, reserved, wifi):
+    return [p for p in candidates if _problem(p, role, chip, reserved, wifi) is None]
+
+
+def _check(cfg, board, chip, reserved):
+    """One-line refusal of the configuration's pins, or None. Settles tcp.enabled on Wi-Fi boards
+    (Modbus TCP is served once Wi-Fi is configured)."""
+    b = cfg["board"]
+    wifi = board.has_wifi and b["wifi_ssid"] != ""
+    if not board.has_wifi:
+        for section in ("tcp", "mqtt"):
+            if cfg[section]["enabled"]:
+                return "config: %s.enabled = true: board %s has no network; allowed false" % (section, board.name)
+        if not cfg["rtu"]["enabled"]:
+            return ("config: rtu.enabled = false: board %s has no network, Modbus RTU is all it can serve; "
+                    "allowed true" % board.name)
+    elif not wifi:
+        if cfg["mqtt"]["enabled"]:
+            return ("config: mqtt.enabled = true: allowed only with board.wifi_ssid set (board %s reaches a "
+                    "broker over Wi-Fi)" % board.name)
+        cfg["tcp"]["enabled"] = False
+    owner = bytearray(256)  # pin -> 1 + index of the key in _KEYS that has it
+    if cfg["rtu"]["enabled"]:
+        uart = b["rtu_uart"]
+        if uart not in chip.UARTS:
+            return "config: board.rtu_uart = %d: %s; allowed %s" % (
+                uart, chip.UART_NOTE, ", ".join(str(u) for u in sorted(chip.UARTS)))
+        routes = chip.UARTS[uart]
+        for n in range(3):
+            pin = b[_KEYS[n]]
+            if pin >= 0:
+                problem = _refuse(b, n, pin, routes[n] if routes and n < 2 else None, owner, chip, reserved, wifi)
+                if problem:
+                    return problem
+    if b["pins"]:
+        for n in range(3, 7):
+            for pin in b[_KEYS[n]]:
+                problem = _refuse(b, n, pin, None, owner, chip, reserved, wifi)
+                if problem:
+                    return problem
+    return None
+
+
+def _refuse(b, n, pin, route, owner, chip, reserved, wifi):
+    """The one-line refusal of `pin` as b[_KEYS[n]], or None (and the pin is taken)."""
+    key = _KEYS[n]
+    role = _ROLES[n]
+    problem = _problem(pin, role, chip, reserved, wifi)
+    if problem:
+        candidates = [p for r in chip.GPIOS for p in range(r[0], r[1] + 1)]
+        allowed = _ROLE_WORDS[role] + _text(chip.PIN, _usable(candidates, role, chip, reserved, wifi))
+    elif route is not None and pin not in route:
+        what = "TX" if role == _OUT else "RX"
+        problem = "UART%d cannot %s on %s%d" % (b["rtu_uart"], "send" if role == _OUT else "receive", chip.PIN, pin)
+        allowed = "UART%d %s pins %s" % (b["rtu_uart"], what, _text(chip.PIN, _usable(route, role, chip, reserved, wifi)))
+    elif owner[pin]:
+        problem = "%s%d is also board.%s" % (chip.PIN, pin, _KEYS[owner[pin] - 1])
+        allowed = "each pin once"
+    else:
+        owner[pin] = n + 1
+        return None
+    return "config: board.%s = %s: %s; allowed %s" % (key, json.dumps(b[key]), problem, allowed)
+
+
+def channels(pins, memory=True):
+    """The channels a pin map makes present (board_config.py DEFAULTS): channel n of each kind
+    is the n-th pin of its list, so onboard ranges start at 0x0000; plus the memory registers."""
+    out = {}
+    for table, key in (("coils", "do_pins"), ("discrete_inputs", "di_pins"), ("holding_registers", "ao_pins"),
+                       ("input_registers", "ai_pins")):
+        n = len(pins[key])
+        out[table] = ["0x0000-0x%04X" % (n - 1)] if n else []
+        if memory and table.endswith("registers"):
+            out[table].append("0x%04X-0x%04X" % (MEM_BASE, MEM_BASE + MEM_REGS - 1))
+    return out

@@ -1,0 +1,29 @@
+"""Raspberry Pi Pico W (RP2040 + CYW43439 Wi-Fi): Modbus RTU on RS-485, and Modbus TCP over Wi-Fi.
+
+Pin map (the defaults; board_config.py, config.json's "board" section moves any of them):
+  DO  GP2 3 6 7 8 9 10 11          -> coils 0x0000-0x0007
+  DI  GP12 13 14 15 (pull-up)      -> discrete inputs 0x0000-0x0003
+  AI  GP26 27 28 (ADC0-2)          -> input registers 0x0000-0x0002 (read_u16, 0-65535)
+  AO  GP20 21 (PWM + RC filter)    -> holding registers 0x0000-0x0001 (10-bit)
+  RS-485  UART0: TX GP0 -> DI, RX GP1 <- RO, DE+/RE GP22 (docs/rs485-wiring.md)
+GP23, GP24, GP25 and GP29 belong to the Wi-Fi chip (its LED is Pin("LED"), not a GPIO).
+Default configuration: RTU slave unit 1 at 19200 8E1 with these channels and the memory
+registers; Modbus TCP on port 502 once board.wifi_ssid is set (Wi-Fi joins in the background).
+"""
+
+from pinboard import PinBoard
+
+NAME = "pico-w"
+PORT = "rp2"  # the MicroPython port
+MICROPYTHON_BOARD = "RPI_PICO_W"  # the MicroPython firmware this board runs
+CHIP = "rp2040"  # pin facts: chip_rp2040.py
+MPY_ARCH = "armv6m"  # mpy-cross -march (fast.py and crc.py hold viper code)
+WIFI = True
+KEEP_SERVING = True  # a broken config.json: one line, then the defaults (docs/boards.md)
+
+_board = PinBoard(NAME, CHIP, WIFI)
+config_rules = _board.config_rules
+start = _board.start
+describe = _board.describe
+open_rtu = _board.open_rtu
+addresses = _board.addresses

@@ -1,0 +1,114 @@
+"""A pin board keeps serving when something optional fails at start (docs/boards.md), on the unix
+port with the fake machine/network modules (tests/fakes).
+
+    board_start.py wifi PORT          Wi-Fi refused twice, then joined; later lost and joined
+                                      again: RTU answers all along, TCP once joined
+    board_start.py wifi_timeout PORT  an attempt that never ends is given up after wifi_timeout
+    board_start.py broker PORT BROKER the MQTT broker refuses connections: RTU and TCP serve
+    board_start.py no_umqtt PORT      mqtt enabled but umqtt.simple missing: the bridge stays off
+    board_start.py bad_config FILE    a broken config file: one line, then the board's defaults
+
+The pytest side (tests/test_board_start.py) checks the printed lines; this script checks the
+serving and prints "1 passed, 0 failed" or the failures."""
+
+import struct
+import sys
+
+import board
+import machine
+import network
+from boardtest import Tcp, check, report, rtu, run_until
+from mbnode import app
+
+READ_MEM = struct.pack(">BHH", 3, 0x1000, 1)
+
+
+def build(given):
+    from mbnode import config
+
+    cfg = config.validate(given, *board.config_rules())
+    loop, ready = app.build(cfg, board)
+    print(ready)
+    return cfg, loop, ready
+
+
+def uart_of(cfg):
+    return machine.UARTS[cfg["board"]["rtu_uart"]]
+
+
+def wifi(port):
+    network.ATTEMPTS[:] = ["no_ap", "wrong_password", "ok"]
+    cfg, loop, ready = build({"tcp": {"host": "127.0.0.1", "port": port},
+                              "board": {"wifi_ssid": "plant", "wifi_password": "secret", "wifi_timeout": 1}})
+    check("ready while joining", "wifi connecting" in ready and "tcp 127.0.0.1:%d" % port in ready, True)
+    uart = uart_of(cfg)
+    check("RTU answers before Wi-Fi is up", rtu(loop, uart, READ_MEM), b"\x03\x02\x00\x00")
+    check("joined on the third attempt", run_until(loop, lambda: board.addresses() == ["10.0.0.5"], 10000), True)
+    check("attempts", network.joined, [("plant", "secret")] * 3)
+    check("RTU still answers", rtu(loop, uart, READ_MEM), b"\x03\x02\x00\x00")
+    check("TCP answers", Tcp(loop, port).request(b"\x06\x10\x00\x00\x07"), b"\x06\x10\x00\x00\x07")
+    network.WLAN(network.STA_IF).drop()
+    check("address gone when the link is lost", run_until(loop, lambda: board.addresses() == [], 5000), True)
+    check("RTU answers while rejoining", rtu(loop, uart, READ_MEM), b"\x03\x02\x00\x07")
+    check("joined again", run_until(loop, lambda: board.addresses() == ["10.0.0.5"], 5000), True)
+
+
+def wifi_timeout(port):
+    network.ATTEMPTS[:] = ["hang", "ok"]
+    cfg, loop, ready = build({"tcp": {"host": "127.0.0.1", "port": port},
+                              "board": {"wifi_ssid": "plant", "wifi_timeout": 1}})
+    check("RTU answers while the attempt hangs", rtu(loop, uart_of(cfg), READ_MEM), b"\x03\x02\x00\x00")
+    check("joined after the timeout", run_until(loop, lambda: board.addresses() == ["10.0.0.5"], 10000), True)
+    check("two attempts", len(network.joined), 2)
+
+
+def broker(port, broker_port):
+    cfg, loop, ready = build({"tcp": {"host": "127.0.0.1", "port": port},
+                              "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker_port},
+                              "board": {"wifi_ssid": "plant"}})
+    check("ready names the broker", ("mqtt 127.0.0.1:%d" % broker_port) in ready, True)
+    uart = uart_of(cfg)
+    for i in range(3):  # the bridge's first connect and its retry fall into this time
+        check("RTU answers %d" % i, rtu(loop, uart, READ_MEM), b"\x03\x02\x00\x00")
+        run_until(loop, lambda: False, 700)
+    check("TCP answers", Tcp(loop, port).request(b"\x03\x10\x00\x00\x01"), b"\x03\x02\x00\x00")
+
+
+def no_umqtt(port):
+    cfg, loop, ready = build({"tcp": {"host": "127.0.0.1", "port": port}, "mqtt": {"enabled": True, "host": "127.0.0.1"},
+                              "board": {"wifi_ssid": "plant"}})
+    check("ready says the bridge is off", "mqtt off" in ready, True)
+    check("RTU answers", rtu(loop, uart_of(cfg), READ_MEM), b"\x03\x02\x00\x00")
+
+
+def bad_config(path):
+    cfg = app.load_config(path, board)  # prints the one line
+    check("start-up modules unloaded", [m for m in ("mbnode.config", "pinrules", "board_config") if m in sys.modules],
+          [])
+    from mbnode import config
+
+    check("the board's defaults", cfg, config.validate({}, *board.config_rules()))
+    loop, ready = app.build(cfg, board)
+    print(ready)
+    uart = uart_of(cfg)
+    s = uart.settings
+    check("19200 8E1", (s["baudrate"], s["bits"], s["parity"], s["stop"]), (19200, 8, 0, 1))
+    n = len(cfg["board"]["do_pins"])
+    check("RTU unit 1 answers for the onboard coils", rtu(loop, uart, struct.pack(">BHH", 1, 0, n)), b"\x01\x01\x00")
+
+
+def main():
+    what = sys.argv[1]
+    args = sys.argv[2:]
+    if what == "bad_config":
+        bad_config(args[0])
+    elif what == "no_umqtt":
+        no_umqtt(int(args[0]))
+    elif what == "broker":
+        broker(int(args[0]), int(args[1]))
+    else:
+        {"wifi": wifi, "wifi_timeout": wifi_timeout}[what](int(args[0]))
+    return report()
+
+
+sys.exit(main())

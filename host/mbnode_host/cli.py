@@ -80,8 +80,23 @@ def _build(args):
     frozen = sorted(p for p in (b.path / "frozen").rglob("*") if p.is_file())
     print("%-*s %7d bytes in %d files (manifest.py and the sources it freezes)"
           % (width, "frozen total", sum(p.stat().st_size for p in frozen), len(frozen)))
-    print(b.path)
+    if not args.image:
+        print(b.path)
+        return 0
+    from mbnode_host import image
+
+    bin_path, uf2_path = image.build_image(b)
+    print("%-*s %7d bytes (MicroPython with mbnode frozen, flash image)" % (width, bin_path.name, bin_path.stat().st_size))
+    print("%-*s %7d bytes (the same for the USB boot loader: drag it onto RPI-RP2)"
+          % (width, uf2_path.name, uf2_path.stat().st_size))
+    print(uf2_path)
     return 0
+
+
+def _deploy(args):
+    from mbnode_host import deploy
+
+    return deploy.deploy(args.board, args.port, args.config, args.wifi, args.dry_run, args.mip_index)
 
 
 def _probe(args):
@@ -142,7 +157,23 @@ def parser():
     s.add_argument("--arch", help="mpy-cross -march instead of the board's (e.g. armv7m)")
     s.add_argument("--out", help="output folder (default build/BOARD)")
     s.add_argument("--target", help=argparse.SUPPRESS)  # the old name: esp32, esp32c3, rp2, unix-32, unix-64
+    s.add_argument("--image", action="store_true",
+                   help="also build a complete MicroPython firmware with mbnode frozen in (board pico: "
+                        "build/pico/mbnode-pico.uf2 and .bin; needs make setup-mcu)")
     s.set_defaults(func=_build)
+
+    s = sub.add_parser("deploy", help="install mbnode on a board running MicroPython (mpremote)",
+                       description="Build the board's bundle, check the device's MicroPython, copy what changed, "
+                                   "write config.json, reset and check that mbnode starts (docs/boards.md).")
+    s.add_argument("--board", required=True, help="board name: %s" % ", ".join(board_names()))
+    s.add_argument("--port", required=True,
+                   help="the board's REPL: a device (/dev/ttyACM0) or a URL mpremote connects to "
+                        "(socket://127.0.0.1:7701, rfc2217://HOST:PORT)")
+    s.add_argument("--config", help="configuration file to write as config.json (default: the board's defaults)")
+    s.add_argument("--wifi", metavar="SSID:PASS", help="Wi-Fi network to join (sets board.wifi_ssid/wifi_password)")
+    s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    s.add_argument("--mip-index", metavar="URL", help="package index for mpremote mip (default: mpremote's)")
+    s.set_defaults(func=_deploy)
 
     s = sub.add_parser("probe", help="find a Modbus device on a serial line or TCP address, identify and map it",
                        description="Find a Modbus slave without knowing its settings (docs/probe.md). "

@@ -43,8 +43,8 @@ ARCH_NAMES = {v: k for k, v in ARCH_CODES.items()}
 READY_TIMEOUT = 60  # s for mbnode to print its ready line after the reset (emulated boards are slow)
 
 
-class DeployError(Exception):
-    pass
+class DeployError(RuntimeError):
+    """A deploy that cannot go on; the message says why and what to do (one line)."""
 
 
 def mpremote():

@@ -113,7 +113,7 @@ class Pico:
         self.cdc_log = self.workdir / ("cdc-%d.log" % id(self))
         self.err_log = self.workdir / ("runner-%d.err" % id(self))
         self.save_flash_path = Path(save_flash) if save_flash else None
-        argv = ["node", str(RUNNER), "--bootrom", str(bootrom_path()), "--cdc-log", str(self.cdc_log),
+        argv = ["node"] + os.environ.get("PICO_NODE_ARGS", "").split() + [str(RUNNER), "--bootrom", str(bootrom_path()), "--cdc-log", str(self.cdc_log),
                 "--time-limit", str(time_limit), "--speed", str(speed)]
         if firmware is not None:
             argv += ["--firmware", str(firmware)]

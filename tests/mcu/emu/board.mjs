@@ -20,6 +20,7 @@ const MEMORY_WINDOW = 16 * 1024 * 1024; // rp2040js maps a 16 MB flash window
 const SLICE_MS = 15; // wall time per run slice before the event loop gets a turn
 const PACE_MAX_NS = 30e6; // simulated time the chip may bank while it runs slower than real time
 const SLEEP_MAX_MS = 20;
+const SRAM_BASE = 0x20000000;
 const RESET_UART0 = 1 << 22;
 const RESET_UART1 = 1 << 23;
 
@@ -146,6 +147,7 @@ export class Board {
     mcu.peripherals[0x40064] = new ChipReset(mcu, 'VREG_AND_CHIP_RESET', kind === 'power');
     mcu.peripherals[0x14000] = new XipCtrl(mcu, 'XIP_CTRL');
     this.installScr(mcu);
+    this.fastSramWrites(mcu);
 
     const hooks = { onTxStart: (f) => this.line.onTxStart(f), onTxEnd: (f, idle) => this.line.onTxEnd(f, idle) };
     mcu.uart = [
@@ -189,6 +191,18 @@ export class Board {
     ppb.writeUint32 = (offset, value) => {
       if (offset === 0xd10) scr = value & 0x16;
       else write(offset, value);
+    };
+  }
+
+  // rp2040js looks for a peripheral before it looks at SRAM on every 32-bit store; stores to
+  // SRAM (most of them) take the short way here.
+  fastSramWrites(mcu) {
+    const write = mcu.writeUint32.bind(mcu);
+    const view = mcu.sramView;
+    const end = SRAM_BASE + mcu.sram.length - 3;
+    mcu.writeUint32 = (address, value) => {
+      if (address >= SRAM_BASE && address < end) view.setUint32(address - SRAM_BASE, value, true);
+      else write(address, value);
     };
   }
 
@@ -318,10 +332,12 @@ export class Board {
           wait += target - clock.nanos;
           clock.tick(target - clock.nanos);
         } else {
-          const cycles = core.executeInstruction();
-          const dt = cycles * nsPerCycle;
+          const dt = core.executeInstruction() * nsPerCycle;
           busy += dt;
-          clock.tick(dt);
+          // clock.tick(dt) without the call when no alarm falls due (the common case)
+          const next = clock.nextAlarm;
+          if (next !== null && next.nanos <= clock.nanosCounter + dt) clock.tick(dt);
+          else clock.nanosCounter += dt;
           instructions++;
           if (this.rebootPending || this.halted) break outer;
         }

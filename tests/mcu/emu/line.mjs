@@ -178,6 +178,7 @@ export class SerialLine {
     this.pending = []; // [{bytes, gapNs}] not yet on the line
     this.lastLineEnd = -Infinity;
     this.hostBurstEnd = -Infinity;
+    this.burst = 0; // bursts the host has started (one per quiet-line start)
     this.uart = null;
     this.counts = { host_bytes: 0, rx_stored: 0, rx_lost: 0, tx_bytes: 0 };
     this.resetLine();
@@ -273,6 +274,7 @@ export class SerialLine {
     }
     const items = this.pending;
     this.pending = [];
+    this.burst++;
     let t = now;
     for (const item of items) t = this.putOnLine(item.bytes, item.gapNs, t);
   }
@@ -287,7 +289,7 @@ export class SerialLine {
       const bits = frameBits(bytes[i], fmt);
       const frame = { start: t, bits, bitNs: fmt.bitNs, end: t + bits.length * fmt.bitNs };
       this.hostWave.add(frame);
-      this.record({ dir: 'host', start_ns: frame.start, end_ns: frame.end, value: bytes[i] });
+      this.record({ dir: 'host', start_ns: frame.start, end_ns: frame.end, value: bytes[i], burst: this.burst });
       this.counts.host_bytes++;
       t = frame.end + (i + 1 < bytes.length ? gapNs : 0);
     }

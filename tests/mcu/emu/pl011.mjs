@@ -228,6 +228,8 @@ export class PL011 extends BasePeripheral {
   // Returns what became of it: 'stored', 'overrun' (FIFO full, lost) or 'disabled'.
   receive(value) {
     if (!this.rxEnabled) return 'disabled';
+    // The receive timeout counts from the last character the receiver got, kept or not.
+    this.rtAlarm.schedule(RT_BITS * this.bitNs);
     if (this.rxFifo.length >= this.fifoDepth) {
       this.overrunPending = true;
       this.rsr |= 8;
@@ -244,7 +246,6 @@ export class PL011 extends BasePeripheral {
     if (value & DR_PE) this.ris |= INT_PE;
     if (value & DR_BE) this.ris |= INT_BE;
     if (this.rxFifo.length >= this.rxLevel) this.ris |= INT_RX;
-    this.rtAlarm.schedule(RT_BITS * this.bitNs);
     this.updateInterrupt();
     return 'stored';
   }

@@ -2,6 +2,7 @@
 # Everything generated goes to .cache/ (tools, venv, MicroPython builds) or build/.
 #
 #   make setup                  install/build prerequisites (tools/setup.sh, idempotent, fast when done)
+#   make setup-mcu              also the emulated MCUs: rp2 and qemu ports, rp2040js (tools/setup-mcu.sh)
 #   make sim SIMARGS='--bits 64 --tcp 127.0.0.1:5020'
 #   make test                   = make test-unix: the pytest suite against the unix-port simulator
 #   make bench
@@ -16,12 +17,15 @@ PYTHON := $(VENV)/bin/python
 SIMARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all setup sim test test-unix bench clean distclean
+.PHONY: all setup setup-mcu sim test test-unix test-mcu bench clean distclean
 
 all: test
 
 setup:
 	bash $(ROOT)/tools/setup.sh
+
+setup-mcu: setup
+	bash $(ROOT)/tools/setup-mcu.sh
 
 sim: setup
 	$(VENV)/bin/mbnode sim $(SIMARGS)
@@ -29,7 +33,10 @@ sim: setup
 test: test-unix
 
 test-unix: setup
-	cd $(ROOT) && $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+	cd $(ROOT) && $(PYTHON) -m pytest -q tests --ignore=tests/mcu $(PYTEST_ARGS)
+
+test-mcu: setup-mcu
+	cd $(ROOT) && $(PYTHON) -m pytest -q tests/mcu $(PYTEST_ARGS)
 
 bench: setup
 	cd $(ROOT) && $(PYTHON) bench/run.py

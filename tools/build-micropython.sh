@@ -19,7 +19,6 @@ SRC_BASE=$CACHE/src
 LOGS=$CACHE/logs
 MANIFEST=$ROOT/tools/micropython-manifest.py
 MP_SUITE=${MP_SUITE:-trixie}               # Debian suite that packages micropython (1.25.0+ds-1)
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg   # bookworm's copy holds the trixie keys
 JOBS=${JOBS:-$(nproc)}
 RECIPE_REV=1                               # bump to force a rebuild after changing this script
 
@@ -35,6 +34,8 @@ PORT_VARS=(
 
 # shellcheck source=tools/common.sh
 source "$ROOT/tools/common.sh"
+# shellcheck source=tools/debian-archive.sh
+source "$ROOT/tools/debian-archive.sh"
 
 # Serialise concurrent runs (e.g. two make targets at once); tools/setup.sh already holds the lock.
 if [[ -z ${MBNODE_SETUP_LOCKED:-} ]]; then
@@ -116,71 +117,19 @@ adopt() {
     return 1
 }
 
-# --------------------------------------------------------------------------------------------
-# Print the URI of this machine's Debian archive: the first enabled `deb` entry whose suites
-# include the machine's own codename (so not -security, -updates or third-party repositories).
-# Read from deb822 *.sources files and one-line *.list files. MBNODE_DEBIAN_MIRROR overrides.
-debian_mirror() {
-    if [[ -n ${MBNODE_DEBIAN_MIRROR:-} ]]; then echo "$MBNODE_DEBIAN_MIRROR"; return; fi
-    local codename f
-    # shellcheck disable=SC1091
-    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-    [[ -n $codename ]] || codename=$(sed -n 's/^VERSION=.*(\(.*\)).*/\1/p' /etc/os-release)
-    {
-        for f in /etc/apt/sources.list.d/*.sources; do
-            [[ -e $f ]] || continue
-            # deb822: stanzas separated by blank lines; emit "URI suite suite..." per stanza.
-            awk '
-                function flush() {
-                    if (types ~ /(^| )deb( |$)/ && tolower(enabled) != "no" && uri != "")
-                        print uri, suites
-                    types = uri = suites = enabled = ""
-                }
-                /^[ \t]*#/ { next }
-                /^[ \t]*$/ { flush(); next }
-                { key = tolower($1); $1 = "" ; sub(/^ +/, "") }
-                key == "types:"   { types = $0 }
-                key == "uris:"    { uri = $1 }
-                key == "suites:"  { suites = $0 }
-                key == "enabled:" { enabled = $1 }
-                END { flush() }' "$f"
-        done
-        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            [[ -e $f ]] || continue
-            # deb [options] URI suite components...
-            awk '$1 == "deb" {
-                    i = 2
-                    if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                    if (i + 1 <= NF) print $i, $(i + 1)
-                }' "$f"
-        done
-    } | awk -v c="$codename" '{ for (i = 2; i <= NF; i++) if ($i == c && !found) { found = 1; print $1 } }'
-}
-
 # Fetch and unpack the micropython source package once; sets MP_SRC and MP_VERSION.
 ensure_source() {
     if [[ -f $SRC_BASE/ready ]]; then
         read -r MP_VERSION MP_SRC <"$SRC_BASE/ready"
         [[ -d $MP_SRC ]] && return 0
     fi
-    local mirror apt=$CACHE/apt dl=$SRC_BASE/dl dsc tmp
-    mirror=$(debian_mirror)
-    [[ -n $mirror ]] || die "cannot find this machine's Debian mirror in /etc/apt (set MBNODE_DEBIAN_MIRROR=URI)"
-    [[ -f $KEYRING ]] || die "$KEYRING missing (apt-get install debian-archive-keyring)"
-    say "fetching micropython source package ($MP_SUITE) from $mirror ..."
-    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
-    # check-valid-until=no: lets a snapshot.debian.org mirror work too.
-    echo "deb-src [signed-by=$KEYRING check-valid-until=no] $mirror $MP_SUITE main" >"$apt/sources.list"
-    # Everything apt writes stays in .cache/apt: the system's lists and caches are not touched.
-    local aptopts=(
-        -o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache"
-        -o APT::Sandbox::User=root -q
-    )
-    logged apt-src-update apt-get "${aptopts[@]}" update
+    local dl=$SRC_BASE/dl dsc tmp
+    say "fetching micropython source package ($MP_SUITE) ..."
+    private_apt "$CACHE/apt" deb-src "$MP_SUITE"
+    logged apt-src-update apt-get "${PRIVATE_APT[@]}" update
     rm -rf "$dl" && mkdir -p "$dl"
     cd "$dl"   # apt-get source downloads into the current directory
-    logged apt-src-download apt-get "${aptopts[@]}" source --download-only micropython
+    logged apt-src-download apt-get "${PRIVATE_APT[@]}" source --download-only micropython
     cd "$ROOT"
     dsc=$(ls "$dl"/micropython_*.dsc)
     MP_VERSION=${dsc##*/micropython_}; MP_VERSION=${MP_VERSION%.dsc}

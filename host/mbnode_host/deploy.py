@@ -1,0 +1,316 @@
+"""`mbnode deploy`: put mbnode on a board that runs MicroPython, through its REPL, with mpremote.
+
+    mbnode deploy --board NAME --port PORT [--config FILE] [--wifi SSID:PASS] [--dry-run]
+
+1. Build the board's bundle (mbnode build) and the configuration to write: the board's default
+   config.json, or FILE, with --wifi filled in; checked with the board's own rules first.
+2. Ask the device (one `mpremote exec`): MicroPython version, .mpy version and architecture,
+   platform, chip, the SHA-256 of every file of the bundle it already has, strays (a /board.py
+   or mbnode/*.py that would shadow our .mpy, modules of an older mbnode), whether umqtt.simple
+   is installed. A device that cannot load the bundle is refused with what to flash instead.
+3. The plan: files to copy (missing or different), files to remove, config.json, umqtt.simple
+   (with `mpremote mip` when the bridge is on and the device lacks it). --dry-run prints it and
+   changes nothing.
+4. Carry it out in one mpremote session (progress per file on stderr), then soft-reset the board
+   through its REPL, which runs boot.py and main.py as at power-up, and read the ready line that
+   mbnode prints: the deploy fails if mbnode does not start.
+
+A soft reset, not machine.reset(): a hard reset of a Pico re-enumerates its USB port and what the
+board prints before the port is open again is lost.
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mbnode_host import paths
+
+# Oldest MicroPython that loads mbnode's .mpy files: native code needs .mpy sub-version 3 (1.23+).
+MIN_VERSION = (1, 23)
+# rp2 before 1.24: UART.flush() returns while the last byte is still shifting out (docs/rtu.md).
+MIN_VERSION_PORT = {"rp2": (1, 24)}
+MPY_VERSION = 6
+MPY_SUB_VERSION = 3
+
+# sys.implementation._mpy >> 10 by mpy-cross -march name (py/persistentcode.h)
+ARCH_CODES = {"x86": 1, "x64": 2, "armv6": 3, "armv6m": 4, "armv7m": 5, "armv7em": 6, "armv7emsp": 7,
+              "armv7emdp": 8, "xtensa": 9, "xtensawin": 10, "rv32imc": 11}
+ARCH_NAMES = {v: k for k, v in ARCH_CODES.items()}
+
+READY_TIMEOUT = 60  # s for mbnode to print its ready line after the reset (emulated boards are slow)
+
+
+class DeployError(Exception):
+    pass
+
+
+def mpremote():
+    venv = Path(sys.executable).parent / "mpremote"
+    return str(venv) if venv.exists() else "mpremote"
+
+
+# The device side of step 2: prints one JSON line. WANT is the list of paths to hash.
+_FACTS = r'''
+import sys, os, json
+try:
+    import hashlib, binascii
+except ImportError:
+    hashlib = None
+def _h(p):
+    try:
+        f = open(p, "rb")
+    except OSError:
+        return None
+    if hashlib is None:
+        return "?"
+    s = hashlib.sha256()
+    b = bytearray(512)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        s.update(memoryview(b)[:n])
+    f.close()
+    return binascii.hexlify(s.digest()).decode()
+def _ls(d):
+    try:
+        return [e[0] for e in os.ilistdir(d)]
+    except OSError:
+        return []
+try:
+    import umqtt.simple
+    _umqtt = True
+except ImportError:
+    _umqtt = False
+_u = os.uname()
+print(json.dumps({"version": list(sys.implementation.version[:3]), "mpy": getattr(sys.implementation, "_mpy", 0),
+                  "platform": sys.platform, "machine": _u.machine, "release": _u.release,
+                  "files": dict((p, _h(p)) for p in WANT), "root": _ls("/"), "mbnode": _ls("/mbnode"),
+                  "umqtt": _umqtt}))
+'''
+
+
+def _run(args, timeout=300, stream=False):
+    """Run mpremote; returns its stdout. DeployError with its last words when it fails."""
+    cmd = [mpremote()] + args
+    if not stream:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeployError("mpremote did not finish within %d s" % timeout)
+        if r.returncode:
+            raise DeployError("mpremote failed: %s" % _last_words(r.stdout + r.stderr))
+        return r.stdout
+    out = []
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        out.append(line)
+        stream(line.rstrip("\n"))
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise DeployError("mpremote did not finish within %d s" % timeout)
+    if proc.wait():
+        raise DeployError("mpremote failed: %s" % _last_words("".join(out)))
+    return "".join(out)
+
+
+def _last_words(text):
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def device_facts(port, want):
+    code = "WANT = %r\n%s" % (list(want), _FACTS)
+    out = _run(["connect", port, "exec", code], timeout=120)
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise DeployError("the device at %s did not answer like MicroPython: %s" % (port, _last_words(out)))
+
+
+def check_device(board, facts):
+    """DeployError saying what to flash when the device cannot run this board's bundle."""
+    version = tuple(facts["version"][:2])
+    shown = "MicroPython %s on %s (%s)" % (".".join(map(str, facts["version"])), facts["platform"], facts["machine"])
+    mpy = facts["mpy"]
+    arch = ARCH_NAMES.get(mpy >> 10, "none")
+    image = (" or the mbnode image (mbnode build --board %s --image)" % board.name) if board.name == "pico" else ""
+    flash = "flash MicroPython %s.%s or newer for %s%s" % (
+        MIN_VERSION_PORT.get(board.port, MIN_VERSION) + (board.micropython_board, image))
+    if facts["platform"] != board.port:
+        raise DeployError("the device runs %s, not the %s port that board %s needs: pick the board that matches the "
+                          "device, or %s" % (shown, board.port, board.name, flash))
+    if arch != board.arch:
+        raise DeployError("the device runs %s, whose native code is %s, and board %s is built for %s: pick the "
+                          "board that matches the device, or %s" % (shown, arch, board.name, board.arch, flash))
+    if (mpy & 0xFF) != MPY_VERSION or ((mpy >> 8) & 3) != MPY_SUB_VERSION or version < MIN_VERSION:
+        raise DeployError("the device runs %s (.mpy %d.%d); mbnode's .mpy files need .mpy %d.%d: %s"
+                          % (shown, mpy & 0xFF, (mpy >> 8) & 3, MPY_VERSION, MPY_SUB_VERSION, flash))
+    if version < MIN_VERSION_PORT.get(board.port, MIN_VERSION):
+        raise DeployError("the device runs %s; on %s mbnode needs %d.%d or newer (UART.flush() of older releases "
+                          "returns before the last byte is out, which cuts RTU replies): %s"
+                          % ((shown, board.port) + MIN_VERSION_PORT[board.port] + (flash,)))
+
+
+def _sha256(data):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def plan(files, facts, config_bytes, want_umqtt):
+    """What to do: {"copy": [paths], "remove": [paths], "config": bool, "umqtt": bool}. `files` maps
+    device paths (without a leading /) to their bytes."""
+    have = facts["files"]
+    copy = [p for p, data in sorted(files.items()) if have.get("/" + p) != _sha256(data)]
+    remove = []
+    ours = set(files)
+    # A source file beside an .mpy shadows it (MicroPython tries .py first); an .mpy of an older
+    # mbnode whose module is gone would still be importable.
+    for name in facts["mbnode"]:
+        p = "mbnode/" + name
+        if p not in ours and (name.endswith(".py") or name.endswith(".mpy")):
+            remove.append(p)
+    for name in facts["root"]:
+        if name.endswith(".py") and name != "main.py" and name != "boot.py" and name[:-3] + ".mpy" in ours:
+            remove.append(name)
+    return {"copy": copy, "remove": sorted(remove), "config": have.get("/config.json") != _sha256(config_bytes),
+            "umqtt": want_umqtt and not facts["umqtt"]}
+
+
+def config_for(board_name, config_file, wifi):
+    """(configuration text to write, mqtt enabled?): the given file or the board's defaults, with
+    --wifi filled in, checked with the board's rules."""
+    from mbnode import config
+    from mbnode_host import boards, build
+
+    if config_file:
+        try:
+            given = json.loads(Path(config_file).read_text())
+        except OSError as e:
+            raise DeployError("--config %s: %s" % (config_file, e.strerror))
+        except ValueError as e:
+            raise DeployError("--config %s is not valid JSON: %s" % (config_file, e))
+    else:
+        given = boards.default_config(board_name)
+    if wifi:
+        ssid, sep, password = wifi.partition(":")
+        if not sep or not ssid:
+            raise DeployError("--wifi %r: allowed SSID:PASSWORD" % wifi)
+        if not boards.info(board_name).wifi:
+            raise DeployError("--wifi: board %s has no Wi-Fi" % board_name)
+        if type(given) is dict:
+            given.setdefault("board", {})
+            given["board"]["wifi_ssid"] = ssid
+            given["board"]["wifi_password"] = password
+    schema, defaults, check = boards.rules(board_name)
+    try:
+        cfg = config.validate(given, schema, defaults, check)
+    except config.ConfigError as e:
+        raise DeployError("%s%s" % (("--config %s: " % config_file) if config_file else "", e))
+    return build.config_text(given), cfg["mqtt"]["enabled"]
+
+
+def _progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_ready(port, timeout=READY_TIMEOUT):
+    """Soft-reset the board through its friendly REPL and return mbnode's ready line; DeployError
+    with what it printed instead when it does not come."""
+    import serial
+
+    s = serial.serial_for_url(port, baudrate=115200, timeout=0.2)
+    try:
+        s.write(b"\r\x03\x03")  # stop whatever runs (mpremote leaves the raw REPL on exit anyway)
+        time.sleep(0.1)
+        s.write(b"\x02")  # friendly REPL: Ctrl-D there runs boot.py and main.py, as at power-up
+        time.sleep(0.1)
+        s.reset_input_buffer()
+        s.write(b"\x04")
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen += s.read(256)
+            for line in seen.decode(errors="replace").splitlines():
+                if line.startswith("ready ") and seen.endswith(b"\n"):
+                    return line.strip()
+            if b"Traceback" in seen and seen.rstrip().endswith(b">>>"):
+                break
+        lines = [x for x in seen.decode(errors="replace").splitlines() if x.strip()]
+        raise DeployError("mbnode did not start after the reset; the board printed: %s"
+                          % (" | ".join(lines[-6:]) or "nothing"))
+    finally:
+        s.close()
+
+
+def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_index=None, out=None):
+    from mbnode_host import boards, build
+
+    board = boards.info(board_name)
+    config_bytes, mqtt = config_for(board_name, config_file, wifi)
+    config_bytes = config_bytes.encode()
+    _progress("building the %s bundle ..." % board_name)
+    bundle = build.bundle(board_name, out)
+    device_dir = bundle.path / "device"
+    files = {p.relative_to(device_dir).as_posix(): p.read_bytes()
+             for p in sorted(device_dir.rglob("*")) if p.is_file() and p.name != "config.json"}
+    _progress("asking the device at %s ..." % port)
+    facts = device_facts(port, ["/" + p for p in files] + ["/config.json"])
+    check_device(board, facts)
+    todo = plan(files, facts, config_bytes, mqtt)
+    device = "MicroPython %s on %s" % (".".join(map(str, facts["version"])), facts["machine"])
+    lines = ["device: %s" % device]
+    lines += ["copy %s (%d bytes)" % (p, len(files[p])) for p in todo["copy"]]
+    lines += ["remove %s" % p for p in todo["remove"]]
+    if todo["config"]:
+        lines.append("write config.json (%d bytes)" % len(config_bytes))
+    if todo["umqtt"]:
+        lines.append("install umqtt.simple with mpremote mip")
+    unchanged = len(files) - len(todo["copy"])
+    lines.append("%d files up to date; then reset and check that mbnode starts" % unchanged)
+    if dry_run:
+        print("\n".join(["plan (dry run, nothing changed):"] + ["  " + x for x in lines]))
+        return 0
+    for x in lines[:1]:
+        _progress(x)
+    args = ["connect", port]
+    dirs = sorted({str(Path(p).parent) for p in todo["copy"] if "/" in p})
+    if dirs:
+        args += ["exec", "import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass" % dirs]
+    staging = bundle.path / "deploy"
+    staging.mkdir(exist_ok=True)
+    cfg_file = staging / "config.json"
+    cfg_file.write_bytes(config_bytes)
+    steps = [(["fs", "cp", "-f", str(device_dir / p), ":" + p], "copy %s (%d bytes)" % (p, len(files[p])))
+             for p in todo["copy"]]
+    steps += [(["fs", "rm", ":" + p], "remove %s" % p) for p in todo["remove"]]
+    if todo["config"]:
+        steps.append((["fs", "cp", "-f", str(cfg_file), ":config.json"], "write config.json"))
+    for cmd, _ in steps:
+        if len(args) > 2:
+            args.append("+")
+        args += cmd
+    if len(args) > 2:
+        names = iter([label for _, label in steps])
+
+        def show(line):
+            # mpremote names each file as it starts on it ("cp SRC :DST", "rm :PATH").
+            if re.match(r"^(cp|rm) ", line):
+                label = next(names, None)
+                if label:
+                    _progress(label)
+
+        _run(args, stream=show)
+    if todo["umqtt"]:
+        _progress("installing umqtt.simple (mpremote mip) ...")
+        mip = ["connect", port, "mip", "install"] + (["--index", mip_index] if mip_index else []) + ["umqtt.simple"]
+        _run(mip, timeout=300)
+    _progress("resetting the board and waiting for mbnode to start ...")
+    ready = read_ready(port)
+    print("mbnode is serving on %s: %s" % (port, ready[len("ready "):]))
+    return 0

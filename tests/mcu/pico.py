@@ -60,29 +60,29 @@ def missing(firmware=None):
     out = []
     rom = bootrom_path()
     if not rom.is_file():
-        out.append(("RP2040 boot ROM %s" % rom,
-                    "set %s to rp2040-bootrom-b1.bin (default ../shared/mcu/ beside the checkout)" % BOOTROM_ENV))
+        out.append(("the RP2040 boot ROM (%s)" % rom, "set %s to the path of rp2040-bootrom-b1.bin; by default it is "
+                    "../shared/mcu/rp2040-bootrom-b1.bin beside the checkout" % BOOTROM_ENV))
     if not shutil.which("node"):
-        out.append(("node", "apt install nodejs"))
+        out.append(("node", "make setup-mcu installs it"))
     if not (node_modules() / "rp2040js" / "package.json").is_file():
-        out.append(("rp2040js in %s" % node_modules(), "make setup-mcu"))
+        out.append(("rp2040js in %s" % node_modules(), "make setup-mcu installs it"))
     if firmware is not None and not Path(firmware).is_file():
-        out.append(("firmware %s" % firmware, "make setup-mcu"))
+        out.append(("%s" % firmware, "make setup-mcu builds it"))
     return out
 
 
 def require(firmware=None):
-    """In a test: skip (locally) or fail (CI=true) when the emulated Pico cannot run here."""
+    """In a test: skip (locally) or fail (CI=true) when the emulated Pico cannot run here. The
+    boot ROM comes with no package: the message names the variable to set."""
+    import pytest
     from conftest import IN_CI, need  # tests/conftest.py
 
-    import pytest
-
     for what, how in missing(firmware):
-        if what.startswith("RP2040 boot ROM"):
-            # Not something make installs: say which variable to set.
+        if what.startswith("the RP2040 boot ROM"):
+            message = "%s not found: %s" % (what, how)
             if IN_CI:
-                pytest.fail("missing %s in CI: %s" % (what, how), pytrace=False)
-            pytest.skip("missing %s: %s" % (what, how))
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
         need("%s (%s)" % (what, how), False)
 
 

@@ -9,11 +9,15 @@ runner's trace), which is deterministic; wall time is only ever a timeout.
 
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from pico import Pico, require, stock_firmware
+from conftest import IN_CI
+from mbnode_host import uf2
+from pico import RUNNER, Pico, bootrom_path, require, stock_firmware
 
 FIRMWARE = stock_firmware()
 FS_BYTES = 1408 * 1024  # MicroPython's littlefs at the end of the Pico's 2 MB flash
@@ -188,6 +192,29 @@ def test_boots_from_a_blank_flash_to_the_repl_and_formats_littlefs(tmp_path):
     assert b"littlefs" in flash[FLASH_BYTES - FS_BYTES:]
 
 
+@pytest.mark.parametrize("kind", ["uf2", "elf"])
+def test_boots_a_uf2_or_elf_firmware_file(tmp_path, kind):
+    require(FIRMWARE)
+    if kind == "uf2":
+        firmware = tmp_path / "firmware.uf2"
+        firmware.write_bytes(uf2.from_bin(FIRMWARE.read_bytes()))
+    else:
+        firmware = FIRMWARE.with_suffix(".elf")
+        require(firmware)
+    with Pico(firmware=firmware, workdir=tmp_path) as board:
+        board.wait_cdc(rb"Raspberry Pi Pico with RP2040[\s\S]*>>> ")
+
+
+def test_a_bad_firmware_file_is_one_line_on_stderr(tmp_path):
+    require(FIRMWARE)
+    bad = tmp_path / "firmware.uf2"
+    bad.write_bytes(b"not a uf2 file")
+    proc = subprocess.run(["node", str(RUNNER), "--bootrom", str(bootrom_path()), "--firmware", str(bad)],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert proc.stderr == "pico: %s: a UF2 file is a whole number of 512-byte blocks\n" % bad
+
+
 def test_mpremote_exec_over_the_usb_cdc(pico):
     assert pico.exec("print(6 * 7)").strip() == "42"
     # another client later: the host keeps the CDC open between clients
@@ -221,7 +248,7 @@ def test_mpremote_cp_survives_a_power_cycle_from_the_saved_flash(tmp_path):
         assert board.exec("import os; print(os.stat('data.bin')[6])").strip() == str(len(payload))
 
 
-def test_machine_reset_reboots_and_the_board_comes_back(tmp_path):
+def test_machine_reset_and_the_watchdog_reboot_and_the_board_comes_back(tmp_path):
     require(FIRMWARE)
     with Pico(firmware=FIRMWARE, workdir=tmp_path) as board:
         board.wait_cdc(rb">>> ")
@@ -234,6 +261,10 @@ def test_machine_reset_reboots_and_the_board_comes_back(tmp_path):
         board.wait_for(lambda: board.status()["boots"] == 2, what="reboot")
         board.wait_cdc(rb"Raspberry Pi Pico with RP2040", start=mark)
         assert board.exec("import machine; print(machine.reset_cause() == machine.WDT_RESET)").strip() == "True"
+        # A watchdog nobody feeds resets the chip the same way.
+        board.mpremote("exec", "--no-follow", "import machine; wdt = machine.WDT(timeout=100)")
+        board.wait_for(lambda: board.status()["boots"] == 3, what="watchdog reboot")
+        assert board.exec("import machine; print(machine.reset_cause() == machine.WDT_RESET)").strip() == "True"
 
 
 def test_the_runner_stops_by_itself_at_its_time_limit(tmp_path):
@@ -244,6 +275,43 @@ def test_the_runner_stops_by_itself_at_its_time_limit(tmp_path):
         assert board.proc.returncode == 124
     finally:
         board.kill()
+
+
+def test_the_runner_stops_when_its_parent_goes_away(tmp_path):
+    require(FIRMWARE)
+    # A parent that starts the runner with a pipe on its stdin, waits for it to listen, exits.
+    parent = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,\n"
+        "                     stderr=subprocess.DEVNULL, start_new_session=True)\n"
+        "p.stdout.readline()\n"
+        "print(p.pid)\n"
+    )
+    argv = ["node", str(RUNNER), "--bootrom", str(bootrom_path()), "--firmware", str(FIRMWARE)]
+    out = subprocess.run([sys.executable, "-c", parent, *argv], capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout)
+
+    def gone():
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited, not yet reaped
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 60
+    while not gone():
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            pytest.fail("the runner kept running after its parent exited")
+        time.sleep(0.1)
+
+
+def test_a_missing_boot_rom_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("MBNODE_RP2040_BOOTROM", str(tmp_path / "nowhere.bin"))
+    outcome = pytest.fail.Exception if IN_CI else pytest.skip.Exception
+    with pytest.raises(outcome) as info:
+        require()
+    assert "MBNODE_RP2040_BOOTROM" in str(info.value)
 
 
 # --- UART0 ------------------------------------------------------------------------------------

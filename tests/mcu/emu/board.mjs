@@ -149,7 +149,11 @@ export class Board {
     this.installScr(mcu);
     this.fastSramWrites(mcu);
 
-    const hooks = { onTxStart: (f) => this.line.onTxStart(f), onTxEnd: (f, idle) => this.line.onTxEnd(f, idle) };
+    const hooks = {
+      onTxStart: (f) => this.line.onTxStart(f),
+      onTxEnd: (f, idle) => this.line.onTxEnd(f, idle),
+      onReset: () => this.line.uart && this.line.tryStart(),
+    };
     mcu.uart = [
       new PL011(mcu, 'UART0', IRQ.UART0, { rx: 21, tx: 20 }, clock, hooks),
       new PL011(mcu, 'UART1', IRQ.UART1, { rx: 23, tx: 22 }, clock),
@@ -166,7 +170,11 @@ export class Board {
       watchdog.reason = was.reason;
     }
     watchdog.onWatchdogTrigger = () => {
+      // The chip resets here. rp2040js' watchdog would fire again and again (its periodic
+      // alarm reschedules itself); stop it, the loop reboots the chip after this instruction.
       this.rebootPending = 'watchdog';
+      watchdog.alarm.enable = false;
+      watchdog.timer.enable = false;
     };
     mcu.onBreak = (imm) => this.breakpoint(imm);
 
@@ -331,6 +339,7 @@ export class Board {
           }
           wait += target - clock.nanos;
           clock.tick(target - clock.nanos);
+          if (this.rebootPending) break outer;
         } else {
           const dt = core.executeInstruction() * nsPerCycle;
           busy += dt;

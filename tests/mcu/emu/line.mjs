@@ -264,7 +264,7 @@ export class SerialLine {
   // Starts the pending bytes once the line has been quiet for the gap (a compliant master).
   tryStart() {
     if (!this.pending.length || !this.uart) return;
-    if (this.uart.busy) return; // onTxEnd(idle) calls again
+    if (this.uart.sending) return; // onTxEnd(idle) calls again
     const fmt = this.activeHostFormat;
     const earliest = Math.max(this.lastLineEnd, this.hostBurstEnd) + this.gapNs(fmt);
     const now = this.now();
@@ -303,12 +303,8 @@ export class SerialLine {
   decodeHost(final) {
     const fmt = this.deviceFormat;
     const knownUntil = this.hostWave.end;
-    if (!fmt.bitNs) {
-      // The receiver is not set up: what is on the line is lost.
-      this.deviceRx.pos = Math.max(this.deviceRx.pos, knownUntil);
-      return;
-    }
-    this.deviceRx.decode(this.hostWave, fmt, knownUntil, final, (c) => this.rxQueue.push(c));
+    if (fmt.bitNs) this.deviceRx.decode(this.hostWave, fmt, knownUntil, final, (c) => this.rxQueue.push(c));
+    else this.deviceRx.pos = Math.max(this.deviceRx.pos, knownUntil); // no receiver set up: lost
     this.hostWave.prune(this.deviceRx.pos - 1e6);
     if (this.rxQueue.length) this.schedule(this.rxAlarm, this.rxQueue[0].sampled);
   }

@@ -178,7 +178,8 @@ async function main() {
   const now = () => board.now();
   const line = new SerialLine(now, { hostFormat: opts.hostFormat, gap: opts.gap });
   const pads = new Pads(now);
-  const cdc = new CdcHost({ onData: (data) => cdcOut.push(data) });
+  let cdcOpenedNs = null;
+  const cdc = new CdcHost({ onData: (data) => cdcOut.push(data), onConnect: () => (cdcOpenedNs = board.now()) });
 
   const repl = new OneClientServer(opts.replPort, (data) => {
     cdc.write(data);
@@ -241,6 +242,7 @@ async function main() {
       boots: board.boots,
       halted: board.halted,
       cdc_open: cdc.connected,
+      cdc_opened_ns: cdcOpenedNs,
       repl_client: !!repl.client,
       uart_client: !!uart.client,
     }),

@@ -74,7 +74,7 @@ const FIFO_LEVELS = [4, 8, 16, 24, 28]; // UARTIFLS 1/8, 1/4, 1/2, 3/4, 7/8 of 3
 const RT_BITS = 32; // receive timeout, in bit periods
 
 export class PL011 extends BasePeripheral {
-  // hooks: { onTxStart(frame), onTxEnd(frame, idle), onReset() }, any may be absent.
+  // hooks: { onTxStart(frame), onTxEnd(frame, idle), onReset(), onBreak() }, any may be absent.
   constructor(rp2040, name, irq, dreq, clock, hooks = {}) {
     super(rp2040, name);
     this.irq = irq;
@@ -174,8 +174,14 @@ export class PL011 extends BasePeripheral {
     return (this.cr & (CR_UARTEN | CR_RXE)) === (CR_UARTEN | CR_RXE) && this.bitNs > 0;
   }
 
+  // UARTFR.BUSY: a byte is in the FIFO or on the line.
   get busy() {
     return this.shifting !== null || this.txFifo.length > 0;
+  }
+
+  // A character is on the line right now.
+  get sending() {
+    return this.shifting !== null;
   }
 
   // --- interrupts -----------------------------------------------------------------------------
@@ -218,7 +224,7 @@ export class PL011 extends BasePeripheral {
     const frame = this.shifting;
     this.shifting = null;
     this.startShift(frame.end);
-    this.hooks.onTxEnd?.(frame, !this.busy);
+    this.hooks.onTxEnd?.(frame, this.shifting === null); // idle: nothing follows on the line
     this.updateInterrupt();
   }
 

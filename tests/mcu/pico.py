@@ -129,7 +129,7 @@ class Pico:
             argv += ["--watch", ",".join(str(p) for p in watch)]
         argv += list(extra)
         self.cdc_log.write_bytes(b"")
-        self._cdc_pos = 0
+        self._stdout = b""
         self._ctl = None
         self._ctl_lock = threading.Lock()
         self.exit_info = None
@@ -151,23 +151,24 @@ class Pico:
 
     def _read_json_line(self, timeout, key):
         deadline = time.monotonic() + timeout
-        buf = b""
         fd = self.proc.stdout.fileno()
-        while time.monotonic() < deadline:
+        while True:
+            while b"\n" in self._stdout:
+                line, self._stdout = self._stdout.split(b"\n", 1)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if key in msg:
+                    return msg
+            if time.monotonic() > deadline:
+                break
             ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
                 chunk = os.read(fd, 4096)
                 if not chunk:
                     break
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    try:
-                        msg = json.loads(line)
-                    except ValueError:
-                        continue
-                    if key in msg:
-                        return msg
+                self._stdout += chunk
             elif self.proc.poll() is not None:
                 break
         raise RunnerError("emulated Pico gave no %r line within %ss: %s" % (key, timeout, self.stderr_text()[-2000:]))

@@ -45,7 +45,6 @@ const FR_TXFF = 1 << 5;
 const FR_RXFF = 1 << 6;
 const FR_TXFE = 1 << 7;
 // UARTLCR_H
-const LCR_BRK = 1 << 0;
 const LCR_PEN = 1 << 1;
 const LCR_EPS = 1 << 2;
 const LCR_STP2 = 1 << 3;
@@ -74,7 +73,7 @@ const FIFO_LEVELS = [4, 8, 16, 24, 28]; // UARTIFLS 1/8, 1/4, 1/2, 3/4, 7/8 of 3
 const RT_BITS = 32; // receive timeout, in bit periods
 
 export class PL011 extends BasePeripheral {
-  // hooks: { onTxStart(frame), onTxEnd(frame, idle), onReset(), onBreak() }, any may be absent.
+  // hooks: { onTxStart(frame), onTxEnd(frame, idle), onReset() }, any may be absent.
   constructor(rp2040, name, irq, dreq, clock, hooks = {}) {
     super(rp2040, name);
     this.irq = irq;
@@ -338,8 +337,7 @@ export class PL011 extends BasePeripheral {
         this.fbrd = value & 0x3f;
         return;
       case UARTLCR_H:
-        this.lcrh = value & 0xff;
-        if (value & LCR_BRK) this.hooks.onBreak?.();
+        this.lcrh = value & 0xff; // BRK is kept but puts no break on the line (not modelled)
         this.startShift(this.clock.nanos);
         this.updateInterrupt();
         return;

@@ -27,7 +27,7 @@ const clockModule = await load('clock/simulation-clock.js');
 const irqModule = await load('irq.js');
 const gpioModule = await load('gpio-pin.js');
 
-export const { RP2040, BasePeripheral, FIFO } = index;
+export const { RP2040, BasePeripheral } = index;
 export const { SimulationClock } = clockModule;
 export const { IRQ } = irqModule;
 export const { GPIOPinState } = gpioModule;

@@ -217,6 +217,8 @@ def test_a_bad_firmware_file_is_one_line_on_stderr(tmp_path):
 
 def test_mpremote_exec_over_the_usb_cdc(pico):
     assert pico.exec("print(6 * 7)").strip() == "42"
+    # the flash chip's unique id (command 4Bh through the SSI), the runner's default
+    assert pico.exec("import machine; print(machine.unique_id().hex())").strip() == "e6605838833a2b2c"
     # another client later: the host keeps the CDC open between clients
     assert pico.exec("import sys; print(sys.implementation._machine)").strip() == "Raspberry Pi Pico with RP2040"
 

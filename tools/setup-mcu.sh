@@ -6,6 +6,9 @@
 #                       unpacked, with trixie's pico-sdk-source and tinyusb-source at lib/pico-sdk
 #                       and lib/tinyusb, and tools/mcu/*.patch applied (the +ds tree lacks mbedtls)
 #   rp2/RPI_PICO/       the plain rp2 firmware (firmware.bin, firmware.elf) for the emulated Pico
+#   rp2/RPI_PICO-as-1.22/  the same firmware reporting MicroPython 1.22 and .mpy 6.2, as a board with
+#                       an older release does (it refuses .mpy 6.3 native code as 1.22 would): the
+#                       MCU tests prove that `mbnode deploy` refuses such a board
 #   qemu/<BOARD>.elf    the qemu port for MICROBIT (Cortex-M0, armv6m, native emitter switched
 #                       on), MPS2_AN385 (Cortex-M3, armv7m) and VIRT_RV32 (rv32imc)
 #   npm/node_modules    rp2040js as pinned by tests/mcu/emu/package-lock.json
@@ -20,7 +23,7 @@ LOGS=$CACHE/logs
 MCU=$CACHE/mcu
 TREE=$MCU/micropython
 JOBS=${JOBS:-$(nproc)}
-RECIPE_REV=1                     # bump to force rebuilds after changing this script
+RECIPE_REV=2                     # bump to force rebuilds after changing this script
 SDK_SUITE=trixie                 # pico-sdk-source 2.1.1 and tinyusb-source 0.18.0, as 1.25 expects
 SDK_PKGS=(pico-sdk-source tinyusb-source)
 QEMU_BOARDS=(MICROBIT MPS2_AN385 VIRT_RV32)
@@ -45,6 +48,9 @@ flock 9
 read -r MP_VERSION MP_SRC <"$CACHE/src/ready"
 [[ -d $MP_SRC ]] || die "$MP_SRC is gone: run tools/setup.sh (make setup) again"
 export MICROPY_MPYCROSS=$CACHE/bin/mpy-cross   # the ports' frozen code uses ours, no rebuild
+# The version the firmware reports: the tree has no git repository of its own, and `git describe`
+# would otherwise find this project's (.cache/ lies inside it) and report an mbnode commit.
+export MICROPY_GIT_TAG="v$MP_VERSION" MICROPY_GIT_HASH="debian"
 
 # ---- apt packages ---------------------------------------------------------------------------
 installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
@@ -131,6 +137,29 @@ build_rp2() {
     stamp "$out/firmware.bin" "$want"
 }
 
+# The plain firmware with the version numbers of MicroPython 1.22 (.mpy sub-version 2), built in
+# a hard-linked copy of the tree whose two version headers are rewritten.
+build_rp2_old() {
+    local out=$MCU/rp2/RPI_PICO-as-1.22 old=$MCU/micropython-as-1.22 want
+    want="$(tree_recipe) manifest=$(hash_of "$ROOT/tools/mcu/rp2-manifest.py") as=1.22"
+    fresh "$out/firmware.bin" "$want" && return 0
+    say "building the rp2 port (RPI_PICO) reporting MicroPython 1.22 ..."
+    rm -rf "$old"
+    cp -al "$TREE" "$old"
+    rm -rf "$old/ports/rp2"/build*
+    # sed -i writes new files, so the originals the links share stay as they are.
+    sed -i 's/^#define MICROPY_VERSION_MINOR 25$/#define MICROPY_VERSION_MINOR 22/' "$old/py/mpconfig.h"
+    sed -i 's/^#define MPY_SUB_VERSION 3$/#define MPY_SUB_VERSION 2/' "$old/py/persistentcode.h"
+    grep -q '^#define MICROPY_VERSION_MINOR 22$' "$old/py/mpconfig.h" && grep -q '^#define MPY_SUB_VERSION 2$' "$old/py/persistentcode.h" \
+        || die "could not rewrite the version headers of the 1.22 stand-in"
+    TREE=$old MICROPY_GIT_TAG=v1.22.0 logged build-rp2-as-1.22 rp2_build "$old/ports/rp2/build-RPI_PICO" \
+        "$ROOT/tools/mcu/rp2-manifest.py"
+    mkdir -p "$out"
+    cp "$old/ports/rp2/build-RPI_PICO/firmware.bin" "$out/"
+    rm -rf "$old"
+    stamp "$out/firmware.bin" "$want"
+}
+
 # ---- qemu port -------------------------------------------------------------------------------
 qemu_vars() {   # make variables per board
     # No frozen modules (the port's default freezes micropython-lib's unittest).
@@ -180,6 +209,7 @@ fi
 
 ensure_tree
 build_rp2
+build_rp2_old
 for b in "${QEMU_BOARDS[@]}"; do build_qemu "$b"; done
 install_rp2040js
 say "mcu done in $((SECONDS - start)) s: rp2 $(stat -c %s "$MCU/rp2/RPI_PICO/firmware.bin") bytes," \

@@ -85,11 +85,16 @@ try:
     _umqtt = True
 except ImportError:
     _umqtt = False
+try:
+    import network
+    _network = True
+except ImportError:
+    _network = False
 _u = os.uname()
 print(json.dumps({"version": list(sys.implementation.version[:3]), "mpy": getattr(sys.implementation, "_mpy", 0),
                   "platform": sys.platform, "machine": _u.machine, "release": _u.release,
                   "files": dict((p, _h(p)) for p in WANT), "root": _ls("/"), "mbnode": _ls("/mbnode"),
-                  "umqtt": _umqtt}))
+                  "umqtt": _umqtt, "network": _network}))
 '''
 
 
@@ -150,6 +155,10 @@ def check_device(board, facts):
     if (mpy & 0xFF) != MPY_VERSION or ((mpy >> 8) & 3) != MPY_SUB_VERSION or version < MIN_VERSION:
         raise DeployError("the device runs %s (.mpy %d.%d); mbnode's .mpy files need .mpy %d.%d: %s"
                           % (shown, mpy & 0xFF, (mpy >> 8) & 3, MPY_VERSION, MPY_SUB_VERSION, flash))
+    if board.wifi and not facts.get("network"):
+        raise DeployError("the device runs %s, which has no network module, and board %s joins Wi-Fi: flash the "
+                          "MicroPython firmware for %s, or pick a board without Wi-Fi" % (shown, board.name,
+                                                                                        board.micropython_board))
     if version < MIN_VERSION_PORT.get(board.port, MIN_VERSION):
         raise DeployError("the device runs %s; on %s mbnode needs %d.%d or newer (UART.flush() of older releases "
                           "returns before the last byte is out, which cuts RTU replies): %s"
@@ -213,6 +222,12 @@ def config_for(board_name, config_file, wifi):
     except config.ConfigError as e:
         raise DeployError("%s%s" % (("--config %s: " % config_file) if config_file else "", e))
     return build.config_text(given), cfg["mqtt"]["enabled"]
+
+
+def install_umqtt(port, index=None):
+    """umqtt.simple onto the device with `mpremote mip` (from `index`, else mpremote's default)."""
+    _progress("installing umqtt.simple (mpremote mip) ...")
+    _run(["connect", port, "mip", "install"] + (["--index", index] if index else []) + ["umqtt.simple"], timeout=300)
 
 
 def _progress(msg):
@@ -307,9 +322,7 @@ def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_ind
 
         _run(args, stream=show)
     if todo["umqtt"]:
-        _progress("installing umqtt.simple (mpremote mip) ...")
-        mip = ["connect", port, "mip", "install"] + (["--index", mip_index] if mip_index else []) + ["umqtt.simple"]
-        _run(mip, timeout=300)
+        install_umqtt(port, mip_index)
     _progress("resetting the board and waiting for mbnode to start ...")
     ready = read_ready(port)
     print("mbnode is serving on %s: %s" % (port, ready[len("ready "):]))

@@ -33,7 +33,9 @@ class Loop:
 
     def modify(self, obj, events):
         """What obj is polled for from now on (0: nothing; a hang-up or error still reports).
-        Safe inside a handler: the poll set keeps its members."""
+        Safe inside a handler: the poll set keeps its members. Allocation-free as long as id(obj)
+        is a small int: so on the boards; the unix port's tty port hands the loop its descriptor
+        number for that reason."""
         self.poll.modify(obj, events)
 
     def add_timer(self, timer):

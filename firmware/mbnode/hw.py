@@ -114,9 +114,12 @@ class UartPort:
         try:
             uart.write(buf, n)
             uart.flush()  # returns when the last stop bit is out (rp2: MicroPython 1.24 or newer)
+        except OSError:
+            time.sleep_us(n * self.char_us)  # flush gave up: still leave the frame its wire time
+            raise
         finally:
             if de:
-                de.value(1 - self.on)  # even after a failed write: never hold the bus
+                de.value(1 - self.on)  # and never hold the bus after a failure
         time.sleep_us(self.char_us)
         k = uart.any()
         while k:

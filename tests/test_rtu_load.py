@@ -95,7 +95,7 @@ def stop(procs):
 
 
 class Shadow:
-    """What the slave's holding registers 0x40-0x13F and coils 0-0x23F hold (a fresh simulator
+    """What the slave's holding registers 0x40-0x13F and coils 0-0x23F hold (a fresh firmware
     starts with zeros), and the requests that change and read them with their right replies."""
 
     def __init__(self, rnd):
@@ -167,8 +167,7 @@ def dribble(p, frame, rnd, longest_pause):
         if i:
             time.sleep(rnd.uniform(0, longest_pause))
         start = time.perf_counter()
-        while os.write(fd, frame[i:i + 1]) != 1:
-            pass  # a pty takes a byte at once unless its buffer is full: it is not here
+        os.write(fd, frame[i:i + 1])  # one byte: the socket's buffer is far from full
         end = time.perf_counter()
         if last_start is not None:
             worst = max(worst, end - last_start)

@@ -14,9 +14,13 @@ Serves Modbus RTU on a pty on the 32-bit unix port and prints one table per part
   (r3) microseconds per CRC-16 of 256 bytes: mbnode's viper table, a viper bit loop, plain
        Python table (umodbus's method) and bit loop.                          (bench/crc.py)
   (r4) heap bytes allocated per served RTU request (gc.mem_alloc(), gc disabled).
+  (r5) requests written one byte per write() with pauses below t1.5 / 2 (19200 8E1), on an idle
+       machine and with CPU burners: requests lost (of those whose pauses stayed below t3.5:
+       target a 0), the server's wake-ups and CPU per request. MBNODE_BASELINE=<git revision>
+       adds a row for that revision of mbnode (firmware/ and boards/ taken with git archive).
 
 Every server is started and stopped here, on pty pairs this process creates; every loop is
-bounded in count and time. Runtime about 50 s.
+bounded in count and time. Runtime about 2 minutes.
 """
 
 import json
@@ -52,31 +56,34 @@ MAX_SECONDS = 300  # servers end by themselves after this, should the bench be k
 
 # ---- servers -----------------------------------------------------------------------------------
 
-def start_mbnode(path, early_reply=False, tcp=False, bits=BITS, heap="128K"):
+def start_mbnode(path, early_reply=False, tcp=False, bits=BITS, heap="128K", line=None, tree=None):
     """mbnode on the unix port serving RTU on the tty `path` (launched directly with the
     configuration `mbnode sim` would write, as common.start_mbnode does, so the pid is
-    MicroPython itself and the line is set up exactly like micropython-modbus's)."""
-    rtu = {"baud": BAUD, "parity": PARITY, "stopbits": STOPBITS, "early_reply": early_reply,
+    MicroPython itself and the line is set up exactly like micropython-modbus's). line: (baud,
+    parity, stop bits), default the bench's; tree: a directory holding another revision's
+    firmware/ and boards/ (part r5's baseline)."""
+    baud, parity, stopbits = line or (BAUD, PARITY, STOPBITS)
+    rtu = {"baud": baud, "parity": parity, "stopbits": stopbits, "early_reply": early_reply,
            "device": path}
     cfg = sim.effective_config(None, ("127.0.0.1", 0) if tcp else None, None, None, rtu)
     cfg["board"]["io"] = ""
     WORK.mkdir(parents=True, exist_ok=True)
     cfg_path = WORK / ("rtu-config-%d.json" % os.getpid())
     cfg_path.write_text(json.dumps(cfg))
-    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(paths.BOARDS / "unix"),
-                                                 str(paths.FIRMWARE)]))
-    argv = [micropython(bits), "-X", "heapsize=%d" % sim.parse_size(heap),
-            str(paths.FIRMWARE / "main.py"), str(cfg_path)]
+    boards, firmware = (paths.BOARDS, paths.FIRMWARE) if tree is None else (tree / "boards", tree / "firmware")
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(boards / "unix"), str(firmware)]))
+    argv = [micropython(bits), "-X", "heapsize=%d" % sim.parse_size(heap), str(firmware / "main.py"), str(cfg_path)]
     try:
         return Server("mbnode-rtu", argv, env=env)
     finally:
         cfg_path.unlink()
 
 
-def start_umodbus(path, alloc=None, bits=BITS):
+def start_umodbus(path, alloc=None, bits=BITS, line=None):
+    baud, parity, stopbits = line or (BAUD, PARITY, STOPBITS)
     env = dict(os.environ, MICROPYPATH=".frozen:" + str(fetch.umodbus_dir()))
     argv = [micropython(bits), "-X", "heapsize=%s" % ("4M" if alloc else "1M"),
-            str(BENCH / "umodbus_rtu_server.py"), path, str(BAUD), PARITY, str(STOPBITS),
+            str(BENCH / "umodbus_rtu_server.py"), path, str(baud), parity, str(stopbits),
             str(MAX_SECONDS)]
     if alloc:
         argv += ["alloc", str(alloc[0]), str(alloc[1])]
@@ -372,9 +379,147 @@ def mbnode_alloc(req):
     return per_req
 
 
+# ---- (r5) requests dribbled byte by byte, on an idle and on a loaded machine -------------------
+
+DRIBBLE_LINE = (19200, "E", 1)  # t1.5 = 859 us, t3.5 = 2005 us: the case of issue 9
+DRIBBLE_T15, DRIBBLE_T35 = 1.5 * 11 / 19200, 3.5 * 11 / 19200
+DRIBBLE_COUNT = 100  # requests per cell, alternately FC03 x10 and FC16 x123
+DRIBBLE_TIMEOUT = 0.5
+BURNERS = 2
+
+
+def _dribble_targets():
+    """(key, label, start) of r5: mbnode, the baseline revision of $MBNODE_BASELINE if set,
+    micropython-modbus."""
+    out = [("a", "a: mbnode", lambda path: start_mbnode(path, line=DRIBBLE_LINE))]
+    rev = os.environ.get("MBNODE_BASELINE")
+    if rev:
+        tree = _baseline_tree(rev)
+        out.append(("a0", "a0: mbnode %s" % rev, lambda path: start_mbnode(path, line=DRIBBLE_LINE, tree=tree)))
+    out.append(("b", "b: micropython-modbus 2.3.7", lambda path: start_umodbus(path, line=DRIBBLE_LINE)))
+    return out
+
+
+def _baseline_tree(rev):
+    """firmware/ and boards/ of git revision rev, unpacked under WORK (once per revision)."""
+    import subprocess
+
+    tree = WORK / ("baseline-" + rev.replace("/", "_"))
+    if not (tree / "firmware" / "main.py").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(paths.ROOT), "archive", rev, "firmware", "boards"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def _switches(pid):
+    """Voluntary context switches of pid so far: each is the process going to sleep, so the
+    count between two moments is how often it woke up."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches"):
+                return int(line.split()[1])
+    return 0
+
+
+def _dribble(fd, frame, rnd):
+    """Write frame one byte per write(), sleeping below t1.5 / 2 between bytes; returns the
+    longest pause the server can have seen (end of write k - start of write k-1)."""
+    worst = 0.0
+    last = None
+    for i in range(len(frame)):
+        if i:
+            time.sleep(rnd.uniform(0, DRIBBLE_T15 / 2))
+        start = time.perf_counter()
+        os.write(fd, frame[i:i + 1])
+        if last is not None:
+            worst = max(worst, time.perf_counter() - last)
+        last = start
+    return worst
+
+
+def _dribble_cell(start, loaded):
+    """{sent, qualified (pauses < t3.5), lost, lost_q, wakeups, cpu_ms} per request, or a text."""
+    import random
+    import select
+    import subprocess
+
+    reqs = [rt.read_regs(0, 10), rt.write_regs(0, 123)]
+    rnd = random.Random(5)
+    burners = []
+    try:
+        line = Line(start)
+    except Exception as e:  # noqa: BLE001
+        return "start failed: %s" % e
+    with line:
+        time.sleep(0.2)
+        if loaded:
+            burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(BURNERS)]
+        try:
+            poller = select.poll()
+            poller.register(line.fd, select.POLLIN)
+            w0, c0 = _switches(line.srv.pid), line.srv.cpu_ticks()
+            qualified = lost = lost_q = 0
+            for i in range(DRIBBLE_COUNT):
+                req = reqs[i % 2]
+                time.sleep(0.01)  # more than t3.5 of silence between requests
+                worst = _dribble(line.fd, req.adu, rnd)
+                resp = b""
+                deadline = time.monotonic() + DRIBBLE_TIMEOUT
+                while len(resp) < req.resp_len:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not poller.poll(left * 1000):
+                        break
+                    resp += os.read(line.fd, 512)
+                good = (len(resp) == req.resp_len and resp[1] == req.fc
+                        and rt.crc16(resp[:-2]) == resp[-2] | (resp[-1] << 8))
+                q = worst < DRIBBLE_T35
+                qualified += q
+                lost += not good
+                lost_q += q and not good
+                if not good:
+                    rt.drain(line.fd, quiet=0.05)
+            wakeups = (_switches(line.srv.pid) - w0) / DRIBBLE_COUNT
+            cpu_ms = 1000.0 * (line.srv.cpu_ticks() - c0) / CLK_TCK / DRIBBLE_COUNT
+        finally:
+            for b in burners:
+                b.kill()
+                b.wait()
+    return {"sent": DRIBBLE_COUNT, "qualified": qualified, "lost": lost, "lost_q": lost_q,
+            "wakeups": wakeups, "cpu_ms": cpu_ms}
+
+
+def dribble_section():
+    rows = []
+    mine = None
+    for loaded in (False, True):
+        for key, label, start in _dribble_targets():
+            cell = _dribble_cell(start, loaded)
+            where = "%d CPU burners" % BURNERS if loaded else "idle"
+            if isinstance(cell, str):
+                rows.append([where, label, cell, "", "", "", ""])
+                continue
+            rows.append([where, label, "%d" % cell["sent"], "%d" % cell["qualified"],
+                         "%d (%d)" % (cell["lost"], cell["lost_q"]), "%.1f" % cell["wakeups"],
+                         "%.2f" % cell["cpu_ms"]])
+            if key == "a" and loaded:
+                mine = cell
+    table("(r5) requests written one byte per write(), pauses below t1.5 / 2, alternately FC03 x10 "
+          "(8 bytes) and FC16 x123 (255 bytes), pty, %d 8%s%d, micropython-%d" % (
+              DRIBBLE_LINE[0], DRIBBLE_LINE[1], DRIBBLE_LINE[2], BITS),
+          ["machine", "server", "sent", "pauses < t3.5", "lost (of those)", "wake-ups / req",
+           "CPU ms / req"], rows,
+          note="wake-ups: the server's voluntary context switches per request (/proc); "
+               "set MBNODE_BASELINE=<git revision> for a row of an earlier mbnode")
+    ok = mine is not None and mine["lost_q"] == 0
+    return [("(r5) dribbled requests lost by a under load, of those with pauses < t3.5: 0",
+             "%d of %d" % (mine["lost_q"], mine["qualified"]) if mine else "fail", verdict(ok))]
+
+
 # ---- driver ------------------------------------------------------------------------------------
 
-def run(parts="1234", count=None):
+def run(parts="12345", count=None):
     """Run the chosen parts; returns summary rows (target, measured, verdict) for bench/run.py."""
     global COUNT
     COUNT = count or COUNT
@@ -383,6 +528,7 @@ def run(parts="1234", count=None):
         "2": lambda: report_idle(idle()),
         "3": crc_section,
         "4": alloc_section,
+        "5": dribble_section,
     }
     return run_parts("r", steps, parts)
 
@@ -390,7 +536,7 @@ def run(parts="1234", count=None):
 def main(argv=None):
     banner = "mbnode RTU bench  %s  micropython-%d: %s  umodbus: %s" % (
         time.strftime("%Y-%m-%d %H:%M:%S"), BITS, micropython(BITS), fetch.umodbus_dir())
-    return section_main(argv, __doc__, "Summary, RTU (a = mbnode)", "1234", COUNT,
+    return section_main(argv, __doc__, "Summary, RTU (a = mbnode)", "12345", COUNT,
                         "measured requests per row in (r1)", banner, run)
 
 

@@ -24,7 +24,8 @@ and prints one table per section, with targets and PASS/MISS:
   (4) CPU % while idle, with no client and with one silent client. Target: near 0 (<= 1 %).
                                                                              (bench/idle.py)
   (r) Modbus RTU on a pty, 32-bit: turnaround (last request byte -> first response byte) vs
-      micropython-modbus, CPU on an idle line, CRC speed, heap bytes per request.  (bench/rtu.py)
+      micropython-modbus, CPU on an idle line, CRC speed, heap bytes per request, requests
+      dribbled byte by byte on an idle and a loaded machine (lost, wake-ups). (bench/rtu.py)
   (p) `mbnode probe`: seconds and frames to find an RTU device at 38400 8O1 unit 17 knowing
       nothing, beside a naive 1 s-timeout sweep. Target: 10x faster. About 2.5 min. (bench/probe.py)
   (m) MQTT bridge, 32-bit, with a mosquitto the bench starts: smallest heap with the bridge on

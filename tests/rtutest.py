@@ -116,13 +116,18 @@ class RtuPort:
     """
 
     def __init__(self, path, baud=19200, parity="E", stopbits=None, margin=0.05):
+        """path: the pty's path, or the number of an open non-blocking descriptor (the master's
+        end of a socket pair), which close() closes too."""
         self.path = path
         self.t35 = t35(baud, parity, stopbits)
         self.t15 = t15(baud, parity, stopbits)
         self.settle = self.t35 + max(margin, 2 * self.t35)
-        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        tty.setraw(self.fd)
-        termios.tcflush(self.fd, termios.TCIOFLUSH)
+        if isinstance(path, int):
+            self.fd = path
+        else:
+            self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            tty.setraw(self.fd)
+            termios.tcflush(self.fd, termios.TCIOFLUSH)
         self.last_io = time.monotonic()
         self.idle_at = self.last_io
 

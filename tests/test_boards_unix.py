@@ -1,4 +1,5 @@
-"""The MCU pin boards, run on the unix port with fake machine/network modules (tests/fakes)."""
+"""The MCU pin boards, run on the unix port with fake machine/network modules (tests/fakes; the
+fake UART models the rp2 driver)."""
 
 import os
 import subprocess
@@ -27,3 +28,13 @@ def run_script(board, *args, extra_path=(), timeout=60):
 def test_pin_board_drives_and_samples_io(board):
     out = run_script(board, "board_pins.py", free_port("127.0.0.1"))
     assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("baud", [19200, 115200])
+def test_rp2_uart_model_loses_no_request(baud):
+    """tests/core/uart_line.py: the Pico board's RTU slave behind the fake UART's model of the
+    rp2 driver (bytes paced at the baud rate, delivered in groups by the FIFO interrupt):
+    every function code at its largest quantity and 200 requests with idle pauses, none lost."""
+    out = run_script("pico", "uart_line.py", baud, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "6 passed, 0 failed" in out.stdout, out.stdout

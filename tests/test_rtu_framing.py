@@ -82,25 +82,28 @@ def test_single_bytes_with_short_gaps_answered(slow):
             assert resp == adu(1, hx(expected)), resp.hex()
 
 
-def test_gap_over_t15_drops_the_frame(slow):
-    """A 90 ms pause (t1.5 55 ms < 90 ms < t3.5 128 ms) in the middle of a write: no reply,
-    nothing written, one communication error (08/0C); then the line serves again."""
+def test_gap_over_t15_inside_a_frame_is_not_checked(slow):
+    """A 90 ms pause (t1.5 55 ms < 90 ms < t3.5 128 ms) in the middle of a write request.
+    Without a time stamp per byte the slave cannot tell such a pause from a late look at the
+    port, so it does not check t1.5 (docs/rtu.md): the frame has the right length and CRC, and
+    it is executed and answered; no communication error is counted."""
     assert slow.io_cmd("set ao 0x21 7") == "ok"
     with port(slow, SLOW) as p:
-        frame = adu(1, hx("06 0021 1234"))
+        frame = adu(1, hx("06 0021 0123"))
         for _ in range(TRIES):
             clear_counters(p)
             p.wait_quiet()
             times = p.write_gapped(frame, 0, gaps={4: 0.09})
-            assert p.silent(3 * p.t35)
-            assert slow.io_cmd("get ao 0x21") == "ok 7", "the spoilt frame was executed"
+            resp, _ = p.read_frame(2.0, request=frame)
             if times[4] - times[3] < p.t35 - 0.02:
-                break  # else the sleep overshot to near t3.5: the counts below may differ
+                break
+            p.collect(3 * p.t35)  # overshot to near t3.5: the slave may rightly split it
         else:
             pytest.fail("the client could not keep a 90 ms pause under %.0f ms" % ((p.t35 - 0.02) * 1000))
-        assert p.diag(0x0C) == 1
-        assert p.diag(0x0B) == 2, "the spoilt frame is no correct frame: 0B counts the two reads"
-        assert p.request(hx("03 0021 0001")) == hx("03 02 0007")
+        assert resp == frame, resp.hex()
+        assert slow.io_cmd("get ao 0x21") == "ok 291"
+        assert p.diag(0x0C) == 0
+        assert p.diag(0x0B) == 3, "the write, the 0C read and this one"
 
 
 def test_gap_over_t35_splits_into_two_bad_frames(slow):

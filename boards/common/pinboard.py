@@ -26,10 +26,10 @@ class PinBoard:
     def start(self, loop, model, cfg):
         """The pin map mirrored into the data model; Wi-Fi joining in the background."""
         if cfg["pins"]:
-            from mbnode.hw import PinIO
+            from pinio import PinIO
 
             try:
-                loop.timers.append(PinIO(model, cfg["do_pins"], cfg["di_pins"], cfg["ai_pins"], cfg["ao_pins"],
+                loop.add_timer(PinIO(model, cfg["do_pins"], cfg["di_pins"], cfg["ai_pins"], cfg["ao_pins"],
                                          scan_ms=cfg["scan_ms"]))
             except (ValueError, OSError) as e:  # a pin this firmware build lacks (e.g. PSRAM's)
                 print("board: pins not driven: %s; serving without them" % e)
@@ -39,7 +39,7 @@ class PinBoard:
             self.wifi = WifiJoin(loop, cfg["wifi_ssid"], cfg["wifi_password"], cfg["wifi_timeout"], self.ips)
 
     def open_rtu(self, rtu, cfg):
-        from mbnode.hw import UartPort
+        from rs485 import UartPort
 
         return UartPort(cfg["rtu_uart"], cfg["rtu_tx"], cfg["rtu_rx"], cfg["rtu_de"], cfg["rtu_de_invert"],
                         rtu["baud"], rtu["parity"], rtu["stopbits"])

@@ -55,7 +55,7 @@ class WifiJoin:
                 self._join(now)
         except Exception as e:  # noqa: BLE001 - no radio yet: the timer tries again
             self._retry(now, "radio: %r" % e)
-        loop.timers.append(self)
+        loop.add_timer(self)
 
     def due_in(self, now):
         d = time.ticks_diff(self.next, now)

@@ -1,8 +1,16 @@
 """A tty (or pty) as the RTU port of the unix port: what a UART with its RS-485 driver is on a
 board. Reads never block: the tty is set raw with VMIN = VTIME = 0, and a descriptor handed over
-by the simulator is already non-blocking, so readinto() returns what is there."""
+by the simulator is already non-blocking, so readinto() returns what is there.
+
+latency_us (how long after its start bit a character can be read at most, mbnode.rtulink):
+a descriptor handed over (the simulator's pty) gets its bytes from the kernel's tty worker
+within microseconds, 2 ms allowed; a device may be a USB adapter that forwards bytes once its
+latency timer (16 ms on FTDI chips) or its packet runs out.
+"""
 
 import termios
+
+from mbnode.rtu import char_times
 
 # Linux termios numbers (the unix port's termios module names only some of them).
 _SPEEDS = {300: 7, 600: 8, 1200: 9, 1800: 10, 2400: 11, 4800: 12, 9600: 13, 19200: 14,
@@ -18,16 +26,16 @@ _VMIN = 6
 class TtyPort:
     def __init__(self, device, peer, baud, parity, stopbits):
         if device.startswith("fd:"):
-            self.stream = open(int(device[3:]), "r+b")
+            self.file = open(int(device[3:]), "r+b")
         else:
             if baud not in _SPEEDS:
                 raise ValueError("rtu.baud = %d: a tty on the unix port takes one of %s"
                                  % (baud, ", ".join(str(b) for b in sorted(_SPEEDS))))
             try:
-                self.stream = open(device, "r+b")
+                self.file = open(device, "r+b")
             except OSError as e:
                 raise OSError("%s: %s" % (device, e))
-            fd = self.stream.fileno()
+            fd = self.file.fileno()
             termios.setraw(fd)
             attrs = termios.tcgetattr(fd)
             cflag = attrs[2] & ~(_CSTOPB | _PARENB | _PARODD)
@@ -40,15 +48,20 @@ class TtyPort:
             attrs[6][_VMIN] = 0
             attrs[6][_VTIME] = 0
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        # What the loop polls: the descriptor's number. poll.modify() finds an object by id(),
+        # which on the 32-bit unix port (heap above 2 GB) is a new long int each time; a small
+        # int is none, and the RTU link modifies its port's events on every request.
+        self.stream = self.file.fileno()
         self.name = peer or device
+        self.latency_us = char_times(baud, parity, stopbits)[0] + (2000 if device.startswith("fd:") else 16000)
 
     def readinto(self, buf, n):
-        return self.stream.readinto(buf, n) or 0
+        return self.file.readinto(buf, n) or 0
 
     def send(self, buf, n):
         """The whole frame in one write; a pty has no driver enable and no echo."""
         sent = 0
         tries = 0
         while sent < n and tries < 100:
-            sent += self.stream.write(buf, sent, n - sent) or 0
+            sent += self.file.write(buf, sent, n - sent) or 0
             tries += 1

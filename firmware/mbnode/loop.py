@@ -5,8 +5,11 @@ Lighter than asyncio (no task objects, no stream buffers) and allocation-free pe
 events) returns True when it changed the poll set (accepted or closed something); iteration then
 restarts with a fresh poll, because the set must not change under a running ipoll.
 
-Timers are objects with due_in(now) -> ms until their tick is needed (-1 = never) and
-tick(now); with no timer due the loop blocks in poll, so an idle slave uses no CPU.
+Timers (add_timer) are objects with due_in(now) -> ms until their tick is needed (-1 = never)
+and tick(now), called after every poll; with no timer due the loop blocks in poll, so an idle
+slave uses no CPU. A handler that wants no events for a while (the RTU link while it waits for
+bytes it knows are on their way) sets its object's event mask to 0 with modify() rather than
+leaving and rejoining the poll set.
 """
 
 import select
@@ -27,6 +30,19 @@ class Loop:
     def remove(self, obj):
         self.poll.unregister(obj)
         del self.handlers[obj]
+
+    def modify(self, obj, events):
+        """What obj is polled for from now on (0: nothing; a hang-up or error still reports).
+        Safe inside a handler: the poll set keeps its members. Allocation-free as long as id(obj)
+        is a small int: so on the boards; the unix port's tty port hands the loop its descriptor
+        number for that reason."""
+        self.poll.modify(obj, events)
+
+    def add_timer(self, timer):
+        self.timers.append(timer)
+
+    def remove_timer(self, timer):
+        self.timers.remove(timer)
 
     def run(self):
         while self.running:

@@ -134,7 +134,7 @@ class Bridge:
         self.keep_ms = 1000 * m["keepalive"]
         self.last_tx = self.last_rx = self.ping_at = 0
         self.ping_out = False
-        loop.timers.append(self)
+        loop.add_timer(self)
 
     def begin(self):
         """Start a turn: blocking socket calls from here on share BUDGET_MS."""

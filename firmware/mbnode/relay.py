@@ -89,7 +89,7 @@ class _Conn:
                 if mine:
                     relay.done(_connect_error(relay.req, e))
                 return True
-            relay.loop.poll.modify(sock, _POLLIN)  # connected: wait for the answer
+            relay.loop.modify(sock, _POLLIN)  # connected: wait for the answer
             if mine:
                 relay.connected()
             return mine  # a finished request may have started the next one: the poll set changed
@@ -154,7 +154,7 @@ class Relay:
         self.line_free = 0  # ticks_us from which the next RTU request may go
         if port is not None:
             loop.add(port.stream, _SerialReader(self))
-        loop.timers.append(self)
+        loop.add_timer(self)
 
     @property
     def busy(self):

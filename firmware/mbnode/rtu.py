@@ -18,15 +18,15 @@ BROADCAST = const(0)
 
 UNKNOWN = const(-1)  # the length cannot be told from the bytes: the frame ends at silence
 MORE = const(0)  # more bytes are needed to tell the length
+MIN_REQUEST = const(4)  # address, function code, CRC (FC07/11/12/17)
 
 
 def char_times(baud, parity, stopbits):
-    """(t1.5, t3.5) in microseconds for these line settings."""
-    if baud > 19200:
-        return 750, 1750
+    """(one character, t3.5) in microseconds for these line settings: a character is start, 8
+    data, parity and stop bits; t3.5 is fixed at 1750 us above 19200 baud (Modbus over Serial
+    Line V1.02 2.5.1.1)."""
     bits = 1 + 8 + (parity != "N") + stopbits
-    return 15 * bits * 100000 // baud, 35 * bits * 100000 // baud
-
+    return bits * 1000000 // baud, 1750 if baud > 19200 else 35 * bits * 100000 // baud
 
 
 def open_port(board, cfg):

@@ -1,26 +1,32 @@
 """Modbus RTU on a serial line: bytes in, frames found, replies out at the right moment.
 
-The port (board layer: a UART with its RS-485 driver enable, or a tty/pty on the unix port) is
-polled by the shared event loop. Each wake-up reads what arrived and stamps the time.
-  * End of a request: as soon as its length (from the function code and byte count, see
-    rtu.request_length) is in and its CRC is right; the slave does not wait for silence to know.
-  * Silence of t3.5 ends what the length rule cannot (unknown function codes, FC08/00 echo,
-    garbage): then a correct CRC serves the frame, else the line resynchronises. Noise glued to
-    the front of a frame is skipped if a frame for this unit with a correct CRC follows it.
-  * A gap longer than t1.5 inside a frame spoils it: it is dropped at the next silence.
+The port (board layer: a UART with its RS-485 driver enable, or a tty/pty on the unix port)
+hands over bytes without a time stamp, up to port.latency_us after they were on the wire, and
+the loop looks whenever it gets round to it. So nothing here depends on when the software
+happened to look; only on what it found (docs/rtu.md, "Frames and timing"):
+  * Reading in blocks. While the line is idle the port is polled. The first bytes of a frame
+    wake the link; from then on the port is out of the poll set and the link reads it on a
+    loop timer set for when the bytes still missing are due (rtu.request_length tells how
+    many; while it cannot tell yet, the shortest request), and so on until the length is in.
+  * End of a request: as soon as its length is in and its CRC is right; the slave does not wait
+    for silence to know.
+  * Silence ends what the length rule cannot (unknown function codes, FC08/00 echo, garbage, a
+    frame cut short): a look that finds nothing new t3.5 + latency after the last bytes were
+    seen proves t3.5 of silence on the wire. A correct CRC then serves the frame, else the line
+    resynchronises. Noise glued to the front of a frame is skipped if a frame for this unit
+    with a correct CRC follows it.
+  * t1.5 is not checked: without a time stamp per byte a pause can only be seen between two
+    looks, not between two bytes, and a frame with the right length and CRC is served.
   * The reply is prepared at once and sent no earlier than t3.5 after the request's last byte
-    (short waits spin, long ones go through the loop's timer); bytes arriving in that window
-    mean the request was not over, and the reply is dropped. early_reply sends at once.
-t1.5/t3.5 are 1.5/3.5 character times (start + 8 data + parity + stop bits), fixed at 750 and
-1750 us above 19200 baud, per Modbus over Serial Line V1.02 2.5.1.1. The timing is only as fine
-as the port lets the loop see bytes arrive; docs/rtu.md gives the limits per board.
+    was seen (short waits spin, long ones go through the loop's timer); bytes arriving in that
+    window mean the request was not over, and the reply is dropped. early_reply sends at once.
 """
 
 import time
 
 from mbnode.fast import copy
 from mbnode.crc import crc16
-from mbnode.rtu import MAX_FRAME, changes_state, char_times, request_length
+from mbnode.rtu import MAX_FRAME, MIN_REQUEST, MORE, changes_state, char_times, request_length
 
 try:
     from micropython import const
@@ -28,72 +34,116 @@ except ImportError:
     def const(x):
         return x
 
+_POLLIN = const(1)
 _SPIN_US = const(3000)  # waits up to this long are done in place; longer ones in the loop first
 _OVERSLEEP_US = const(250)  # sleep_us may wake this much late (unix: ~60-100 us): spin instead
 
 
 class RtuLink:
-    def __init__(self, loop, server, port, t15, t35, early_reply):
+    def __init__(self, loop, server, port, char_us, t35, early_reply):
         self.loop = loop
         self.server = server
         self.diag = server.diag
         self.port = port
-        self.t15 = t15
+        self.char = char_us
         self.t35 = t35
+        self.latency = port.latency_us
+        self.quiet = t35 + port.latency_us  # a look this long after the last bytes proves t3.5
         self.early = early_reply
         self.rx = bytearray(MAX_FRAME)
         self.scratch = bytearray(MAX_FRAME)
         self.tx = bytearray(MAX_FRAME)
         self.fill = 0
-        self.last = 0  # ticks_us when the last bytes were seen
-        self.spoilt = False  # a t1.5 gap or input during the reply wait: drop at silence
+        self.seen = 0  # ticks_us just after the last read that returned bytes
+        self.due = 0  # ticks_us of the next look (or of the reply's t3.5 wait), when waiting
+        self.waiting = False  # a timer look is due; the port is out of the poll set
+        self.polled = True  # the port is in the poll set for POLLIN
+        self.spoilt = False  # input during the reply wait: drop at silence
         self.overrun = False
         self.pending = 0  # length of a reply in tx waiting for t3.5
         self.held = 0  # length of a write request in rx waiting for t3.5 before it executes
         loop.add(port.stream, self)
-        loop.timers.append(self)
+        loop.add_timer(self)
 
     def on_event(self, stream, events):
         if events & 0x18:  # POLLHUP | POLLERR: the line went away (the pty's other end closed)
             print("mbnode: rtu line %s closed; RTU stopped" % self.port.name)
             self.loop.remove(stream)
-            self.loop.timers.remove(self)
+            self.loop.remove_timer(self)
             return True
-        now = time.ticks_us()
-        gap = self.fill and time.ticks_diff(now, self.last) > self.t15
-        if not self._read():
-            return False
-        if self.pending or self.held:
-            self._cancel()  # input before t3.5 had passed: the request was not over
-        elif gap:
-            self.spoilt = True
-        self.last = now
-        if not self.spoilt and not self.overrun:
-            n = self.fill
-            if request_length(self.rx, 0, n) == n and crc16(self.rx, 0, n) == 0:
-                self._complete(n)
+        if not self.waiting:
+            self._look()
         return False
 
+    # --- receiving
+
+    def _look(self):
+        """Read what is there and decide: a complete request, bytes still due, or silence."""
+        before = time.ticks_us()
+        got = self._read()
+        if got:
+            self.seen = time.ticks_us()
+        elif not self.fill:
+            self._listen()  # woken with nothing to read
+            return
+        n = self.fill
+        need = 0  # bytes the length says are still missing; 0: only silence can end the frame
+        if not self.spoilt and not self.overrun:
+            length = request_length(self.rx, 0, n)
+            if length == n and crc16(self.rx, 0, n) == 0:
+                self._complete(n)
+                return
+            if length > n:
+                need = length - n
+            elif length == MORE:
+                need = MIN_REQUEST - n if n < MIN_REQUEST else 1
+        if got and need:
+            self._wait(need * self.char + self.latency)  # when the rest is due on the wire
+        elif got or time.ticks_diff(before, self.seen) < self.quiet:
+            self._wait(self.quiet)  # nothing new is due: look again when silence would be proven
+        else:
+            self._silence()
+
     def _read(self):
-        # Everything waiting, into rx; bytes past MAX_FRAME are dropped as an overrun.
+        # Everything waiting, appended to rx[0:fill]; returns how many bytes came. Bytes past
+        # MAX_FRAME are dropped as an overrun. A held request stays at rx[0:held] until
+        # something arrives.
         port = self.port
         got = 0
         while True:
             fill = self.fill
-            if fill == 0:
+            if fill == 0 and not self.held:
                 n = port.readinto(self.rx, MAX_FRAME)
+                self.fill = n
             else:
                 n = port.readinto(self.scratch, MAX_FRAME)
-                if n:
-                    room = MAX_FRAME - fill
-                    if n > room:
-                        self.overrun = True
-                        n = room
-                    copy(self.rx, fill, self.scratch, 0, n)
+                keep = MAX_FRAME - fill
+                if n > keep:
+                    self.overrun = True
+                else:
+                    keep = n
+                copy(self.rx, fill, self.scratch, 0, keep)
+                self.fill = fill + keep
             if not n:
                 return got
-            self.fill += n
             got += n
+
+    def _wait(self, us):
+        # Look again `us` after the last bytes were seen, with the port out of the poll set:
+        # bytes wait in the driver meanwhile and are read in one go.
+        self.due = time.ticks_add(self.seen, us)
+        self.waiting = True
+        if self.polled:
+            self.polled = False
+            self.loop.modify(self.port.stream, 0)
+
+    def _listen(self):
+        self.waiting = False
+        if not self.polled:
+            self.polled = True
+            self.loop.modify(self.port.stream, _POLLIN)
+
+    # --- a request complete by its length
 
     def _complete(self, n):
         """rx[0:n] is a whole request by its length and CRC. A read is answered into tx at once,
@@ -103,38 +153,33 @@ class RtuLink:
             r = self.server.serve(self.rx, 0, n, self.tx)
             if r:
                 self.port.send(self.tx, r)
+            self._listen()
             return
         if changes_state(self.rx, 0):
             self.held = n
         else:
             self.pending = self.server.serve(self.rx, 0, n, self.tx)
             if not self.pending:
+                self._listen()
                 return
-        if time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) <= _SPIN_US:
+        if time.ticks_diff(time.ticks_add(self.seen, self.t35), time.ticks_us()) <= _SPIN_US:
             self._when_due()
-
-    def _cancel(self):
-        # The bytes just read belong to the frame thought complete: drop it, and them at silence.
-        self.pending = self.held = 0
-        self.spoilt = True
+        else:
+            self._wait(self.t35 - _SPIN_US)
 
     def _when_due(self):
-        due = time.ticks_add(self.last, self.t35)
+        due = time.ticks_add(self.seen, self.t35)
         wait = time.ticks_diff(due, time.ticks_us())
         if wait > _OVERSLEEP_US:
             time.sleep_us(wait - _OVERSLEEP_US)
         while time.ticks_diff(due, time.ticks_us()) > 0:
             pass  # the last stretch spins: a sleep may overshoot by more than the spec allows
-        if self.held:
-            # Check before executing: held bytes stay at rx[0:held] only while nothing came.
-            self.fill = self.port.readinto(self.scratch, MAX_FRAME)
-            if self.fill:
-                copy(self.rx, 0, self.scratch, 0, self.fill)
-        else:
-            self.fill = self.port.readinto(self.rx, MAX_FRAME)
-        if self.fill:
-            self._cancel()
-            self.last = time.ticks_us()
+        if self._read():
+            # The request was not over: drop it (and, held, unexecuted), the rest at silence.
+            self.pending = self.held = 0
+            self.spoilt = True
+            self.seen = time.ticks_us()
+            self._wait(self.quiet)
             return
         r = self.pending
         if self.held:
@@ -142,10 +187,14 @@ class RtuLink:
         self.pending = self.held = 0
         if r:
             self.port.send(self.tx, r)
+        self._listen()
+
+    # --- silence
 
     def _silence(self):
         n = self.fill
         self.fill = 0
+        self._listen()
         diag = self.diag
         if self.overrun:
             self.overrun = self.spoilt = False
@@ -190,23 +239,20 @@ class RtuLink:
         if r:
             self.port.send(self.tx, r)
 
-    # --- loop timer: the silence that ends a frame, and replies waiting for t3.5
+    # --- loop timer: the next look, or the reply's t3.5 wait
 
     def due_in(self, now):
-        if self.pending or self.held:
-            d = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) - _SPIN_US
-        elif self.fill:
-            d = time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) + 999
-        else:
+        if not self.waiting:
             return -1
-        return d // 1000 if d > 0 else 0
+        d = time.ticks_diff(self.due, time.ticks_us())
+        return (d + 999) // 1000 if d > 0 else 0
 
     def tick(self, now):
-        if self.pending or self.held:
-            if time.ticks_diff(time.ticks_add(self.last, self.t35), time.ticks_us()) <= _SPIN_US:
+        if self.waiting and time.ticks_diff(time.ticks_us(), self.due) >= 0:
+            if self.pending or self.held:
                 self._when_due()
-        elif self.fill and time.ticks_diff(time.ticks_us(), self.last) >= self.t35:
-            self._silence()
+            else:
+                self._look()
 
 
 def start(loop, engine, cfg, board):
@@ -216,6 +262,6 @@ def start(loop, engine, cfg, board):
 
     rtu = cfg["rtu"]
     port, words = open_port(board, cfg)
-    t15, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
-    RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, t15, t35, rtu["early_reply"])
+    char, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
+    RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, char, t35, rtu["early_reply"])
     return words

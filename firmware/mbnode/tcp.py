@@ -103,7 +103,7 @@ class TcpSlave:
         self.sock = s
         loop.add(s, self)
         if self.idle_ms:
-            loop.timers.append(self)
+            loop.add_timer(self)
 
     def on_event(self, sock, events):
         # The listening socket is readable: accept one connection.

@@ -3,7 +3,9 @@
 The firmware's own loop, RTU link (on the pty the test hands over as fd:N), diagnostics and
 engine serve requests written by a client on the pty's other end, in the same process, while
 micropython.heap_lock() makes any heap allocation raise MemoryError. Covers the length-known path,
-the silence path (unknown length, garbage in front of a frame) and the no-reply paths.
+a request that arrives in pieces (the link waits on its loop timer for the bytes still due), the
+silence path (unknown length, garbage in front of a frame, a frame cut short) and the no-reply
+paths.
 Prints one line per request and a closing "N passed, M failed" line.
 """
 
@@ -52,6 +54,14 @@ REQUESTS = [
     ("broadcast write: no reply", frame("06 0010 0001", unit=0), 0, b""),
 ]
 
+# (name, first piece, the rest written while the locked loop waits for it, reply length, head)
+PIECES = [
+    ("fc16 x123 in two pieces", frame("10 0040 007B F6" + "4321" * 123)[:100],
+     frame("10 0040 007B F6" + "4321" * 123)[100:], 8, b"\x10\x00"),
+    ("fc03 byte by byte", frame("03 0000 0001")[:1], frame("03 0000 0001")[1:], 7, b"\x03\x02"),
+    ("cut short: no reply", frame("10 0040 0002 04 00010002")[:9], b"", 0, b""),
+]
+
 
 def main():
     cfg = config.validate({"tcp": {"enabled": False}, "rtu": {"enabled": True, "baud": 115200},
@@ -74,6 +84,24 @@ def main():
 
         def serve():
             for _ in range(4):
+                loop.step(10)
+
+        def collect():
+            time.sleep_ms(5)
+            return client.readinto(resp) or 0
+
+        err, n = locked(serve, collect, send)
+        ok = err is None and n == size and (n == 0 or (bytes(resp[1:3]) == head and crc16(resp, 0, n) == 0))
+        report.line(name, ok, err, n, resp[1:3])
+    for name, first, rest, size, head in PIECES:
+
+        def send():
+            client.write(first)
+
+        def serve():
+            loop.step(10)  # reads the first piece, sets the timer for the rest
+            client.write(rest)
+            for _ in range(6):
                 loop.step(10)
 
         def collect():

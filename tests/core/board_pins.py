@@ -33,8 +33,9 @@ def main():
     check("ready line names the board", ("board %s" % board.NAME) in ready, True)
     uart = machine.UARTS[b["rtu_uart"]]
     s = uart.settings
-    check("UART settings", (s["baudrate"], s["bits"], s["parity"], s["stop"], s["txbuf"], s["rxbuf"]),
-          (9600, 8, 1, 1, 512, 512))
+    # timeout 0: a read never waits on the line (docs/rtu.md)
+    check("UART settings", (s["baudrate"], s["bits"], s["parity"], s["stop"], s["txbuf"], s["rxbuf"], s["timeout"]),
+          (9600, 8, 1, 1, 512, 512, 0))
     check("UART pins", (s["tx"].id, s["rx"].id), (b["rtu_tx"], b["rtu_rx"]))
     de = b["rtu_de"]
     check("DE idle low", machine.PINS[de].level, 0)
@@ -78,10 +79,20 @@ def main():
     del machine.LOG[:]
     check("RTU memory register", rtu(loop, uart, struct.pack(">BHH", 3, 0x1000, 1)), b"\x03\x02\x00\x00")
     events = [e for e in machine.LOG if e[0] != "pin" or e[1] == de]
-    check("DE up, one write, flush, DE down", [e[0] if e[0] != "pin" else "de%d" % e[2] for e in events],
-          ["de1", "write", "flush", "de0"])
-    check("echo drained", len(uart.rxq), 0)
+    check("DE up, one write, flush (last stop bit out), DE down",
+          [e[0] if e[0] != "pin" else "de%d" % e[2] for e in events], ["de1", "write", "flush", "de0"])
+    check("echo drained", uart.any(), 0)
     uart.echo = False
+    # 49 bytes at 9600 baud (57 ms on the wire): read in blocks, not as they trickle in. The
+    # interrupt wakes the loop at 4 bytes, the length is known at 7, the rest is read when due:
+    # three reads (a byte landing between two reads of a look may add one). Waking per
+    # interrupt would take 13.
+    del machine.LOG[:]
+    uart.reads = 0
+    check("FC16 x20 answered", rtu(loop, uart, b"\x10\x10\x00\x00\x14\x28" + bytes(range(40))),
+          b"\x10\x10\x00\x00\x14")
+    check("FC16 x20 read in a few blocks", uart.reads <= 5, True)
+    check("no read asked for more than any() said", [e for e in machine.LOG if e[0] == "read waits"], [])
 
     if board.WIFI:
         check("ready line while joining", ready.endswith("board %s wifi connecting" % board.NAME), True)

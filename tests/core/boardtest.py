@@ -40,7 +40,7 @@ def rtu(loop, uart, pdu, unit=1):
     c = crc16(frame, 0, len(frame))
     frame += bytes([c & 0xFF, c >> 8])
     first = len(machine.LOG)
-    uart.rxq += frame
+    uart.feed(frame)  # on the line at the baud rate, delivered in FIFO groups
 
     def written():
         return any(e[0] == "write" for e in machine.LOG[first:])

@@ -1,0 +1,47 @@
+"""Onboard I/O of a pin board: machine.Pin / ADC / PWM mirrored into the data model.
+
+Outputs follow the master's writes (DataModel.on_output); inputs are sampled every scan_ms by
+a loop timer. Channel n of each kind is the n-th pin of the board's list; the data model stays
+the single image of the I/O, so Modbus reads never touch hardware.
+"""
+
+import time
+
+import machine
+
+from mbnode.datamodel import AO_MAX, COILS, DISCRETE_INPUTS, HOLDING, INPUT
+
+
+class PinIO:
+    def __init__(self, model, do_pins, di_pins, ai_pins, ao_pins, scan_ms, pwm_freq=1000):
+        self.model = model
+        self.do = [machine.Pin(p, machine.Pin.OUT, value=0) for p in do_pins]
+        self.di = [machine.Pin(p, machine.Pin.IN, machine.Pin.PULL_UP) for p in di_pins]
+        self.ai = [machine.ADC(machine.Pin(p)) for p in ai_pins]
+        self.ao = [machine.PWM(machine.Pin(p), freq=pwm_freq, duty_u16=0) for p in ao_pins]
+        self.scan_ms = scan_ms
+        self.next = 0
+        model.on_output = self.on_output
+
+    def on_output(self, table, first, count):
+        model = self.model
+        if table == COILS:
+            for n in range(first, min(first + count, len(self.do))):
+                self.do[n].value(model.get_bit(COILS, n))
+        else:
+            for n in range(first, min(first + count, len(self.ao))):
+                self.ao[n].duty_u16(model.get_reg(HOLDING, n) * 65535 // AO_MAX)
+
+    def due_in(self, now):
+        d = time.ticks_diff(self.next, now)
+        return d if d > 0 else 0
+
+    def tick(self, now):
+        if time.ticks_diff(now, self.next) < 0:
+            return
+        self.next = time.ticks_add(now, self.scan_ms)
+        model = self.model
+        for n, pin in enumerate(self.di):
+            model.set_bit(DISCRETE_INPUTS, n, pin.value())
+        for n, adc in enumerate(self.ai):
+            model.set_reg(INPUT, n, adc.read_u16())

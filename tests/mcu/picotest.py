@@ -135,5 +135,30 @@ class Master:
 
         return counted
 
+    def raw(self, pdu, unit=1, timeout=5.0):
+        """A request pymodbus would refuse to build (e.g. a quantity over the limit), sent as raw
+        bytes on the same line; returns the reply PDU (CRC checked). Counted like the others."""
+        import time
+
+        from rtutest import adu, crc_ok, response_length
+
+        self.sent += 1
+        port = self.client.socket
+        frame = adu(unit, pdu)
+        port.reset_input_buffer()
+        port.write(frame)
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got += port.read(max(1, port.in_waiting))
+            n = response_length(got, frame)
+            if n and len(got) >= n:
+                break
+        n = response_length(got, frame)
+        assert n and len(got) >= n, "no reply to %s (got %s)" % (frame.hex(), got.hex())
+        assert crc_ok(got[:n]) and got[0] == unit, got.hex()
+        self.answered += 1
+        return got[1:n - 2]
+
     def close(self):
         self.client.close()

@@ -10,7 +10,7 @@
    is installed. A device that cannot load the bundle is refused with what to flash instead.
 3. The plan: files to copy (missing or different), files to remove, config.json, umqtt.simple
    (with `mpremote mip` when the bridge is on and the device lacks it). --dry-run prints it and
-   changes nothing.
+   changes nothing (asking stops what the board runs, so it is soft-reset afterwards).
 4. Carry it out in one mpremote session (progress per file on stderr), then soft-reset the board
    through its REPL, which runs boot.py and main.py as at power-up, and read the ready line that
    mbnode prints: the deploy fails if mbnode does not start.
@@ -80,11 +80,17 @@ def _ls(d):
         return [e[0] for e in os.ilistdir(d)]
     except OSError:
         return []
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
 try:
     import umqtt.simple
     _umqtt = True
-except ImportError:
-    _umqtt = False
+except ImportError:  # also when installed but its socket import fails (a board without network)
+    _umqtt = any(_exists(d + "/umqtt/simple." + x) for d in sys.path if d.startswith("/") for x in ("py", "mpy"))
 try:
     import network
     _network = True
@@ -234,19 +240,37 @@ def _progress(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def read_ready(port, timeout=READY_TIMEOUT):
-    """Soft-reset the board through its friendly REPL and return mbnode's ready line; DeployError
-    with what it printed instead when it does not come."""
+def _soft_reset(s):
+    """Through the friendly REPL (Ctrl-D there runs boot.py and main.py, as at power-up), with
+    whatever ran stopped first; mpremote leaves the raw REPL on exit anyway."""
+    s.write(b"\r\x03\x03")
+    time.sleep(0.1)
+    s.write(b"\x02")
+    time.sleep(0.1)
+    s.reset_input_buffer()
+    s.write(b"\x04")
+
+
+def restart(port):
+    """Soft-reset the board, so what it ran before (its main.py) runs again; waits for nothing."""
     import serial
 
     s = serial.serial_for_url(port, baudrate=115200, timeout=0.2)
     try:
-        s.write(b"\r\x03\x03")  # stop whatever runs (mpremote leaves the raw REPL on exit anyway)
-        time.sleep(0.1)
-        s.write(b"\x02")  # friendly REPL: Ctrl-D there runs boot.py and main.py, as at power-up
-        time.sleep(0.1)
-        s.reset_input_buffer()
-        s.write(b"\x04")
+        _soft_reset(s)
+        s.flush()
+    finally:
+        s.close()
+
+
+def read_ready(port, timeout=READY_TIMEOUT):
+    """Soft-reset the board and return mbnode's ready line; DeployError with what it printed
+    instead when it does not come."""
+    import serial
+
+    s = serial.serial_for_url(port, baudrate=115200, timeout=0.2)
+    try:
+        _soft_reset(s)
         seen = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -279,20 +303,23 @@ def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_ind
     check_device(board, facts)
     todo = plan(files, facts, config_bytes, mqtt)
     device = "MicroPython %s on %s" % (".".join(map(str, facts["version"])), facts["machine"])
-    lines = ["device: %s" % device]
-    lines += ["copy %s (%d bytes)" % (p, len(files[p])) for p in todo["copy"]]
-    lines += ["remove %s" % p for p in todo["remove"]]
-    if todo["config"]:
-        lines.append("write config.json (%d bytes)" % len(config_bytes))
-    if todo["umqtt"]:
-        lines.append("install umqtt.simple with mpremote mip")
-    unchanged = len(files) - len(todo["copy"])
-    lines.append("%d files up to date; then reset and check that mbnode starts" % unchanged)
+    summary = "%d files up to date, %d to copy, %d to remove, config.json %s%s" % (
+        len(files) - len(todo["copy"]), len(todo["copy"]), len(todo["remove"]),
+        "to write" if todo["config"] else "unchanged", ", umqtt.simple to install" if todo["umqtt"] else "")
     if dry_run:
+        lines = ["device: " + device, summary]
+        lines += ["copy %s (%d bytes)" % (p, len(files[p])) for p in todo["copy"]]
+        lines += ["remove %s" % p for p in todo["remove"]]
+        if todo["config"]:
+            lines.append("write config.json (%d bytes)" % len(config_bytes))
+        if todo["umqtt"]:
+            lines.append("install umqtt.simple with mpremote mip")
+        lines.append("then reset the board and check that mbnode starts")
         print("\n".join(["plan (dry run, nothing changed):"] + ["  " + x for x in lines]))
+        restart(port)  # asking stopped what the board ran: let it run again
         return 0
-    for x in lines[:1]:
-        _progress(x)
+    _progress("device: " + device)
+    _progress(summary)
     args = ["connect", port]
     dirs = sorted({str(Path(p).parent) for p in todo["copy"] if "/" in p})
     if dirs:

@@ -67,6 +67,19 @@ def test_crc16_known_values(data, crc):
     assert crc16(padded, 2, len(b)) == crc  # start and length honoured
 
 
+def test_crc_table_from_the_polynomial():
+    """Every entry of the firmware's constant table is what eight shift-and-xor steps with the
+    reflected polynomial 0xA001 make of its index."""
+    from mbnode.crc import _CRC
+
+    assert len(_CRC) == 512
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        assert _CRC[2 * i] | _CRC[2 * i + 1] << 8 == c, i
+
+
 def test_crc_of_whole_frame_is_zero():
     f = frame(1, "03 0000 0001")
     assert f[-2:] == hx("84 0A")

@@ -32,14 +32,13 @@ class UartPort:
 
         self.stream = machine.UART(
             uart_id, baudrate=baud, bits=8, parity=None if parity == "N" else 0 if parity == "E" else 1,
-            stop=stopbits, tx=machine.Pin(tx), rx=machine.Pin(rx), txbuf=512, rxbuf=512, timeout=0,
+            stop=stopbits, tx=machine.Pin(tx), rx=machine.Pin(rx), txbuf=256, rxbuf=512, timeout=0,
             timeout_char=0)
         self.name = "uart%d" % uart_id
         self.on = 0 if de_invert else 1
         self.de = machine.Pin(de, machine.Pin.OUT, value=1 - self.on) if de >= 0 else None
         self.char_us = char_times(baud, parity, stopbits)[0]
         self.latency_us = 2 * self.char_us + 1000
-        self.drain = bytearray(64)
 
     def readinto(self, buf, n):
         k = self.stream.any()
@@ -64,7 +63,9 @@ class UartPort:
             if de:
                 de.value(1 - self.on)  # and never hold the bus after a failure
         time.sleep_us(self.char_us)
+        # The echo goes into buf, whose frame is out and done with (the caller's transmit
+        # buffer, MAX_FRAME bytes): no buffer of our own. Never asks for more than is there.
         k = uart.any()
         while k:
-            uart.readinto(self.drain, k if k < 64 else 64)  # never more than is there: no wait
+            uart.readinto(buf, k if k < n else n)
             k = uart.any()

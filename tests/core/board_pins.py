@@ -35,7 +35,7 @@ def main():
     s = uart.settings
     # timeout 0: a read never waits on the line (docs/rtu.md)
     check("UART settings", (s["baudrate"], s["bits"], s["parity"], s["stop"], s["txbuf"], s["rxbuf"], s["timeout"]),
-          (9600, 8, 1, 1, 512, 512, 0))
+          (9600, 8, 1, 1, 256, 512, 0))
     check("UART pins", (s["tx"].id, s["rx"].id), (b["rtu_tx"], b["rtu_rx"]))
     de = b["rtu_de"]
     check("DE idle low", machine.PINS[de].level, 0)

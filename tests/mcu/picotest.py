@@ -28,6 +28,21 @@ def mbnode(*args, timeout=600):
                           text=True, timeout=timeout)
 
 
+_IMAGE = {}
+
+
+def image_uf2(tmp_path_factory):
+    """`mbnode build --board pico --image` once per test session: the .uf2 it prints last."""
+    if "uf2" not in _IMAGE:
+        out = tmp_path_factory.mktemp("image")
+        r = mbnode("build", "--board", "pico", "--image", "--out", str(out / "pico"), timeout=1200)
+        assert r.returncode == 0, r.stdout + r.stderr
+        uf2 = r.stdout.strip().splitlines()[-1]
+        assert uf2.endswith("mbnode-pico.uf2"), r.stdout
+        _IMAGE["uf2"] = uf2
+    return _IMAGE["uf2"]
+
+
 def board_config(baud=19200, parity="E", full_map=False):
     """The pico board's configuration as a user writes it: only what differs from the defaults."""
     cfg = {"rtu": {"baud": baud, "parity": parity}}

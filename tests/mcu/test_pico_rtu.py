@@ -16,22 +16,11 @@ import time
 import pytest
 
 from mbnode import VERSION
-from picotest import DE_PIN, DI_PINS, DO_PINS, Master, board_config, deployed, image_pico, line_settings, mbnode
+from picotest import DE_PIN, DI_PINS, DO_PINS, Master, board_config, deployed, image_pico, image_uf2, line_settings
 from rtutest import adu, hx
 
 KINDS = [("deployed", 19200, "E"), ("deployed", 115200, "N"), ("image", 19200, "E"), ("image", 115200, "N")]
 QUIET_MS = 30  # simulated ms after a frame that must go unanswered (t3.5 is 2 ms at 19200)
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    """`mbnode build --board pico --image`: the .uf2 it prints as its last line."""
-    out = tmp_path_factory.mktemp("image")
-    r = mbnode("build", "--board", "pico", "--image", "--out", str(out / "pico"), timeout=1200)
-    assert r.returncode == 0, r.stdout + r.stderr
-    uf2 = r.stdout.strip().splitlines()[-1]
-    assert uf2.endswith("mbnode-pico.uf2"), r.stdout
-    return uf2
 
 
 class Node:
@@ -58,7 +47,7 @@ def node(request, tmp_path_factory):
         pico, r = deployed(tmp, cfg)
         ready = "ready " + r.stdout.strip().splitlines()[-1].split(": ", 1)[1]
     else:
-        pico, ready = image_pico(tmp, request.getfixturevalue("image"), cfg)
+        pico, ready = image_pico(tmp, image_uf2(tmp_path_factory), cfg)
     n = Node(pico, ready, cfg)
     yield n
     n.close()

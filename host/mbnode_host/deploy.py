@@ -287,7 +287,16 @@ def read_ready(port, timeout=READY_TIMEOUT):
         s.close()
 
 
-def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_index=None, out=None):
+def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_index=None):
+    """The whole deploy (module docstring); the bundle is built in a temporary folder, so build/
+    (and a firmware image built there) is left alone."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mbnode-deploy-") as tmp:
+        return _deploy(board_name, port, config_file, wifi, dry_run, mip_index, Path(tmp) / board_name)
+
+
+def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
     from mbnode_host import boards, build
 
     board = boards.info(board_name)
@@ -324,9 +333,7 @@ def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_ind
     dirs = sorted({str(Path(p).parent) for p in todo["copy"] if "/" in p})
     if dirs:
         args += ["exec", "import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass" % dirs]
-    staging = bundle.path / "deploy"
-    staging.mkdir(exist_ok=True)
-    cfg_file = staging / "config.json"
+    cfg_file = bundle.path / "config.json"
     cfg_file.write_bytes(config_bytes)
     steps = [(["fs", "cp", "-f", str(device_dir / p), ":" + p], "copy %s (%d bytes)" % (p, len(files[p])))
              for p in todo["copy"]]

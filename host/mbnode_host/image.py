@@ -12,6 +12,7 @@ images ESP-IDF, none of which this machine's sources carry. Their bundles' froze
 is for users who build MicroPython themselves.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -44,7 +45,10 @@ def build_image(bundle):
         "include(%r)\n"
         "include(%r, base=None, main=True)\n"
         % (board, str(paths.ROOT / "tools" / "mcu" / "rp2-manifest.py"), str(bundle.path / "frozen" / "manifest.py")))
-    build_dir = paths.CACHE / "mcu" / ("image-" + board)
+    # One build folder per checkout (worktrees may share .cache/mcu): its CMake cache names this
+    # manifest, and a rebuild is incremental.
+    tag = hashlib.sha256(str(paths.ROOT).encode()).hexdigest()[:8]
+    build_dir = paths.CACHE / "mcu" / ("image-%s-%s" % (board, tag))
     log = paths.CACHE / "logs" / ("image-%s.log" % board)
     log.parent.mkdir(parents=True, exist_ok=True)
     print("mbnode build: building MicroPython %s with mbnode frozen (log: %s) ..." % (IMAGE_BOARDS[board], log),

@@ -34,7 +34,9 @@ from mbnode_host import sim as mbsim
 from rtutest import IoChannel, RtuPort, adu, crc_ok, t15, t35
 
 BAUD = 19200
-REQUESTS = 300
+REQUESTS = 300  # at least; more (up to MAX_REQUESTS) while some function code has too few judged
+MAX_REQUESTS = 900
+MIN_PER_FC = 3  # qualifying frames each function code needs for the run to prove something
 MIN_QUALIFIED = 0.6  # below this share of qualifying frames the run proves too little: fail
 REPLY_TIMEOUT = 1.0  # generous: a loaded slave is slow, not silent
 PAUSE_SHARE = 0.5  # sleeps between bytes drawn from [0, PAUSE_SHARE x t1.5); a sleep overshoots
@@ -177,6 +179,36 @@ def dribble(p, frame, rnd, longest_pause):
     return worst
 
 
+class Steady:
+    """The master's own pauses should be the ones it means, whatever the load: where the system
+    allows it (root on Linux), it runs with a real-time priority while it sends; the firmware and
+    the burners keep the normal one. Elsewhere the qualifying rule above still keeps the test
+    honest, only with fewer frames to judge."""
+
+    def __enter__(self):
+        self.raised = False
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            self.raised = True
+        except (AttributeError, OSError):
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.raised:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def enough(results):
+    """Has the run judged enough frames of every function code to stop?"""
+    if len(results) < REQUESTS:
+        return False
+    per_fc = {}
+    for r in results:
+        per_fc[r[2]] = per_fc.get(r[2], 0) + (1 if r[0] else 0)
+    return all(n >= MIN_PER_FC for n in per_fc.values())
+
+
 def test_dribbled_frames_all_answered_under_load(tmp_path):
     fw = Firmware(tmp_path, BAUD)
     assert "serial %d-8E1" % BAUD in fw.ready, fw.ready
@@ -186,8 +218,8 @@ def test_dribbled_frames_all_answered_under_load(tmp_path):
     results = []  # (qualified, outcome, function code, frame length, longest pause)
     procs = burners(max(2, os.cpu_count() or 2))
     try:
-        with RtuPort(fw.master, BAUD, "E") as p:
-            for _ in range(REQUESTS):
+        with RtuPort(fw.master, BAUD, "E") as p, Steady():
+            while len(results) < MAX_REQUESTS and not enough(results):
                 pdu, expected = shadow.next()
                 frame = adu(1, pdu)
                 p.wait_quiet()
@@ -219,7 +251,8 @@ def test_dribbled_frames_all_answered_under_load(tmp_path):
             fc, len(mine), sum(1 for r in mine if r[0]), sum(1 for r in mine if r[0] and r[1] != "ok")))
     assert not wrong, "%s; wrong answers: %s" % (summary, wrong[:5])
     assert not lost, "%s: %s" % (summary, ["FC%02d %d bytes: %s" % (r[2], r[3], r[1]) for r in lost[:10]])
-    assert len(results) == REQUESTS, summary
+    assert len(results) >= REQUESTS, summary
     assert len(qualified) >= MIN_QUALIFIED * REQUESTS, "%s: the load left too few frames to judge" % summary
     for fc in sorted({r[2] for r in results}):
-        assert any(r[2] == fc for r in qualified), "%s: no FC%02d frame kept its pauses below t3.5" % (summary, fc)
+        n = sum(1 for r in qualified if r[2] == fc)
+        assert n >= MIN_PER_FC, "%s: only %d FC%02d frames kept their pauses below t3.5" % (summary, n, fc)

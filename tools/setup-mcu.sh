@@ -53,22 +53,8 @@ export MICROPY_MPYCROSS=$CACHE/bin/mpy-cross   # the ports' frozen code uses our
 export MICROPY_GIT_TAG="v$MP_VERSION" MICROPY_GIT_HASH="debian"
 
 # ---- apt packages ---------------------------------------------------------------------------
-installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
 command -v node >/dev/null && command -v npm >/dev/null || APT_PKGS+=(nodejs npm)
-missing=()
-for p in "${APT_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
-if ((${#missing[@]})); then
-    say "installing apt packages: ${missing[*]} ..."
-    ((EUID == 0)) || die "not root: run as root, or install these first: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    aptinst=(apt-get install -y -q --no-install-recommends
-             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}")
-    if ! "${aptinst[@]}" >"$LOGS/apt-install-mcu.log" 2>&1; then
-        say "apt-get install failed, refreshing package lists and retrying ..."
-        logged apt-update apt-get update -q
-        logged apt-install-mcu "${aptinst[@]}"
-    fi
-fi
+apt_install apt-install-mcu "${APT_PKGS[@]}"
 
 # ---- stamps ---------------------------------------------------------------------------------
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }

@@ -38,9 +38,6 @@ flock 9
 export MBNODE_SETUP_LOCKED=1
 
 # ---- apt packages ---------------------------------------------------------------------------
-# (Not `dpkg -s | grep -q`: with pipefail, grep's early exit can SIGPIPE dpkg -> false negative.)
-installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
-
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null || ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
     # No usable python3 (minimal image) or Debian's python3 without venv: use Debian's.
@@ -48,23 +45,7 @@ if ! command -v "$PY" >/dev/null || ! "$PY" -c 'import venv, ensurepip' 2>/dev/n
     PY=/usr/bin/python3
 fi
 
-missing=()
-for p in "${APT_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
-if ((${#missing[@]})); then
-    say "installing apt packages: ${missing[*]} ..."
-    ((EUID == 0)) || die "not root: run as root, or install these first: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    aptinst=(apt-get install -y -q --no-install-recommends
-             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}")
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-        logged apt-update apt-get update -q
-    fi
-    if ! "${aptinst[@]}" >"$LOGS/apt-install.log" 2>&1; then
-        say "apt-get install failed, refreshing package lists and retrying ..."
-        logged apt-update apt-get update -q
-        logged apt-install "${aptinst[@]}"
-    fi
-fi
+apt_install apt-install "${APT_PKGS[@]}"
 
 # ---- python venv ----------------------------------------------------------------------------
 # Reinstall when pyproject.toml or the checkout location changed (the install is editable),

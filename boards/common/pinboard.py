@@ -17,6 +17,11 @@ class PinBoard:
         self.wifi = None  # the WifiJoin, when board.wifi_ssid is set
         self.ips = []  # this board's IP addresses, kept up to date in place
 
+    def board_api(self):
+        """What a board module exports, in this order: config_rules, start, describe, open_rtu,
+        addresses (docs/boards.md)."""
+        return self.config_rules, self.start, self.describe, self.open_rtu, self.addresses
+
     def config_rules(self):
         """(schema, defaults, check) for mbnode.config: start-up only (pinrules.py)."""
         import pinrules

@@ -24,9 +24,4 @@ MPY_ARCH = "xtensawin"  # mpy-cross -march (fast.py and crc.py hold viper code)
 WIFI = True
 KEEP_SERVING = True  # a broken config.json: one line, then the defaults (docs/boards.md)
 
-_board = PinBoard(NAME, CHIP, WIFI)
-config_rules = _board.config_rules
-start = _board.start
-describe = _board.describe
-open_rtu = _board.open_rtu
-addresses = _board.addresses
+config_rules, start, describe, open_rtu, addresses = PinBoard(NAME, CHIP, WIFI).board_api()

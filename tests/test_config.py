@@ -1,6 +1,8 @@
 """Configuration validation (the same module the firmware runs)."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -291,3 +293,28 @@ def test_a_board_check_has_the_last_word():
 def test_load_reports_a_missing_file(tmp_path):
     with pytest.raises(config.ConfigError, match="^config: .*nothere.json not found$"):
         config.load(str(tmp_path / "nothere.json"))
+
+
+@pytest.mark.parametrize("text", ['{"unit_id": 7,', '{"unit_id": 7, "rtu": {"baud": 9600}',
+                                  '{"identity": {"device_name": "a } ] b"'])
+def test_a_file_cut_short_is_refused_on_micropython_too(tmp_path, text):
+    """MicroPython's json loads '{"unit_id": 7,' as {"unit_id": 7}: a config.json written half-way
+    (power lost) must not pass for a shorter configuration, on the board as on CPython."""
+    from conftest import ROOT, micropython_or_fail
+
+    f = tmp_path / "config.json"
+    f.write_text(text)
+    want = "config: %s is not valid JSON: it ends before its last closing bracket" % f
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(f))
+    assert str(e.value) == want
+    script = "from mbnode import config\ntry:\n    config.load(%r)\nexcept config.ConfigError as e:\n    print(e)\n" % str(f)
+    r = subprocess.run([micropython_or_fail(32), "-c", script], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, MICROPYPATH=str(ROOT / "firmware")))
+    assert r.stdout.strip() == want, r.stdout + r.stderr
+
+
+def test_brackets_inside_strings_do_not_count(tmp_path):
+    f = tmp_path / "config.json"
+    f.write_text('{"identity": {"device_name": "pump {7} \\" ]"}}')
+    assert config.load(str(f))["identity"]["device_name"] == 'pump {7} " ]'

@@ -9,13 +9,15 @@ import sys
 import pytest
 
 from conftest import ROOT
+from mbnode import VERSION
 from mbnode_host import boards, deploy
 
 
 def facts(version=(1, 25, 0), mpy=0x306 | (4 << 10), platform="rp2", machine="Raspberry Pi Pico with RP2040",
-          files=None, root=(), mbnode=(), umqtt=False, network=False):
+          files=None, root=(), mbnode=(), umqtt=False, network=False, frozen=None):
     return {"version": list(version), "mpy": mpy, "platform": platform, "machine": machine, "release": "1.25.0",
-            "files": files or {}, "root": list(root), "mbnode": list(mbnode), "umqtt": umqtt, "network": network}
+            "files": files or {}, "root": list(root), "mbnode": list(mbnode), "umqtt": umqtt, "network": network,
+            "frozen": frozen}
 
 
 @pytest.mark.parametrize("board, f, words", [
@@ -27,9 +29,16 @@ def facts(version=(1, 25, 0), mpy=0x306 | (4 << 10), platform="rp2", machine="Ra
      ["not the rp2 port that board pico needs"]),
     ("esp32", facts(), ["not the esp32 port that board esp32 needs"]),
     ("esp32-c3", facts(platform="esp32", mpy=0x306 | (10 << 10), machine="Generic ESP32 module with ESP32",
+                       network=True), ["its chip is ESP32, and board esp32-c3 has ESP32C3"]),
+    ("esp32", facts(platform="esp32", mpy=0x306 | (10 << 10), machine="Generic ESP32S3 module with ESP32S3",
+                    network=True), ["its chip is ESP32S3, and board esp32 has ESP32"]),
+    ("esp32-c3", facts(platform="esp32", mpy=0x306 | (10 << 10), machine="ESP32C3 module with ESP32C3",
                        network=True), ["native code is xtensawin", "built for rv32imc"]),
+    ("pico", facts(frozen="0.0.9"), ["mbnode 0.0.9 frozen in", "flash the image of this version",
+                                     "mbnode build --board pico --image"]),
     ("pico-w", facts(), ["has no network module", "RPI_PICO_W"]),
-    ("esp32", facts(version=(1, 19, 1), platform="esp32", mpy=0x006 | (10 << 10), network=True),
+    ("esp32", facts(version=(1, 19, 1), platform="esp32", mpy=0x006 | (10 << 10), network=True,
+                    machine="Generic ESP32 module with ESP32"),
      [".mpy 6.0", "flash MicroPython 1.23 or newer for ESP32_GENERIC"]),
 ])
 def test_device_refused_with_what_to_flash(board, f, words):
@@ -44,8 +53,10 @@ def test_device_refused_with_what_to_flash(board, f, words):
 @pytest.mark.parametrize("board, f", [
     ("pico", facts()),
     ("pico", facts(version=(1, 28, 0))),
-    ("esp32-c3", facts(platform="esp32", mpy=0x306 | (11 << 10), network=True)),
-    ("esp32", facts(version=(1, 23, 0), platform="esp32", mpy=0x306 | (10 << 10), network=True)),
+    ("esp32-c3", facts(platform="esp32", mpy=0x306 | (11 << 10), network=True, machine="ESP32C3 module with ESP32C3")),
+    ("esp32", facts(version=(1, 23, 0), platform="esp32", mpy=0x306 | (10 << 10), network=True,
+                    machine="Generic ESP32 module with ESP32")),
+    ("pico", facts(frozen=VERSION)),
 ])
 def test_device_accepted(board, f):
     deploy.check_device(boards.info(board), f)
@@ -67,6 +78,17 @@ def test_plan_copies_what_differs_and_removes_what_shadows():
     assert todo["remove"] == ["board.py", "mbnode/gone.mpy", "mbnode/pdu.py"]
     assert todo["config"] is False and todo["umqtt"] is False
     assert deploy.plan(files, f, b'{"unit_id": 2}', want_umqtt=False)["config"] is True
+
+
+def test_plan_on_a_firmware_with_mbnode_frozen_in():
+    """Only config.json; whatever of ours lies on the filesystem would shadow the frozen modules."""
+    files = {"main.py": b"main", "board.mpy": b"board", "mbnode/pdu.mpy": b"pdu"}
+    f = facts(files={"/board.mpy": sha(b"old"), "/mbnode/pdu.mpy": sha(b"pdu")}, mbnode=["pdu.mpy", "old.mpy"],
+              frozen=VERSION)
+    todo = deploy.plan(files, f, b"{}", want_umqtt=False)
+    assert todo["copy"] == []
+    assert todo["remove"] == ["board.mpy", "mbnode/old.mpy", "mbnode/pdu.mpy"]
+    assert todo["config"] is True
 
 
 def test_plan_installs_umqtt_only_when_wanted_and_missing():

@@ -195,10 +195,36 @@ def validate(given, board_schema=None, base=None, check=None):
     return cfg
 
 
+def _closed(text):
+    """Does every { and [ of the JSON text close (outside strings)? MicroPython's json takes an
+    object cut short ('{"unit_id": 7,' loads as {"unit_id": 7}), and a file written half-way
+    (power lost) must not pass for a shorter configuration."""
+    depth = 0
+    in_str = escaped = False
+    for c in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c == "{" or c == "[":
+            depth += 1
+        elif c == "}" or c == "]":
+            depth -= 1
+    return depth <= 0 and not in_str
+
+
 def load(path, board_schema=None, base=None, check=None):
     try:
         with open(path) as f:
-            given = json.load(f)
+            text = f.read()
+        if not _closed(text):
+            raise ValueError("it ends before its last closing bracket")
+        given = json.loads(text)
     except OSError as e:
         if e.args and e.args[0] == 2:  # ENOENT
             raise ConfigError("config: %s not found" % path)

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from mbnode import VERSION
 from mbnode_host import paths
 
 # Oldest MicroPython that loads mbnode's .mpy files: native code needs .mpy sub-version 3 (1.23+).
@@ -96,11 +97,24 @@ try:
     _network = True
 except ImportError:
     _network = False
+def _frozen_version():
+    # mbnode frozen into the firmware (the image), whatever the filesystem holds
+    path = sys.path[:]
+    sys.path[:] = [".frozen"]
+    try:
+        import mbnode
+        return mbnode.VERSION
+    except ImportError:
+        return None
+    finally:
+        sys.path[:] = path
+        sys.modules.pop("mbnode", None)
+_frozen = _frozen_version()
 _u = os.uname()
 print(json.dumps({"version": list(sys.implementation.version[:3]), "mpy": getattr(sys.implementation, "_mpy", 0),
                   "platform": sys.platform, "machine": _u.machine, "release": _u.release,
                   "files": dict((p, _h(p)) for p in WANT), "root": _ls("/"), "mbnode": _ls("/mbnode"),
-                  "umqtt": _umqtt, "network": _network}))
+                  "umqtt": _umqtt, "network": _network, "frozen": _frozen}))
 '''
 
 
@@ -155,12 +169,21 @@ def check_device(board, facts):
     if facts["platform"] != board.port:
         raise DeployError("the device runs %s, not the %s port that board %s needs: pick the board that matches the "
                           "device, or %s" % (shown, board.port, board.name, flash))
+    chip = facts["machine"].rsplit(" with ", 1)[-1].lower()
+    if board.chip and chip != board.chip:
+        raise DeployError("the device runs %s: its chip is %s, and board %s has %s: pick the board that "
+                          "matches the device (mbnode build --help lists them)" % (shown, chip.upper(), board.name,
+                                                                                 board.chip.upper()))
     if arch != board.arch:
         raise DeployError("the device runs %s, whose native code is %s, and board %s is built for %s: pick the "
                           "board that matches the device, or %s" % (shown, arch, board.name, board.arch, flash))
     if (mpy & 0xFF) != MPY_VERSION or ((mpy >> 8) & 3) != MPY_SUB_VERSION or version < MIN_VERSION:
         raise DeployError("the device runs %s (.mpy %d.%d); mbnode's .mpy files need .mpy %d.%d: %s"
                           % (shown, mpy & 0xFF, (mpy >> 8) & 3, MPY_VERSION, MPY_SUB_VERSION, flash))
+    if facts.get("frozen") and facts["frozen"] != VERSION:
+        raise DeployError("the device runs %s with mbnode %s frozen in, and this is mbnode %s: flash the image of "
+                          "this version instead (mbnode build --board %s --image); a deployed copy would shadow the "
+                          "frozen one" % (shown, facts["frozen"], VERSION, board.name))
     if board.wifi and not facts.get("network"):
         raise DeployError("the device runs %s, which has no network module, and board %s joins Wi-Fi: flash the "
                           "MicroPython firmware for %s, or pick a board without Wi-Fi" % (shown, board.name,
@@ -184,6 +207,13 @@ def plan(files, facts, config_bytes, want_umqtt):
     copy = [p for p, data in sorted(files.items()) if have.get("/" + p) != _sha256(data)]
     remove = []
     ours = set(files)
+    if facts.get("frozen"):
+        # The firmware carries this mbnode (check_device compared the versions): only config.json.
+        # A copy on the filesystem would be imported instead (it comes first on sys.path) and
+        # cost the heap that freezing saves, so ours go.
+        copy = []
+        remove = [p for p in sorted(files) if have.get("/" + p)]
+        ours = set()
     # A source file beside an .mpy shadows it (MicroPython tries .py first); an .mpy of an older
     # mbnode whose module is gone would still be importable.
     for name in facts["mbnode"]:
@@ -193,7 +223,7 @@ def plan(files, facts, config_bytes, want_umqtt):
     for name in facts["root"]:
         if name.endswith(".py") and name != "main.py" and name != "boot.py" and name[:-3] + ".mpy" in ours:
             remove.append(name)
-    return {"copy": copy, "remove": sorted(remove), "config": have.get("/config.json") != _sha256(config_bytes),
+    return {"copy": copy, "remove": sorted(set(remove)), "config": have.get("/config.json") != _sha256(config_bytes),
             "umqtt": want_umqtt and not facts["umqtt"]}
 
 
@@ -312,8 +342,10 @@ def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
     check_device(board, facts)
     todo = plan(files, facts, config_bytes, mqtt)
     device = "MicroPython %s on %s" % (".".join(map(str, facts["version"])), facts["machine"])
-    summary = "%d files up to date, %d to copy, %d to remove, config.json %s%s" % (
-        len(files) - len(todo["copy"]), len(todo["copy"]), len(todo["remove"]),
+    frozen = ("mbnode %s is frozen in the firmware: nothing of the bundle is copied; " % facts["frozen"]
+              if facts.get("frozen") else "")
+    summary = "%s%d files up to date, %d to copy, %d to remove, config.json %s%s" % (
+        frozen, len(files) - len(todo["copy"]) if not frozen else 0, len(todo["copy"]), len(todo["remove"]),
         "to write" if todo["config"] else "unchanged", ", umqtt.simple to install" if todo["umqtt"] else "")
     if dry_run:
         lines = ["device: " + device, summary]

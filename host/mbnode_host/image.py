@@ -32,9 +32,9 @@ def build_image(bundle):
     Progress of the MicroPython build goes to stderr."""
     board = bundle.board.name
     if board not in IMAGE_BOARDS:
-        raise ValueError("--image: allowed for board %s only (a %s image needs a MicroPython build this machine "
-                         "cannot make; build/%s/frozen/manifest.py freezes mbnode into your own)"
-                         % (", ".join(IMAGE_BOARDS), board, board))
+        raise ValueError("--image: allowed for board %s only (the firmware of board %s needs a MicroPython build "
+                         "this machine cannot make; %s freezes mbnode into your own)"
+                         % (", ".join(IMAGE_BOARDS), board, bundle.path / "frozen" / "manifest.py"))
     tree = paths.CACHE / "mcu" / "micropython"
     if not (tree / ".mbnode-tree").exists():
         raise paths.MissingTool("the MicroPython rp2 tree is not prepared: run `make setup-mcu` first")

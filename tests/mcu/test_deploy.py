@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mbnode_host import build, deploy
 from pico import Pico, require
-from picotest import (OLD_FIRMWARE, Master, board_config, copied, deployed, line_settings, mbnode, ready_words,
-                      wait_ready, write_config)
+from picotest import (OLD_FIRMWARE, Master, board_config, copied, deployed, image_pico, image_uf2, line_settings,
+                      mbnode, ready_words, wait_ready, write_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,6 +97,20 @@ def test_deploy_lifecycle(tmp_path):
         pico.reset()
         assert ready_words(wait_ready(pico, mark))["serial"] == "115200-8N2"
         one_read(pico, cfg)
+
+
+def test_deploy_onto_the_image_writes_only_the_configuration(tmp_path, tmp_path_factory):
+    """The image has mbnode frozen in: a deploy of the same version writes config.json and nothing
+    else (a copy on the filesystem would be imported instead of the frozen modules)."""
+    pico, _ = image_pico(tmp_path, image_uf2(tmp_path_factory))
+    with pico:
+        cfg = board_config(115200, "N")
+        r = mbnode("deploy", "--board", "pico", "--port", pico.repl_url, "--config", str(write_config(tmp_path, cfg)))
+        assert r.returncode == 0, r.stderr
+        assert "is frozen in the firmware: nothing of the bundle is copied" in r.stderr, r.stderr
+        assert copied(r.stderr) == [] and "write config.json" in r.stderr, r.stderr
+        assert r.stdout.strip().endswith("rtu uart0 serial 115200-8N2 unit 1 board pico"), r.stdout
+        assert list(device_files(pico)) == ["/config.json"]
 
 
 def test_refuses_an_older_micropython(tmp_path):

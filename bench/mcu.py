@@ -21,14 +21,15 @@ Parts:
        one by one and the rest are write/read-back pairs with idle pauses. Per target: requests
        lost (target a and f: 0), turnaround (trace: end of the last request byte to the start of
        the first reply byte), busy cycles per request (the runner's busy time x 125 MHz over the
-       exchange on the line; see busy_per_request), busy fraction while receiving a FC16 x123
-       request and while the line is idle.
+       exchange on the line: Run.measured), busy fraction while receiving FC16 x123 requests,
+       while sending FC03 x125 replies (Sampler) and while the line is idle.
 
 All times are simulated. rp2040js counts cycles per instruction without flash wait states or an
 XIP cache, so absolute figures are approximately a Pico's; compare them as ratios. Only
 127.0.0.1 is used; every runner is started and stopped here; every loop is bounded in count and
-(wall and simulated) time. Runtime about 10 minutes with the defaults (--count 200 --timing 20:
-about 4 minutes); a first image build adds about a minute.
+(wall and simulated) time. Runtime about 11-12 minutes with the defaults (--count 200 --timing 20:
+about 4 minutes); a first image build in a new checkout adds about a minute. Figures and how they
+are measured: docs/benchmarks.md, section e.
 """
 
 import argparse
@@ -47,7 +48,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "mcu"))
 
 import fetch  # noqa: E402
-from common import ROOT, WORK, median, mpy_cross, table  # noqa: E402
+from common import WORK, median, mpy_cross, table  # noqa: E402
 from pico import Pico, missing, stock_firmware  # noqa: E402
 from picotest import DE_PIN, Master, mbnode  # noqa: E402
 from rtu_turnaround import percentile  # noqa: E402
@@ -285,14 +286,16 @@ class Run:
         self.base = HR_BASE[target.kind]
         self.wrong = []
         self.stopped = None
-        self.rows = {}  # request name -> {"turnaround": [ns], "busy": [ns], "rx": [(start, end)]}
+        # request name -> {"turnaround", "busy", "work": [ns], "rx", "tx": [(start, end)] on the line}
+        self.rows = {}
 
     @property
     def lost(self):
         return self.master.sent - self.master.answered
 
     def call(self, name, *args, **kw):
-        """One counted request; True if answered correctly. A lost one is drained and counted."""
+        """One counted request: the reply, or None when it was lost (drained and counted) or
+        wrong (an exception reply, recorded)."""
         from pymodbus.exceptions import ModbusException
 
         try:

@@ -40,8 +40,11 @@ class PinIO:
         if time.ticks_diff(now, self.next) < 0:
             return
         self.next = time.ticks_add(now, self.scan_ms)
+        # Index loops: enumerate() would allocate an iterator and a tuple per pin, every scan.
         model = self.model
-        for n, pin in enumerate(self.di):
-            model.set_bit(DISCRETE_INPUTS, n, pin.value())
-        for n, adc in enumerate(self.ai):
-            model.set_reg(INPUT, n, adc.read_u16())
+        di = self.di
+        for n in range(len(di)):
+            model.set_bit(DISCRETE_INPUTS, n, di[n].value())
+        ai = self.ai
+        for n in range(len(ai)):
+            model.set_reg(INPUT, n, ai[n].read_u16())

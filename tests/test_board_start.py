@@ -62,7 +62,8 @@ def test_bridge_without_umqtt_is_left_off_on_a_board():
 
 
 BROKEN = {
-    "bad JSON": ("{unit_id: 1", "config: {path} is not valid JSON: syntax error in JSON"),
+    "bad JSON": ("{unit_id: 1}", "config: {path} is not valid JSON: syntax error in JSON"),
+    "cut short": ('{"unit_id": 1,', "config: {path} is not valid JSON: it ends before its last closing bracket"),
     "bad value": (json.dumps({"rtu": {"baud": 1}}), "config: rtu.baud = 1: allowed an integer 300..4000000"),
     "bad pin": (json.dumps({"board": {"rtu_de": 99}}), None),
     "missing": (None, "config: {path} not found"),

@@ -331,6 +331,15 @@ class Client:
         """Publish a gateway request without waiting for its answer."""
         self.publish(self.topics.request, payload)
 
+    def burst(self, payloads, timeout=WAIT):
+        """Publish every payload on the request topic at once (paho queues them), then wait
+        until paho has sent them all (QoS 1: the broker acknowledged each)."""
+        infos = [self.c.publish(self.topics.request, p, qos=self.qos) for p in payloads]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "a burst of %d: not all published within %.0f s" % (len(payloads), timeout)
+
     def request(self, payload, timeout=WAIT, cookie=None):
         """Publish payload on the request topic; the text of the matching response: the one
         beginning with the request's cookie, or with "ERROR:" when the payload has no valid
@@ -672,6 +681,30 @@ class Device:
             self.sim.stop()
         finally:
             self.client.close()
+
+
+def collect_replies(dev, cookies, timeout=WAIT):
+    """Every reply on dev's response topic until each cookie in `cookies` (None: a reply
+    without one, "ERROR: ...") has one, then half a second more for anything further:
+    {cookie: [reply texts]} with every reply that arrived, expected or not."""
+    got = {}
+    want = set(cookies)
+    deadline = time.monotonic() + timeout
+    while want - set(got):
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise AssertionError("deadline")
+            m = dev.client.wait(dev.topics.response, timeout=left)
+        except AssertionError:
+            missing = sorted(want - set(got), key=str)
+            raise AssertionError("no reply for %d of %d requests (%r...) within %.0f s; got %d: %r...; %s" % (
+                len(missing), len(want), missing[:10], timeout, len(got), sorted(got.items(), key=str)[:5],
+                sim_output(dev.sim)))
+        first = m.text.split(" ", 1)[0]
+        got.setdefault(None if first == "ERROR:" else first, []).append(m.text)
+    dev.client.absent(dev.topics.response, duration=0.5)  # nothing after the last one
+    return got
 
 
 def sim_output(sim):

@@ -503,6 +503,25 @@ def test_too_long_reply_echoes_a_whole_cookie_only():
         "ERROR: request too long: 2000 bytes: allowed at most 1536 (mqtt.max_message)")
 
 
+def test_default_max_message_fits_what_docs_mqtt_md_says():
+    """mqtt.max_message's default takes every FC16 request and FC15 up to the engine's 576
+    coils, at their longest (20-digit cookie, 253-character hostname); 1968 coils need more."""
+    from mbnode.mqttconfig import SCHEMA
+
+    limit = SCHEMA["max_message"][0]
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    head = "0 %s 2 %s 65535 999 255 " % (MAX_COOKIE, host)
+
+    def longest(fc, count, value):
+        line = head + "%d %d %d %s" % (fc, 65537 - count, count, ",".join([value] * count))
+        gateway.parse(line)  # valid
+        return len(line)
+
+    assert longest(16, 123, "65535") == 1043 <= limit
+    assert longest(15, 576, "1") == 1457 <= limit
+    assert longest(15, 1968, "1") == 4242 > limit
+
+
 def test_many_fields_never_become_many_objects():
     """parse() splits off at most 11 fields (the most a request has): a payload of thousands
     of words is the same error as one with a single extra word."""
@@ -521,4 +540,8 @@ def test_error_and_cookie_helpers():
     assert gateway.cookie_of(b"0 %s rest of it" % MAX_COOKIE.encode()) == MAX_COOKIE
     assert gateway.cookie_of("2 18446744073709551616 0 1") is None
     assert gateway.cookie_of("0") is None
+    # Only the first gateway.HEAD bytes are looked at; a cookie cut there is no cookie.
+    assert gateway.cookie_of(b"0 12 " + b"x" * 100000) == "12"
+    assert gateway.cookie_of(b" " * (gateway.HEAD - 3) + b"0 123 4") is None
+    assert gateway.cookie_of(b" " * (gateway.HEAD - 6) + b"0 12 4") == "12"
     assert gateway.exception_text(2) == "Modbus exception 2 (illegal data address)"

@@ -39,8 +39,6 @@ except ImportError:
     simple = None
 
 BUDGET_MS = 1000
-_CHUNK = 256  # a refused message is read and dropped this many bytes at a time
-_LEVEL = 32  # the longest point name (mbnode.pointsconfig): the widest "+" in <root>/+/set
 
 
 class _Wire:
@@ -228,7 +226,7 @@ def _tls_context(tls):
 class Bridge:
     def __init__(self, loop, m, client_id, relay):
         """m: the checked mqtt section; relay: mbnode.relay.Relay (its finish is self.reply).
-        telemetry: a mbnode.telemetry.Telemetry when there are points, set by start()."""
+        telemetry: a mbnode.telemetry.Telemetry when there are points, set by attach() (from start())."""
         self.loop = loop
         self.m = m
         self.client_id = client_id
@@ -242,12 +240,8 @@ class Bridge:
         self.qos = m["qos"]
         self.tls = _tls_context(m["tls"]) if m["tls"]["enabled"] else None
         self.max_message = m["max_message"]
-        # No topic the bridge subscribes to is longer: the request topic, <root>/<point>/set.
-        self.max_topic = max(len(self.t_request), len(self.t_root) + _LEVEL + 4)
-        self.chunk = bytearray(_CHUNK)  # _Wire drops refused bytes into it
-        # A PUBLISH's fixed header, topic and packet id (_send): 5 + 2 + topic + 2 bytes. Reply
-        # topics: the response topic, <root>/status, <root>/<point>, a /set topic's /res.
-        self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
+        self.chunk = relay.scratch  # _Wire reads the bytes it drops into it (see Relay.scratch)
+        self._topics(len(self.t_status))
         self.pid = 0  # the packet id of the last QoS 1 publish
         self.queue = []  # request payloads waiting for the relay
         self.client = None
@@ -260,6 +254,21 @@ class Bridge:
         self.last_tx = self.last_rx = self.ping_at = 0
         self.ping_out = False
         loop.add_timer(self)
+
+    def _topics(self, longest):
+        # max_topic: no topic the bridge takes messages on is longer (the request topic,
+        # <root>/<point>/set); hdr: a PUBLISH's fixed header, topic and packet id (_send), 5 + 2 +
+        # topic + 2 bytes, for the longest topic it publishes on (the response topic, <root>/status,
+        # <root>/<point>, a /set topic's /res).
+        self.max_topic = max(len(self.t_request), longest)
+        self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
+
+    def attach(self, telemetry):
+        """The points' Telemetry: their topics (and /set, /res) under root widen the limits."""
+        from mbnode.points import NAME_MAX
+
+        self.telemetry = telemetry
+        self._topics(len(self.t_root) + NAME_MAX + 4)
 
     def begin(self):
         """Start a turn: blocking socket calls from here on share BUDGET_MS."""
@@ -404,15 +413,11 @@ class Bridge:
             self._send(self.t_response, gateway.too_long(head, size, self.max_message).encode(), False)
             return
         name = None if topic is None else self._point(topic)
-        if name is not None:
-            res = self.telemetry.too_long(size, self.max_message)
-            self._send(self.t_root + name + b"/res", res.encode(), False)
-        elif topic is None:
-            print("mqtt: dropped a message on a topic longer than any of this device's (%d bytes)"
-                  % self.max_topic)
-        else:
-            print("mqtt: dropped a message of %d bytes on %s: allowed at most %d (mqtt.max_message)"
-                  % (size, topic.decode(), self.max_message))
+        if name is None:
+            print("mqtt: dropped a message of %d bytes on a topic this device does not answer (its topics have "
+                  "at most %d bytes)" % (size, self.max_topic))
+            return
+        self._send(self.t_root + name + b"/res", self.telemetry.too_long(size, self.max_message).encode(), False)
 
     def _work(self):
         """Run queued requests while the relay is free."""
@@ -530,5 +535,5 @@ def start(loop, engine, model, cfg, board, tcp):
     if m["points"]:
         from mbnode.telemetry import Telemetry
 
-        bridge.telemetry = Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish)
+        bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
     return words + ["mqtt", "%s:%d" % (m["host"], m["port"])]

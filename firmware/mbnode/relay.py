@@ -142,6 +142,8 @@ class Relay:
         self.finish = finish
         self.tx = bytearray(_ADU)
         self.rx = bytearray(_ADU)
+        # Bytes read and used (copied or dropped) at once, never kept across calls: also where
+        # the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt._Wire).
         self.scratch = bytearray(_ADU)
         self.fill = 0
         self.tid = 0

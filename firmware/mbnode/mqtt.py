@@ -226,7 +226,7 @@ def _tls_context(tls):
 class Bridge:
     def __init__(self, loop, m, client_id, relay):
         """m: the checked mqtt section; relay: mbnode.relay.Relay (its finish is self.reply).
-        telemetry: a mbnode.telemetry.Telemetry when there are points, set by attach() (from start())."""
+        telemetry: a mbnode.telemetry.Telemetry when there are points, set by attach()."""
         self.loop = loop
         self.m = m
         self.client_id = client_id
@@ -388,7 +388,7 @@ class Bridge:
         # The point name of a /set topic under root, or None.
         if self.telemetry is not None and topic.startswith(self.t_root) and topic.endswith(b"/set"):
             name = topic[len(self.t_root):-4]
-            if name and b"/" not in name:
+            if b"/" not in name:
                 return name
         return None
 

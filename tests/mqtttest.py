@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import need
+from conftest import Sim, need
 
 try:
     import paho.mqtt.client as paho
@@ -331,6 +331,15 @@ class Client:
         """Publish a gateway request without waiting for its answer."""
         self.publish(self.topics.request, payload)
 
+    def burst(self, payloads, timeout=WAIT):
+        """Publish every payload on the request topic at once (paho queues them), then wait
+        until paho has sent them all (QoS 1: the broker acknowledged each)."""
+        infos = [self.c.publish(self.topics.request, p, qos=self.qos) for p in payloads]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "a burst of %d: not all published within %.0f s" % (len(payloads), timeout)
+
     def request(self, payload, timeout=WAIT, cookie=None):
         """Publish payload on the request topic; the text of the matching response: the one
         beginning with the request's cookie, or with "ERROR:" when the payload has no valid
@@ -575,6 +584,58 @@ def sim_alive(sim):
         raise AssertionError("simulator exited with %s: %s" % (sim.proc.returncode, sim.proc.stderr.read()[-2000:]))
 
 
+# --- the firmware as a board runs it -----------------------------------------------------------------
+
+
+def board_build(tmp, bits=32):
+    """mbnode and umqtt.simple compiled to .mpy in tmp, as a board has them (`mbnode deploy`,
+    `mpremote mip install umqtt.simple`): (firmware folder, library folder). `mbnode sim --mpy`
+    compiles umqtt.simple at import instead, which needs more heap than a board does."""
+    from mbnode_host import build, paths
+
+    src = paths.CACHE / "lib" / "umqtt" / "simple.py"
+    need("umqtt.simple in .cache/lib (make setup)", src.exists())
+    arch = build.UNIX_ARCH[bits]
+    fw = build.compile_mpy("unix", Path(tmp) / "fw", arch)
+    lib = Path(tmp) / "lib"
+    (lib / "umqtt").mkdir(parents=True, exist_ok=True)
+    subprocess.run([paths.mpy_cross(), "-march=" + arch, "-s", "umqtt/simple.py", "-o",
+                    str(lib / "umqtt" / "simple.mpy"), str(src)], check=True)
+    return fw, lib
+
+
+class BoardSim(Sim):
+    """The firmware from board_build() on the unix port with a heap of `heap`, started as
+    `mbnode sim --mpy` starts it (the same configuration overrides, argv and search path), but
+    with umqtt.simple as .mpy too. Serves Modbus TCP and the control channel on free ports."""
+
+    def __init__(self, dirs, tmp_path, config, heap, bits=32):
+        from conftest import micropython_or_fail
+        from mbnode_host import sim
+
+        fw, lib = dirs
+        cfg = sim.effective_config(None, (HOST, 0), None, (HOST, 0))
+        for key, value in config.items():
+            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+                cfg[key].update(value)
+            else:
+                cfg[key] = value
+        cfg_file = Path(tmp_path) / ("config-%d.json" % id(self))
+        cfg_file.write_text(json.dumps(cfg))
+        argv = [str(micropython_or_fail(bits)), "-X", "heapsize=%d" % sim.parse_size(heap), str(fw / "main.py"),
+                str(cfg_file)]
+        env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(fw), str(lib)]))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)
+        self.ready = self._wait_ready(20)
+        self.fields = dict(zip(self.ready.split()[1::2], self.ready.split()[2::2]))
+        self.host, port = self.fields["tcp"].rsplit(":", 1)
+        self.port = int(port)
+        io_host, io_port = self.fields["io"].rsplit(":", 1)
+        self.io = (io_host, int(io_port))
+        self.rtu_path = self.serial = None
+
+
 # --- a simulator with the bridge on -----------------------------------------------------------------
 
 
@@ -622,6 +683,30 @@ class Device:
             self.client.close()
 
 
+def collect_replies(dev, cookies, timeout=WAIT):
+    """Every reply on dev's response topic until each cookie in `cookies` (None: a reply
+    without one, "ERROR: ...") has one, then half a second more for anything further:
+    {cookie: [reply texts]} with every reply that arrived, expected or not."""
+    got = {}
+    want = set(cookies)
+    deadline = time.monotonic() + timeout
+    while want - set(got):
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise AssertionError("deadline")
+            m = dev.client.wait(dev.topics.response, timeout=left)
+        except AssertionError:
+            missing = sorted(want - set(got), key=str)
+            raise AssertionError("no reply for %d of %d requests (%r...) within %.0f s; got %d: %r...; %s" % (
+                len(missing), len(want), missing[:10], timeout, len(got), sorted(got.items(), key=str)[:5],
+                sim_output(dev.sim)))
+        first = m.text.split(" ", 1)[0]
+        got.setdefault(None if first == "ERROR:" else first, []).append(m.text)
+    dev.client.absent(dev.topics.response, duration=0.5)  # nothing after the last one
+    return got
+
+
 def sim_output(sim):
     """Stop the simulator; the tails of what it printed (for a failure message)."""
     running = sim.proc.poll() is None
@@ -631,14 +716,16 @@ def sim_output(sim):
     return "%s; stdout: %r; stderr: %r" % ("was running" if running else "exited %s" % sim.proc.returncode, out, err)
 
 
-def start_device(tmp, broker, topics, sim_kw=None, config=None, **mqtt):
+def start_device(tmp, broker, topics, sim_kw=None, config=None, make_sim=None, client_qos=1, **mqtt):
     """Subscribe first, then start the simulator (config: other sections; mqtt: mqtt keys)
-    and wait until it says "online"."""
+    and wait until it says "online". make_sim(configuration) starts it instead of
+    `mbnode sim` (e.g. a BoardSim); client_qos: the test client's QoS."""
     from conftest import Sim
 
-    client = Client(broker, subscribe=[topics.response, topics.root + "/#"], topics=topics)
+    client = Client(broker, subscribe=[topics.response, topics.root + "/#"], topics=topics, qos=client_qos)
     try:
-        sim = Sim(tmp_path=tmp, config=mqtt_config(broker, topics, config=config, **mqtt), **(sim_kw or {}))
+        cfg = mqtt_config(broker, topics, config=config, **mqtt)
+        sim = make_sim(cfg) if make_sim is not None else Sim(tmp_path=tmp, config=cfg, **(sim_kw or {}))
     except BaseException:
         client.close()
         raise

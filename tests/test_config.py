@@ -78,7 +78,7 @@ def test_mqtt_is_off_by_default_and_fully_defaulted():
         "keepalive": 30, "clean_session": True, "qos": 0,
         "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "insecure": False},
         "prefix": "", "request_topic": "request", "response_topic": "response", "root": "mbnode",
-        "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 4,
+        "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 4, "max_message": 1536,
         "serial_devices": ["rs485"], "points": [],
     }
 
@@ -161,6 +161,9 @@ def with_point(**kw):
      'config: mqtt.prefix = "site/": allowed an MQTT topic of printable ASCII without spaces, "+" or "#", '
      'empty levels or a leading "$", at most 100 characters or "" (none)'),
     ({"mqtt": {"queue": 0}}, "config: mqtt.queue = 0: allowed an integer 1..32"),
+    ({"mqtt": {"max_message": 127}}, "config: mqtt.max_message = 127: allowed an integer 128..8192"),
+    ({"mqtt": {"max_message": 65536}}, "config: mqtt.max_message = 65536: allowed an integer 128..8192"),
+    ({"mqtt": {"max_message": "4K"}}, "config: mqtt.max_message = \"4K\": allowed an integer 128..8192"),
     ({"mqtt": {"serial_devices": ["rs485", "rs485"]}},
      'config: mqtt.serial_devices = ["rs485", "rs485"]: allowed a list of at most 8 different names of 1..32 '
      'printable characters without spaces'),

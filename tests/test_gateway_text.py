@@ -144,6 +144,16 @@ def test_format_2_connection_management():
     assert gateway.status(req, False) == "6 OK 0"
 
 
+def test_format_2_open_without_a_target_is_a_reopen():
+    """seeds/000: OPEN "reopen[s] an already open connection with the same parameters"; the
+    target is left to mbnode.relay (the slot's last one)."""
+    req = gateway.parse(" 2  9 4 0 \n")
+    assert (req.kind, req.cookie, req.index, req.action) == (CONN, "9", 4, gateway.OPEN)
+    assert (req.ip_type, req.host, req.port, req.timeout) == (None, None, None, None)
+    assert gateway.never_opened(req) == (
+        "9 ERROR: connection index 4 was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT")
+
+
 def test_bytes_and_text_parse_alike_with_any_whitespace():
     a = gateway.parse(b"0 9 0 1.2.3.4 502 5 1 3 1 1")
     b = gateway.parse("\t0  9 0 1.2.3.4\r\n502 5 1 3 1 1\n")
@@ -362,7 +372,8 @@ V16 = "comma-separated values 0..65535 without spaces"
     ("2 7 0", "7 ERROR: missing action: allowed 0 (open), 1 (close), 2 (status)"),
     ("2 7 0 1 0 1.2.3.4", "7 ERROR: extra field 0: nothing allowed after action"),
     ("2 7 0 2 1", "7 ERROR: extra field 1: nothing allowed after action"),
-    ("2 7 0 0", "7 ERROR: missing IP type: allowed 0 (IPv4), 1 (IPv6), 2 (hostname)"),
+    ("2 7 0 0 0", "7 ERROR: missing IP: allowed an IPv4 address such as 192.168.1.1"),
+    ("2 7 0 0 3", "7 ERROR: IP type 3: allowed 0 (IPv4), 1 (IPv6), 2 (hostname)"),
     ("2 7 0 0 0 1.2.3.4 502", "7 ERROR: missing timeout: allowed 1..999"),
     ("2 7 0 0 0 1.2.3.4 502 5 1", "7 ERROR: extra field 1: nothing allowed after timeout"),
     ("2 7 0 0 2 bad_host 502 5", "7 ERROR: IP bad_host: allowed a hostname of letters, digits, hyphens and dots"),
@@ -479,6 +490,48 @@ def test_queue_full_reply_keeps_the_cookie_when_there_is_one():
     assert gateway.queue_full(b"", 2) == "ERROR: queue full: 2 requests waiting, try again later"
 
 
+def test_too_long_reply_echoes_a_whole_cookie_only():
+    why = "request too long: 65536 bytes: allowed at most 1536 (mqtt.max_message)"
+    assert gateway.too_long(b"0 123 0 1.2.3.", 65536, 1536) == "123 ERROR: " + why
+    assert gateway.too_long(b" 0\t123\n", 65536, 1536) == "123 ERROR: " + why  # whitespace ends it
+    assert gateway.too_long(b"0 %s 9" % MAX_COOKIE.encode(), 65536, 1536) == MAX_COOKIE + " ERROR: " + why
+    # Cut inside the cookie ("0 12" of "0 123..."): echoing "12" would answer someone else.
+    assert gateway.too_long(b"0 12", 65536, 1536) == "ERROR: " + why
+    assert gateway.too_long(b"0 1x3 0", 65536, 1536) == "ERROR: " + why
+    assert gateway.too_long(b"0 18446744073709551616 0", 65536, 1536) == "ERROR: " + why
+    assert gateway.too_long(b"", 2000, 1536) == (
+        "ERROR: request too long: 2000 bytes: allowed at most 1536 (mqtt.max_message)")
+
+
+def test_default_max_message_fits_what_docs_mqtt_md_says():
+    """mqtt.max_message's default takes every FC16 request and FC15 up to the engine's 576
+    coils, at their longest (20-digit cookie, 253-character hostname); 1968 coils need more."""
+    from mbnode.mqttconfig import SCHEMA
+
+    limit = SCHEMA["max_message"][0]
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    head = "0 %s 2 %s 65535 999 255 " % (MAX_COOKIE, host)
+
+    def longest(fc, count, value):
+        line = head + "%d %d %d %s" % (fc, 65537 - count, count, ",".join([value] * count))
+        gateway.parse(line)  # valid
+        return len(line)
+
+    assert longest(16, 123, "65535") == 1043 <= limit
+    assert longest(15, 576, "1") == 1457 <= limit
+    assert longest(15, 1968, "1") == 4242 > limit
+
+
+def test_many_fields_never_become_many_objects():
+    """parse() splits off at most 11 fields (the most a request has): a payload of thousands
+    of words is the same error as one with a single extra word."""
+    line = "0 7 0 1.2.3.4 502 5 1 16 1 2 1,2"
+    assert err(line + " 3" * 5000) == err(line + " 3") == "7 ERROR: extra field 3: nothing allowed after values"
+    assert err("2 7 0 1" + " x" * 5000) == "7 ERROR: extra field x: nothing allowed after action"
+    assert err("0 7 0 1.2.3.4 502 5 1 3 1 2" + " abcdefghijklmnopqrstuvwxyz" * 100) == (
+        "7 ERROR: extra field abcdefghijklmnopqrstuvwx...: nothing allowed after count")
+
+
 def test_error_and_cookie_helpers():
     req = gateway.parse(tcp(3, 1, 1, cookie="44"))
     assert gateway.error(req, "serial port busy") == "44 ERROR: serial port busy"
@@ -487,4 +540,8 @@ def test_error_and_cookie_helpers():
     assert gateway.cookie_of(b"0 %s rest of it" % MAX_COOKIE.encode()) == MAX_COOKIE
     assert gateway.cookie_of("2 18446744073709551616 0 1") is None
     assert gateway.cookie_of("0") is None
+    # Only the first gateway.HEAD bytes are looked at; a cookie cut there is no cookie.
+    assert gateway.cookie_of(b"0 12 " + b"x" * 100000) == "12"
+    assert gateway.cookie_of(b" " * (gateway.HEAD - 3) + b"0 123 4") is None
+    assert gateway.cookie_of(b" " * (gateway.HEAD - 6) + b"0 12 4") == "12"
     assert gateway.exception_text(2) == "Modbus exception 2 (illegal data address)"

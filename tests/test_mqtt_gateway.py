@@ -439,6 +439,49 @@ def test_slots(gw, remote):
     assert gw.request("2 411 7 2") == "411 OK 0"
 
 
+def test_slot_reopen_without_a_target(gw, remote):
+    """seeds/000: OPEN "will open a closed connection, reopen an already open connection with the
+    same parameters": "2 C N 0" alone uses the target of the slot's last OPEN."""
+    payload = "2 441 5 0"
+    assert gw.request(payload) == gateway.never_opened(req(payload)) == (
+        "441 ERROR: connection index 5 was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT")
+    assert gw.request("2 442 5 2") == "442 OK 0"
+    peer = SilentServer()
+    try:
+        assert gw.request("2 443 5 0 0 127.0.0.1 %d 5" % peer.port) == "443 OK"
+        peer.wait_accepted(1)
+        assert gw.request("2 444 5 0") == "444 OK", "reopening an open slot"
+        peer.wait_accepted(2)  # closed and connected again
+        assert gw.request("2 445 5 2") == "445 OK 1"
+        assert gw.request("2 446 5 1") == "446 OK"
+        assert gw.request("2 447 5 2") == "447 OK 0"
+        assert gw.request("2 448 5 0") == "448 OK", "reopening a closed slot"
+        peer.wait_accepted(3)
+        assert gw.request("2 449 5 2") == "449 OK 1"
+        # An OPEN with a target replaces the remembered one: now the pymodbus server.
+        assert gw.request("2 450 5 0 0 127.0.0.1 %d 5" % remote.port) == "450 OK"
+        assert gw.request("2 451 5 1") == "451 OK"
+        assert gw.request("2 452 5 0") == "452 OK"
+        assert gw.request(remote_req(remote, 453, "3 1 2")) == "453 OK 500 501", "over the reopened slot"
+        assert gw.request("2 454 5 2") == "454 OK 1"
+        assert peer.accepted == 3, "the reopen went to the last target, not the first"
+    finally:
+        gw.request("2 455 5 1")
+        peer.stop()
+    assert gw.request("2 456 3 2") == "456 OK 0", "other slots remember nothing"
+    assert gw.request("2 457 3 0") == "457 ERROR: connection index 3 was never opened: allowed 0 (open) with " \
+                                      "IP_TYPE IP PORT TIMEOUT"
+
+
+def test_slot_reopen_retries_a_refused_open(gw):
+    """The target is remembered whether or not the connection could be made."""
+    port = free_port()
+    first = "2 461 6 0 0 127.0.0.1 %d 3" % port
+    assert gw.request(first) == gateway.refused(req(first)) == "461 ERROR: connection refused by 127.0.0.1:%d" % port
+    assert gw.request("2 462 6 0") == "462 ERROR: connection refused by 127.0.0.1:%d" % port
+    assert gw.request("2 463 6 2") == "463 OK 0"
+
+
 def test_slot_open_refused(gw):
     payload = "2 421 1 0 0 127.0.0.1 %d 3" % free_port()
     assert gw.request(payload) == gateway.refused(req(payload))

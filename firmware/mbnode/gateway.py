@@ -8,8 +8,9 @@ errors included, is made in this module, so the wording lives in one place.
 Requests (fields separated by any run of whitespace; leading/trailing whitespace ignored):
   0 COOKIE IP_TYPE IP PORT TIMEOUT SERVER_ID FUNCTION FIRST_REGISTER COUNT|VALUE|COUNT VALUES
   1 COOKIE SERIAL_DEVICE_ID TIMEOUT SERVER_ID FUNCTION FIRST_REGISTER COUNT|VALUE|COUNT VALUES
-  2 COOKIE CONNECTION_INDEX 1|2
+  2 COOKIE CONNECTION_INDEX 0|1|2
   2 COOKIE CONNECTION_INDEX 0 IP_TYPE IP PORT TIMEOUT
+("2 COOKIE N 0" alone reopens slot N with the parameters of its last open.)
 Replies: "<COOKIE> OK", "<COOKIE> OK v1 v2 ...", "<COOKIE> ERROR: <reason>"; a request whose
 cookie itself is missing or invalid is answered "ERROR: <reason>" (no valid cookie can be
 "ERROR:", so such a reply is never taken for the answer to another request).
@@ -34,6 +35,12 @@ CLOSE = const(1)
 STATUS = const(2)
 
 _MAX_COOKIE = b"18446744073709551615"  # 2**64 - 1
+# The most fields a request has (format 0 with FC15/16): parse() splits off at most this many,
+# so a payload of thousands of short words never becomes thousands of objects.
+_FIELDS = const(11)
+# cookie_of() looks at this many bytes: a request type and a 20-digit cookie with room for
+# whitespace. The bridge keeps as many of a request too long to take in (mbnode.mqtt).
+HEAD = const(64)
 _COMMA = const(44)
 _SHOW = const(24)  # a field is quoted in an error up to this many characters
 _FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
@@ -68,7 +75,8 @@ class Request:
     kind      TCP, SERIAL or CONN
     cookie    the cookie as its decimal text, echoed in the reply
     ip_type   0 IPv4, 1 IPv6 (full form), 2 hostname; host: the text (IPv4 normalised to plain
-              decimal); port 1..65535; timeout 1..999 seconds (TCP, and CONN with action OPEN)
+              decimal); port 1..65535; timeout 1..999 seconds (TCP, and CONN with action OPEN;
+              all None for an OPEN without them, which reopens the slot's last target)
     device    the serial device id (SERIAL)
     unit      server id 1..255
     fc        function code; address: first register NUMBER - 1 (0-based); count: registers or
@@ -136,9 +144,14 @@ class _Fields:
             raise _Bad("%s %s: allowed %s" % (name, _show(tok), allowed))
         return v
 
+    def more(self):
+        return self.i < len(self.t)
+
     def end(self, last):
         if self.i < len(self.t):
-            raise _Bad("extra field %s: nothing allowed after %s" % (_show(self.t[self.i]), last))
+            # The last token can be the unsplit rest of the payload (_FIELDS): quote its first word.
+            tok = self.t[self.i].split(None, 1)[0]
+            raise _Bad("extra field %s: nothing allowed after %s" % (_show(tok), last))
 
 
 def _ipv4(tok):
@@ -240,7 +253,7 @@ def parse(payload, serial_ids=None):
     """
     if type(payload) is str:
         payload = payload.encode()
-    tokens = payload.split()
+    tokens = payload.split(None, _FIELDS)
     cookie = _cookie(tokens[1]) if len(tokens) > 1 else None
     try:
         return _parse(_Fields(tokens), cookie, serial_ids)
@@ -257,9 +270,9 @@ def _parse(f, cookie, serial_ids):
     if kind == CONN:
         r.index = f.num("connection index", 0, 7)
         r.action = f.num("action", 0, 2, "0 (open), 1 (close), 2 (status)")
-        if r.action == OPEN:
+        if r.action == OPEN and f.more():  # without a target: reopen (mbnode.relay)
             _target(f, r)
-        f.end("timeout" if r.action == OPEN else "action")
+        f.end("timeout" if r.host is not None else "action")
         return r
     if kind == TCP:
         _target(f, r)
@@ -437,12 +450,32 @@ def slave_port(req, unit_id):
                  "(this device) is answered" % (req.device, unit_id))
 
 
-def cookie_of(payload):
-    """The cookie text of a payload without parsing the rest, or None."""
+def never_opened(req):
+    """A reopen ("2 COOKIE N 0" without a target) of a slot that was never opened."""
+    return error(req, "connection index %d was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT"
+                 % req.index)
+
+
+def cookie_of(payload, cut=False):
+    """The cookie text of a payload, or None, from its first HEAD bytes only (no copy of the
+    rest). cut: payload is itself only the first bytes of a request. A cookie is taken only
+    when whitespace follows it within the bytes looked at: a cut one would answer someone else."""
     if type(payload) is str:
         payload = payload.encode()
+    if len(payload) > HEAD:
+        payload = payload[:HEAD]
+        cut = True
     tokens = payload.split(None, 2)
-    return _cookie(tokens[1]) if len(tokens) > 1 else None
+    if len(tokens) < 2 or (cut and len(tokens) == 2 and not payload[-1:].isspace()):
+        return None
+    return _cookie(tokens[1])
+
+
+def too_long(head, size, limit):
+    """Reply to a request of `size` bytes, more than `limit` (mqtt.max_message), of which only
+    the first bytes, head (HEAD of them), were kept."""
+    return error(cookie_of(head, True),
+                 "request too long: %d bytes: allowed at most %d (mqtt.max_message)" % (size, limit))
 
 
 def queue_full(payload, limit):

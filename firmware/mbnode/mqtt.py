@@ -6,13 +6,24 @@ exponential back-off, sends keepalive pings and scans the telemetry points. Gate
 (mbnode.gateway) are queued as they arrive and run one at a time by mbnode.relay; /set writes
 and telemetry go through mbnode.telemetry.
 
-umqtt.simple blocks in its socket calls. The bridge bounds that: umqtt's module-level `socket`
-is replaced by _Net, whose sockets (_Bounded) give every blocking call only what is left of
-BUDGET_MS, counted from the start of the bridge's current turn in the loop (one packet read,
-one connect, one scan). A turn that runs out drops the connection (reconnect follows), so
-Modbus serving waits at most BUDGET_MS for the bridge, plus, on boards, the DNS lookup of a
-broker given by name. umqtt's callback only queues: publishing from inside it would nest in
-umqtt's own wait for a PUBACK.
+umqtt.simple is used as it is, through the socket it is given: its module-level `socket` is
+replaced by _Net, whose sockets (_Wire) do three things umqtt cannot.
+- Every blocking call gets only what is left of BUDGET_MS, counted from the start of the
+  bridge's current turn in the loop (one packet read, one connect, one scan). A turn that runs
+  out drops the connection (reconnect follows), so Modbus serving waits at most BUDGET_MS for
+  the bridge, plus, on boards, the DNS lookup of a broker given by name.
+- _Wire reads each packet's fixed header itself, before umqtt asks for it, and hands umqtt the
+  same bytes. A PUBLISH longer than mqtt.max_message (or on a topic longer than any the bridge
+  subscribes to) never reaches umqtt, which would read it whole into one object: _Wire keeps
+  its first bytes (the cookie), reads the rest into a small buffer and drops it, a piece per
+  loop turn, and the bridge answers "request too long". This is the only level where it can
+  be done without a copy of umqtt: its wait_msg reads the payload with one read(n).
+- Replies are published by the bridge itself (_send): umqtt's publish() with QoS 1 waits for
+  the PUBACK inside the call, reading every packet that comes first, requests included, whose
+  replies then had to be parked (up to 16; a burst of requests lost the rest). _send writes
+  the PUBLISH and returns; _Wire drops the PUBACK when it comes. With nothing nested, every
+  reply is written when it is made, and the broker is read one packet per loop turn: TCP's flow
+  control is the back-pressure, no reply is ever parked or dropped.
 """
 
 import errno
@@ -28,36 +39,39 @@ except ImportError:
     simple = None
 
 BUDGET_MS = 1000
-_OUTBOX = 16  # replies made inside umqtt's callback, published right after it
 
 
-class _Bounded:
-    """A socket as umqtt.simple uses it, with blocking calls bounded by the bridge's budget."""
+class _Wire:
+    """The broker socket as umqtt.simple sees it (see the module docstring)."""
 
     def __init__(self, sock, bridge):
         self.s = sock
         self.bridge = bridge
         self.blocking = True
+        self.head = bytearray(7)  # the current packet's fixed header (+ a PUBLISH's topic length)
+        self.hpos = self.hlen = 0  # how much of head umqtt has read / head holds
+        self.left = 0  # bytes of the current packet after head that umqtt has not read
+        self.skip = 0  # bytes to read and drop before the next packet (a refused PUBLISH, a PUBACK)
 
     def _arm(self):
-        if self.blocking:
-            left = time.ticks_diff(self.bridge.deadline, time.ticks_ms())
-            if left <= 0:
-                raise OSError(errno.ETIMEDOUT)
-            self.s.settimeout(left / 1000)
+        left = time.ticks_diff(self.bridge.deadline, time.ticks_ms())
+        if left <= 0:
+            raise OSError(errno.ETIMEDOUT)
+        self.s.settimeout(left / 1000)
 
     def connect(self, addr):
         self._arm()
         self.s.connect(addr)
 
     def setblocking(self, flag):
+        # umqtt's check_msg sets False before the first byte of a packet, wait_msg True after
+        # it. Only that byte is read without waiting; every other call is bounded (_arm).
         self.blocking = flag
-        if not flag:
-            self.s.setblocking(False)
-
-    def read(self, n):
-        self._arm()
-        return self.s.read(n)
+        if not flag and (self.left or self.hpos < self.hlen):
+            # umqtt did not read all of a packet (wait_msg returns unknown types unread): drop
+            # the rest, or a payload byte would be taken for the next packet's type.
+            self.skip += self.left
+            self.hpos = self.hlen = self.left = 0
 
     def write(self, buf, n=None):
         self._arm()
@@ -65,6 +79,108 @@ class _Bounded:
 
     def close(self):
         self.s.close()
+
+    def _get(self, n):
+        # n bytes of the current packet, waiting for them within the budget.
+        self._arm()
+        b = self.s.read(n)
+        if len(b) < n:
+            raise OSError("mqtt: the broker closed the connection inside a packet")
+        return b
+
+    def read(self, n):
+        if not n:
+            return b""  # an empty payload: not the start of the next packet
+        if self.hpos == self.hlen and not self.left:
+            b = self._next()
+            if b is not True:
+                return b  # None: nothing yet (check_msg returns None); b"": the broker closed
+        k = min(n, self.hlen - self.hpos)
+        out = bytes(self.head[self.hpos:self.hpos + k])
+        self.hpos += k
+        if k == n:
+            return out
+        n -= k
+        if n > self.left:
+            raise OSError("mqtt: umqtt read past the end of a packet")
+        self.left -= n
+        return out + self._get(n) if k else self._get(n)
+
+    def _drop(self, wait):
+        # Read and drop self.skip bytes: all of them (within the budget) when wait, else those
+        # that have arrived. False when some are still to come.
+        buf = self.bridge.chunk
+        while self.skip:
+            if wait:
+                self._arm()
+            else:
+                self.s.setblocking(False)
+            n = self.s.readinto(buf, min(self.skip, len(buf)))
+            if n is None:
+                return False
+            if not n:
+                raise OSError("mqtt: the broker closed the connection inside a packet")
+            self.skip -= n
+        return True
+
+    def _next(self):
+        """Read the next packet's fixed header into head. True when it is for umqtt; None when
+        nothing (more) is there without waiting; b"" when the broker closed."""
+        h = self.head
+        bridge = self.bridge
+        while True:
+            if not self._drop(self.blocking):
+                return None
+            if self.blocking:
+                self._arm()
+            else:
+                self.s.setblocking(False)
+            b = self.s.read(1)
+            if not b:
+                return b
+            h[0] = b[0]
+            size = shift = 0
+            i = 1
+            while i == 1 or h[i - 1] & 0x80:  # remaining length: 7 bits a byte, low first
+                if i == 5:
+                    raise OSError("mqtt: malformed packet from the broker")
+                h[i] = self._get(1)[0]
+                size |= (h[i] & 0x7F) << shift
+                shift += 7
+                i += 1
+            kind = h[0] & 0xF0
+            if kind == 0x40:  # PUBACK of a reply (_send): nobody waits for it
+                self.skip = size
+                continue
+            self.hpos, self.hlen, self.left = 0, i, size
+            if kind != 0x30:
+                return True
+            h[i:i + 2] = self._get(2)  # PUBLISH: the topic length too
+            tlen = (h[i] << 8) | h[i + 1]
+            pid = 2 if h[0] & 6 else 0
+            body = size - 2 - tlen - pid
+            if body < 0:
+                raise OSError("mqtt: malformed packet from the broker")
+            self.hlen = i + 2
+            self.left = size - 2
+            if tlen <= bridge.max_topic and body <= bridge.max_message:
+                return True
+            # Too long to take in: keep the topic when it can be one of ours and the first
+            # gateway.HEAD bytes of the payload, acknowledge it (QoS 1), drop the rest as it comes.
+            self.hlen = self.left = 0
+            topic = None
+            if tlen <= bridge.max_topic:
+                topic = self._get(tlen)
+            else:  # the packet id (QoS 1) comes after it
+                self.skip = tlen
+                self._drop(True)
+            if pid:
+                ack = bytearray(b"\x40\x02\0\0")
+                ack[2:4] = self._get(2)
+                self.write(ack)
+            head = self._get(min(body, gateway.HEAD)) if topic is not None else b""
+            self.skip = body - len(head)
+            bridge.refused(topic, head, body)
 
 
 class _Net:
@@ -78,14 +194,14 @@ class _Net:
 
     def socket(self, *args):
         s = socket.socket(*args)
-        # umqtt writes one packet in up to four calls: without TCP_NODELAY (6, 1 on Linux and
-        # lwIP alike; the unix port's socket module has no names for them) Nagle holds the
-        # later parts for the broker's delayed ACK, 40 ms on Linux.
+        # A PUBLISH goes out in two writes (_send): without TCP_NODELAY (6, 1 on Linux and lwIP
+        # alike; the unix port's socket module has no names for them) Nagle holds the second
+        # for the broker's delayed ACK, 40 ms on Linux.
         try:
             s.setsockopt(6, 1, 1)
         except OSError:
             pass
-        b = _Bounded(s, self.bridge)
+        b = _Wire(s, self.bridge)
         if self.tls:
             # The ssl module wraps a real socket: the handshake is bounded by its timeout only.
             b._arm()
@@ -110,7 +226,7 @@ def _tls_context(tls):
 class Bridge:
     def __init__(self, loop, m, client_id, relay):
         """m: the checked mqtt section; relay: mbnode.relay.Relay (its finish is self.reply).
-        telemetry: a mbnode.telemetry.Telemetry when there are points, set by start()."""
+        telemetry: a mbnode.telemetry.Telemetry when there are points, set by attach()."""
         self.loop = loop
         self.m = m
         self.client_id = client_id
@@ -123,8 +239,11 @@ class Bridge:
         self.t_status = self.t_root + b"status"
         self.qos = m["qos"]
         self.tls = _tls_context(m["tls"]) if m["tls"]["enabled"] else None
+        self.max_message = m["max_message"]
+        self.chunk = relay.scratch  # _Wire reads the bytes it drops into it (see Relay.scratch)
+        self._topics(len(self.t_status))
+        self.pid = 0  # the packet id of the last QoS 1 publish
         self.queue = []  # request payloads waiting for the relay
-        self.outbox = []  # (topic, payload, retain) made inside umqtt's callback
         self.client = None
         self.sock = None  # what the loop polls
         self.deadline = 0
@@ -135,6 +254,21 @@ class Bridge:
         self.last_tx = self.last_rx = self.ping_at = 0
         self.ping_out = False
         loop.add_timer(self)
+
+    def _topics(self, longest):
+        # max_topic: no topic the bridge takes messages on is longer (the request topic,
+        # <root>/<point>/set); hdr: a PUBLISH's fixed header, topic and packet id (_send), 5 + 2 +
+        # topic + 2 bytes, for the longest topic it publishes on (the response topic, <root>/status,
+        # <root>/<point>, a /set topic's /res).
+        self.max_topic = max(len(self.t_request), longest)
+        self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
+
+    def attach(self, telemetry):
+        """The points' Telemetry: their topics (and /set, /res) under root widen the limits."""
+        from mbnode.points import NAME_MAX
+
+        self.telemetry = telemetry
+        self._topics(len(self.t_root) + NAME_MAX + 4)
 
     def begin(self):
         """Start a turn: blocking socket calls from here on share BUDGET_MS."""
@@ -156,8 +290,8 @@ class Bridge:
         c.set_last_will(self.t_status, b"offline", True, self.qos)
         try:
             c.connect(m["clean_session"])
-            if not isinstance(c.sock, _Bounded):
-                c.sock = _Bounded(c.sock, self)  # the TLS socket
+            if not isinstance(c.sock, _Wire):
+                c.sock = _Wire(c.sock, self)  # the TLS socket
             self.client = c
             self.sock = c.sock.s
             self.loop.add(self.sock, self)
@@ -192,17 +326,45 @@ class Bridge:
         rc = self.m["reconnect"]
         self.delay = min(self.delay * rc["factor"], 1000 * rc["max_s"])
 
+    def _send(self, topic, payload, retain):
+        """Write one PUBLISH (mqtt.qos) and return: a QoS 1 PUBACK is dropped by _Wire when it
+        comes (see the module docstring). Raises OSError when the connection fails; inside
+        umqtt (its callback, _Wire) that is how the failure reaches umqtt's caller."""
+        h = self.hdr
+        qos = self.qos
+        size = 2 + len(topic) + len(payload) + 2 * qos
+        h[0] = 0x30 | qos << 1 | (1 if retain else 0)
+        i = 1
+        while size > 0x7F:
+            h[i] = (size & 0x7F) | 0x80
+            size >>= 7
+            i += 1
+        h[i] = size
+        n = len(topic)
+        h[i + 1] = n >> 8
+        h[i + 2] = n & 0xFF
+        i += 3
+        h[i:i + n] = topic
+        i += n
+        if qos:
+            self.pid = self.pid % 65535 + 1  # 1..65535: 0 is not a packet id
+            h[i] = self.pid >> 8
+            h[i + 1] = self.pid & 0xFF
+            i += 2
+        w = self.client.sock
+        w.write(h, i)
+        w.write(payload)
+        self.last_tx = time.ticks_ms()
+
     def publish(self, topic, payload, retain=False):
         """False when there is no connection or it broke on the way."""
-        c = self.client
-        if c is None:
+        if self.client is None:
             return False
         try:
-            c.publish(topic, payload, retain, self.qos)
+            self._send(topic, payload, retain)
         except Exception as e:  # noqa: BLE001
             self._drop("publish on %s" % topic.decode(), e)
             return False
-        self.last_tx = time.ticks_ms()
         return True
 
     # --- incoming
@@ -222,35 +384,51 @@ class Bridge:
         self._work()
         return True  # the relay or a drop may have changed the poll set
 
+    def _point(self, topic):
+        # The point name of a /set topic under root, or None.
+        if self.telemetry is not None and topic.startswith(self.t_root) and topic.endswith(b"/set"):
+            name = topic[len(self.t_root):-4]
+            if b"/" not in name:
+                return name
+        return None
+
     def _on_message(self, topic, msg):
-        # Inside umqtt (check_msg, or a publish waiting for its PUBACK): only queue here.
+        # Inside umqtt's check_msg (or its wait for a SUBACK while connecting): requests are
+        # queued; a reply made here (queue full, /res) is written at once (_send).
         if topic == self.t_request:
             if len(self.queue) < self.m["queue"]:
                 self.queue.append(msg)
             else:
-                self._later(self.t_response, gateway.queue_full(msg, self.m["queue"]).encode(), False)
-        elif self.telemetry is not None and topic.startswith(self.t_root) and topic.endswith(b"/set"):
-            name = topic[len(self.t_root):-4]
-            if b"/" not in name:
-                res = self.telemetry.write(name.decode(), msg)
-                self._later(self.t_root + name + b"/res", res.encode(), False)
+                self._send(self.t_response, gateway.queue_full(msg, self.m["queue"]).encode(), False)
+            return
+        name = self._point(topic)
+        if name is not None:
+            res = self.telemetry.write(name.decode(), msg)
+            self._send(self.t_root + name + b"/res", res.encode(), False)
 
-    def _later(self, topic, payload, retain):
-        if len(self.outbox) < _OUTBOX:
-            self.outbox.append((topic, payload, retain))
-        else:
-            print("mqtt: outbox full, dropped a message for", topic.decode())
+    def refused(self, topic, head, size):
+        """_Wire dropped a message of `size` bytes (more than mqtt.max_message) on topic (None:
+        longer than any topic of ours); head: its first bytes. Answered like _on_message."""
+        if topic == self.t_request:
+            self._send(self.t_response, gateway.too_long(head, size, self.max_message).encode(), False)
+            return
+        name = None if topic is None else self._point(topic)
+        if name is None:
+            print("mqtt: dropped a message of %d bytes on a topic this device does not answer (its topics have "
+                  "at most %d bytes)" % (size, self.max_topic))
+            return
+        self._send(self.t_root + name + b"/res", self.telemetry.too_long(size, self.max_message).encode(), False)
 
     def _work(self):
-        """Publish what the callback left, then run queued requests while the relay is free."""
-        while self.outbox and self.client is not None:
-            self.publish(*self.outbox.pop(0))
+        """Run queued requests while the relay is free."""
         while self.queue and not self.relay.busy and self.client is not None:
             payload = self.queue.pop(0)
             try:
                 line = self.relay.start(gateway.parse(payload, self.m["serial_devices"]))
             except gateway.RequestError as e:
                 line = e.args[0]
+            except MemoryError:  # e.g. a 2000-bit read's reply on a small heap: still an answer
+                line = gateway.error(gateway.cookie_of(payload), "out of memory for this request")
             if line is not None:
                 self.publish(self.t_response, line.encode())
 
@@ -357,5 +535,5 @@ def start(loop, engine, model, cfg, board, tcp):
     if m["points"]:
         from mbnode.telemetry import Telemetry
 
-        bridge.telemetry = Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish)
+        bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
     return words + ["mqtt", "%s:%d" % (m["host"], m["port"])]

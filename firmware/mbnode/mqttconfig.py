@@ -98,6 +98,10 @@ SCHEMA = {
         "factor": (2, "int", 1, 10),
     },
     "queue": (4, "int", 1, 32),  # gateway requests waiting; more are answered ERROR
+    # Bytes of a request or /set payload the bridge takes in; a longer one is read and dropped
+    # in small pieces, never held (docs/mqtt.md). 1536: every FC16 and anything the device's own
+    # engine can execute (FC15 of 576 coils to a 253-character hostname is 1,457 bytes).
+    "max_message": (1536, "int", 128, 8192),
     "serial_devices": (["rs485"], "ids"),  # the SERIAL_DEVICE_IDs format 1 accepts
     "points": ([], "points"),
 }

@@ -38,6 +38,8 @@ except ImportError:  # CPython: plain millisecond numbers
     def ticks_diff(a, b):
         return a - b
 
+NAME_MAX = 32  # a point name's longest: one topic level (mbnode.pointsconfig, the bridge's topics)
+
 # plan() bridges gaps of unused channels up to these sizes: reading them from the local engine
 # costs a few bytes of copy, far less than a second request.
 MAX_REG_GAP = 8

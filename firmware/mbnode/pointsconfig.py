@@ -3,7 +3,7 @@ unloaded with it, so a running device keeps just mbnode.points."""
 
 from mbnode.datamodel import MAP, MEM_POSITIONS, mem_register
 from mbnode.pdu import MAX_READ_REGS
-from mbnode.points import TABLES, TYPES
+from mbnode.points import NAME_MAX, TABLES, TYPES
 
 MAX_POINTS = 64
 _REG_TYPES = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "memory32", "ascii")
@@ -57,9 +57,9 @@ def check(d):
         if k not in _KEYS:
             _bad("." + k, d[k], "unknown key; allowed keys: " + ", ".join(sorted(_KEYS)))
     name = d.get("name")
-    if (type(name) is not str or not 0 < len(name) <= 32 or name == "status"
+    if (type(name) is not str or not 0 < len(name) <= NAME_MAX or name == "status"
             or [c for c in name if c not in _NAME_CHARS]):
-        _bad(".name", name, 'allowed 1..32 letters, digits, "_", "-" or "." ("status" is reserved)')
+        _bad(".name", name, 'allowed 1..%d letters, digits, "_", "-" or "." ("status" is reserved)' % NAME_MAX)
     table = d.get("table")
     _one_of(".table", table, ("coil", "discrete", "input", "holding", "memory"))
     tab, t, types, what = TABLES[table]

@@ -45,6 +45,7 @@ class _Conn:
         self.sock = None
         self.host = self.port = None
         self.opening = False
+        self.last = None  # (ip_type, host, port, timeout) of the last OPEN with a target (slots)
 
     def connect(self, req):
         """Start connecting to req's target; an error reply line when that fails at once."""
@@ -141,6 +142,8 @@ class Relay:
         self.finish = finish
         self.tx = bytearray(_ADU)
         self.rx = bytearray(_ADU)
+        # Bytes read and used (copied or dropped) at once, never kept across calls: also where
+        # the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt._Wire).
         self.scratch = bytearray(_ADU)
         self.fill = 0
         self.tid = 0
@@ -169,6 +172,12 @@ class Relay:
                 return gateway.ok(req)
             if req.action != OPEN:
                 return gateway.status(req, slot.sock is not None and not slot.opening)
+            if req.host is None:  # "2 C N 0": reopen with the last OPEN's target, as the seed says
+                if slot.last is None:
+                    return gateway.never_opened(req)
+                req.ip_type, req.host, req.port, req.timeout = slot.last
+            else:  # kept whether or not this connect succeeds: a reopen retries it
+                slot.last = (req.ip_type, req.host, req.port, req.timeout)
             return self._remote(req, slot)
         if req.count == 0:
             return gateway.format_response(req, None, 0)

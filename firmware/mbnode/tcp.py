@@ -7,18 +7,19 @@ not take.
 
 - A connection is read one frame at a time, the 6-byte MBAP header and then exactly the bytes
   it announces, and at most one frame is served per event, so several connections (and the RTU
-  line) take turns. A protocol id other than 0 or a length field outside 2..254 closes the
+  line) take turns: the longest a handler holds the loop is two reads, one request through the
+  engine and one write. A protocol id other than 0 or a length field outside 2..254 closes the
   connection without a reply; a request for another unit id gets no reply.
 - The answer leaves in one non-blocking write; the loop never waits for a peer. What the socket
   does not take is kept in the slot and sent on POLLOUT, and until it has left the connection
   is not read (back-pressure): requests a client sends meanwhile wait in its socket, in order,
   never dropped.
-- Limits (LIMIT_MS, 2 s): an answer that has not left 2 s after it was made closes its
+- Limits (2 s): an answer that has not left 2 s after it was made closes its
   connection, and so does a request whose bytes have not all arrived 2 s after its first byte.
 - Full slots: a new connection takes the slot of the connection silent longest (silent: no
   complete request since) among those that are not polling: one that has sent no complete
   request yet, or one silent for at least twice the longest interval between its requests and
-  at least STALE_MS (1 s). When every connection is polling, `when_full` decides: "refuse"
+  at least 1 s. When every connection is polling, `when_full` decides: "refuse"
   closes the new connection at once, "close_idlest" gives it the slot of the one silent longest
   anyway. `idle_timeout` (seconds, 0 = never) closes a connection silent that long.
 - Socket options, where the port takes them: TCP_NODELAY (an answer leaves at once, not after
@@ -42,8 +43,8 @@ except ImportError:
         return x
 
 _ADU_MAX = const(260)  # 7-byte MBAP header + 253-byte PDU
-LIMIT_MS = const(2000)  # a request arriving or an answer leaving may take this long, no longer
-STALE_MS = const(1000)  # the least silence after which a connection that polled counts as stale
+_LIMIT_MS = const(2000)  # a request arriving or an answer leaving may take this long, no longer
+_STALE_MS = const(1000)  # the least silence after which a connection that polled counts as stale
 _POLLIN = const(1)
 _POLLOUT = const(4)
 _POLLERR_HUP = const(0x18)
@@ -93,20 +94,12 @@ class _Conn:
         self.sock = None
         self.key = None  # what the loop polls: the socket, or its descriptor number (unix port)
         self.rx = bytearray(_ADU_MAX)
-        self.body = memoryview(self.rx)[6:]
         self.fill = 0  # bytes of the request in rx
         self.out = 0  # bytes of an answer in rx waiting for the socket (0: reading)
         self.sent = 0  # of them, sent
         self.t0 = 0  # ticks_ms of the request's first byte, or of the waiting answer
         self.last = 0  # ticks_ms of the last complete request, or of the accept
         self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
-
-    def open(self, sock, key, now):
-        self.sock = sock
-        self.key = key
-        self.fill = self.out = 0
-        self.last = now
-        self.gap = -1
 
     def on_event(self, key, events):
         server = self.server
@@ -140,12 +133,9 @@ class _Conn:
                 if rx[2] or rx[3] or length < 2 or length > 254:
                     return server.close(self)
             end = 6 + ((rx[4] << 8) | rx[5])
-            if fill == 6:
-                n = sock.readinto(self.body, end - 6)
-            else:
-                n = sock.readinto(scratch, end - fill)
-                if n:
-                    copy(rx, fill, scratch, 0, n)
+            n = sock.readinto(scratch, end - fill)
+            if n:
+                copy(rx, fill, scratch, 0, n)
         except OSError:
             return server.close(self)
         if n is None:
@@ -180,7 +170,7 @@ class _Conn:
         """ms until this connection must be closed (0: now), or -1 (no limit running)."""
         d = -1
         if self.out or self.fill:
-            d = max(0, LIMIT_MS - time.ticks_diff(now, self.t0))
+            d = max(0, _LIMIT_MS - time.ticks_diff(now, self.t0))
         if idle_ms:
             i = max(0, idle_ms - time.ticks_diff(now, self.last))
             if d < 0 or i < d:
@@ -198,7 +188,6 @@ class TcpSlave:
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
         self.allow = cfg["allow"]
-        self.options = _options()
         self.tx = bytearray(_ADU_MAX)
         self.scratch = bytearray(_ADU_MAX)
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
@@ -232,13 +221,16 @@ class TcpSlave:
             c.close()
             return False
         c.setblocking(False)
-        for level, option, value in self.options:
+        for level, option, value in _options():
             try:
                 c.setsockopt(level, option, value)
             except OSError:
                 pass  # the port refuses it: serve without
-        key = self._key(c)
-        slot.open(c, key, now)
+        slot.sock = c
+        slot.key = key = self._key(c)
+        slot.fill = slot.out = 0
+        slot.last = now
+        slot.gap = -1
         self.loop.add(key, slot)
         return True
 
@@ -252,7 +244,7 @@ class TcpSlave:
             quiet = time.ticks_diff(now, conn.last)
             if quiet > idlest_quiet:
                 idlest, idlest_quiet = conn, quiet
-            if (conn.gap < 0 or (quiet >= STALE_MS and quiet >= 2 * conn.gap)) and quiet > stale_quiet:
+            if (conn.gap < 0 or (quiet >= _STALE_MS and quiet >= 2 * conn.gap)) and quiet > stale_quiet:
                 stale, stale_quiet = conn, quiet
         if stale is None and self.replace_idlest:
             stale = idlest

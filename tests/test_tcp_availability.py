@@ -26,6 +26,7 @@ import pytest
 
 from conftest import need, need_tool
 from mbtest import (
+    closed_within,
     connect,
     fc03,
     mbap,
@@ -432,6 +433,53 @@ def test_half_open_peers_and_a_late_client(start_sim):
         assert pollers.answered == [60] * 4 and late.answered == [20]
     finally:
         attackers.stop()
+
+
+def test_partial_request_closes_after_the_frame_limit(sim_pool):
+    """A client that was served, then sends 3 bytes of a header and nothing more, is closed 2 s
+    after that first byte (no slot pressure: the frame limit alone)."""
+    sim = sim_pool(32)
+    with connect(sim) as s:
+        answered(s, 1)
+        t0 = time.monotonic()
+        s.sendall(b"\x00\x02\x00")
+        assert closed_within(s, 6.0), "a partial request was kept"
+        took = time.monotonic() - t0
+    assert took >= 1.9, "closed %.2f s after the partial request's first byte" % took
+
+
+def test_full_slots_give_up_a_poller_that_stopped(start_sim):
+    """Four slots: three regular pollers, and a fourth client that polled every 50 ms and then
+    fell silent (a PLC whose cable was pulled; its old connection stays half-open). A new
+    connection right after it fell silent is refused: it is still a poller. Once it has been
+    silent for more than 1 s and twice its interval, a new connection (the PLC reconnecting)
+    takes its slot; the three pollers are never touched."""
+    sim = start_sim()
+    pollers = Pollers(sim, 3, count=100, interval=0.05).start()
+    deadline = time.monotonic() + 10
+    while len(pollers.joined) < 3 and not pollers.errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    plc = connect(sim)
+    try:
+        for tid in range(1, 11):
+            answered(plc, tid)
+            time.sleep(0.05)
+        t_silent = time.monotonic()
+        with connect(sim) as early:
+            early.sendall(mbap(1, 1, fc03(0, 1)))
+            assert closed_within(early, 1.0), "a new connection displaced a poller"
+        assert time.monotonic() - t_silent < 1.0, "too slow to tell (the machine is stalled)"
+        while time.monotonic() - t_silent < 1.2:
+            time.sleep(0.05)
+        with connect(sim) as again:
+            answered(again, 1)
+            assert closed_within(plc, 2.0), "the silent connection was not the one given up"
+            answered(again, 2)
+    finally:
+        plc.close()
+    pollers.join(30)
+    assert not pollers.errors, pollers.errors
+    assert pollers.answered == [100] * 3
 
 
 class Flood:

@@ -13,7 +13,8 @@ def test_defaults_fill_everything():
     cfg = config.validate({})
     assert cfg["unit_id"] == 1
     assert cfg["tcp"] == {"enabled": True, "host": "0.0.0.0", "port": 502, "max_clients": 4,
-                          "idle_timeout": 0, "persistent": True, "when_full": "refuse", "allow": []}
+                          "idle_timeout": 0, "persistent": True, "when_full": "refuse", "allow": [],
+                          "unit_255": True}
     assert cfg["channels"]["coils"] == [(0, 0x23F)]
     assert cfg["channels"]["holding_registers"] == [(0, 0x13F), (0x1000, 0x17FF)]
 

@@ -106,6 +106,7 @@ SCHEMA = {
         "persistent": (True, "bool"),
         "when_full": ("refuse", "choice", "refuse", "close_idlest"),
         "allow": ([], "ipv4_list"),
+        "unit_255": (True, "bool"),  # unit id 255 (0xFF) is this device too (Modbus TCP implementation guide)
     },
     "rtu": {
         "enabled": (False, "bool"),

@@ -1,19 +1,37 @@
 """Modbus TCP slave: MBAP framing over non-blocking sockets on the shared event loop.
 
-Each connection slot owns a 260-byte receive buffer (the largest ADU); one transmit buffer and
-one scratch buffer are shared, so memory is fixed at start-up and a request allocates nothing:
-readinto() fills the slot buffer, the PDU engine answers into the transmit buffer, and the
-response leaves in one write(). A frame may arrive in pieces or several in one segment; bytes
-of a following frame are moved to the front of the slot buffer.
+Memory is fixed at start-up: each connection slot owns a 260-byte buffer (the largest ADU), one
+transmit and one scratch buffer are shared, and a request allocates nothing. A slot's buffer
+holds one thing at a time: the request being received, or the part of an answer its socket did
+not take.
 
-A response that does not fit the socket's send buffer gets a 0.2 s blocking window to
-leave, after which the peer is dropped. A protocol id other than 0 or a length field outside 2..254 closes that connection without a
-reply. Requests for another unit id get no reply. When every slot is busy a new connection is
-either refused (accepted and closed at once) or replaces the connection silent for longest
-("when_full"). A connection silent for idle_timeout seconds is closed (0 = never).
+- A connection is read one frame at a time, the 6-byte MBAP header and then exactly the bytes
+  it announces, and at most one frame is served per event, so several connections (and the RTU
+  line) take turns: the longest a handler holds the loop is two reads, one request through the
+  engine and one write. A protocol id other than 0 or a length field outside 2..254 closes the
+  connection without a reply; a request for another unit id gets no reply.
+- The answer leaves in one non-blocking write; the loop never waits for a peer. What the socket
+  does not take is kept in the slot and sent on POLLOUT, and until it has left the connection
+  is not read (back-pressure): requests a client sends meanwhile wait in its socket, in order,
+  never dropped.
+- Limits (2 s): an answer that has not left 2 s after it was made closes its
+  connection, and so does a request whose bytes have not all arrived 2 s after its first byte.
+- Full slots: a new connection takes the slot of the connection silent longest (silent: no
+  complete request since) among those that are not polling: one that has sent no complete
+  request yet, or one silent for at least twice the longest interval between its requests and
+  at least 1 s. When every connection is polling, `when_full` decides: "refuse"
+  closes the new connection at once, "close_idlest" gives it the slot of the one silent longest
+  anyway. `idle_timeout` (seconds, 0 = never) closes a connection silent that long.
+- Socket options, where the port takes them: TCP_NODELAY (an answer leaves at once, not after
+  the client's delayed ACK), keepalive (a vanished peer is closed after about 25 s without
+  traffic: idle 10 s, then 3 probes 5 s apart); on the unix port a send buffer of a board's
+  size (see _options).
+- Unit ids: `unit_id` (0 = any), and 255 (0xFF, the Modbus TCP implementation guide's id for a
+  device addressed by its IP address) unless tcp.unit_255 is false. Answers echo the id.
 """
 
 import socket
+import sys
 import time
 
 from mbnode.fast import copy
@@ -25,7 +43,16 @@ except ImportError:
         return x
 
 _ADU_MAX = const(260)  # 7-byte MBAP header + 253-byte PDU
-_SEND_WAIT_S = 0.2
+_LIMIT_MS = const(2000)  # a request arriving or an answer leaving may take this long, no longer
+_STALE_MS = const(1000)  # the least silence after which a connection that polled counts as stale
+_POLLIN = const(1)
+_POLLOUT = const(4)
+_POLLERR_HUP = const(0x18)
+
+# The unix port (the simulator): its socket module lacks TCP's constants, so the Linux numbers
+# are used; and its poll is given descriptor numbers, because poll.modify() finds an object by
+# id(), which on the 32-bit build (heap above 2 GB) is a new long int each time.
+_UNIX = sys.platform in ("linux", "darwin")
 
 
 def peer_ip(addr):
@@ -35,51 +62,120 @@ def peer_ip(addr):
     return "%d.%d.%d.%d" % tuple(socket.sockaddr(addr)[1])
 
 
+def _options():
+    """(level, option, value) set on every accepted connection, those the port has. Only
+    constants the socket module exposes are used, plus the Linux numbers on the unix port: the
+    boards' lwIP modules take an option number whatever its level and print a warning for one
+    they lack."""
+    linux = sys.platform == "linux"
+    tcp = getattr(socket, "IPPROTO_TCP", 6 if _UNIX else None)
+    out = []
+    nodelay = getattr(socket, "TCP_NODELAY", 1 if _UNIX else None)
+    if tcp is not None and nodelay is not None:
+        out.append((tcp, nodelay, 1))
+    keepalive = getattr(socket, "SO_KEEPALIVE", None)
+    if keepalive is not None:
+        out.append((socket.SOL_SOCKET, keepalive, 1))
+        for name, number, value in (("TCP_KEEPIDLE", 4, 10), ("TCP_KEEPINTVL", 5, 5), ("TCP_KEEPCNT", 6, 3)):
+            number = getattr(socket, name, number if linux else None)
+            if tcp is not None and number is not None:
+                out.append((tcp, number, value))
+    if linux:
+        # The kernel would buffer megabytes of answers for a client that does not read (send
+        # buffer autotuning); a board's lwIP holds a few KB. Keep the board's order of magnitude
+        # (Linux doubles the figure: 8 KB) so the simulator meets a slow reader as a board does.
+        out.append((1, 7, 4096))  # SOL_SOCKET, SO_SNDBUF
+    return out
+
+
 class _Conn:
     def __init__(self, server):
         self.server = server
         self.sock = None
+        self.key = None  # what the loop polls: the socket, or its descriptor number (unix port)
         self.rx = bytearray(_ADU_MAX)
-        self.fill = 0
-        self.last = 0
+        self.fill = 0  # bytes of the request in rx
+        self.out = 0  # bytes of an answer in rx waiting for the socket (0: reading)
+        self.sent = 0  # of them, sent
+        self.t0 = 0  # ticks_ms of the request's first byte, or of the waiting answer
+        self.last = 0  # ticks_ms of the last complete request, or of the accept
+        self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
 
-    def on_event(self, sock, events):
+    def on_event(self, key, events):
         server = self.server
-        if events & 0x18:  # POLLHUP | POLLERR
+        if events & _POLLERR_HUP:
             return server.close(self)
+        if self.out:
+            return self._send_rest()
+        sock = self.sock
+        rx = self.rx
+        scratch = server.scratch
         fill = self.fill
         try:
-            if fill == 0:
-                n = sock.readinto(self.rx)
-            else:
-                n = sock.readinto(server.scratch, _ADU_MAX - fill)
-                if n:
-                    copy(self.rx, fill, server.scratch, 0, n)
+            if fill < 6:  # the MBAP header
+                if fill == 0:
+                    n = sock.readinto(rx, 6)
+                else:
+                    n = sock.readinto(scratch, 6 - fill)
+                    if n:
+                        copy(rx, fill, scratch, 0, n)
+                if n is None:
+                    return False
+                if n == 0:
+                    return server.close(self)
+                if fill == 0:
+                    self.t0 = time.ticks_ms()
+                fill += n
+                if fill < 6:
+                    self.fill = fill
+                    return False
+                length = (rx[4] << 8) | rx[5]
+                if rx[2] or rx[3] or length < 2 or length > 254:
+                    return server.close(self)
+            end = 6 + ((rx[4] << 8) | rx[5])
+            n = sock.readinto(scratch, end - fill)
+            if n:
+                copy(rx, fill, scratch, 0, n)
         except OSError:
             return server.close(self)
         if n is None:
+            self.fill = fill
             return False
         if n == 0:
             return server.close(self)
         fill += n
-        self.last = time.ticks_ms()
-        rx = self.rx
-        o = 0
-        while fill - o >= 6:
-            length = (rx[o + 4] << 8) | rx[o + 5]
-            if rx[o + 2] or rx[o + 3] or length < 2 or length > 254:
-                return server.close(self)
-            end = o + 6 + length
-            if end > fill:
-                break
-            if not server.answer(self, sock, o, length):
-                return True
-            o = end
-        if o:
-            fill -= o
-            copy(rx, 0, rx, o, fill)
-        self.fill = fill
+        if fill < end:
+            self.fill = fill
+            return False
+        self.fill = 0
+        return server.answer(self, end - 6)
+
+    def _send_rest(self):
+        server = self.server
+        try:
+            n = self.sock.write(self.rx, self.sent, self.out - self.sent)
+        except OSError:
+            return server.close(self)
+        if n:
+            self.sent += n
+        if self.sent < self.out:
+            return False
+        self.out = 0
+        if not server.persistent:
+            return server.close(self)
+        server.loop.modify(self.key, _POLLIN)
         return False
+
+    def due(self, now, idle_ms):
+        """ms until this connection must be closed (0: now), or -1 (no limit running)."""
+        d = -1
+        if self.out or self.fill:
+            d = max(0, _LIMIT_MS - time.ticks_diff(now, self.t0))
+        if idle_ms:
+            i = max(0, idle_ms - time.ticks_diff(now, self.last))
+            if d < 0 or i < d:
+                d = i
+        return d
 
 
 class TcpSlave:
@@ -87,6 +183,7 @@ class TcpSlave:
         self.loop = loop
         self.engine = engine
         self.unit_id = unit_id
+        self.unit_255 = cfg["unit_255"]
         self.persistent = cfg["persistent"]
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
@@ -101,103 +198,124 @@ class TcpSlave:
         s.listen(cfg["max_clients"])
         s.setblocking(False)
         self.sock = s
-        loop.add(s, self)
-        if self.idle_ms:
-            loop.add_timer(self)
+        self.key = self._key(s)
+        loop.add(self.key, self)
+        loop.add_timer(self)
 
-    def on_event(self, sock, events):
+    @staticmethod
+    def _key(sock):
+        return sock.fileno() if _UNIX else sock
+
+    def on_event(self, key, events):
         # The listening socket is readable: accept one connection.
         try:
-            c, addr = sock.accept()
+            c, addr = self.sock.accept()
         except OSError:
             return False
         if self.allow and peer_ip(addr) not in self.allow:
             c.close()
             return False
-        slot = None
-        idlest = None
-        for conn in self.conns:
-            if conn.sock is None:
-                slot = conn
-                break
-            if idlest is None or time.ticks_diff(conn.last, idlest.last) < 0:
-                idlest = conn
+        now = time.ticks_ms()
+        slot = self._slot(now)
         if slot is None:
-            if not self.replace_idlest:
-                c.close()
-                return False
-            self.close(idlest)
-            slot = idlest
+            c.close()
+            return False
         c.setblocking(False)
-        nodelay = getattr(socket, "TCP_NODELAY", None)
-        if nodelay is not None:
-            c.setsockopt(socket.IPPROTO_TCP, nodelay, 1)
+        for level, option, value in _options():
+            try:
+                c.setsockopt(level, option, value)
+            except OSError:
+                pass  # the port refuses it: serve without
         slot.sock = c
-        slot.fill = 0
-        slot.last = time.ticks_ms()
-        self.loop.add(c, slot)
+        slot.key = key = self._key(c)
+        slot.fill = slot.out = 0
+        slot.last = now
+        slot.gap = -1
+        self.loop.add(key, slot)
         return True
 
-    def answer(self, conn, sock, o, length):
-        """Serve the frame at conn.rx[o:]; False when the connection was closed."""
+    def _slot(self, now):
+        """A free slot, or the slot given up for a new connection (closed), or None."""
+        stale = idlest = None
+        stale_quiet = idlest_quiet = -1
+        for conn in self.conns:
+            if conn.sock is None:
+                return conn
+            quiet = time.ticks_diff(now, conn.last)
+            if quiet > idlest_quiet:
+                idlest, idlest_quiet = conn, quiet
+            if (conn.gap < 0 or (quiet >= _STALE_MS and quiet >= 2 * conn.gap)) and quiet > stale_quiet:
+                stale, stale_quiet = conn, quiet
+        if stale is None and self.replace_idlest:
+            stale = idlest
+        if stale is not None:
+            self.close(stale)
+        return stale
+
+    def answer(self, conn, length):
+        """Serve the request in conn.rx[0:6 + length]; the event handler's result."""
+        now = time.ticks_ms()
+        gap = time.ticks_diff(now, conn.last)
+        if gap > conn.gap:
+            conn.gap = gap
+        conn.last = now
         rx = conn.rx
-        unit = rx[o + 6]
-        if self.unit_id and unit != self.unit_id:
-            return True
+        unit = rx[6]
+        if self.unit_id and unit != self.unit_id and (unit != 255 or not self.unit_255):
+            return False
         tx = self.tx
-        n = self.engine.handle(rx, o + 7, length - 1, tx, 7)
-        tx[0] = rx[o]
-        tx[1] = rx[o + 1]
+        n = self.engine.handle(rx, 7, length - 1, tx, 7)
+        tx[0] = rx[0]
+        tx[1] = rx[1]
         tx[2] = 0
         tx[3] = 0
         tx[4] = (n + 1) >> 8
         tx[5] = (n + 1) & 0xFF
         tx[6] = unit
+        n += 7
         try:
-            sent = sock.write(tx, n + 7) or 0
-            if sent < n + 7:
-                # Send buffer full (small on lwIP): give the peer a short blocking window to
-                # take the rest. One that still does not read is dropped rather than queued
-                # for, since there is no memory for a backlog; the others wait at most this.
-                sock.settimeout(_SEND_WAIT_S)
-                try:
-                    sent += sock.write(tx, sent, n + 7 - sent) or 0
-                finally:
-                    sock.setblocking(False)
+            sent = conn.sock.write(tx, n)
         except OSError:
-            sent = -1
-        if sent != n + 7 or not self.persistent:
-            self.close(conn)
+            return self.close(conn)
+        if sent is None:
+            sent = 0
+        if sent < n:
+            # The rest waits in the slot (its request is used up) until the socket takes it.
+            copy(rx, 0, tx, sent, n - sent)
+            conn.out = n - sent
+            conn.sent = 0
+            conn.t0 = now
+            self.loop.modify(conn.key, _POLLOUT)
             return False
-        return True
+        if not self.persistent:
+            return self.close(conn)
+        return False
 
     def close(self, conn):
         sock = conn.sock
         if sock is not None:
-            self.loop.remove(sock)
+            self.loop.remove(conn.key)
             sock.close()
-            conn.sock = None
-            conn.fill = 0
+            conn.sock = conn.key = None
+            conn.fill = conn.out = 0
         return True
 
     def due_in(self, now):
         due = -1
         for conn in self.conns:
             if conn.sock is not None:
-                d = self.idle_ms - time.ticks_diff(now, conn.last)
-                if d < 0:
-                    d = 0
-                if due < 0 or d < due:
+                d = conn.due(now, self.idle_ms)
+                if d >= 0 and (due < 0 or d < due):
                     due = d
         return due
 
     def tick(self, now):
         for conn in self.conns:
-            if conn.sock is not None and time.ticks_diff(now, conn.last) >= self.idle_ms:
+            if conn.sock is not None and conn.due(now, self.idle_ms) == 0:
                 self.close(conn)
 
     def shutdown(self):
         for conn in self.conns:
             self.close(conn)
-        self.loop.remove(self.sock)
+        self.loop.remove(self.key)
         self.sock.close()

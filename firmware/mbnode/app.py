@@ -26,7 +26,10 @@ def build(cfg, board, model=None):
         gc.collect()  # start-up garbage out of the way before the connection buffers
         from mbnode.tcp import TcpSlave
 
-        tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
+        try:
+            tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
+        except OSError as e:
+            cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
     if cfg["rtu"]["enabled"] and cfg["rtu"]["mode"] == "slave":
         from mbnode.rtulink import start
@@ -40,6 +43,22 @@ def build(cfg, board, model=None):
         parts.extend(start(loop, engine, model, cfg, board, tcp))
     parts.extend(board.describe())
     return loop, " ".join(parts)
+
+
+# Why a listening socket could not be had, by errno (the unix port's numbers, which MicroPython
+# uses on every port).
+_LISTEN_ERRORS = {
+    13: "permission denied (ports below 1024 need root)",
+    98: "the address is in use (another program listens there)",
+    99: "the address is not one of this machine's",
+}
+
+
+def cannot_listen(what, host, port, e):
+    """One line on stderr and exit status 1, as when the RTU port cannot be opened (rtu.py)."""
+    code = e.args[0] if e.args else None
+    print("%s: cannot listen on %s:%d: %s" % (what, host, port, _LISTEN_ERRORS.get(code) or e), file=sys.stderr)
+    sys.exit(1)
 
 
 def load_config(path, board):
@@ -79,8 +98,8 @@ def run(config_path="config.json"):
     import board
 
     loop, ready = build(load_config(config_path, board), board, model)
-    print(ready)
     try:
+        print(ready)
         loop.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
         pass

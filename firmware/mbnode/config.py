@@ -24,6 +24,8 @@ def _ipv4(s):
 
 
 def _host_port(v):
+    if ":" not in v:
+        return False
     h, p = v.rsplit(":", 1)
     return (_ipv4(h) or h == "localhost") and p.isdigit() and int(p) <= 65535
 
@@ -48,32 +50,33 @@ def _ranges(v, table):
 def _check(key, v, kind, args):
     """The checked value of `key`, or ConfigError saying what is allowed."""
     shown = None
+    ok = False
     try:
         if kind == "int":
-            ok = type(v) is int and args[0] <= v <= args[1]
             allowed = "allowed an integer %d..%d" % args
+            ok = type(v) is int and args[0] <= v <= args[1]
         elif kind == "bool":
-            ok = v is True or v is False
             allowed = "allowed true or false"
+            ok = v is True or v is False
         elif kind == "text":
-            ok = type(v) is str and len(v) <= args[0] and all(32 <= ord(c) < 127 for c in v)
             allowed = "allowed printable ASCII text of at most %d characters" % args
+            ok = type(v) is str and len(v) <= args[0] and all(32 <= ord(c) < 127 for c in v)
         elif kind == "choice":
-            ok = v in args
             allowed = "allowed one of " + ", ".join(json.dumps(o) for o in args)
+            ok = v in args
         elif kind == "host":
-            ok = type(v) is str and (_ipv4(v) or v == "localhost")
             allowed = "allowed an IPv4 address such as \"0.0.0.0\""
+            ok = type(v) is str and (_ipv4(v) or v == "localhost")
         elif kind == "ipv4_list":
-            ok = type(v) is list and all(type(a) is str and _ipv4(a) for a in v)
             allowed = "allowed a list of IPv4 addresses such as [\"192.168.1.10\"]"
+            ok = type(v) is list and all(type(a) is str and _ipv4(a) for a in v)
         elif kind == "host_port":
-            ok = type(v) is str and ((args and v == "") or _host_port(v))
             allowed = "allowed \"HOST:PORT\" with an IPv4 host and a port 0..65535" + (
                 " or \"\" (none)" if args else "")
+            ok = type(v) is str and ((args and v == "") or _host_port(v))
         elif kind == "pins":
-            ok = type(v) is list and len(v) <= args[0] and all(type(p) is int and 0 <= p <= 255 for p in v)
             allowed = "allowed a list of at most %d GPIO numbers" % args
+            ok = type(v) is list and len(v) <= args[0] and all(type(p) is int and 0 <= p <= 255 for p in v)
         elif kind == "ranges":
             allowed = "allowed a list of [first, last] or \"0xFIRST-0xLAST\" ranges inside " + ", ".join(
                 "0x%04X-0x%04X" % r for r in MAP[args[0]])
@@ -91,8 +94,44 @@ def _check(key, v, kind, args):
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError("config: %s = %s: %s" % (key, shown or json.dumps(v), allowed))
+        raise ConfigError("config: %s = %s: %s" % (key, shown or quote(v), allowed))
     return v
+
+
+def quote(v, depth=3, room=60):
+    """v as JSON text for a message, bounded: a text longer than `room` characters shows its
+    beginning and "...", a list or object its first members up to about `room` characters and
+    `depth` levels. A value may be 100,000 characters long or nested 800 deep; json.dumps of it
+    would run out of memory or recursion depth."""
+    t = type(v)
+    if t is str:
+        s = json.dumps(v[:room])
+        return s if len(v) <= room else s[:-1] + '..."'
+    if t is list or t is dict:
+        if not v or not depth:
+            return ("[%s]" if t is list else "{%s}") % ("..." if v else "")
+        parts = []
+        n = 0
+        for x in v:
+            if n >= room:
+                parts.append("...")
+                break
+            s = quote(x, depth - 1, room) if t is list else quote(x, 0, room) + ": " + quote(v[x], depth - 1, room)
+            parts.append(s)
+            n += len(s) + 2
+        return ("[%s]" if t is list else "{%s}") % ", ".join(parts)
+    s = json.dumps(v)
+    return s if len(s) <= room else s[:room] + "..."
+
+
+_PLAIN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+
+
+def _name(key):
+    # A key of the file as a message shows it: as it is when it is a plain name, else quoted.
+    if key and len(key) <= 40 and all(c in _PLAIN for c in key):
+        return key
+    return quote(key, 0, 40)
 
 
 SCHEMA = {
@@ -134,11 +173,11 @@ SCHEMA = {
 def _apply(schema, given, prefix):
     if type(given) is not dict:
         raise ConfigError("config: %s = %s: allowed a JSON object" % (prefix.rstrip(".") or "(top level)",
-                                                                      json.dumps(given)))
+                                                                      quote(given)))
     for key in given:
         if key not in schema:
             raise ConfigError("config: %s = %s: unknown key; allowed keys: %s" % (
-                prefix + key, json.dumps(given[key]), ", ".join(sorted(schema))))
+                prefix + _name(key), quote(given[key]), ", ".join(sorted(schema))))
     out = {}
     for key, rule in schema.items():
         if type(rule) is dict:
@@ -218,17 +257,50 @@ def _closed(text):
     return depth <= 0 and not in_str
 
 
-def load(path, board_schema=None, base=None, check=None):
+def read(path):
+    """The JSON value in the file at `path`, or ConfigError naming the file and what is wrong
+    with it (missing, unreadable, not UTF-8 JSON, a byte order mark, cut short, too large)."""
+    text = None
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read()
+        if text[:1] == "\ufeff":
+            raise ConfigError("config: %s starts with a byte order mark (BOM): allowed plain UTF-8 JSON "
+                              "(save it as UTF-8 without BOM)" % path)
         if not _closed(text):
             raise ValueError("it ends before its last closing bracket")
-        given = json.loads(text)
+        return json.loads(text)
     except OSError as e:
         if e.args and e.args[0] == 2:  # ENOENT
             raise ConfigError("config: %s not found" % path)
         raise ConfigError("config: cannot read %s: %s" % (path, e))
-    except ValueError as e:
+    except ValueError as e:  # also UnicodeError: bytes that are not UTF-8 (CPython)
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError("config: %s is not valid JSON: %s" % (path, e))
-    return validate(given, board_schema, base, check)
+    except RuntimeError:  # CPython's json: RecursionError
+        raise ConfigError("config: %s is not valid JSON: nested too deep" % path)
+    except MemoryError:
+        text = None
+        raise _too_large(path)
+
+
+def _too_large(path):
+    import gc
+
+    gc.collect()
+    free = gc.mem_free() if hasattr(gc, "mem_free") else -1  # MicroPython's
+    return ConfigError("config: %s is too large for the free memory%s" % (path, " (%d bytes)" % free if free >= 0 else ""))
+
+
+def load(path, board_schema=None, base=None, check=None):
+    """read(path), checked by validate(); every error names the file."""
+    given = read(path)
+    try:
+        return validate(given, board_schema, base, check)
+    except ConfigError as e:
+        text = str(e)
+        raise ConfigError("config: %s: %s" % (path, text[8:] if text.startswith("config: ") else text))
+    except MemoryError:
+        given = None
+        raise _too_large(path)

@@ -29,6 +29,8 @@ def build(cfg, board, model=None):
         try:
             tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
         except OSError as e:
+            from mbnode.listenerror import cannot_listen
+
             cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
     if cfg["rtu"]["enabled"] and cfg["rtu"]["mode"] == "slave":
@@ -43,22 +45,6 @@ def build(cfg, board, model=None):
         parts.extend(start(loop, engine, model, cfg, board, tcp))
     parts.extend(board.describe())
     return loop, " ".join(parts)
-
-
-# Why a listening socket could not be had, by errno (the unix port's numbers, which MicroPython
-# uses on every port).
-_LISTEN_ERRORS = {
-    13: "permission denied (ports below 1024 need root)",
-    98: "the address is in use (another program listens there)",
-    99: "the address is not one of this machine's",
-}
-
-
-def cannot_listen(what, host, port, e):
-    """One line on stderr and exit status 1, as when the RTU port cannot be opened (rtu.py)."""
-    code = e.args[0] if e.args else None
-    print("%s: cannot listen on %s:%d: %s" % (what, host, port, _LISTEN_ERRORS.get(code) or e), file=sys.stderr)
-    sys.exit(1)
 
 
 def load_config(path, board):
@@ -93,13 +79,19 @@ def load_config(path, board):
 
 
 def run(config_path="config.json"):
-    # The data model's 5 KB register buffer comes first, while the heap is still one piece.
-    model = DataModel()
-    import board
-
-    loop, ready = build(load_config(config_path, board), board, model)
     try:
+        # The data model's 5 KB register buffer comes first, while the heap is still one piece.
+        model = DataModel()
+        import board
+
+        loop, ready = build(load_config(config_path, board), board, model)
         print(ready)
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
         pass
+    except MemoryError:
+        # The heap is too small to start (`mbnode sim` then measures the smallest that does).
+        # The simulator's board (KEEP_SERVING false) exits with status 3; a board stays at its REPL.
+        print("mbnode: out of memory while starting", file=sys.stderr)
+        if not getattr(sys.modules.get("board"), "KEEP_SERVING", True):
+            sys.exit(3)

@@ -94,44 +94,10 @@ def _check(key, v, kind, args):
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError("config: %s = %s: %s" % (key, shown or quote(v), allowed))
+        if shown:
+            raise ConfigError("config: %s = %s: %s" % (key, shown, allowed))
+        raise refused(key, v, allowed)
     return v
-
-
-def quote(v, depth=3, room=60):
-    """v as JSON text for a message, bounded: a text longer than `room` characters shows its
-    beginning and "...", a list or object its first members up to about `room` characters and
-    `depth` levels. A value may be 100,000 characters long or nested 800 deep; json.dumps of it
-    would run out of memory or recursion depth."""
-    t = type(v)
-    if t is str:
-        s = json.dumps(v[:room])
-        return s if len(v) <= room else s[:-1] + '..."'
-    if t is list or t is dict:
-        if not v or not depth:
-            return ("[%s]" if t is list else "{%s}") % ("..." if v else "")
-        parts = []
-        n = 0
-        for x in v:
-            if n >= room:
-                parts.append("...")
-                break
-            s = quote(x, depth - 1, room) if t is list else quote(x, 0, room) + ": " + quote(v[x], depth - 1, room)
-            parts.append(s)
-            n += len(s) + 2
-        return ("[%s]" if t is list else "{%s}") % ", ".join(parts)
-    s = json.dumps(v)
-    return s if len(s) <= room else s[:room] + "..."
-
-
-_PLAIN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-
-
-def _name(key):
-    # A key of the file as a message shows it: as it is when it is a plain name, else quoted.
-    if key and len(key) <= 40 and all(c in _PLAIN for c in key):
-        return key
-    return quote(key, 0, 40)
 
 
 SCHEMA = {
@@ -170,14 +136,22 @@ SCHEMA = {
 }
 
 
+def refused(key, v, allowed):
+    """ConfigError "config: KEY = VALUE: ALLOWED", the value shown by mbnode.quote (loaded only
+    for a refusal: a valid configuration's check does not spend RAM on it)."""
+    from mbnode.quote import quote
+
+    return ConfigError("config: %s = %s: %s" % (key, quote(v), allowed))
+
+
 def _apply(schema, given, prefix):
     if type(given) is not dict:
-        raise ConfigError("config: %s = %s: allowed a JSON object" % (prefix.rstrip(".") or "(top level)",
-                                                                      quote(given)))
+        raise refused(prefix.rstrip(".") or "(top level)", given, "allowed a JSON object")
     for key in given:
         if key not in schema:
-            raise ConfigError("config: %s = %s: unknown key; allowed keys: %s" % (
-                prefix + _name(key), quote(given[key]), ", ".join(sorted(schema))))
+            from mbnode.quote import name
+
+            raise refused(prefix + name(key), given[key], "unknown key; allowed keys: " + ", ".join(sorted(schema)))
     out = {}
     for key, rule in schema.items():
         if type(rule) is dict:
@@ -264,7 +238,7 @@ def read(path):
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        if text[:1] == "\ufeff":
+        if text and ord(text[0]) == 0xFEFF:
             raise ConfigError("config: %s starts with a byte order mark (BOM): allowed plain UTF-8 JSON "
                               "(save it as UTF-8 without BOM)" % path)
         if not _closed(text):
@@ -282,15 +256,9 @@ def read(path):
         raise ConfigError("config: %s is not valid JSON: nested too deep" % path)
     except MemoryError:
         text = None
-        raise _too_large(path)
+        from mbnode.quote import too_large
 
-
-def _too_large(path):
-    import gc
-
-    gc.collect()
-    free = gc.mem_free() if hasattr(gc, "mem_free") else -1  # MicroPython's
-    return ConfigError("config: %s is too large for the free memory%s" % (path, " (%d bytes)" % free if free >= 0 else ""))
+        raise too_large(path)
 
 
 def load(path, board_schema=None, base=None, check=None):
@@ -298,9 +266,10 @@ def load(path, board_schema=None, base=None, check=None):
     given = read(path)
     try:
         return validate(given, board_schema, base, check)
-    except ConfigError as e:
-        text = str(e)
-        raise ConfigError("config: %s: %s" % (path, text[8:] if text.startswith("config: ") else text))
+    except ConfigError as e:  # every message starts with "config: ", the board check's too
+        raise ConfigError("config: %s: %s" % (path, str(e)[8:]))
     except MemoryError:
         given = None
-        raise _too_large(path)
+        from mbnode.quote import too_large
+
+        raise too_large(path)

@@ -4,7 +4,7 @@ configuration has an "mqtt" object, and the firmware unloads it with config afte
 a device without the bridge never spends RAM on it.
 """
 
-from mbnode.config import ConfigError, _ipv4, quote
+from mbnode.config import ConfigError, _ipv4, refused
 from mbnode.datamodel import TABLE_NAMES
 
 
@@ -36,7 +36,7 @@ def _points(key, v):
     try:
         return pointsconfig.check_list(v)
     except ValueError as e:  # (sub-key, value, allowed)
-        raise ConfigError("config: %s%s = %s: %s" % (key, e.args[0], quote(e.args[1]), e.args[2]))
+        raise refused(key + e.args[0], e.args[1], e.args[2])
 
 
 def check_kind(key, v, kind, args):

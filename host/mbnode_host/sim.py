@@ -104,7 +104,15 @@ def _valid_port(v):
     return type(v) is int and 0 <= v <= 65535
 
 
-def effective_config(given, tcp, unit, io, rtu=None):
+def effective_config(config_file, tcp, unit, io, rtu=None):
+    """The configuration file's object (none: {}) with the command line's values laid over it
+    (see overlay()), not yet checked; tcp None: no Modbus TCP (bench/ uses this)."""
+    from mbnode import config
+
+    return overlay(config.read(config_file) if config_file else {}, False if tcp is None else tcp, unit, io, rtu)[0]
+
+
+def overlay(given, tcp, unit, io, rtu=None):
     """The file's value `given` ({} without --config) with the command line laid over it, and
     the keys the command line set. tcp: (host, port) of --tcp, None without it, False with
     --no-tcp; io: (host, port) of --io or None; rtu: dict of rtu keys to set, plus
@@ -175,9 +183,12 @@ def check_config(cfg, config_file, ours):
         raise config.ConfigError("config: %s: %s" % (source, text))
 
 
-def command(cfg_path, bits=32, heap=256 * 1024, mpy=False):
-    """argv and environment that start the firmware with the configuration at cfg_path."""
+def command(cfg_path, bits=32, heap="256K", mpy=False):
+    """argv and environment that start the firmware with the configuration at cfg_path; heap in
+    bytes or as --heap takes it ("256K")."""
     binary = paths.micropython(bits)
+    if isinstance(heap, str):
+        heap = parse_size(heap, bits)
     if mpy:
         out = build.compile_mpy("unix", paths.CACHE / ("mpy-unix-%d" % bits), build.UNIX_ARCH[bits])
         path = [str(out)]
@@ -398,7 +409,7 @@ def run(args):
             rtu["device"] = args.rtu
     tcp = False if args.no_tcp else parse_hostport(args.tcp, "--tcp") if args.tcp else None
     io = parse_hostport(args.io, "--io") if args.io else None
-    cfg, ours = effective_config(given, tcp, args.unit, io, rtu)
+    cfg, ours = overlay(given, tcp, args.unit, io, rtu)
     check_config(cfg, args.config, ours)
     if cfg["tcp"].get("enabled", True) is not False:
         check_local(cfg["tcp"]["host"], "--tcp" if args.tcp else "tcp.host")

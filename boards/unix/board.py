@@ -160,6 +160,7 @@ class _IoClient:
         self.sock = sock
         self.buf = b""
         self.tx = b""
+        self.skip = False  # inside a request that was too long, until its newline
 
     def on_event(self, sock, events):
         if events & 0x18:  # POLLHUP | POLLERR
@@ -178,19 +179,24 @@ class _IoClient:
         # Answer the complete lines received, while the replies waiting are few enough.
         while len(self.tx) < _OUT_MAX:
             i = self.buf.find(b"\n")
-            reply = "err request longer than 1024 characters"
             if i < 0:
                 if len(self.buf) <= _LINE_MAX:
                     break
-                self.buf = b""  # the rest of the line, when it comes, is answered the same way
+                # Too long, and no end yet: answered now; what follows up to its end is dropped.
+                skipping, self.skip, self.buf = self.skip, True, b""
             else:
                 line = self.buf[:i]
                 self.buf = self.buf[i + 1:]
-                if i <= _LINE_MAX:
-                    try:
-                        reply = execute(self.channel.model, line.decode())
-                    except UnicodeError:
-                        reply = "err requests are ASCII text"
+                skipping, self.skip = self.skip, False
+            if skipping:  # the end of a line already answered
+                continue
+            if i < 0 or i > _LINE_MAX:
+                reply = "err request longer than 1024 characters"
+            else:
+                try:
+                    reply = execute(self.channel.model, line.decode())
+                except UnicodeError:
+                    reply = "err requests are ASCII text"
             self.tx += reply.encode() + b"\n"
         self.channel.loop.modify(sock, (_POLLIN if len(self.tx) < _OUT_MAX else 0) | (_POLLOUT if self.tx else 0))
         return False

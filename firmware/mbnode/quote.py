@@ -35,8 +35,9 @@ _PLAIN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 
 
 def name(key):
-    # A key of the file as a message shows it: as it is when it is a plain name, else quoted.
-    if key and len(key) <= 40 and all(c in _PLAIN for c in key):
+    # A key of the file as a message shows it: as it is when it is a plain name, else quoted
+    # (MicroPython's json makes numbers keys too: it reads {"a", 3: 1} without complaint).
+    if type(key) is str and key and len(key) <= 40 and all(c in _PLAIN for c in key):
         return key
     return quote(key, 0, 40)
 

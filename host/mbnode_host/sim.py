@@ -394,9 +394,9 @@ def heap_too_small(cfg, args, heap):
 
 
 def run(args):
-    heap = parse_size(args.heap, args.bits)
     from mbnode import config
 
+    heap = parse_size(args.heap, args.bits)
     given = config.read(args.config) if args.config else {}
     rtu = rtu_options(args)
     keep_fds = []
@@ -435,7 +435,8 @@ def run(args):
         # it came before MicroPython took SIGINT over; 1 and nothing said on a second SIGINT).
         # SIGTERM too: sent to the whole process group (timeout(1), a service manager) it reaches
         # MicroPython itself, which has no handler for it.
-        if code in (0, 130, -signal.SIGINT, -signal.SIGTERM) or (code == 1 and not after_stop.strip() and not held.strip()):
+        if code in (0, 130, -signal.SIGINT, -signal.SIGTERM) or (code == 1 and not after_stop.strip() and (
+                not held.strip() or not ready and b"KeyboardInterrupt" in held)):  # stopped while importing
             return 0
     if not ready and (code == 3 or OUT_OF_MEMORY in held or b"MemoryError" in held):
         raise ValueError(heap_too_small(cfg, args, heap))

@@ -64,7 +64,7 @@ def test_bridge_without_umqtt_is_left_off_on_a_board():
 BROKEN = {
     "bad JSON": ("{unit_id: 1}", "config: {path} is not valid JSON: syntax error in JSON"),
     "cut short": ('{"unit_id": 1,', "config: {path} is not valid JSON: it ends before its last closing bracket"),
-    "bad value": (json.dumps({"rtu": {"baud": 1}}), "config: rtu.baud = 1: allowed an integer 300..4000000"),
+    "bad value": (json.dumps({"rtu": {"baud": 1}}), "config: {path}: rtu.baud = 1: allowed an integer 300..4000000"),
     "bad pin": (json.dumps({"board": {"rtu_de": 99}}), None),
     "missing": (None, "config: {path} not found"),
     "unreadable": ("dir", "config: cannot read {path}: [Errno 21] EISDIR"),
@@ -100,7 +100,7 @@ def test_broken_config_prints_one_line_and_serves_the_board_defaults(board, kind
 
         chip = boards.info(board).chip
         prefix = "GP" if chip == "rp2040" else "GPIO"
-        message = "config: board.rtu_de = 99: %s99 does not exist on the " % prefix
+        message = "config: %s: board.rtu_de = 99: %s99 does not exist on the " % (path, prefix)
         assert out.stderr.startswith(message), out.stderr
     else:
         assert out.stderr == "%s; starting with the defaults of board %s\n" % (message.format(path=path), board)
@@ -126,5 +126,5 @@ def test_broken_config_on_the_real_entry_point_prints_the_line_then_ready(tmp_pa
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
     assert proc.returncode == 0
-    assert proc.stderr.read() == ("config: tcp.port = 70000: allowed an integer 0..65535; starting with the defaults "
-                                  "of board pico\n")
+    assert proc.stderr.read() == ("config: %s: tcp.port = 70000: allowed an integer 0..65535; starting with the "
+                                  "defaults of board pico\n" % path)

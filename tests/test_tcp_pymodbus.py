@@ -266,7 +266,7 @@ def test_mem_cli_limits_and_errors(shared):
     assert (r.returncode, r.stdout.strip()) == (0, "4294967295"), r.stderr
     for bad in (["set", "1", "4294967296"], ["set", "1", "-2147483649"], ["get", "0"], ["get", "1025"]):
         r = cli("mem", "--tcp", tcp, *bad)
-        assert r.returncode == 1, (bad, r.stdout, r.stderr)
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)  # refused before anything is sent
         assert r.stderr.startswith("mbnode mem: "), r.stderr
     assert io_values(shared, "get mem 1024") == [0xFFFFFFFF], "a refused set must not write"
     r = cli("mem", "--tcp", tcp, "set", "1")

@@ -2,10 +2,22 @@
 
 Every channel of the map is present unless the configuration says otherwise. The control
 channel (docs/simulator.md) lets tests and users set inputs (DI, AI) and read outputs (DO, AO)
-of the running firmware; it is not the Modbus hot path, so it may allocate.
+of the running firmware and read its heap; it is not the Modbus hot path, so it may allocate,
+but it never blocks the event loop.
+
+The simulator's smallest heap counts the names this module brings: the unix port interns every
+identifier, module name and module path in qstr pools that grow by doubling (300 names fill four
+pools; the 301st takes a fifth of 320 entries, 2.4 KB). Hence const() numbers and reused
+attribute names (conns, tx) below.
 """
 
 import socket
+
+try:
+    from micropython import const
+except ImportError:  # CPython: the host tools read this module for its facts and schema
+    def const(x):
+        return x
 
 from mbnode.datamodel import (
     BIT_CHANNELS,
@@ -51,7 +63,12 @@ def start(loop, model, cfg):
     _state["model"] = model
     if cfg["io"]:
         host, port = cfg["io"].rsplit(":", 1)
-        _state["io"] = IoChannel(loop, model, host, int(port))
+        try:
+            _state["io"] = IoChannel(loop, model, host, int(port))
+        except OSError as e:
+            from mbnode.listenerror import cannot_listen
+
+            cannot_listen("io", host, int(port), e)
 
 
 def describe():
@@ -69,24 +86,34 @@ def open_rtu(rtu, cfg):
 
 
 def execute(model, line):
-    """One control request -> reply text (without newline)."""
+    """One control request (text without the newline) -> reply text (without newline)."""
     words = line.split()
     try:
-        if len(words) < 3 or words[0] not in ("get", "set") or words[1] not in _TABLES:
-            raise ValueError("usage: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...]; "
+        if words == ["heap"]:
+            import gc
+
+            gc.collect()
+            return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
+        op = words[0] if words else ""
+        if not (op == "get" and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) or words[1] not in _TABLES:
+            raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap; "
                              "TABLE: do di ao ai mem")
         kind, table, size = _TABLES[words[1]]
-        first = int(words[2], 0)
-        if words[0] == "get":
-            count = int(words[3], 0) if len(words) > 3 else 1
+        try:
+            numbers = [int(w, 0) for w in words[2:]]
+        except ValueError:
+            raise ValueError("allowed decimal or 0x hex integers after the table: " + " ".join(words[2:]))
+        first = numbers[0]
+        if op == "get":
+            count = numbers[1] if len(numbers) > 1 else 1
+            if count < 1:
+                raise ValueError("COUNT %d: allowed 1 or more" % count)
             values = None
         else:
-            values = [int(w, 0) for w in words[3:]]
+            values = numbers[1:]
             count = len(values)
-            if not count:
-                raise ValueError("set needs at least one value")
         low = 1 if kind == "mem" else 0
-        if count < 1 or first < low or first + count - 1 > size - 1 + low:
+        if first < low or first + count - 1 > size - 1 + low:
             raise ValueError("addresses %d..%d outside %s %d..%d"
                              % (first, first + count - 1, words[1], low, size - 1 + low))
         out = []
@@ -115,31 +142,70 @@ def execute(model, line):
         return "err %s" % e
 
 
+_POLLIN = const(1)
+_POLLOUT = const(4)
+_EAGAIN = const(11)
+_LINE_MAX = const(1024)  # characters of a request; a longer one is answered with an error
+_OUT_MAX = const(4096)  # bytes of replies waiting for a client before its requests wait too
+_CLIENTS = const(4)  # connections at once; a fifth replaces the oldest
+
+
 class _IoClient:
+    """One control connection. Never blocks the loop: replies wait in .tx until the socket
+    takes them (POLLOUT); while more than _OUT_MAX bytes wait, the client's requests are not
+    read (TCP holds them back), so a client that never reads costs at most one reply more."""
+
     def __init__(self, channel, sock):
         self.channel = channel
         self.sock = sock
         self.buf = b""
+        self.tx = b""
+        self.skip = False  # inside a request that was too long, until its newline
 
     def on_event(self, sock, events):
+        if events & 0x18:  # POLLHUP | POLLERR
+            return self.close()
         try:
-            data = sock.recv(256)
-        except OSError:
-            data = b""
-        if not data or events & 0x18:
-            self.channel.loop.remove(sock)
-            sock.close()
-            return True
-        self.buf += data
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-            reply = execute(self.channel.model, line.decode())
-            sock.setblocking(True)
-            sock.write((reply + "\n").encode())
-            sock.setblocking(False)
-        if len(self.buf) > 1024:
-            self.buf = b""
+            if events & _POLLOUT:
+                self.tx = self.tx[sock.send(self.tx):]
+            if events & _POLLIN:
+                data = sock.recv(256)
+                if not data:
+                    return self.close()
+                self.buf += data
+        except OSError as e:
+            if e.args[0] != _EAGAIN:
+                return self.close()
+        # Answer the complete lines received, while the replies waiting are few enough.
+        while len(self.tx) < _OUT_MAX:
+            i = self.buf.find(b"\n")
+            if i < 0:
+                if len(self.buf) <= _LINE_MAX:
+                    break
+                # Too long, and no end yet: answered now; what follows up to its end is dropped.
+                skipping, self.skip, self.buf = self.skip, True, b""
+            else:
+                line = self.buf[:i]
+                self.buf = self.buf[i + 1:]
+                skipping, self.skip = self.skip, False
+            if skipping:  # the end of a line already answered
+                continue
+            if i < 0 or i > _LINE_MAX:
+                reply = "err request longer than 1024 characters"
+            else:
+                try:
+                    reply = execute(self.channel.model, line.decode())
+                except UnicodeError:
+                    reply = "err requests are ASCII text"
+            self.tx += reply.encode() + b"\n"
+        self.channel.loop.modify(sock, (_POLLIN if len(self.tx) < _OUT_MAX else 0) | (_POLLOUT if self.tx else 0))
         return False
+
+    def close(self):
+        self.channel.conns.remove(self)
+        self.channel.loop.remove(self.sock)
+        self.sock.close()
+        return True
 
 
 class IoChannel:
@@ -147,6 +213,7 @@ class IoChannel:
         self.loop = loop
         self.model = model
         self.address = (host, port)
+        self.conns = []
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(socket.getaddrinfo(host, port)[0][-1])
@@ -159,6 +226,10 @@ class IoChannel:
             c, _ = sock.accept()
         except OSError:
             return False
+        if len(self.conns) >= _CLIENTS:
+            self.conns[0].close()
         c.setblocking(False)
-        self.loop.add(c, _IoClient(self, c))
+        client = _IoClient(self, c)
+        self.conns.append(client)
+        self.loop.add(c, client)
         return True

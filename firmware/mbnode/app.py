@@ -26,7 +26,12 @@ def build(cfg, board, model=None):
         gc.collect()  # start-up garbage out of the way before the connection buffers
         from mbnode.tcp import TcpSlave
 
-        tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
+        try:
+            tcp = TcpSlave(loop, engine, cfg["tcp"], cfg["unit_id"])
+        except OSError as e:
+            from mbnode.listenerror import cannot_listen
+
+            cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
     if cfg["rtu"]["enabled"] and cfg["rtu"]["mode"] == "slave":
         from mbnode.rtulink import start
@@ -74,13 +79,19 @@ def load_config(path, board):
 
 
 def run(config_path="config.json"):
-    # The data model's 5 KB register buffer comes first, while the heap is still one piece.
-    model = DataModel()
-    import board
-
-    loop, ready = build(load_config(config_path, board), board, model)
-    print(ready)
     try:
+        # The data model's 5 KB register buffer comes first, while the heap is still one piece.
+        model = DataModel()
+        import board
+
+        loop, ready = build(load_config(config_path, board), board, model)
+        print(ready)
         loop.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
         pass
+    except MemoryError:
+        # The heap is too small to start (`mbnode sim` then measures the smallest that does).
+        # The simulator's board (KEEP_SERVING false) exits with status 3; a board stays at its REPL.
+        print("mbnode: out of memory while starting", file=sys.stderr)
+        if not getattr(sys.modules.get("board"), "KEEP_SERVING", True):
+            sys.exit(3)

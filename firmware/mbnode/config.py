@@ -24,6 +24,8 @@ def _ipv4(s):
 
 
 def _host_port(v):
+    if ":" not in v:
+        return False
     h, p = v.rsplit(":", 1)
     return (_ipv4(h) or h == "localhost") and p.isdigit() and int(p) <= 65535
 
@@ -48,32 +50,33 @@ def _ranges(v, table):
 def _check(key, v, kind, args):
     """The checked value of `key`, or ConfigError saying what is allowed."""
     shown = None
+    ok = False
     try:
         if kind == "int":
-            ok = type(v) is int and args[0] <= v <= args[1]
             allowed = "allowed an integer %d..%d" % args
+            ok = type(v) is int and args[0] <= v <= args[1]
         elif kind == "bool":
-            ok = v is True or v is False
             allowed = "allowed true or false"
+            ok = v is True or v is False
         elif kind == "text":
-            ok = type(v) is str and len(v) <= args[0] and all(32 <= ord(c) < 127 for c in v)
             allowed = "allowed printable ASCII text of at most %d characters" % args
+            ok = type(v) is str and len(v) <= args[0] and all(32 <= ord(c) < 127 for c in v)
         elif kind == "choice":
-            ok = v in args
             allowed = "allowed one of " + ", ".join(json.dumps(o) for o in args)
+            ok = v in args
         elif kind == "host":
-            ok = type(v) is str and (_ipv4(v) or v == "localhost")
             allowed = "allowed an IPv4 address such as \"0.0.0.0\""
+            ok = type(v) is str and (_ipv4(v) or v == "localhost")
         elif kind == "ipv4_list":
-            ok = type(v) is list and all(type(a) is str and _ipv4(a) for a in v)
             allowed = "allowed a list of IPv4 addresses such as [\"192.168.1.10\"]"
+            ok = type(v) is list and all(type(a) is str and _ipv4(a) for a in v)
         elif kind == "host_port":
-            ok = type(v) is str and ((args and v == "") or _host_port(v))
             allowed = "allowed \"HOST:PORT\" with an IPv4 host and a port 0..65535" + (
                 " or \"\" (none)" if args else "")
+            ok = type(v) is str and ((args and v == "") or _host_port(v))
         elif kind == "pins":
-            ok = type(v) is list and len(v) <= args[0] and all(type(p) is int and 0 <= p <= 255 for p in v)
             allowed = "allowed a list of at most %d GPIO numbers" % args
+            ok = type(v) is list and len(v) <= args[0] and all(type(p) is int and 0 <= p <= 255 for p in v)
         elif kind == "ranges":
             allowed = "allowed a list of [first, last] or \"0xFIRST-0xLAST\" ranges inside " + ", ".join(
                 "0x%04X-0x%04X" % r for r in MAP[args[0]])
@@ -91,7 +94,9 @@ def _check(key, v, kind, args):
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError("config: %s = %s: %s" % (key, shown or json.dumps(v), allowed))
+        if shown:
+            raise ConfigError("config: %s = %s: %s" % (key, shown, allowed))
+        raise refused(key, v, allowed)
     return v
 
 
@@ -132,14 +137,22 @@ SCHEMA = {
 }
 
 
+def refused(key, v, allowed):
+    """ConfigError "config: KEY = VALUE: ALLOWED", the value shown by mbnode.quote (loaded only
+    for a refusal: a valid configuration's check does not spend RAM on it)."""
+    from mbnode.quote import quote
+
+    return ConfigError("config: %s = %s: %s" % (key, quote(v), allowed))
+
+
 def _apply(schema, given, prefix):
     if type(given) is not dict:
-        raise ConfigError("config: %s = %s: allowed a JSON object" % (prefix.rstrip(".") or "(top level)",
-                                                                      json.dumps(given)))
+        raise refused(prefix.rstrip(".") or "(top level)", given, "allowed a JSON object")
     for key in given:
         if key not in schema:
-            raise ConfigError("config: %s = %s: unknown key; allowed keys: %s" % (
-                prefix + key, json.dumps(given[key]), ", ".join(sorted(schema))))
+            from mbnode.quote import name
+
+            raise refused(prefix + name(key), given[key], "unknown key; allowed keys: " + ", ".join(sorted(schema)))
     out = {}
     for key, rule in schema.items():
         if type(rule) is dict:
@@ -219,17 +232,45 @@ def _closed(text):
     return depth <= 0 and not in_str
 
 
-def load(path, board_schema=None, base=None, check=None):
+def read(path):
+    """The JSON value in the file at `path`, or ConfigError naming the file and what is wrong
+    with it (missing, unreadable, not UTF-8 JSON, a byte order mark, cut short, too large)."""
+    text = None
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read()
+        if text and ord(text[0]) == 0xFEFF:
+            raise ConfigError("config: %s starts with a byte order mark (BOM): allowed plain UTF-8 JSON "
+                              "(save it as UTF-8 without BOM)" % path)
         if not _closed(text):
             raise ValueError("it ends before its last closing bracket")
-        given = json.loads(text)
+        return json.loads(text)
     except OSError as e:
         if e.args and e.args[0] == 2:  # ENOENT
             raise ConfigError("config: %s not found" % path)
         raise ConfigError("config: cannot read %s: %s" % (path, e))
-    except ValueError as e:
+    except ValueError as e:  # also UnicodeError: bytes that are not UTF-8 (CPython)
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError("config: %s is not valid JSON: %s" % (path, e))
-    return validate(given, board_schema, base, check)
+    except RuntimeError:  # CPython's json: RecursionError
+        raise ConfigError("config: %s is not valid JSON: nested too deep" % path)
+    except MemoryError:
+        text = None
+        from mbnode.quote import too_large
+
+        raise too_large(path)
+
+
+def load(path, board_schema=None, base=None, check=None):
+    """read(path), checked by validate(); every error names the file."""
+    given = read(path)
+    try:
+        return validate(given, board_schema, base, check)
+    except ConfigError as e:  # every message starts with "config: ", the board check's too
+        raise ConfigError("config: %s: %s" % (path, str(e)[8:]))
+    except MemoryError:
+        given = None
+        from mbnode.quote import too_large
+
+        raise too_large(path)

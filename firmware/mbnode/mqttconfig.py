@@ -4,9 +4,7 @@ configuration has an "mqtt" object, and the firmware unloads it with config afte
 a device without the bridge never spends RAM on it.
 """
 
-import json
-
-from mbnode.config import ConfigError, _ipv4
+from mbnode.config import ConfigError, _ipv4, refused
 from mbnode.datamodel import TABLE_NAMES
 
 
@@ -25,8 +23,8 @@ def _topic(s):
 
 
 def _ids(v):
-    return (len(v) <= 8 and len(set(v)) == len(v)
-            and all(type(x) is str and 0 < len(x) <= 32 and all(32 < ord(c) < 127 for c in x) for x in v))
+    return (len(v) <= 8 and all(type(x) is str and 0 < len(x) <= 32 and all(32 < ord(c) < 127 for c in x) for x in v)
+            and len(set(v)) == len(v))  # set() after the type check: a list in the list is not hashable
 
 
 def _points(key, v):
@@ -38,7 +36,7 @@ def _points(key, v):
     try:
         return pointsconfig.check_list(v)
     except ValueError as e:  # (sub-key, value, allowed)
-        raise ConfigError("config: %s%s = %s: %s" % (key, e.args[0], json.dumps(e.args[1]), e.args[2]))
+        raise refused(key + e.args[0], e.args[1], e.args[2])
 
 
 def check_kind(key, v, kind, args):

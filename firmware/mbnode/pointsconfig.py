@@ -55,7 +55,9 @@ def check(d):
         _bad("", d, "allowed a JSON object")
     for k in d:
         if k not in _KEYS:
-            _bad("." + k, d[k], "unknown key; allowed keys: " + ", ".join(sorted(_KEYS)))
+            from mbnode.quote import name  # a key may be anything: MicroPython's json takes {"a", "b": 1}
+
+            _bad("." + name(k), d[k], "unknown key; allowed keys: " + ", ".join(sorted(_KEYS)))
     name = d.get("name")
     if (type(name) is not str or not 0 < len(name) <= NAME_MAX or name == "status"
             or [c for c in name if c not in _NAME_CHARS]):

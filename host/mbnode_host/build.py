@@ -119,7 +119,7 @@ def bundle(board, out=None, arch=None):
     from mbnode_host.boards import default_config
 
     info = boards.info(board)
-    out = Path(out) if out is not None else paths.ROOT / "build" / board
+    out = Path(out) if out is not None else paths.BUILD / board
     _clear(out, ("device", "frozen"))
     device = compile_mpy(board, out / "device", arch)
     cfg = default_config(board)

@@ -4,7 +4,16 @@ import argparse
 import socket
 import sys
 
+from mbnode import VERSION
+from mbnode.config import ConfigError
 from mbnode_host import paths
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its refusals on one line (usage errors: exit status 2, as argparse's)."""
+
+    def error(self, message):
+        self.exit(2, "%s: %s (see %s -h)\n" % (self.prog, message, self.prog))
 
 
 def _sim(args):
@@ -13,39 +22,115 @@ def _sim(args):
     return sim.run(args)
 
 
+SIM_IO_FORMS = "get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap (TABLE: do, di, ao, ai, mem)"
+_TABLES = ("do", "di", "ao", "ai", "mem")
+
+
+class UsageError(ValueError):
+    """Arguments refused before anything is sent: exit status 2, as argparse's own."""
+
+
+def _number(word, what, low=None):
+    try:
+        n = int(word, 0)
+    except ValueError:
+        raise UsageError("%s %s: allowed a decimal or 0x hex integer" % (what, word))
+    if low is not None and n < low:
+        raise UsageError("%s %s: allowed %d or more" % (what, word, low))
+    return n
+
+
+def sim_io_request(words):
+    """The control channel's request line for `mbnode sim-io WORDS`, or UsageError."""
+    if words[:1] == ["heap"]:
+        if len(words) > 1:
+            raise UsageError("heap takes no arguments; allowed: " + SIM_IO_FORMS)
+        return "heap"
+    if len(words) < 3 or words[0] not in ("get", "set") or words[1] not in _TABLES:
+        raise UsageError("%s: allowed: %s" % (" ".join(words) or "no request", SIM_IO_FORMS))
+    op, table = words[0], words[1]
+    _number(words[2], "ADDR", 0)
+    if op == "get":
+        if len(words) > 4:
+            raise UsageError("get takes ADDR and COUNT only, got %d values; allowed: %s" % (len(words) - 2, SIM_IO_FORMS))
+        if len(words) == 4:
+            _number(words[3], "COUNT", 1)
+    else:
+        if len(words) < 4:
+            raise UsageError("set needs at least one value; allowed: " + SIM_IO_FORMS)
+        for w in words[3:]:
+            _number(w, "value", None if table == "mem" else 0)
+    return " ".join(words)
+
+
+def _connect(host, port, what, timeout):
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror:
+        raise OSError("cannot resolve %s" % host)
+    except ConnectionRefusedError:
+        raise OSError("no %s at %s:%d (nothing listens there); start the simulator with `mbnode sim`"
+                      % (what, host, port))
+    except socket.timeout:
+        raise OSError("no answer from %s:%d within %g s" % (host, port, timeout))
+
+
 def _sim_io(args):
     from mbnode_host.sim import parse_hostport
 
+    line = sim_io_request(args.words)
     host, port = parse_hostport(args.io, "--io")
-    line = " ".join([args.op, args.table] + args.args)
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(line.encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    text = reply.decode().strip()
-    if text.startswith("ok"):
+    timeout = 5.0
+    with _connect(host, port, "simulator", timeout) as s:
+        try:
+            s.sendall(line.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("the simulator at %s:%d closed the connection without a reply" % (host, port))
+                reply += chunk
+        except socket.timeout:
+            raise OSError("no reply from the simulator at %s:%d within %g s" % (host, port, timeout))
+    text = reply.decode(errors="replace").strip()
+    if text == "ok" or text.startswith("ok "):
         if text[3:]:
             print(text[3:])
         return 0
-    print("mbnode sim-io: %s" % text[4:] if text.startswith("err") else text, file=sys.stderr)
+    print("mbnode sim-io: %s" % (text[4:] if text.startswith("err ") else text), file=sys.stderr)
     return 1
 
 
 def _mem(args):
-    from mbnode_host.client import TcpClient
+    from mbnode_host.client import ModbusError, TcpClient
     from mbnode_host.sim import parse_hostport
 
+    forms = "get POSITION | set POSITION VALUE (POSITION 1..1024; VALUE -2147483648..4294967295, 0x hex allowed)"
+    words = args.words
+    if not words or words[0] not in ("get", "set") or len(words) != (2 if words[0] == "get" else 3):
+        raise UsageError("%s: allowed: %s" % (" ".join(words) or "no request", forms))
+    position = _number(words[1], "POSITION")
+    if not 1 <= position <= 1024:
+        raise UsageError("POSITION %s: allowed 1..1024" % words[1])
+    value = None
+    if words[0] == "set":
+        value = _number(words[2], "VALUE")
+        if not -2 ** 31 <= value < 2 ** 32:
+            raise UsageError("VALUE %s: allowed -2147483648..4294967295" % words[2])
+    if not 0 <= args.unit <= 255:
+        raise UsageError("--unit %d: allowed 0..255" % args.unit)
     host, port = parse_hostport(args.tcp, "--tcp")
-    c = TcpClient(host, port, args.unit)
+    timeout = 3.0
+    c = TcpClient(_connect(host, port, "Modbus TCP slave", timeout), args.unit)
     try:
-        if args.op == "get":
-            print(c.get_position(args.position, args.signed))
+        if value is None:
+            print(c.get_position(position, args.signed))
         else:
-            c.set_position(args.position, int(args.value, 0))
+            c.set_position(position, value)
+    except socket.timeout:
+        raise OSError("no reply from unit %d at %s:%d within %g s (is the unit id right?)" % (args.unit, host, port, timeout))
+    except ModbusError as e:
+        raise OSError("unit %d at %s:%d: %s" % (args.unit, host, port, e))
     finally:
         c.close()
     return 0
@@ -112,14 +197,17 @@ def board_names():
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="mbnode", description="mbnode host tools")
+    p = Parser(prog="mbnode", description="mbnode host tools")
+    p.add_argument("--version", action="version", version="mbnode %s" % VERSION)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sim", help="run the firmware on the MicroPython unix port")
     s.add_argument("--config", help="JSON configuration file (default: built-in defaults)")
-    s.add_argument("--tcp", default="127.0.0.1:5020", help="Modbus TCP HOST:PORT (port 0: pick one)")
+    s.add_argument("--tcp", help="Modbus TCP HOST:PORT (port 0: pick one; default: tcp.host and tcp.port "
+                                 "of --config, else 127.0.0.1:5020)")
     s.add_argument("--unit", type=int, help="unit id (0 answers every id)")
-    s.add_argument("--io", help="I/O control channel HOST:PORT (default: TCP port + 1)")
+    s.add_argument("--io", help="I/O control channel HOST:PORT (default: board.io of --config, else the TCP "
+                                "port + 1 or, when that is taken, a free port)")
     s.add_argument("--bits", type=int, choices=(32, 64), default=32, help="unix port word size")
     s.add_argument("--heap", default="256K", help="MicroPython heap size, e.g. 32K (the bridge compiled from source needs more than 128K)")
     s.add_argument("--mpy", action="store_true", help="run the firmware compiled to .mpy")
@@ -132,20 +220,23 @@ def parser():
     s.add_argument("--no-tcp", action="store_true", help="do not serve Modbus TCP")
     s.set_defaults(func=_sim)
 
-    s = sub.add_parser("sim-io", help="set inputs / read outputs of a running simulator")
+    s = sub.add_parser("sim-io", help="set inputs / read outputs of a running simulator",
+                       description="One request to a running simulator's I/O control channel "
+                                   "(docs/simulator.md): " + SIM_IO_FORMS + ". Exit 0: done, 1: refused or "
+                                   "no simulator, 2: bad arguments, 130: interrupted.")
     s.add_argument("--io", default="127.0.0.1:5021", help="control channel HOST:PORT")
-    s.add_argument("op", choices=("get", "set"))
-    s.add_argument("table", help="do, di, ao, ai or mem")
-    s.add_argument("args", nargs="+", metavar="ADDR|VALUE", help="ADDR [COUNT] for get, ADDR V1 [V2 ...] for set")
+    s.add_argument("words", nargs="*", metavar="REQUEST", help=SIM_IO_FORMS)
     s.set_defaults(func=_sim_io)
 
-    s = sub.add_parser("mem", help="read or write a 32-bit memory position over Modbus TCP")
+    s = sub.add_parser("mem", help="read or write a 32-bit memory position over Modbus TCP",
+                       description="mbnode mem get POSITION | set POSITION VALUE: a memory position 1..1024 "
+                                   "(two holding registers) of a Modbus TCP slave; VALUE -2147483648..4294967295, "
+                                   "0x hex allowed. Exit 0: done, 1: refused or no slave, 2: bad arguments, "
+                                   "130: interrupted.")
     s.add_argument("--tcp", default="127.0.0.1:5020", help="slave HOST:PORT")
-    s.add_argument("--unit", type=int, default=1)
-    s.add_argument("op", choices=("get", "set"))
-    s.add_argument("position", type=int, help="memory position 1..1024")
-    s.add_argument("value", nargs="?", help="value to set (-2147483648..4294967295, 0x hex allowed)")
+    s.add_argument("--unit", type=int, default=1, help="unit id 0..255 (default 1)")
     s.add_argument("--signed", action="store_true", help="print as signed 32-bit")
+    s.add_argument("words", nargs="*", metavar="get POSITION | set POSITION VALUE")
     s.set_defaults(func=_mem)
 
     s = sub.add_parser("build", help="the firmware of a board: .mpy bundle, config.json, manifest.py",
@@ -204,15 +295,21 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    if args.command == "mem" and args.op == "set" and args.value is None:
-        parser().error("mem set needs a VALUE")
-    if args.command == "sim" and not args.rtu:
-        given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
-        if given or args.no_tcp:
-            parser().error("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp").replace("_", "-"))
     try:
+        args = parser().parse_args(argv)
+        if args.command == "sim" and not args.rtu:
+            given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
+            if given or args.no_tcp:
+                parser().error("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp").replace("_", "-"))
         return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as e:  # "config: FILE: key = value: allowed ...", as the firmware says it
+        print(e, file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print("mbnode %s: %s" % (args.command, e), file=sys.stderr)
+        return 2
     except (ValueError, OSError, paths.MissingTool, RuntimeError) as e:
         print("mbnode %s: %s" % (args.command, e), file=sys.stderr)
         return 1

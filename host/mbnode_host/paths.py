@@ -1,14 +1,37 @@
-"""Where things are: the repository's firmware and boards, the set-up cache, the unix port."""
+"""Where things are: the firmware and boards, the set-up cache, the unix port.
+
+From a checkout (also `pip install -e .`): the checkout's firmware/, boards/, .cache/ (make
+setup) and build/. Installed by `pip install .`: firmware/ and boards/ travel inside this package
+as _firmware/ and _boards/ (pyproject.toml), the cache is $XDG_CACHE_HOME/mbnode (~/.cache/mbnode),
+builds go to ./build, and the unix port and mpy-cross come from $MICROPYTHON and PATH.
+"""
 
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE = ROOT / "firmware"
-BOARDS = ROOT / "boards"
-CACHE = ROOT / ".cache"
+_HERE = Path(__file__).resolve().parent
+
+
+def _checkout():
+    root = _HERE.parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "firmware" / "main.py").is_file() and (root / "boards").is_dir():
+        return root
+    return None
+
+
+ROOT = _checkout()  # None when installed
+if ROOT is not None:
+    FIRMWARE = ROOT / "firmware"
+    BOARDS = ROOT / "boards"
+    CACHE = ROOT / ".cache"
+    BUILD = ROOT / "build"
+else:
+    FIRMWARE = _HERE / "_firmware"
+    BOARDS = _HERE / "_boards"
+    CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mbnode"
+    BUILD = Path("build")
 
 
 class MissingTool(RuntimeError):

@@ -35,7 +35,7 @@ def test_image_serves_with_nothing_installed(tmp_path, tmp_path_factory):
 @pytest.mark.parametrize("kind", ["deployed", "image"])
 @pytest.mark.parametrize("broken, message", [
     ("{\"rtu\": {\"baud\": 19200,", "config: config.json is not valid JSON"),
-    ("{\"rtu\": {\"parity\": \"X\"}}", "config: rtu.parity = \"X\": allowed one of \"E\", \"N\", \"O\""),
+    ("{\"rtu\": {\"parity\": \"X\"}}", "config: config.json: rtu.parity = \"X\": allowed one of \"E\", \"N\", \"O\""),
 ])
 def test_broken_config_json_starts_with_the_defaults(tmp_path, tmp_path_factory, kind, broken, message):
     if kind == "deployed":

@@ -340,14 +340,15 @@ class Prober:
 
     def leave_line(self):
         """Before the port changes setting: an answer still on its way at the old setting would be
-        lost, so wait one more timeout for it after an unanswered request."""
+        lost, so after an unanswered request wait one more timeout for it (100 ms at most)."""
         link = self.link
         if self.tcp or link.line is None:
             return
         last = link.last_unanswered()
         if last is None or last[2] != link.line:
             return
-        until = last[3] + 2 * link.timeout(8, 7)
+        timeout = link.timeout(8, 7)
+        until = last[3] + timeout + min(timeout, LATE_MIN)
         if until > time.monotonic():
             link.wait_quiet(until=until, limit=until - time.monotonic())
 
@@ -529,8 +530,14 @@ class Prober:
         for ln in [line] + others:
             if not self.set_line(ln):
                 continue
-            r = self.link.transact(unit, PARITY_PDU, len(PARITY_PDU) + 3)
-            answered[ln.parity] = r.answered
+            # the device is known to answer (at one of these): waits learnt from its first answer
+            timeout = self.wait_for(unit, len(PARITY_PDU) + 3, len(PARITY_PDU) + 3)
+            for _ in range(2 if ln == line else 1):
+                r = self.link.transact(unit, PARITY_PDU, len(PARITY_PDU) + 3, timeout=timeout,
+                                       late=max(timeout, LATE_MIN))
+                answered[ln.parity] = r.answered
+                if r.answered:
+                    break
             for late in list(self.link.late):
                 if late[0] == unit and late[3] == PARITY_PDU:
                     self.link.late.remove(late)

@@ -54,7 +54,7 @@ OBJECT_NAMES = ("VendorName", "ProductCode", "MajorMinorRevision", "VendorUrl", 
                 "ModelName", "UserApplicationName")
 EXIT_FOUND, EXIT_ERROR, EXIT_NONE, EXIT_INTERRUPTED = 0, 1, 3, 130
 RETRIES = 2          # a device known to be there is asked up to 3 times before a read counts as unanswered
-LATE_MIN = 0.100     # after a known device's timeout, wait at least this much more for its answer
+LATE_MIN = 0.050     # after a known device's timeout, wait at least this much more for its answer
 FENCE_TRIES = 3
 QUIET_FALLBACK = 0.300  # without FC08, silence this long (at least) stands in for a fence
 HINTS_PER_SETTING = 3   # garbled answers at one setting that send the sweep to the other parities
@@ -591,7 +591,9 @@ class Prober:
         retries attempts each waited for the timeout and then a late window, the last reply."""
         r = None
         for attempt in range(1 + retries):
-            if self._stale:
+            if self._stale and not attempt:
+                # An answer to an earlier, other request may still come. Another attempt at this
+                # request needs no fence: an earlier attempt's answer is an answer to it too.
                 self.fence(unit)
             timeout = self.wait_for(unit, len(pdu) + 3, resp_len)
             late = 0.0 if self.tcp else max(timeout, LATE_MIN)
@@ -605,10 +607,10 @@ class Prober:
                 if attempt and not self.tcp:
                     self._stale = True  # an earlier attempt's answer may still be on its way
                 return r
-            if not self.tcp:
-                self._stale = True
             if attempt < retries:
                 self.result["stats"]["retries"] += 1
+        if not self.tcp:
+            self._stale = True
         return r
 
     def fence(self, unit):

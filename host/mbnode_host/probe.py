@@ -340,7 +340,7 @@ class Prober:
 
     def leave_line(self):
         """Before the port changes setting: an answer still on its way at the old setting would be
-        lost, so after an unanswered request wait one more timeout for it (100 ms at most)."""
+        lost, so after an unanswered request wait one more timeout for it (LATE_MIN at most)."""
         link = self.link
         if self.tcp or link.line is None:
             return

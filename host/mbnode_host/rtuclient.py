@@ -376,11 +376,6 @@ class RtuLink:
         frames = find_frames(buf)
         others = self._sort_frames(frames, unit, pdu, last_rx)
         self._unanswered = (self._unanswered + [(unit, bytes(pdu), self.line, sent, self.requests)])[-HISTORY:]
-        # From the unit asked, the generic exception (function code 0x80) that some slaves send
-        # for a request they cannot parse: 'odd'.
-        mine = [f for _, f in frames if f[0] == unit and f[1] == 0x80]
-        if mine:
-            return Reply("odd", mine[0][1:-2], elapsed=elapsed, others=others, echo=echo)
         rest = bytearray(buf)  # the bytes no valid frame explains
         for pos, f in reversed(frames):
             del rest[pos:pos + len(f)]
@@ -391,7 +386,7 @@ class RtuLink:
     @staticmethod
     def _candidates(buf, unit, fc):
         for pos in range(len(buf) - 1):
-            if buf[pos] == unit and buf[pos + 1] in (fc, fc | 0x80):
+            if buf[pos] == unit and buf[pos + 1] in (fc, fc | 0x80, 0x80):
                 yield pos
 
     def _match(self, buf, unit, pdu, req_len):
@@ -404,6 +399,9 @@ class RtuLink:
                 if pos in foreign:
                     continue  # answers another master's request seen just before it
                 rsp = bytes(buf[pos + 1:pos + n - 2])
+                if rsp[0] == 0x80 and len(rsp) == 2:
+                    self._match_pos = pos
+                    return Reply("odd", rsp, code=rsp[1])
                 if not fits(pdu, rsp):
                     continue  # a stray: sorted with the rest once this exchange ends
                 self._match_pos = pos

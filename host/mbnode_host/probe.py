@@ -88,10 +88,6 @@ def parse_tcp(port):
     return host, int(p)
 
 
-class Interrupted(Exception):
-    pass
-
-
 class Progress:
     """Status on stderr while sweeping. On a terminal one line redrawn in place; otherwise (with
     --progress) plain lines, at most one every 2 s, so logs and tests stay readable."""
@@ -388,16 +384,18 @@ class Prober:
             elif len(yes) > 1:
                 self.note("traffic at parities %s of %d baud: this port does not check parity, so its "
                           "parity was not determined" % (", ".join(yes), baud))
+            first = []
             for p in yes:
                 line, frames = Line(baud, p), heard[p]
                 units = sorted({f[0] for f in frames})
+                first.append((line, units))
                 self.result["traffic"].append({"serial": line.label, "frames": len(frames), "units": units,
                                                "how": "listen"})
                 self.progress.event("traffic at %s: %d frames, addresses %s" % (
                     line.label, len(frames), ",".join(map(str, units))))
-            for t in reversed(self.result["traffic"][-len(yes):]):
-                plan.prioritize(Line(baud, t["serial"].split()[1][1]), t["units"])
-            return Line(baud, yes[0])
+            for line, units in reversed(first):
+                plan.prioritize(line, units)
+            return first[0][0]
         self.note("listened %.2f s at each of %d settings: no frames with a valid CRC" % (secs, len(lines)))
         return None
 
@@ -433,6 +431,9 @@ class Prober:
             self._collect(plan)
             if found and not self.args.all:
                 break
+            # a late find may have moved the port (the parity check) and restricted the sweep
+            if plan.only not in (None, line) or not self.set_line(line, plan):
+                continue
             label = line.label if line else "tcp"
             if label not in self.result["stats"]["timeouts"]:
                 self.result["stats"]["timeouts"][label] = round(self.link.timeout(8, 7), 4)

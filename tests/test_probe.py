@@ -295,8 +295,10 @@ def test_listen_starts_where_the_bus_talks():
     assert code == 0
     [traffic] = [t for t in res["traffic"] if t["how"] == "listen"]
     assert traffic["serial"] == "38400 8O1" and traffic["units"] == [17] and traffic["frames"] >= 2
-    assert res["devices"][0]["found_after"]["requests"] == 1
-    assert res["stats"]["discovery_requests"] == 1 + 3  # and the parity check at O, E, N
+    # 17 first; asked twice, as our request can collide with the other master's
+    found_after = res["devices"][0]["found_after"]["requests"]
+    assert found_after in (1, 2)
+    assert 3 <= res["stats"]["discovery_requests"] - found_after <= 5  # the parity check at O (twice at most), E, N
     assert res["devices"][0]["serial"]["label"] == "38400 8O1"
 
 

@@ -289,8 +289,8 @@ class RtuLink:
                 self._quiet_from = time.monotonic()
         if buf:
             self._sort_frames(find_frames(buf), None, None, self._quiet_from)
-        if self._local:
-            self.port.reset_input_buffer()
+        # No flush here: what the adapter still holds back after the silence is better seen (and
+        # sorted, in the next exchange) than thrown away.
         return bytes(buf)
 
     def _sort_frames(self, frames, current_unit, current_pdu, at=None):

@@ -2,10 +2,12 @@
 beside a naive scanner. `.cache/venv/bin/python bench/probe.py` alone, or section p of run.py.
 
 The device: the pymodbus RTU slave of the tests (tests/fakes/pymodbus_rtu_device.py) at 38400
-8O1, unit 17, on tests/fakes/line_emulator.py, which garbles every other baud rate and parity
-and delays every byte by its wire time. The probe runs as `mbnode probe URL --json
---no-identify` with its default timeouts (wire times + t3.5 + 40 ms turnaround, the wait a real
-line at that baud rate needs), so the discovery figure is real, measured time.
+8O1, unit 17, on tests/fakes/line_emulator.py, which decodes every other baud rate and parity
+bit by bit as a UART would (nothing valid gets through) and delays every byte by its wire time.
+The probe runs as `mbnode probe URL --json --no-identify` with its default timeouts (wire times
++ t3.5 + 40 ms turnaround, the wait a real line at that baud rate needs), so the discovery
+figure is real, measured time: the requests and seconds until the find (`found_after`), without
+the parity check that follows it.
 
 The naive scanner (mbpoll-style: 1 s timeout per attempt, the same order of baud rates,
 parities and ids) would need about 2000 s for this device: that is computed, not waited for:
@@ -71,7 +73,9 @@ def probe(url, *args, timeout=900):
     if (dev["unit"], dev["serial"]["label"]) != (UNIT, TARGET.label):
         raise RuntimeError("probe found unit %d at %s, expected %d at %s"
                            % (dev["unit"], dev["serial"]["label"], UNIT, TARGET.label))
-    return res["stats"]["discovery_requests"], res["stats"]["discovery_seconds"]
+    # The request that found it and the time until then (the parity check that follows a find
+    # is not part of finding it).
+    return dev["found_after"]["requests"], dev["found_after"]["seconds"]
 
 
 def naive_model(attempts, answer_seconds):

@@ -14,6 +14,8 @@ where turnaround (default 40 ms) covers the device's processing time and the hos
 """
 
 import errno
+import os
+import stat
 import termios
 from collections import namedtuple
 
@@ -147,10 +149,19 @@ def open_port(port, line):
 
 def reconfigure(s, line):
     """Switch an open port to `line`; raises termios.error / ValueError / SerialException when
-    the port refuses it (the old setting is restored first)."""
+    the port refuses it (the old setting is restored first).
+
+    On a local port the new setting goes to the kernel in one tcsetattr: pyserial's
+    apply_settings would pass each attribute on its own, through intermediate settings that a
+    driver may refuse (a pty answers EINVAL to a change of PARENB alone) although the setting
+    asked for is fine."""
     old = s.get_settings()
     try:
-        s.apply_settings(dict(baudrate=line.baud, bytesize=8, parity=line.parity, stopbits=line.stopbits))
+        if _local(s):
+            s._baudrate, s._bytesize, s._parity, s._stopbits = line.baud, 8, line.parity, line.stopbits
+            s._reconfigure_port(force_update=True)
+        else:
+            s.apply_settings(dict(baudrate=line.baud, bytesize=8, parity=line.parity, stopbits=line.stopbits))
     except Exception:
         try:
             s.apply_settings(old)
@@ -158,6 +169,47 @@ def reconfigure(s, line):
             pass
         raise
     strict_receive(s)
+
+
+def _local(s):
+    try:
+        s.fileno()
+        return True
+    except Exception:  # noqa: BLE001 - URL ports have no fd
+        return False
+
+
+def not_held(s, line):
+    """What of `line` a local port did not keep after it was set (read back with tcgetattr), as
+    words for a note, or None. Some drivers drop what they cannot do without an error: a pty
+    takes PARENB and silently clears it. URL ports are taken at their word (RFC 2217 servers
+    acknowledge each setting)."""
+    if not _local(s):
+        return None
+    try:
+        cflag = termios.tcgetattr(s.fileno())[2]
+    except termios.error:
+        return None
+    if line.parity != "N" and not cflag & termios.PARENB:
+        return "parity %s (the kernel dropped PARENB)" % line.parity
+    if line.parity == "N" and cflag & termios.PARENB:
+        return "parity N (PARENB stayed set)"
+    if line.parity != "N" and bool(cflag & termios.PARODD) != (line.parity == "O"):
+        return "parity %s (PARODD is wrong)" % line.parity
+    if bool(cflag & termios.CSTOPB) != (line.stopbits == 2):
+        return "%d stop bits" % line.stopbits
+    if cflag & termios.CSIZE != termios.CS8:
+        return "8 data bits"
+    return None
+
+
+def is_pty(port):
+    """True for a pseudo-terminal path (Unix98 pty slaves: major numbers 136-143)."""
+    try:
+        st = os.stat(port)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISCHR(st.st_mode) and 136 <= os.major(st.st_rdev) <= 143
 
 
 def strict_receive(s):

@@ -18,7 +18,13 @@ on an RS-485 bus:
     timer and can keep such bytes in its buffer, where they swallow the next good frame. The
     handler drops the buffer when bytes arrive after a silence longer than t3.5, measured on
     the host clock with a 5 ms floor (pymodbus polls an URL port every 0.5 ms, so the bytes of
-    one frame may arrive a little spread out).
+    one frame may arrive a little spread out). On a busy machine this process may read the
+    garbage and the next request at once, the silence between them unseen: then leading bytes
+    are dropped when what follows them is a whole valid frame for this unit (a device with a
+    hardware timer would have seen the silence). For a device that needs the silence, see
+    tests/fakes/emulated_slave.py, which frames on the emulated wire's own time.
+
+`--delay S` makes it a slow device: each answer waits S seconds before it is sent.
 """
 
 import argparse
@@ -53,13 +59,36 @@ def t35(baud, bits_per_char):
     return 0.00175 if baud > 19200 else 3.5 * bits_per_char / baud
 
 
+def _crc16(data):
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def _frame_at_end(buf, unit):
+    """Offset > 0 where a valid frame addressed to `unit` starts and runs to the end of buf,
+    or 0 (none, or the frame is the whole buffer)."""
+    for pos in range(max(1, len(buf) - 260), len(buf) - 3):
+        if buf[pos] == unit and _crc16(buf[pos:-2]) == buf[-2] | buf[-1] << 8:
+            return pos
+    return 0
+
+
 class _RtuSlaveHandler(ServerRequestHandler):
     gap = 0.005
     unit = 17
+    delay = 0.0
 
     async def handle_request(self):
-        if self.last_pdu is not None and self.last_pdu.dev_id != self.unit:
+        pdu = self.last_pdu
+        if pdu is not None and pdu.dev_id != self.unit:
             return
+        if self.delay:
+            await asyncio.sleep(self.delay)
+            self.last_pdu = pdu  # answer this request, not one that arrived meanwhile
         await super().handle_request()
 
     def datagram_received(self, data, addr):
@@ -67,6 +96,10 @@ class _RtuSlaveHandler(ServerRequestHandler):
         if self.recv_buffer and now - getattr(self, "_last_rx", now) > self.gap:
             self.recv_buffer = b""
         self._last_rx = now
+        start = _frame_at_end(self.recv_buffer + data, self.unit)
+        if start:
+            data = (self.recv_buffer + data)[start:]
+            self.recv_buffer = b""
         super().datagram_received(data, addr)
 
 
@@ -121,6 +154,7 @@ async def serve(args):
     bits = 1 + 8 + (0 if args.parity == "N" else 1) + args.stopbits
     _RtuSlaveHandler.gap = max(t35(args.baud, bits), 0.005)
     _RtuSlaveHandler.unit = args.unit
+    _RtuSlaveHandler.delay = args.delay
     server = FakeSerialServer(
         device(args.unit), port=args.port, baudrate=args.baud, parity=args.parity,
         stopbits=args.stopbits, bytesize=8, ignore_missing_devices=True,
@@ -143,6 +177,7 @@ def main(argv=None):
     p.add_argument("--parity", choices="NEO", default="O")
     p.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
     p.add_argument("--unit", type=int, default=17)
+    p.add_argument("--delay", type=float, default=0.0, help="seconds each answer waits (a slow device)")
     args = p.parse_args(argv)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     asyncio.run(serve(args))

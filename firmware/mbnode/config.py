@@ -18,16 +18,35 @@ class ConfigError(ValueError):
     pass
 
 
+def _digits(s, allowed="0123456789"):
+    # ASCII digits only: CPython's isdigit() and int() also take other scripts' digits, which
+    # MicroPython does not, and the board and `mbnode sim` must agree on every file.
+    return s != "" and all(c in allowed for c in s)
+
+
 def _ipv4(s):
     parts = s.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+    return len(parts) == 4 and all(_digits(p) and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 def _host_port(v):
     if ":" not in v:
         return False
     h, p = v.rsplit(":", 1)
-    return (_ipv4(h) or h == "localhost") and p.isdigit() and int(p) <= 65535
+    return (_ipv4(h) or h == "localhost") and _digits(p) and int(p) <= 65535
+
+
+def _number(s):
+    # A channel number as documented: decimal or 0x hex (not 0b, 0o, "+" or "_", which int(s, 0)
+    # takes on CPython and not all of them on MicroPython).
+    s = s.strip()
+    if s[:2] in ("0x", "0X"):
+        if not _digits(s[2:], "0123456789abcdefABCDEF"):
+            raise ValueError
+        return int(s[2:], 16)
+    if not _digits(s):
+        raise ValueError
+    return int(s)
 
 
 def _ranges(v, table):
@@ -38,7 +57,7 @@ def _ranges(v, table):
             first, last = item
         elif type(item) is str and item.count("-") == 1:
             a, b = item.split("-")
-            first, last = int(a.strip(), 0), int(b.strip(), 0)
+            first, last = _number(a), _number(b)
         else:
             raise ValueError
         if first > last or not any(lo <= first and last <= hi for lo, hi in MAP[table]):
@@ -63,7 +82,7 @@ def _check(key, v, kind, args):
             ok = type(v) is str and len(v) <= args[0] and all(32 <= ord(c) < 127 for c in v)
         elif kind == "choice":
             allowed = "allowed one of " + ", ".join(json.dumps(o) for o in args)
-            ok = v in args
+            ok = any(v == o and type(v) is type(o) for o in args)  # 1.0 and true are not 1
         elif kind == "host":
             allowed = "allowed an IPv4 address such as \"0.0.0.0\""
             ok = type(v) is str and (_ipv4(v) or v == "localhost")

@@ -107,8 +107,10 @@ def _place(d, out, table, tab, n, t):
         _bad(".position", d["position"], 'allowed only for table "memory"')
     a = d.get("address")
     if type(a) is str:
+        from mbnode.config import _number  # decimal or 0x hex, as channel ranges
+
         try:
-            a = int(a, 0)
+            a = _number(a)
         except ValueError:
             pass
     # MAP is indexed coils, discrete, holding, input: the datamodel table numbers.

@@ -31,14 +31,11 @@ PROBE_CEILING = 64 * 1024 * 1024  # the heap measurement gives up above this
 SIGINT_GRACE = 1.0  # s: on SIGINT the firmware (same terminal, same Ctrl-C) may stop by itself
 
 
-def _ipv4(text):
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
-
-
 def parse_hostport(text, what):
+    from mbnode.config import _host_port  # the configuration's own rule (board.io)
+
     host, sep, port = text.rpartition(":")
-    if not sep or not (_ipv4(host) or host == "localhost") or not port.isdigit() or int(port) > 65535:
+    if not _host_port(text):
         raise ValueError("%s %s: allowed HOST:PORT with an IPv4 host (or localhost) and a port 0..65535, "
                          "e.g. 127.0.0.1:5020" % (what, text))
     return host, int(port)

@@ -5,6 +5,7 @@
 #   make setup-mcu              also the emulated MCUs: rp2 and qemu ports, rp2040js (tools/setup-mcu.sh)
 #   make sim SIMARGS='--bits 64 --tcp 127.0.0.1:5020'
 #   make test                   = make test-unix: the pytest suite against the unix-port simulator
+#   make fuzz                   the property-based fuzzing, longer: FUZZ_EXAMPLES inputs per target (100000)
 #   make bench
 #   make clean / distclean
 #
@@ -16,8 +17,9 @@ PYTHON := $(VENV)/bin/python
 
 SIMARGS ?=
 PYTEST_ARGS ?=
+FUZZ_EXAMPLES ?= 100000
 
-.PHONY: all setup setup-mcu sim test test-unix test-mcu bench clean distclean
+.PHONY: all setup setup-mcu sim test test-unix test-mcu fuzz bench clean distclean
 
 all: test
 
@@ -37,6 +39,12 @@ test-unix: setup
 
 test-mcu: setup-mcu
 	cd $(ROOT) && $(PYTHON) -m pytest -q tests/mcu $(PYTEST_ARGS)
+
+# The fuzz targets of tests/fuzz (test-unix runs them too, 400 inputs per property) with
+# FUZZ_EXAMPLES inputs per target and hypothesis's statistics: docs/reliability.md.
+fuzz: setup
+	cd $(ROOT) && MBNODE_FUZZ_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q tests/fuzz \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
 
 bench: setup
 	cd $(ROOT) && $(PYTHON) bench/run.py

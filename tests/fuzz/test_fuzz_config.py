@@ -24,9 +24,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import configfuzz
-import fuzzing  # noqa: F401 - the profiles
+import fuzzing
 from mbnode import config
 from mbnode.config import ConfigError
+
+PROPERTY = fuzzing.per_target(2)  # this target's properties share `make fuzz`'s inputs
 
 BOARD_SCHEMA = {  # the unix board's section (boards/unix/board.py), as docs/simulator.md describes it
     "io": ("", "host_port", "empty allowed"),
@@ -219,6 +221,7 @@ def one_line(message):
 @example({"channels": {"coils": ["+1-2"]}})
 @example({"tcp": {"host": "\u0661.1.1.1"}})
 @example({"board": {"io": "127.0.0.1:\u0665"}})
+@PROPERTY
 @given(configurations())
 def test_validate_accepts_exactly_what_the_documentation_allows(given):
     bad = refusals(given)
@@ -299,6 +302,7 @@ def files(draw):
 PATH = os.path.join(tempfile.mkdtemp(prefix="mbnode-fuzz-"), "config.json")
 
 
+@PROPERTY
 @given(files())
 def test_load_gives_a_configuration_or_one_line_naming_the_file(data):
     with open(PATH, "wb") as f:

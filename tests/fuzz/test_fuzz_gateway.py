@@ -13,12 +13,14 @@ Invariants:
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fuzzing  # noqa: F401 - the profiles
+import fuzzing
 import pdu_cases
 from mbnode import gateway
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
+
+PROPERTY = fuzzing.per_target(2)  # this target's properties share `make fuzz`'s inputs
 
 MAX_LINE = 300  # longest error line: fixed words plus quoted fields cut at a bound
 
@@ -56,6 +58,7 @@ def one_line(text, cookie):
         assert text.startswith(cookie + " "), (cookie, text)
 
 
+@PROPERTY
 @given(requests())
 def test_parse_answers_every_payload_with_a_request_or_one_line(payload):
     try:
@@ -86,6 +89,7 @@ def test_parse_answers_every_payload_with_a_request_or_one_line(payload):
         assert line.startswith(req.cookie + " OK"), line
 
 
+@PROPERTY
 @given(cookie=st.integers(0, 2 ** 64 - 1), fc=st.sampled_from([1, 2, 3, 4, 5, 6, 15, 16]),
        count=st.integers(1, 125), pdu=st.binary(max_size=260))
 def test_any_response_bytes_format_as_one_line(cookie, fc, count, pdu):

@@ -27,13 +27,15 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import fuzzing  # noqa: F401 - the profiles
+import fuzzing
 import pdu_cases
 from mbnode import tcp
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
 from test_fuzz_pdu import REQUESTS
+
+PROPERTY = fuzzing.per_target(4)  # this target's properties share `make fuzz`'s inputs
 
 POLLIN, POLLOUT = 1, 4
 UNIT = 17
@@ -249,6 +251,7 @@ PIECES = st.lists(st.integers(0, 300), max_size=40)
 @example(data=REQ + struct.pack(">HHHB", 2, 0, 1, UNIT) + REQ, reads=[], takes=[], unit_255=True, unit_id=UNIT)
 @example(data=struct.pack(">HHHBB", 2, 0, 2, UNIT, 0x41) + struct.pack(">HHHB", 3, 0, 254, UNIT) + bytes(253),
          reads=[], takes=[], unit_255=True, unit_id=UNIT)
+@PROPERTY
 @given(data=STREAM, reads=PIECES, takes=PIECES, unit_255=st.booleans(), unit_id=st.sampled_from([UNIT, UNIT, 0]))
 def test_answers_exactly_the_frames_for_this_device_however_the_stream_is_cut(
         data, reads, takes, unit_255, unit_id):
@@ -266,6 +269,7 @@ def test_answers_exactly_the_frames_for_this_device_however_the_stream_is_cut(
     assert all(c.sock is None for c in slave.conns)
 
 
+@PROPERTY
 @given(data=STREAM, reads=PIECES)
 def test_random_bytes_never_raise(data, reads):
     # Any bytes at all, cut anywhere: served or closed, never an exception.
@@ -275,6 +279,7 @@ def test_random_bytes_never_raise(data, reads):
     assert client.closed
 
 
+@PROPERTY
 @given(head=st.integers(1, 259), wait=st.integers(0, 4000), reads=PIECES)
 def test_a_request_that_stops_arriving_closes_after_2_s(head, wait, reads):
     req = struct.pack(">HHHB", 1, 0, 6, UNIT) + bytes.fromhex("0300000001")  # 12 bytes
@@ -298,6 +303,7 @@ def test_a_request_that_stops_arriving_closes_after_2_s(head, wait, reads):
     assert client.closed == (clock.now - started >= 2000)
 
 
+@PROPERTY
 @given(takes=st.lists(st.integers(0, 100), min_size=1, max_size=10), wait=st.integers(0, 4000))
 def test_an_answer_the_client_does_not_take_closes_after_2_s(takes, wait):
     req = struct.pack(">HHHB", 9, 0, 6, UNIT) + bytes.fromhex("03000000 7D".replace(" ", ""))

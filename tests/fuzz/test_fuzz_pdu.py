@@ -15,12 +15,14 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fuzzing  # noqa: F401 - the profiles
+import fuzzing
 import pdu_cases
 from fuzzing import u16
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
+
+PROPERTY = fuzzing.per_target(1)  # this target's properties share `make fuzz`'s inputs
 
 PRESENTS = [
     None,  # the whole map
@@ -234,6 +236,7 @@ def check_write(req, model, before):
             assert bits_of(model.bits[COILS], n, 1) == bits_of(coils0, n, 1), "coil %d changed" % n
 
 
+@PROPERTY
 @given(req=REQUESTS, which=st.integers(0, len(PRESENTS) - 1), seed=st.integers(0, 255),
        offsets=st.tuples(st.integers(0, 7), st.integers(0, 7)))
 def test_engine_answers_every_request_well_formed(req, which, seed, offsets):

@@ -16,7 +16,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fuzzing  # noqa: F401 - the profiles
+import fuzzing
 import pdu_cases
 from mbnode.crc import crc16
 from mbnode.datamodel import DataModel
@@ -25,6 +25,8 @@ from mbnode.diag import LineDiagnostics
 from mbnode.pdu import Engine
 from mbnode.rtu import MORE, UNKNOWN, RtuServer, changes_state, request_length
 from test_fuzz_pdu import REQUESTS
+
+PROPERTY = fuzzing.per_target(2)  # this target's properties share `make fuzz`'s inputs
 
 UNIT = 17
 SERIAL_LINE = (7, 11, 12)
@@ -36,6 +38,7 @@ def frame(addr, pdu):
     return body + struct.pack("<H", c)
 
 
+@PROPERTY
 @given(st.binary(min_size=0, max_size=300))
 def test_request_length_settles_and_never_raises(data):
     settled = None
@@ -54,6 +57,7 @@ def line():
     return model, server
 
 
+@PROPERTY
 @given(pdu=REQUESTS, addr=st.sampled_from([UNIT, 0, UNIT + 1, 247, 255]))
 def test_server_answers_only_its_own_frames_as_the_engine_does(pdu, addr):
     if len(pdu) > 253:

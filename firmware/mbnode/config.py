@@ -18,35 +18,29 @@ class ConfigError(ValueError):
     pass
 
 
-def _digits(s, allowed="0123456789"):
-    # ASCII digits only: CPython's isdigit() and int() also take other scripts' digits, which
-    # MicroPython does not, and the board and `mbnode sim` must agree on every file.
-    return s != "" and all(c in allowed for c in s)
-
-
 def _ipv4(s):
     parts = s.split(".")
-    return len(parts) == 4 and all(_digits(p) and len(p) <= 3 and int(p) <= 255 for p in parts)
+    return len(parts) == 4 and all(0 < len(p) <= 3 and 0 <= _number(p) <= 255 for p in parts)
 
 
 def _host_port(v):
     if ":" not in v:
         return False
     h, p = v.rsplit(":", 1)
-    return (_ipv4(h) or h == "localhost") and _digits(p) and int(p) <= 65535
+    return (_ipv4(h) or h == "localhost") and 0 <= _number(p) <= 65535
 
 
-def _number(s):
-    # A channel number as documented: decimal or 0x hex (not 0b, 0o, "+" or "_", which int(s, 0)
-    # takes on CPython and not all of them on MicroPython).
-    s = s.strip()
-    if s[:2] in ("0x", "0X"):
-        if not _digits(s[2:], "0123456789abcdefABCDEF"):
-            raise ValueError
-        return int(s[2:], 16)
-    if not _digits(s):
-        raise ValueError
-    return int(s)
+def _number(s, hex=False):
+    # s as a number in ASCII digits, decimal or (hex true) 0x hex, else -1. Not int(): CPython's
+    # also takes 0b, 0o, "+", "_" and other scripts' digits, not all of which MicroPython's does,
+    # and `mbnode sim` (CPython) and the board must agree on every file.
+    base = 10
+    if hex and s[:2] in ("0x", "0X"):
+        s = s[2:]
+        base = 16
+    if not s or [c for c in s if c not in ("0123456789abcdefABCDEF" if base == 16 else "0123456789")]:
+        return -1
+    return int(s, base)
 
 
 def _ranges(v, table):
@@ -57,7 +51,9 @@ def _ranges(v, table):
             first, last = item
         elif type(item) is str and item.count("-") == 1:
             a, b = item.split("-")
-            first, last = _number(a), _number(b)
+            first, last = _number(a.strip(), True), _number(b.strip(), True)
+            if first < 0 or last < 0:
+                raise ValueError
         else:
             raise ValueError
         if first > last or not any(lo <= first and last <= hi for lo, hi in MAP[table]):

@@ -107,12 +107,10 @@ def _place(d, out, table, tab, n, t):
         _bad(".position", d["position"], 'allowed only for table "memory"')
     a = d.get("address")
     if type(a) is str:
-        from mbnode.config import _number  # decimal or 0x hex, as channel ranges
+        from mbnode.config import _number  # decimal or 0x hex, as in channel ranges
 
-        try:
-            a = _number(a)
-        except ValueError:
-            pass
+        if _number(a.strip(), True) >= 0:
+            a = _number(a.strip(), True)
     # MAP is indexed coils, discrete, holding, input: the datamodel table numbers.
     ranges = [(lo, hi - n + 1) for lo, hi in MAP[tab] if hi - n + 1 >= lo]
     if type(a) is not int or not [1 for lo, hi in ranges if lo <= a <= hi]:

@@ -7,7 +7,8 @@ happened to look; only on what it found (docs/rtu.md, "Frames and timing"):
   * Reading in blocks. While the line is idle the port is polled. The first bytes of a frame
     wake the link; from then on the port is out of the poll set and the link reads it on a
     loop timer set for when the bytes still missing are due (rtu.request_length tells how
-    many; while it cannot tell yet, the shortest request), and so on until the length is in.
+    many; while it cannot tell yet, the shortest request), but no later than t3.5 + latency
+    after the last bytes came, and so on until the length is in or the line has fallen silent.
   * End of a request: as soon as its length is in and its CRC is right; the slave does not wait
     for silence to know.
   * Silence ends what the length rule cannot (unknown function codes, FC08/00 echo, garbage, a
@@ -98,7 +99,10 @@ class RtuLink:
             elif length == MORE:
                 need = MIN_REQUEST - n if n < MIN_REQUEST else 1
         if got and need:
-            self._wait(need * self.char + self.latency)  # when the rest is due on the wire
+            # When the rest is due on the wire, but no later than silence would be proven: a
+            # frame whose length field promises more than comes (FC15/16/23 with a byte count
+            # too large) ends at t3.5 like any other, not when its missing bytes would have come.
+            self._wait(min(need * self.char + self.latency, self.quiet))
         elif got or time.ticks_diff(before, self.seen) < self.quiet:
             self._wait(self.quiet)  # nothing new is due: look again when silence would be proven
         else:

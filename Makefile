@@ -6,6 +6,7 @@
 #   make sim SIMARGS='--bits 64 --tcp 127.0.0.1:5020'
 #   make test                   = make test-unix: the pytest suite against the unix-port simulator
 #   make bench
+#   make soak SECONDS=600       TCP, RTU and MQTT traffic together; fails on a lost answer or heap growth
 #   make clean / distclean
 #
 # Environment variables such as CI pass through to the commands unchanged.
@@ -16,8 +17,9 @@ PYTHON := $(VENV)/bin/python
 
 SIMARGS ?=
 PYTEST_ARGS ?=
+SECONDS ?= 60
 
-.PHONY: all setup setup-mcu sim test test-unix test-mcu bench clean distclean
+.PHONY: all setup setup-mcu sim test test-unix test-mcu bench soak clean distclean
 
 all: test
 
@@ -40,6 +42,11 @@ test-mcu: setup-mcu
 
 bench: setup
 	cd $(ROOT) && $(PYTHON) bench/run.py
+
+# docs/reliability.md: one 32-bit simulator with the MQTT bridge and RTU, 4 TCP clients, an RTU
+# master and MQTT gateway traffic for SECONDS; exit status 1 on a lost or wrong answer or growth.
+soak: setup
+	cd $(ROOT) && $(PYTHON) bench/soak.py --seconds $(SECONDS)
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/.pytest_cache

@@ -1,10 +1,10 @@
 """Soak: `make soak SECONDS=N` (or `.cache/venv/bin/python bench/soak.py --seconds N`).
 
-One firmware on the 32-bit unix port, at the smallest heap its configuration is specified for,
-serves for N seconds at once:
+One firmware on the 32-bit unix port, with the MQTT bridge and the RTU slave on, at a heap near
+the smallest its configuration is specified for (--heap, below), serves for N seconds at once:
 
   tcp1..tcp4  4 Modbus TCP clients (raw sockets, one connection each, closed loop)
-  rtu         a Modbus RTU master on the simulator's pty (115200 8N1; its own CRC)
+  rtu         a Modbus RTU master on the simulator's pty (115200 8N2; its own CRC)
   mqtt-q0     gateway text requests with cookies, published at QoS 0 (paho-mqtt, via mosquitto)
   mqtt-q1     the same at QoS 1
   mqtt-set    telemetry writes on <root>/<point>/set: the /res answer and the new value's publish

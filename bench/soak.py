@@ -64,8 +64,8 @@ from mbnode_host import sim  # noqa: E402  (common put host/ on the path)
 
 BITS = 32
 # docs/reliability.md: the bridge's 100 KiB (docs/mqtt.md, RAM) + the RTU slave's 9.4 KiB would be
-# 112K, where 0.05 % of the large gateway reads are answered "out of memory for this request";
-# 128K is docs/mqtt.md's figure for the bridge under `mbnode sim --mpy`.
+# 112K, where 0.04 % of the gateway requests (large reads) are answered "out of memory for this
+# request"; 128K is docs/mqtt.md's figure for the bridge under `mbnode sim --mpy`.
 HEAP = "128K"
 TOLERANCE = 1024  # bytes of growth allowed, docs/reliability.md
 UNIT = 1

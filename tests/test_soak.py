@@ -58,13 +58,17 @@ def test_unanswered_requests_are_counted_lost_and_fail_the_soak():
     summary = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     assert p.returncode == 1, (summary, p.stdout[-3000:], p.stderr[-2000:])
     assert summary.startswith("soak: FAIL: ") and "lost response" in summary, summary
-    for kind in ("tcp1", "tcp2", "tcp3", "tcp4", "rtu"):
+    for kind in ("tcp1", "tcp2", "tcp3", "tcp4"):
+        # After each lost answer the client connects anew; with all four slots taken, a new
+        # connection can come before the firmware has seen the old one close and is refused
+        # (docs/configuration.md, "Who gives up a slot"): an error, not a loss.
         requests, errors, lost, late = rows[kind]
-        assert lost == requests > 0 and errors == 0, (kind, rows[kind])
+        assert lost > 0 and lost + errors == requests, (kind, rows[kind], p.stdout[-3000:])
+    requests, errors, lost, late = rows["rtu"]
+    assert lost == requests > 0 and errors == 0, ("rtu", rows["rtu"], p.stdout[-3000:])
     for kind in ("mqtt-q0", "mqtt-q1", "mqtt-set"):
         requests, errors, lost, late = rows[kind]
-        assert requests > 0 and errors == lost == 0, (kind, rows[kind])
-    assert "error" not in summary.split("lost response", 1)[1].split(";")[0], summary
+        assert requests > 0 and errors == lost == 0, (kind, rows[kind], p.stdout[-3000:])
 
 
 def test_heap_growth_beyond_the_tolerance_fails():

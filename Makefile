@@ -7,6 +7,7 @@
 #   make test                   = make test-unix: the pytest suite against the unix-port simulator
 #   make fuzz                   the property-based fuzzing, longer: FUZZ_EXAMPLES inputs per target (100000)
 #   make bench
+#   make soak SECONDS=600       TCP, RTU and MQTT traffic together; fails on a lost answer or heap growth
 #   make clean / distclean
 #
 # Environment variables such as CI pass through to the commands unchanged.
@@ -18,8 +19,9 @@ PYTHON := $(VENV)/bin/python
 SIMARGS ?=
 PYTEST_ARGS ?=
 FUZZ_EXAMPLES ?= 100000
+SECONDS ?= 60
 
-.PHONY: all setup setup-mcu sim test test-unix test-mcu fuzz bench clean distclean
+.PHONY: all setup setup-mcu sim test test-unix test-mcu fuzz bench soak clean distclean
 
 all: test
 
@@ -48,6 +50,11 @@ fuzz: setup
 
 bench: setup
 	cd $(ROOT) && $(PYTHON) bench/run.py
+
+# docs/reliability.md: one 32-bit simulator with the MQTT bridge and RTU, 4 TCP clients, an RTU
+# master and MQTT gateway traffic for SECONDS; exit status 1 on a lost or wrong answer or growth.
+soak: setup
+	cd $(ROOT) && $(PYTHON) bench/soak.py --seconds $(SECONDS)
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/.pytest_cache

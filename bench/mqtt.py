@@ -86,14 +86,15 @@ def topics(prefix):
 # ---- broker and client --------------------------------------------------------------------------
 
 class Broker:
-    """mosquitto on a free 127.0.0.1 port, anonymous, no persistence; its log goes to a file."""
+    """mosquitto on a free 127.0.0.1 port, anonymous, no persistence; its log goes to a file.
+    extra: more lines for its configuration (bench/soak.py sets set_tcp_nodelay)."""
 
-    def __init__(self, timeout=10.0):
+    def __init__(self, timeout=10.0, extra=""):
         self.port = free_port()
         WORK.mkdir(parents=True, exist_ok=True)
         self.conf = WORK / ("mosquitto-%d-%d.conf" % (os.getpid(), self.port))
         self.conf.write_text("listener %d %s\nallow_anonymous true\npersistence false\n"
-                             "log_dest stderr\nlog_type error\nlog_type warning\n" % (self.port, HOST))
+                             "log_dest stderr\nlog_type error\nlog_type warning\n%s" % (self.port, HOST, extra))
         self.log = open(WORK / ("mosquitto-%d-%d.log" % (os.getpid(), self.port)), "w+")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.log)

@@ -14,9 +14,11 @@ raw sockets, pymodbus and mbpoll.
 The rules under test are documented in firmware/mbnode/tcp.py and docs/configuration.md.
 """
 
+import os
 import re
 import select
 import selectors
+import signal
 import socket
 import subprocess
 import threading
@@ -480,6 +482,40 @@ def test_full_slots_give_up_a_poller_that_stopped(start_sim):
     pollers.join(30)
     assert not pollers.errors, pollers.errors
     assert pollers.answered == [100] * 3
+
+
+def test_a_poller_that_reconnects_at_once_is_not_refused(start_sim):
+    """Four slots, all polling: one poller closes its connection and connects again at once, 20
+    times; it is served every time (the old connection's end frees its slot before the new
+    connection is judged). To put both in the same poll round every time, the simulator is
+    stopped (SIGSTOP) while the client closes and connects again, and continued after."""
+    sim = start_sim()
+    pollers = Pollers(sim, 3, count=200, interval=0.02).start()
+    deadline = time.monotonic() + 10
+    while len(pollers.joined) < 3 and not pollers.errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pollers.joined) == 3, pollers.errors
+    refused = []
+    s = connect(sim)
+    try:
+        answered(s, 1)
+        for k in range(20):
+            group = os.getpgid(sim.proc.pid)
+            os.killpg(group, signal.SIGSTOP)
+            try:
+                s.close()
+                s = connect(sim)  # the kernel completes the handshake meanwhile
+            finally:
+                os.killpg(group, signal.SIGCONT)
+            try:
+                answered(s, 2 + k, timeout=3.0)
+            except (AssertionError, OSError) as e:
+                refused.append((k, repr(e)))
+    finally:
+        s.close()
+    pollers.join(30)
+    assert not refused, "reconnects refused: %s" % refused
+    assert not pollers.errors, pollers.errors
 
 
 class Flood:

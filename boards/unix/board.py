@@ -201,6 +201,10 @@ class _IoClient:
         self.channel.loop.modify(sock, (_POLLIN if len(self.tx) < _OUT_MAX else 0) | (_POLLOUT if self.tx else 0))
         return False
 
+    def on_error(self, sock):
+        # The loop's call after on_event raised (MemoryError in a heap too small): it closes.
+        self.close()
+
     def close(self):
         self.channel.conns.remove(self)
         self.channel.loop.remove(self.sock)

@@ -10,55 +10,80 @@ and tick(now), called after every poll; with no timer due the loop blocks in pol
 slave uses no CPU. A handler that wants no events for a while (the RTU link while it waits for
 bytes it knows are on their way) sets its object's event mask to 0 with modify() rather than
 leaving and rejoining the poll set.
+
+A handler that raises never makes the loop spin on the same event: the error is printed on one
+line, the handler's on_error(obj) is called when it has one (a connection closes itself, the RTU
+link drops the frame in hand), and an object still in the loop after that (or a timer) is
+muted: taken out of the poll set (left out of the ticks) for 1 s, then served again as before. Level-triggered poll would otherwise report the same readable socket
+at once, and a handler that fails on it (MemoryError in a heap too small for the load) would
+fail again, thousands of times a second, and starve everything else.
 """
 
 import select
 import time
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_MUTE_MS = const(1000)
 
 
 class Loop:
     def __init__(self):
         self.poll = select.poll()
         self.handlers = {}
+        self.masks = {}  # the events each object is polled for (kept while it is muted)
         self.timers = []
         self.running = True
+        self.current = None  # the object or timer being served: whose handler raised
+        self.muted = []  # [object or timer, ticks_ms until] after a handler raised
 
     def add(self, obj, handler, events=select.POLLIN):
         self.poll.register(obj, events)
         self.handlers[obj] = handler
+        self.masks[obj] = events
 
     def remove(self, obj):
-        self.poll.unregister(obj)
+        if not self._unmute(obj):  # a muted object is out of the poll set already
+            self.poll.unregister(obj)
         del self.handlers[obj]
+        del self.masks[obj]
 
     def modify(self, obj, events):
         """What obj is polled for from now on (0: nothing; a hang-up or error still reports).
         Safe inside a handler: the poll set keeps its members. Allocation-free as long as id(obj)
         is a small int: so on the boards; the unix port's tty port hands the loop its descriptor
         number for that reason."""
-        self.poll.modify(obj, events)
+        self.masks[obj] = events
+        if not self.muted or not self._is_muted(obj):
+            self.poll.modify(obj, events)
 
     def add_timer(self, timer):
         self.timers.append(timer)
 
     def remove_timer(self, timer):
         self.timers.remove(timer)
+        self._unmute(timer)
 
     def run(self):
         while self.running:
             try:
                 self._serve()
             except Exception as e:  # noqa: BLE001 - a field device keeps serving
-                print("mbnode: error in event handler:", repr(e))
+                self._failed(e)
 
     def _serve(self):
         poll = self.poll
         handlers = self.handlers
         while self.running:
-            if self.timers:
+            if self.timers or self.muted:
                 self.step(-1)
             else:  # the common case, without the timer bookkeeping of step()
                 for obj, events in poll.ipoll(-1):
+                    self.current = obj
                     if handlers[obj].on_event(obj, events):
                         break
 
@@ -68,14 +93,66 @@ class Loop:
         handlers = self.handlers
         timeout = limit
         now = time.ticks_ms()
+        self.current = None
         for t in timers:
-            d = t.due_in(now)
+            d = -1 if self.muted and self._is_muted(t) else t.due_in(now)
             if d >= 0 and (timeout < 0 or d < timeout):
                 timeout = d
+        for m in self.muted:
+            d = max(0, time.ticks_diff(m[1], now))
+            if timeout < 0 or d < timeout:
+                timeout = d
         for obj, events in self.poll.ipoll(timeout):
+            self.current = obj
             if handlers[obj].on_event(obj, events):
                 break
-        if timers:
+        if timers or self.muted:
             now = time.ticks_ms()
+            if self.muted:
+                self._wake(now)
             for t in timers:
-                t.tick(now)
+                if not self.muted or not self._is_muted(t):
+                    self.current = t
+                    t.tick(now)
+
+    # --- handlers that raised
+
+    def _failed(self, e):
+        obj = self.current
+        self.current = None
+        print("mbnode: error in event handler:", repr(e))
+        if obj is None:
+            return
+        handler = self.handlers[obj] if obj in self.handlers else obj  # a poll object's, or a timer
+        if hasattr(handler, "on_error"):
+            try:
+                handler.on_error(obj)  # e.g. a connection closes: then it is gone from the loop
+            except Exception as e2:  # noqa: BLE001 - muting it is still the answer
+                print("mbnode: error in event handler:", repr(e2))
+        if obj in self.handlers or obj in self.timers:
+            if not self._unmute(obj) and obj in self.handlers:
+                self.poll.unregister(obj)  # not modify(obj, 0): a hang-up would still report
+            self.muted.append([obj, time.ticks_add(time.ticks_ms(), _MUTE_MS)])
+
+    def _is_muted(self, obj):
+        for m in self.muted:
+            if m[0] == obj:
+                return True
+        return False
+
+    def _unmute(self, obj):
+        """Forget obj's muting; True if it was muted (it is then out of the poll set)."""
+        for m in self.muted:
+            if m[0] == obj:
+                self.muted.remove(m)
+                return True
+        return False
+
+    def _wake(self, now):
+        for m in self.muted:
+            if time.ticks_diff(now, m[1]) >= 0:
+                self.muted.remove(m)
+                obj = m[0]
+                if obj in self.handlers:
+                    self.poll.register(obj, self.masks[obj])
+                return  # one per tick: the list changed under the iteration

@@ -7,8 +7,8 @@ happened to look; only on what it found (docs/rtu.md, "Frames and timing"):
   * Reading in blocks. While the line is idle the port is polled. The first bytes of a frame
     wake the link; from then on the port is out of the poll set and the link reads it on a
     loop timer set for when the bytes still missing are due (rtu.request_length tells how
-    many; while it cannot tell yet, the shortest request), but no later than t3.5 + latency
-    after the last bytes came, and so on until the length is in or the line has fallen silent.
+    many; while it cannot tell yet, the shortest request), but at most 32 characters ahead,
+    and so on until the length is in or the line has fallen silent.
   * End of a request: as soon as its length is in and its CRC is right; the slave does not wait
     for silence to know.
   * Silence ends what the length rule cannot (unknown function codes, FC08/00 echo, garbage, a
@@ -38,6 +38,7 @@ except ImportError:
 _POLLIN = const(1)
 _SPIN_US = const(3000)  # waits up to this long are done in place; longer ones in the loop first
 _OVERSLEEP_US = const(250)  # sleep_us may wake this much late (unix: ~60-100 us): spin instead
+_BLOCK = const(32)  # characters at most between two looks while a frame comes in
 
 
 class RtuLink:
@@ -76,6 +77,12 @@ class RtuLink:
             self._look()
         return False
 
+    def on_error(self, stream):
+        # The loop's call after on_event or tick raised: drop the frame in hand, listen again.
+        self.fill = self.pending = self.held = 0
+        self.spoilt = self.overrun = False
+        self._listen()
+
     # --- receiving
 
     def _look(self):
@@ -99,10 +106,12 @@ class RtuLink:
             elif length == MORE:
                 need = MIN_REQUEST - n if n < MIN_REQUEST else 1
         if got and need:
-            # When the rest is due on the wire, but no later than silence would be proven: a
-            # frame whose length field promises more than comes (FC15/16/23 with a byte count
-            # too large) ends at t3.5 like any other, not when its missing bytes would have come.
-            self._wait(min(need * self.char + self.latency, self.quiet))
+            # When the rest is due on the wire, but at most _BLOCK characters (or t3.5 + latency,
+            # if longer) after these bytes: a frame whose length field promises more than comes
+            # (FC15/16/23 with a byte count too large, a frame cut short) ends at t3.5 of
+            # silence like any other, seen at the next look, not when its missing bytes would
+            # have come (up to 255 characters later).
+            self._wait(min(need, _BLOCK) * self.char + self.latency)
         elif got or time.ticks_diff(before, self.seen) < self.quiet:
             self._wait(self.quiet)  # nothing new is due: look again when silence would be proven
         else:

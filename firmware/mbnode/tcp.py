@@ -150,6 +150,10 @@ class _Conn:
         self.fill = 0
         return server.answer(self, end - 6)
 
+    def on_error(self, key):
+        # The loop's call after on_event raised (MemoryError, say): this connection ends.
+        self.server.close(self)
+
     def _send_rest(self):
         server = self.server
         try:

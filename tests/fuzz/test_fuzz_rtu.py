@@ -215,7 +215,7 @@ def bursts(draw):
 
 
 # Found by this property: a frame whose byte count promises more than comes was answered only
-# when the missing bytes would have come (here 170 ms after it, at 9600 baud), not at t3.5.
+# when the missing bytes would have come (here 340 ms after it, at 9600 baud), not at t3.5.
 @example(line=[(True, frame(UNIT, bytes.fromhex("0f0000000093"))), (True, frame(UNIT, b"\x00"))], baud=9600, parity="E", latency=0, jitter=[],
          seed=random.Random(0), early=False)
 @PROPERTY
@@ -290,11 +290,12 @@ def test_link_answers_whole_frames_for_us_once_and_nothing_else(line, baud, pari
         if want:
             after = got[k][0][0] - ends[k]
             # Not before t3.5 (unless early_reply); and soon after the frame is known to be over
-            # (by its length, or by silence): while bytes come the link looks at least every
-            # t3.5 + latency, so the last ones are seen that late at most, after their latency,
-            # and silence is proven one such period later; each look may be up to the loop's
-            # lateness (1.5 ms here) and 1 ms of timer rounding late.
+            # (by its length, or by silence): while bytes come the link looks at least every 32
+            # characters + latency (or t3.5 + latency), so the last ones are seen that late at
+            # most, after their latency, and silence is proven one such period later; each look
+            # may be up to the loop's lateness (1.5 ms here) and 1 ms of timer rounding late.
             assert early or after >= t35, "answered %d us after the request, t3.5 is %d" % (after, t35)
-            bound = latency + 2 * (t35 + latency) + 2 * (1500 + 1000) + 1000
+            period = max(32 * char, t35) + latency
+            bound = latency + 2 * period + 2 * (1500 + 1000) + 1000
             assert after <= bound, "answered %d us after the request (at most %d)" % (after, bound)
     assert (bytes(model.regs), bytes(model.bits[0])) == (bytes(twin_model.regs), bytes(twin_model.bits[0]))

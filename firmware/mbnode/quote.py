@@ -6,14 +6,24 @@ import json
 
 
 def quote(v, depth=3, room=60):
-    """v as JSON text for a message, bounded: a text longer than `room` characters shows its
-    beginning and "...", a list or object its first members up to about `room` characters and
+    """v as JSON text for a message, bounded: a text whose JSON is longer than `room` characters
+    shows its beginning and "...", a list or object its first members up to about `room` characters and
     `depth` levels. A value may be 100,000 characters long or nested 800 deep; json.dumps of it
     would run out of memory or recursion depth."""
     t = type(v)
     if t is str:
         s = json.dumps(v[:room])
-        return s if len(v) <= room else s[:-1] + '..."'
+        if len(v) <= room and len(s) <= room + 2:
+            return s
+        # Cut, or long once escaped (a control character or a non-ASCII one becomes six):
+        # at most `room` characters of the JSON text, never half an escape.
+        i = 1
+        while i < len(s) - 1:
+            step = (6 if s[i + 1] == "u" else 2) if s[i] == "\\" else 1
+            if i + step > room + 1:
+                break
+            i += step
+        return s[:i] + '..."'
     if t is list or t is dict:
         if not v or not depth:
             return ("[%s]" if t is list else "{%s}") % ("..." if v else "")

@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from conftest import Sim, need
 
 try:
@@ -735,3 +737,23 @@ def start_device(tmp, broker, topics, sim_kw=None, config=None, make_sim=None, c
         client.close()
         raise AssertionError("the simulator never said online on %s: %s" % (topics.status, sim_output(sim)))
     return Device(sim, client, topics)
+
+
+# --- fixtures shared by the bridge's test modules (imported there by name) ---------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def needs_bridge_tools():
+    """paho-mqtt and pymodbus, or the module's tests skip (fail in CI)."""
+    from mbtest import pymodbus
+
+    need_paho()
+    need("pymodbus (pip install pymodbus)", pymodbus is not None)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory, needs_bridge_tools):
+    """A mosquitto of the module's own on a free port."""
+    b = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.stop()

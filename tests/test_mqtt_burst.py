@@ -12,27 +12,13 @@ got no answer at all.)
 
 import pytest
 
-from conftest import need
 from mbnode import gateway
-from mbtest import pymodbus
-from mqtttest import Broker, SilentServer, Topics, collect_replies, need_paho, start_device
+from mqtttest import broker, needs_bridge_tools  # noqa: F401 - fixtures
+from mqtttest import SilentServer, Topics, collect_replies, start_device
 
 N = 100
 QUEUE = 4  # mqtt.queue's default
 SLOW_S = 3  # TIMEOUT of the request to the silent server
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs():
-    need_paho()
-    need("pymodbus (pip install pymodbus)", pymodbus is not None)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory, _needs):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture(scope="module")

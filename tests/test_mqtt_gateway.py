@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from conftest import need
 from mbnode import gateway
 from mbnode.gateway import RequestError
 from mbtest import ok, pymodbus, pymodbus_client, unit
-from mqtttest import (
+from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
+    broker,
+    needs_bridge_tools,
     HOST,
-    Broker,
     Client,
     PtyPair,
     PymodbusServer,
@@ -28,7 +28,6 @@ from mqtttest import (
     SilentServer,
     Topics,
     free_port,
-    need_paho,
     start_device,
 )
 
@@ -37,21 +36,8 @@ SERIAL_IDS = ["rs485"]
 QUEUE = 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs():
-    need_paho()
-    need("pymodbus (pip install pymodbus)", pymodbus is not None)
-
-
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory, _needs):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
-def remote(_needs):
+def remote(needs_bridge_tools):
     """The second Modbus TCP server: pymodbus, unit 5 (values in mqtttest.PymodbusServer)."""
     s = PymodbusServer(unit=5)
     yield s

@@ -10,18 +10,19 @@ one byte more is refused. Every reply on the response topic is counted: each coo
 once, nothing else.
 """
 
+import json
+
 import pytest
 
-from conftest import need
+from conftest import ROOT
 from mbnode import gateway
-from mbtest import pymodbus
-from mqtttest import (
+from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
+    broker,
+    needs_bridge_tools,
     BoardSim,
-    Broker,
     Topics,
     board_build,
     collect_replies,
-    need_paho,
     start_device,
     unique_id,
 )
@@ -31,30 +32,9 @@ from mqtttest import (
 HEAP = "112K"
 LIMIT = 1536  # mqtt.max_message's default
 BIG = 64 * 1024
-POINTS = [  # bench/mqtt.py's eight points: the configuration the heap figure is measured with
-    {"name": "do5", "table": "coil", "address": 5},
-    {"name": "di3", "table": "discrete", "address": 3},
-    {"name": "ao64", "table": "holding", "address": "0x0040", "type": "int16"},
-    {"name": "ai16", "table": "input", "address": 16, "type": "uint16", "deadband": 2},
-    {"name": "flow", "table": "holding", "address": "0x0042", "type": "float32"},
-    {"name": "count", "table": "input", "address": "0x0050", "type": "uint32", "word_order": "LE"},
-    {"name": "mem1", "table": "memory", "position": 1, "signed": True},
-    {"name": "label", "table": "holding", "address": "0x0070", "type": "ascii", "count": 4},
-]
+# bench/mqtt.py's eight points: the configuration the heap figure is measured with.
+POINTS = json.loads((ROOT / "bench" / "points8.json").read_text())
 TOO_LONG = "request too long: %d bytes: allowed at most %d (mqtt.max_message)"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs():
-    need_paho()
-    need("pymodbus (pip install pymodbus)", pymodbus is not None)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory, _needs):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture(scope="module")

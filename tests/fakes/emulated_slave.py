@@ -32,15 +32,7 @@ frames thrown away (character errors or CRC).
 import struct
 
 from line_emulator import Setting
-
-
-def crc16(data):
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
+from modbus_crc import crc16
 
 
 def with_crc(frame):

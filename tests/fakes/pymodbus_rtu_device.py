@@ -42,6 +42,8 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.transport.serialtransport import SerialTransport
 
+from modbus_crc import crc16 as _crc16
+
 HOLDING_FIRST = 100
 HOLDING_COUNT = 100
 IDENTITY = {
@@ -58,14 +60,6 @@ HOLDING_FCS = (3, 6, 16, 22, 23)
 def t35(baud, bits_per_char):
     return 0.00175 if baud > 19200 else 3.5 * bits_per_char / baud
 
-
-def _crc16(data):
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def _frame_at_end(buf, unit):

@@ -770,7 +770,7 @@ def test_a_parity_the_pty_cannot_keep_is_never_reported():
     assert not any("refused" in n for n in res["notes"]), res["notes"]
 
 
-class _PickyPort:
+class _PickyPort(_ScriptedPort):
     """A serial port stand-in that, like some drivers, refuses the move from 8N2 straight to 8E1
     at the same baud rate (EINVAL), although it opens at 8E1 without complaint; a device at
     19200 8E1 unit 1 answers FC03 and FC08 behind it."""
@@ -795,16 +795,7 @@ class _PickyPort:
             pdu = bytes(frame[1:-2])
             self.rx += with_crc(bytes((1,)) + (pdu if pdu[0] == 8 else bytes((3, 2, 0, 7))))
 
-    @property
-    def in_waiting(self):
-        return len(self.rx)
-
-    def read(self, n):
-        out = bytes(self.rx[:n])
-        del self.rx[:n]
-        if not out:
-            time.sleep(0.0005)
-        return out
+    # in_waiting and read: _ScriptedPort's
 
     def close(self):
         self.is_open = False

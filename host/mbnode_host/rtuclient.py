@@ -29,7 +29,7 @@ import time
 
 from mbnode.crc import crc16
 from mbnode.rtu import request_length  # the slave's own rule: 0 = more bytes, -1 = unknown
-from mbnode_host.serialline import POLL, TURNAROUND, reconfigure
+from mbnode_host.serialline import POLL, TURNAROUND, has_fd, reconfigure
 
 GATEWAY_CODES = (0x0A, 0x0B)
 # Requests whose normal response is a copy of the request: a copy received is only taken for a
@@ -217,7 +217,7 @@ class RtuLink:
         self._match_pos = 0
         # pyserial's RFC 2217 client waits for the server's acknowledgement of a purge in 50 ms
         # sleeps: on URL ports reading what is pending is the whole flush.
-        self._local = _has_fd(port)
+        self._local = has_fd(port)
 
     def set_line(self, line):
         if line != self.line:
@@ -229,7 +229,7 @@ class RtuLink:
     def replace_port(self, port, line):
         """The port reopened at `line` (when a transition between two settings was refused)."""
         self.port, self.line = port, line
-        self._local = _has_fd(port)
+        self._local = has_fd(port)
 
     def timeout(self, req_len, resp_len):
         if self.fixed_timeout is not None:
@@ -430,12 +430,6 @@ class RtuLink:
             pass
 
 
-def _has_fd(port):
-    try:
-        port.fileno()
-        return True
-    except Exception:  # noqa: BLE001 - URL ports have no fd
-        return False
 
 
 class TcpLink:

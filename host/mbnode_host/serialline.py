@@ -157,7 +157,7 @@ def reconfigure(s, line):
     asked for is fine."""
     old = s.get_settings()
     try:
-        if _local(s):
+        if has_fd(s):
             s._baudrate, s._bytesize, s._parity, s._stopbits = line.baud, 8, line.parity, line.stopbits
             s._reconfigure_port(force_update=True)
         else:
@@ -171,7 +171,8 @@ def reconfigure(s, line):
     strict_receive(s)
 
 
-def _local(s):
+def has_fd(s):
+    """Is the port a local device with a descriptor (not a pyserial URL such as rfc2217://)?"""
     try:
         s.fileno()
         return True
@@ -184,7 +185,7 @@ def not_held(s, line):
     words for a note, or None. Some drivers drop what they cannot do without an error: a pty
     takes PARENB and silently clears it. URL ports are taken at their word (RFC 2217 servers
     acknowledge each setting)."""
-    if not _local(s):
+    if not has_fd(s):
         return None
     try:
         cflag = termios.tcgetattr(s.fileno())[2]

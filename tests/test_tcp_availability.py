@@ -486,9 +486,10 @@ def test_full_slots_give_up_a_poller_that_stopped(start_sim):
 
 def test_a_poller_that_reconnects_at_once_is_not_refused(start_sim):
     """Four slots, all polling: one poller closes its connection and connects again at once, 20
-    times; it is served every time (the old connection's end frees its slot before the new
-    connection is judged). To put both in the same poll round every time, the simulator is
-    stopped (SIGSTOP) while the client closes and connects again, and continued after."""
+    times; it is served every time. To put the old connection's end and the new connection in
+    the same poll round every time, the simulator is stopped (SIGSTOP) while the client closes
+    and connects again, and continued after. Which of the two the firmware's poll reports first
+    follows the descriptor numbers; tests/test_tcp_slots.py tries both orders."""
     sim = start_sim()
     pollers = Pollers(sim, 3, count=200, interval=0.02).start()
     deadline = time.monotonic() + 10

@@ -19,7 +19,9 @@ not take.
 - Full slots: a new connection takes the slot of the connection silent longest (silent: no
   complete request since) among those that are not polling: one that has sent no complete
   request yet, or one silent for at least twice the longest interval between its requests and
-  at least 1 s. When every connection is polling, `when_full` decides: "refuse"
+  at least 1 s. When every connection is polling, the listener looks again after the current
+  poll round first (a client that closed and reconnected at once has its old connection's end
+  in the same round, read after the new connection), and then `when_full` decides: "refuse"
   closes the new connection at once, "close_idlest" gives it the slot of the one silent longest
   anyway. `idle_timeout` (seconds, 0 = never) closes a connection silent that long.
 - Socket options, where the port takes them: TCP_NODELAY (an answer leaves at once, not after
@@ -195,6 +197,7 @@ class TcpSlave:
         self.tx = bytearray(_ADU_MAX)
         self.scratch = bytearray(_ADU_MAX)
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
+        self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again
         self.address = (cfg["host"], cfg["port"])
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -212,6 +215,15 @@ class TcpSlave:
 
     def on_event(self, key, events):
         # The listening socket is readable: accept one connection.
+        now = time.ticks_ms()
+        if self.deferred == 0 and self._choose(now) is None:
+            # Every slot holds a polling connection. One of them may have just closed (a client
+            # that reconnects at once): its end is in this poll round too, after ours. Look
+            # again after the round (tick); then the slot rules decide.
+            self.deferred = 1
+            self.loop.modify(self.key, 0)
+            return False
+        self.deferred = 0
         try:
             c, addr = self.sock.accept()
         except OSError:
@@ -219,7 +231,6 @@ class TcpSlave:
         if self.allow and peer_ip(addr) not in self.allow:
             c.close()
             return False
-        now = time.ticks_ms()
         slot = self._slot(now)
         if slot is None:
             c.close()
@@ -240,6 +251,16 @@ class TcpSlave:
 
     def _slot(self, now):
         """A free slot, or the slot given up for a new connection (closed), or None."""
+        slot = self._choose(now)
+        if slot is None and self.replace_idlest:
+            slot = self._choose(now, True)
+        if slot is not None:
+            self.close(slot)
+        return slot
+
+    def _choose(self, now, idlest_too=False):
+        """A free slot, or the connection to give up for a new one: the one silent longest
+        among those not polling (or among all, idlest_too); None when there is none."""
         stale = idlest = None
         stale_quiet = idlest_quiet = -1
         for conn in self.conns:
@@ -250,11 +271,7 @@ class TcpSlave:
                 idlest, idlest_quiet = conn, quiet
             if (conn.gap < 0 or (quiet >= _STALE_MS and quiet >= 2 * conn.gap)) and quiet > stale_quiet:
                 stale, stale_quiet = conn, quiet
-        if stale is None and self.replace_idlest:
-            stale = idlest
-        if stale is not None:
-            self.close(stale)
-        return stale
+        return idlest if idlest_too else stale
 
     def answer(self, conn, length):
         """Serve the request in conn.rx[0:6 + length]; the event handler's result."""
@@ -305,6 +322,8 @@ class TcpSlave:
         return True
 
     def due_in(self, now):
+        if self.deferred == 1:
+            return 0  # the listener's second look, right after this poll round
         due = -1
         for conn in self.conns:
             if conn.sock is not None:
@@ -314,6 +333,9 @@ class TcpSlave:
         return due
 
     def tick(self, now):
+        if self.deferred == 1:
+            self.deferred = 2  # the next accept is the second look: the slot rules decide
+            self.loop.modify(self.key, _POLLIN)
         for conn in self.conns:
             if conn.sock is not None and conn.due(now, self.idle_ms) == 0:
                 self.close(conn)

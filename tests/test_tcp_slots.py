@@ -1,0 +1,165 @@
+"""Who gets a Modbus TCP slot when all are taken (firmware/mbnode/tcp.py), on CPython with fake
+sockets and a loop that serves events in the order a test gives: the order in which MicroPython's
+poll reports descriptors follows their numbers, so on a device either order happens.
+
+A client that closes its connection and connects again at once has its old connection's end and
+its new connection in the same poll round. Served listener first, the new connection used to be
+judged while the old one still held its slot, every slot polling: refused (seen in the soak, and
+in tests/test_soak.py's run whose clients reconnect after each loss). The listener now looks
+again after the round."""
+
+import types
+
+import pytest
+
+from mbnode import tcp
+from mbnode.datamodel import DataModel
+from mbnode.devid import DeviceIdentification
+from mbnode.pdu import Engine
+
+POLLIN = 1
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100000
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+
+class Peer:
+    """An accepted socket: `eof` once its client has closed."""
+
+    fds = iter(range(100, 10000))
+
+    def __init__(self):
+        self.fd = next(Peer.fds)
+        self.eof = False
+        self.closed = False
+
+    def fileno(self):
+        return self.fd
+
+    def setblocking(self, flag):
+        pass
+
+    def setsockopt(self, *args):
+        pass
+
+    def readinto(self, buf, n=None):
+        return 0 if self.eof else None
+
+    def write(self, buf, *args):
+        return args[-1] if args else len(buf)
+
+    def close(self):
+        self.closed = True
+
+
+class Listener:
+    def __init__(self):
+        self.backlog = []
+
+    def setsockopt(self, *args):
+        pass
+
+    def bind(self, addr):
+        pass
+
+    def listen(self, n):
+        pass
+
+    def setblocking(self, flag):
+        pass
+
+    def fileno(self):
+        return 3
+
+    def accept(self):
+        if not self.backlog:
+            raise OSError(11)
+        return self.backlog.pop(0), ("127.0.0.1", 40000)
+
+    def close(self):
+        pass
+
+
+class Loop:
+    def __init__(self):
+        self.masks = {}
+        self.handlers = {}
+        self.timers = []
+
+    def add(self, key, handler, events=POLLIN):
+        self.masks[key] = events
+        self.handlers[key] = handler
+
+    def remove(self, key):
+        del self.masks[key], self.handlers[key]
+
+    def modify(self, key, events):
+        self.masks[key] = events
+
+    def add_timer(self, timer):
+        self.timers.append(timer)
+
+    def round(self, order, clock):
+        """One poll round: the ready keys in `order` (those polled for POLLIN), then the ticks."""
+        for key in order:
+            if key in self.handlers and self.masks[key] & POLLIN:
+                if self.handlers[key].on_event(key, POLLIN):
+                    break  # the poll set changed: a fresh poll
+        for t in self.timers:
+            t.tick(clock.now)
+
+
+@pytest.fixture
+def slave(monkeypatch):
+    listener = Listener()
+    clock = Clock()
+    monkeypatch.setattr(tcp, "socket", types.SimpleNamespace(
+        AF_INET=2, SOCK_STREAM=1, SOL_SOCKET=1, SO_REUSEADDR=2, socket=lambda *a: listener,
+        getaddrinfo=lambda h, p: [(2, 1, 6, "", (h, p))]))
+    monkeypatch.setattr(tcp, "time", clock)
+    loop = Loop()
+    cfg = {"unit_255": True, "persistent": True, "idle_timeout": 0, "when_full": "refuse", "allow": [],
+           "max_clients": 4, "host": "127.0.0.1", "port": 502}
+    s = tcp.TcpSlave(loop, Engine(DataModel(), DeviceIdentification({}, 1)), cfg, 1)
+    peers = []
+    for _ in range(4):  # four pollers: each has sent requests 50 ms apart, the last just now
+        p = Peer()
+        listener.backlog.append(p)
+        loop.round([3], clock)
+        peers.append(p)
+    for conn in s.conns:
+        conn.gap, conn.last = 50, clock.now
+    return types.SimpleNamespace(slave=s, loop=loop, listener=listener, clock=clock, peers=peers)
+
+
+@pytest.mark.parametrize("listener_first", [True, False])
+def test_a_client_that_reconnects_at_once_gets_its_slot_back(slave, listener_first):
+    old = slave.peers[1]
+    old.eof = True  # its client closed ...
+    new = Peer()
+    slave.listener.backlog.append(new)  # ... and connected again, all before the next poll
+    order = [3, old.fd] if listener_first else [old.fd, 3]
+    for _ in range(3):
+        slave.loop.round(order, slave.clock)
+    assert old.closed and not new.closed, "the reconnect was refused"
+    assert new.fd in slave.loop.handlers
+    assert sorted(c.sock.fd for c in slave.slave.conns) == sorted(
+        [slave.peers[0].fd, new.fd, slave.peers[2].fd, slave.peers[3].fd])
+
+
+def test_a_fifth_client_is_still_refused_when_every_slot_polls(slave):
+    fifth = Peer()
+    slave.listener.backlog.append(fifth)
+    for _ in range(3):
+        slave.loop.round([3], slave.clock)
+    assert fifth.closed, "a new connection displaced a poller"
+    assert not any(p.closed for p in slave.peers)
+    assert slave.loop.masks[3] == POLLIN, "the listener is polled again"

@@ -159,14 +159,15 @@ def refusals(given):
                     bad.add(key + "." + shown(k))
         elif not rule(v):
             bad.add(key)
+    rtu = given.get("rtu", {})
+    unit = given.get("unit_id", 1)
+    if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" \
+            and type(unit) is int and not 1 <= unit <= 247:
+        bad.add("unit_id")  # 0 (any unit) is for Modbus TCP only: a refusal whatever else is wrong
     if bad:
         return bad
-    rtu = given.get("rtu", {})
-    if rtu.get("enabled") is True:
-        if rtu.get("mode", "slave") == "slave" and given.get("unit_id", 1) == 0:
-            bad.add("unit_id")  # 0 (any unit) is for Modbus TCP only
-        if rtu.get("mode") == "master":
-            bad.add("rtu.mode")  # the master is the MQTT gateway's: needs mqtt.enabled
+    if rtu.get("enabled") is True and rtu.get("mode") == "master":
+        bad.add("rtu.mode")  # the master is the MQTT gateway's: needs mqtt.enabled
     return bad
 
 
@@ -234,6 +235,7 @@ def one_line(message, path=""):
 @example({"channels": {"coils": ["+1-2"]}})
 @example({"tcp": {"host": "\u0661.1.1.1"}})
 @example({"board": {"io": "127.0.0.1:\u0665"}})
+@example({"rtu": {"enabled": True}, "board": 0, "unit_id": 0})  # two refusals: either may be named
 @PROPERTY
 @given(configurations())
 def test_validate_accepts_exactly_what_the_documentation_allows(given):

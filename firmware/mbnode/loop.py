@@ -14,21 +14,14 @@ leaving and rejoining the poll set.
 A handler that raises never makes the loop spin on the same event: the error is printed on one
 line, the handler's on_error(obj) is called when it has one (a connection closes itself, the RTU
 link drops the frame in hand), and an object still in the loop after that (or a timer) is
-muted: taken out of the poll set (left out of the ticks) for 1 s, then served again as before. Level-triggered poll would otherwise report the same readable socket
+muted: taken out of the poll set (left out of the ticks) for 1 s, then served again as before
+(mbnode/loopmute.py, loaded when a handler first raises: 2 KiB less at start-up). Level-triggered poll would otherwise report the same readable socket
 at once, and a handler that fails on it (MemoryError in a heap too small for the load) would
 fail again, thousands of times a second, and starve everything else.
 """
 
 import select
 import time
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-_MUTE_MS = const(1000)
 
 
 class Loop:
@@ -47,7 +40,7 @@ class Loop:
         self.masks[obj] = events
 
     def remove(self, obj):
-        if not self._unmute(obj):  # a muted object is out of the poll set already
+        if not (self.muted and _mute().unmute(self, obj)):  # a muted object is out of the poll set
             self.poll.unregister(obj)
         del self.handlers[obj]
         del self.masks[obj]
@@ -58,7 +51,7 @@ class Loop:
         is a small int: so on the boards; the unix port's tty port hands the loop its descriptor
         number for that reason."""
         self.masks[obj] = events
-        if not self.muted or not self._is_muted(obj):
+        if not self.muted or not _mute().is_muted(self, obj):
             self.poll.modify(obj, events)
 
     def add_timer(self, timer):
@@ -66,14 +59,21 @@ class Loop:
 
     def remove_timer(self, timer):
         self.timers.remove(timer)
-        self._unmute(timer)
+        if self.muted:
+            _mute().unmute(self, timer)
 
     def run(self):
         while self.running:
             try:
                 self._serve()
             except Exception as e:  # noqa: BLE001 - a field device keeps serving
-                self._failed(e)
+                try:
+                    _mute().failed(self, e)  # mbnode/loopmute.py, loaded on the first error
+                except MemoryError:
+                    # No room even for that: keep the object from spinning the loop, polled for
+                    # nothing from now on (a hang-up still reports, and its handler closes it).
+                    if self.current in self.handlers:
+                        self.poll.modify(self.current, 0)
 
     def _serve(self):
         poll = self.poll
@@ -95,7 +95,7 @@ class Loop:
         now = time.ticks_ms()
         self.current = None
         for t in timers:
-            d = -1 if self.muted and self._is_muted(t) else t.due_in(now)
+            d = -1 if self.muted and _mute().is_muted(self, t) else t.due_in(now)
             if d >= 0 and (timeout < 0 or d < timeout):
                 timeout = d
         for m in self.muted:
@@ -109,50 +109,15 @@ class Loop:
         if timers or self.muted:
             now = time.ticks_ms()
             if self.muted:
-                self._wake(now)
+                _mute().wake(self, now)
             for t in timers:
-                if not self.muted or not self._is_muted(t):
+                if not self.muted or not _mute().is_muted(self, t):
                     self.current = t
                     t.tick(now)
 
-    # --- handlers that raised
 
-    def _failed(self, e):
-        obj = self.current
-        self.current = None
-        print("mbnode: error in event handler:", repr(e))
-        if obj is None:
-            return
-        handler = self.handlers[obj] if obj in self.handlers else obj  # a poll object's, or a timer
-        if hasattr(handler, "on_error"):
-            try:
-                handler.on_error(obj)  # e.g. a connection closes: then it is gone from the loop
-            except Exception as e2:  # noqa: BLE001 - muting it is still the answer
-                print("mbnode: error in event handler:", repr(e2))
-        if obj in self.handlers or obj in self.timers:
-            if not self._unmute(obj) and obj in self.handlers:
-                self.poll.unregister(obj)  # not modify(obj, 0): a hang-up would still report
-            self.muted.append([obj, time.ticks_add(time.ticks_ms(), _MUTE_MS)])
+def _mute():
+    # What to do after a handler raised (mbnode/loopmute.py): loaded when that first happens.
+    from mbnode import loopmute
 
-    def _is_muted(self, obj):
-        for m in self.muted:
-            if m[0] == obj:
-                return True
-        return False
-
-    def _unmute(self, obj):
-        """Forget obj's muting; True if it was muted (it is then out of the poll set)."""
-        for m in self.muted:
-            if m[0] == obj:
-                self.muted.remove(m)
-                return True
-        return False
-
-    def _wake(self, now):
-        for m in self.muted:
-            if time.ticks_diff(now, m[1]) >= 0:
-                self.muted.remove(m)
-                obj = m[0]
-                if obj in self.handlers:
-                    self.poll.register(obj, self.masks[obj])
-                return  # one per tick: the list changed under the iteration
+    return loopmute

@@ -392,14 +392,17 @@ def test_heap_too_small_says_the_measured_minimum():
     prefix = "mbnode sim: --heap 8K is too small for this configuration: it starts with "
     assert line.startswith(prefix) and "K or more (measured just now; 32-bit unix port, firmware as .mpy)" in line, line
     need_k = int(line[len(prefix):].split("K", 1)[0])
-    # The figure is right: it starts with it, and one KiB less is too small (the same figure again).
+    # The figure is right: it starts with it, and one KiB less is too small. (Measured again from
+    # there, the figure may differ: near the limit, start-up does not succeed for every larger
+    # heap either, docs/simulator.md.)
     run = sim("--tcp", "127.0.0.1:0", "--io", "127.0.0.1:0", "--mpy", "--heap", "%dK" % need_k)
     try:
         assert run.wait_ready(), run.err
     finally:
         assert run.stop() == 0, run.err
     line = refused(sim("--tcp", "127.0.0.1:0", "--io", "127.0.0.1:0", "--mpy", "--heap", "%dK" % (need_k - 1)), 1)
-    assert ("it starts with %dK or more" % need_k) in line, line
+    assert line.startswith("mbnode sim: --heap %dK is too small for this configuration: it starts with " % (
+        need_k - 1)), line
 
 
 @pytest.mark.parametrize("heap, words", [

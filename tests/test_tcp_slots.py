@@ -8,27 +8,20 @@ judged while the old one still held its slot, every slot polling: refused (seen 
 in tests/test_soak.py's run whose clients reconnect after each loss). The listener now looks
 again after the round."""
 
+import sys
 import types
 
 import pytest
 
+from conftest import ROOT
 from mbnode import tcp
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
 
-POLLIN = 1
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100000
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_diff(self, a, b):
-        return a - b
+sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+import tcpfakes  # noqa: E402
+from tcpfakes import POLLIN, Clock, Listener  # noqa: E402
 
 
 class Peer:
@@ -60,53 +53,7 @@ class Peer:
         self.closed = True
 
 
-class Listener:
-    def __init__(self):
-        self.backlog = []
-
-    def setsockopt(self, *args):
-        pass
-
-    def bind(self, addr):
-        pass
-
-    def listen(self, n):
-        pass
-
-    def setblocking(self, flag):
-        pass
-
-    def fileno(self):
-        return 3
-
-    def accept(self):
-        if not self.backlog:
-            raise OSError(11)
-        return self.backlog.pop(0), ("127.0.0.1", 40000)
-
-    def close(self):
-        pass
-
-
-class Loop:
-    def __init__(self):
-        self.masks = {}
-        self.handlers = {}
-        self.timers = []
-
-    def add(self, key, handler, events=POLLIN):
-        self.masks[key] = events
-        self.handlers[key] = handler
-
-    def remove(self, key):
-        del self.masks[key], self.handlers[key]
-
-    def modify(self, key, events):
-        self.masks[key] = events
-
-    def add_timer(self, timer):
-        self.timers.append(timer)
-
+class Loop(tcpfakes.Loop):
     def round(self, order, clock):
         """One poll round: the ready keys in `order` (those polled for POLLIN), then the ticks."""
         for key in order:
@@ -120,10 +67,8 @@ class Loop:
 @pytest.fixture
 def slave(monkeypatch):
     listener = Listener()
-    clock = Clock()
-    monkeypatch.setattr(tcp, "socket", types.SimpleNamespace(
-        AF_INET=2, SOCK_STREAM=1, SOL_SOCKET=1, SO_REUSEADDR=2, socket=lambda *a: listener,
-        getaddrinfo=lambda h, p: [(2, 1, 6, "", (h, p))]))
+    clock = Clock(100000)
+    monkeypatch.setattr(tcp, "socket", tcpfakes.socket_module(listener))
     monkeypatch.setattr(tcp, "time", clock)
     loop = Loop()
     cfg = {"unit_255": True, "persistent": True, "idle_timeout": 0, "when_full": "refuse", "allow": [],

@@ -21,7 +21,7 @@ The limits of 2 s (a request arriving, an answer leaving) are checked on a fake 
 """
 
 import struct
-import types
+import sys
 
 import pytest
 from hypothesis import example, given
@@ -33,25 +33,15 @@ from mbnode import tcp
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
+from conftest import ROOT
 from test_fuzz_pdu import REQUESTS
+
+sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+from tcpfakes import POLLIN, POLLOUT, Clock, Listener, Loop, socket_module  # noqa: E402
 
 PROPERTY = fuzzing.per_target(4)  # this target's properties share `make fuzz`'s inputs
 
-POLLIN, POLLOUT = 1, 4
 UNIT = 17
-
-
-class Clock:
-    """time.ticks_ms/ticks_diff on a clock the test moves."""
-
-    def __init__(self):
-        self.now = 1000
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_diff(self, a, b):
-        return a - b
 
 
 class Client:
@@ -105,54 +95,7 @@ class Client:
         self.closed = True
 
 
-class Listener:
-    def __init__(self, client):
-        self.client = client
-
-    def setsockopt(self, *args):
-        pass
-
-    def bind(self, addr):
-        pass
-
-    def listen(self, n):
-        pass
-
-    def setblocking(self, flag):
-        pass
-
-    def fileno(self):
-        return 3
-
-    def accept(self):
-        return self.client, ("127.0.0.1", 50000)
-
-    def close(self):
-        pass
-
-
-class FakeLoop:
-    def __init__(self):
-        self.masks = {}
-        self.handlers = {}
-        self.timers = []
-
-    def add(self, key, handler, events=POLLIN):
-        self.masks[key] = events
-        self.handlers[key] = handler
-
-    def remove(self, key):
-        del self.masks[key]
-        del self.handlers[key]
-
-    def modify(self, key, events):
-        self.masks[key] = events
-
-    def add_timer(self, timer):
-        self.timers.append(timer)
-
-
-CURRENT = {}
+LISTENER = Listener()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -160,22 +103,20 @@ def fake_ports():
     """tcp.py's socket and time modules replaced for this module's tests (hypothesis runs many
     examples per test, so not a function-scoped monkeypatch)."""
     saved = tcp.socket, tcp.time
-    tcp.socket = types.SimpleNamespace(
-        AF_INET=2, SOCK_STREAM=1, SOL_SOCKET=1, SO_REUSEADDR=2,
-        socket=lambda *a: Listener(CURRENT["client"]), getaddrinfo=lambda h, p: [(2, 1, 6, "", (h, p))])
+    tcp.socket = socket_module(LISTENER)
     yield
     tcp.socket, tcp.time = saved
 
 
 def slave_for(client, unit_id=UNIT, unit_255=True):
     clock = Clock()
-    CURRENT["client"] = client
+    LISTENER.backlog[:] = [client]
     tcp.time = clock
     model = DataModel()
     engine = Engine(model, DeviceIdentification(pdu_cases.IDENTITY, UNIT))
     cfg = {"unit_255": unit_255, "persistent": True, "idle_timeout": 0, "when_full": "refuse", "allow": [],
            "max_clients": 2, "host": "127.0.0.1", "port": 502}
-    loop = FakeLoop()
+    loop = Loop()
     slave = tcp.TcpSlave(loop, engine, cfg, unit_id)
     assert slave.on_event(slave.key, POLLIN) is True  # accept
     return slave, loop, model, clock

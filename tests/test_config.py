@@ -52,8 +52,6 @@ def test_ranges_accept_lists_and_hex_text():
     ({"rtu": {"stopbits": 3}}, "config: rtu.stopbits = 3: allowed one of null, 1, 2"),
     ({"rtu": {"enabled": True}, "unit_id": 0}, "config: unit_id = 0: allowed 1..247 when rtu.enabled is true"),
     ({"rtu": {"mode": "slaves"}}, 'config: rtu.mode = "slaves": allowed one of "slave", "master"'),
-    ({"rtu": {"enabled": True, "mode": "master"}},
-     'config: rtu.mode = "master": allowed only with mqtt.enabled true (the MQTT gateway is the master)'),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(given, message):
     with pytest.raises(config.ConfigError) as e:

@@ -5,7 +5,7 @@ field device on a socat pty pair).
 
 Expected reply lines are the texts of mbnode.gateway computed in CPython (the same core module
 the firmware runs), and, for a few, written out by hand so that a wrong core is caught too.
-Module-wide: one broker, one slave-mode simulator (queue 2, QoS 1, default topics) and one
+Module-wide: one broker, one slave-mode simulator (queue 2, parallel 2, QoS 1, default topics) and one
 RTU-master simulator (prefix "master"); every test uses its own cookies and addresses.
 """
 
@@ -34,6 +34,7 @@ from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
 MAX_COOKIE = "18446744073709551615"
 SERIAL_IDS = ["rs485"]
 QUEUE = 2
+PARALLEL = 2
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def gw(tmp_path_factory, broker):
     """Slave-mode simulator (RTU on a pty, unit 1) with the bridge: default topics, QoS 1,
     queue 2."""
     d = start_device(tmp_path_factory.mktemp("gw"), broker, Topics(), sim_kw={"rtu": "pty"},
-                     qos=1, queue=QUEUE)
+                     qos=1, queue=QUEUE, parallel=PARALLEL)
     yield d
     d.stop()
 
@@ -497,46 +498,75 @@ def test_slot_closed_by_peer(gw):
         peer.stop()
 
 
-# --- the queue ------------------------------------------------------------------------------------------
+# --- the queue and the parallel jobs (mqtt.queue 2, mqtt.parallel 2) --------------------------------
+
+
+def _replies(gw, cookies, timeout):
+    """The replies to `cookies` in the order they came: [(cookie, text, seconds since t0)]."""
+    got = []
+    for _ in range(len(cookies)):
+        m = gw.client.wait(gw.topics.response, lambda m: m.text.split(" ", 1)[0] in cookies, timeout=timeout)
+        got.append((m.text.split(" ", 1)[0], m.text, m.time))
+    return got
+
+
+def test_a_dead_server_delays_neither_other_servers_nor_the_device_itself(gw, silent, remote):
+    """A request to a server that never answers (timeout 8 s) runs while a request to another
+    server and a local one are answered: both replies come before its timeout's."""
+    gw.io("set ao 0x73 606")
+    gw.client.send("0 911 0 127.0.0.1 %d 8 1 3 1 1" % silent.port)
+    gw.client.send("0 912 0 127.0.0.1 %d 8 5 4 1 2" % remote.port)
+    gw.client.send(gw.local("3 116 1", "913"))
+    got = _replies(gw, {"911", "912", "913"}, timeout=20)
+    order = [c for c, _, _ in got]
+    assert order.index("911") == 2, got
+    texts = dict((c, t) for c, t, _ in got)
+    assert texts["912"] == "912 OK 700 701"
+    assert texts["913"] == "913 OK 606"
+    assert texts["911"] == gateway.timeout(req("0 911 0 127.0.0.1 %d 8 1 3 1 1" % silent.port))
+
+
+def test_requests_to_one_server_run_one_after_the_other(gw, silent):
+    """Two requests to the same dead server (timeout 2 s): the second is sent only when the
+    first has timed out, so its reply comes at least 4 s after both were sent."""
+    slow = "0 %%d 0 127.0.0.1 %d 2 1 3 1 1" % silent.port
+    t0 = time.monotonic()
+    gw.client.send(slow % 921)
+    gw.client.send(slow % 922)
+    got = _replies(gw, {"921", "922"}, timeout=20)
+    assert [c for c, _, _ in got] == ["921", "922"], got
+    assert got[1][2] - t0 >= 4.0, got
+    assert got[1][1] == gateway.timeout(req(slow % 922))
 
 
 def test_queue_full_and_fifo(gw, silent):
-    """mqtt.queue = 2. While a request to the silent server runs, a local and a remote request
-    wait; three more are answered "queue full" at once; then the three answer in order."""
+    """mqtt.parallel 2 and mqtt.queue 2: two requests to the dead server run (one on the wire,
+    one queued on its connection), two more wait in the bridge's queue, the fifth is answered
+    "queue full" at once, and a local request still goes past them all; the four slow ones
+    then time out in the order they came."""
     slow = "0 %%d 0 127.0.0.1 %d 2 1 3 1 1" % silent.port
-    gw.io("set ao 0x73 606")
-    payloads = [slow % 901, gw.local("3 116 1", "902"), slow % 903, slow % 904, slow % 905, slow % 906]
-    before = silent.accepted
+    gw.io("set ao 0x73 607")
+    payloads = [slow % 931, slow % 932, slow % 933, slow % 934, slow % 935, gw.local("3 116 1", "936")]
     t0 = time.monotonic()
-    gw.client.send(payloads[0])
-    silent.wait_accepted(before + 1)  # the first one runs: its connection is there
-    for p in payloads[1:]:
+    for p in payloads:
         gw.client.send(p)
-    cookies = {"901", "902", "903", "904", "905", "906"}
-    got = []
-    for _ in range(6):
-        m = gw.client.wait(gw.topics.response, lambda m: m.text.split(" ", 1)[0] in cookies, timeout=10)
-        got.append((m.text, m.time - t0))
-    order = [t.split(" ", 1)[0] for t, _ in got]
-    assert order == ["904", "905", "906", "901", "902", "903"], got
-    texts = dict((t.split(" ", 1)[0], t) for t, _ in got)
-    assert texts["904"] == gateway.queue_full(payloads[3], QUEUE) == \
-        "904 ERROR: queue full: 2 requests waiting, try again later"
-    assert texts["905"] == gateway.queue_full(payloads[4], QUEUE)
-    assert texts["906"] == gateway.queue_full(payloads[5], QUEUE)
-    assert texts["901"] == gateway.timeout(req(payloads[0]))
-    assert texts["902"] == "902 OK 606"
-    assert texts["903"] == gateway.timeout(req(payloads[2]))
-    times = dict((t.split(" ", 1)[0], s) for t, s in got)
-    assert times["904"] < 1.5, "queue full must be answered at once: %r" % got
-    assert times["903"] >= 3.0, "the second slow request waited for the first: %r" % got
+    got = _replies(gw, {"931", "932", "933", "934", "935", "936"}, timeout=30)
+    order = [c for c, _, _ in got]
+    assert sorted(order[:2]) == ["935", "936"], got
+    assert order[2:] == ["931", "932", "933", "934"], got
+    texts = dict((c, t) for c, t, _ in got)
+    assert texts["935"] == gateway.queue_full(payloads[4], QUEUE) == \
+        "935 ERROR: queue full: 2 requests waiting, try again later"
+    assert texts["936"] == "936 OK 607"
+    for c, p in zip(("931", "932", "933", "934"), payloads):
+        assert texts[c] == gateway.timeout(req(p))
+    assert got[-1][2] - t0 >= 8.0, "four 2-s timeouts one after the other: %r" % got
 
 
-def test_gateway_idle_after_queue(gw):
-    """After the queue test the gateway is idle again: a request is answered at once."""
-    t0 = time.monotonic()
-    assert gw.request(gw.local("3 116 1", "907"), timeout=5) == "907 OK 606"
-    assert time.monotonic() - t0 < 2
+def test_gateway_idle_after_queue(gw, remote):
+    """After the queue test every job is free again: remote and local requests are answered."""
+    assert gw.request("0 907 0 127.0.0.1 %d 5 5 4 1 1" % remote.port, timeout=5) == "907 OK 700"
+    assert gw.request(gw.local("3 116 1", "908"), timeout=5) == "908 OK 607"
 
 
 # --- format 1 to an RTU field device (rtu.mode master) ---------------------------------------------------

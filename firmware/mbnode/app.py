@@ -33,16 +33,31 @@ def build(cfg, board, model=None):
 
             cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
-    if cfg["rtu"]["enabled"] and cfg["rtu"]["mode"] == "slave":
+    masters = None
+    rtu = cfg["rtu"]
+    if rtu["enabled"] and rtu["mode"] == "slave":
         from mbnode.rtulink import start
 
         parts.extend(start(loop, engine, cfg, board))
+    elif rtu["enabled"]:
+        from mbnode.masters import Masters
+        from mbnode.rtu import open_port
+        from mbnode.rtumaster import RtuMaster
+
+        masters = Masters(loop)
+        port, words = open_port(board, cfg)
+        masters.lines["rs485"] = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"])
+        parts.extend(words + ["rtu_mode", "master"])
     parts.append("unit %d" % cfg["unit_id"])
     if cfg["mqtt"]["enabled"]:
         gc.collect()
         from mbnode.mqtt import start
 
-        parts.extend(start(loop, engine, model, cfg, board, tcp))
+        if masters is None:
+            from mbnode.masters import Masters
+
+            masters = Masters(loop)
+        parts.extend(start(loop, engine, model, cfg, board, tcp, masters))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

@@ -130,7 +130,7 @@ SCHEMA = {
     },
     "rtu": {
         "enabled": (False, "bool"),
-        "mode": ("slave", "choice", "slave", "master"),  # master: the MQTT gateway's format 1 drives the line
+        "mode": ("slave", "choice", "slave", "master"),  # master: the line's RTU master (mbnode.rtumaster) drives it
         "baud": (19200, "int", 300, 4000000),
         "parity": ("E", "choice", "E", "N", "O"),
         "stopbits": (None, "choice", None, 1, 2),
@@ -215,8 +215,6 @@ def validate(given, board_schema=None, base=None, check=None):
         rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
     if mqtt:
         mqttconfig.check(cfg)
-    if rtu["enabled"] and rtu["mode"] == "master" and not cfg["mqtt"]["enabled"]:
-        raise ConfigError("config: rtu.mode = \"master\": allowed only with mqtt.enabled true (the MQTT gateway is the master)")
     if check is not None:
         problem = check(cfg)
         if problem:

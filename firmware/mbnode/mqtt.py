@@ -3,7 +3,8 @@
 Imported only when mqtt.enabled is true. The broker connection is one more socket in the loop:
 a readable socket runs umqtt's check_msg (one packet), a loop timer connects, reconnects with
 exponential back-off, sends keepalive pings and scans the telemetry points. Gateway requests
-(mbnode.gateway) are queued as they arrive and run one at a time by mbnode.relay; /set writes
+(mbnode.gateway) are queued as they arrive and run by mbnode.relay, several remote ones at
+once (mqtt.parallel) and local ones at once; /set writes
 and telemetry go through mbnode.telemetry.
 
 umqtt.simple is used as it is, through the socket it is given: its module-level `socket` is
@@ -244,6 +245,7 @@ class Bridge:
         self._topics(len(self.t_status))
         self.pid = 0  # the packet id of the last QoS 1 publish
         self.queue = []  # request payloads waiting for the relay
+        self.working = self.again = False  # _work is running; a reply came in meanwhile
         self.client = None
         self.sock = None  # what the loop polls
         self.deadline = 0
@@ -394,17 +396,33 @@ class Bridge:
 
     def _on_message(self, topic, msg):
         # Inside umqtt's check_msg (or its wait for a SUBACK while connecting): requests are
-        # queued; a reply made here (queue full, /res) is written at once (_send).
+        # queued (remote ones) or answered at once (local ones, errors, queue full, /res: _send).
         if topic == self.t_request:
-            if len(self.queue) < self.m["queue"]:
-                self.queue.append(msg)
-            else:
-                self._send(self.t_response, gateway.queue_full(msg, self.m["queue"]).encode(), False)
+            line = self._now(msg)
+            if line is None:
+                if len(self.queue) < self.m["queue"]:
+                    self.queue.append(msg)
+                    return
+                line = gateway.queue_full(msg, self.m["queue"])
+            self._send(self.t_response, line.encode(), False)
             return
         name = self._point(topic)
         if name is not None:
             res = self.telemetry.write(name.decode(), msg)
             self._send(self.t_root + name + b"/res", res.encode(), False)
+
+    def _now(self, payload):
+        """The reply to a request that needs no job (a local one, a malformed one): it never
+        waits behind remote requests. None: the request goes to another device and is queued."""
+        try:
+            req = gateway.parse(payload, self.m["serial_devices"])
+            if self.relay.is_remote(req):
+                return None
+            return self.relay.start(req)
+        except gateway.RequestError as e:
+            return e.args[0]
+        except MemoryError:  # e.g. a 2000-bit read's reply on a small heap: still an answer
+            return gateway.error(gateway.cookie_of(payload), "out of memory for this request")
 
     def refused(self, topic, head, size):
         """_Wire dropped a message of `size` bytes (more than mqtt.max_message) on topic (None:
@@ -420,20 +438,47 @@ class Bridge:
         self._send(self.t_root + name + b"/res", self.telemetry.too_long(size, self.max_message).encode(), False)
 
     def _work(self):
-        """Run queued requests while the relay is free."""
-        while self.queue and not self.relay.busy and self.client is not None:
-            payload = self.queue.pop(0)
+        """Run what can run: every queued request that is answered at once (local ones, errors)
+        and remote ones while the relay has a free job; the rest stay queued in order. A
+        request kept waiting is parsed again next time (parsing keeps nothing: the queue holds
+        only the payloads). A remote request that ends at once (a refused connect) calls reply()
+        inside this: that only asks for one more pass."""
+        if self.working:
+            self.again = True
+            return
+        self.working = True
+        try:
+            self.again = True
+            while self.again:
+                self.again = False
+                self._pass()
+        finally:
+            self.working = False
+
+    def _pass(self):
+        queue = self.queue
+        i = 0
+        while i < len(queue) and self.client is not None:
+            payload = queue[i]
             try:
-                line = self.relay.start(gateway.parse(payload, self.m["serial_devices"]))
+                req = gateway.parse(payload, self.m["serial_devices"])
+                if self.relay.busy and self.relay.is_remote(req):
+                    i += 1  # waits for a job; local requests behind it go on
+                    continue
+                queue.pop(i)
+                line = self.relay.start(req)
             except gateway.RequestError as e:
+                queue.pop(i)
                 line = e.args[0]
             except MemoryError:  # e.g. a 2000-bit read's reply on a small heap: still an answer
+                if i < len(queue) and queue[i] is payload:
+                    queue.pop(i)
                 line = gateway.error(gateway.cookie_of(payload), "out of memory for this request")
             if line is not None:
                 self.publish(self.t_response, line.encode())
 
     def reply(self, line):
-        """The relay's answer to the request it was running."""
+        """The relay's answer to a remote request."""
         self.begin()
         if not self.publish(self.t_response, line.encode()):
             print("mqtt: reply lost, no broker connection:", line)
@@ -497,9 +542,9 @@ def _client_id(m):
             return "mbnode-%s-%s" % (host, f.read(16).split()[0])
 
 
-def start(loop, engine, model, cfg, board, tcp):
-    """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None.
-    With rtu.mode "master" the serial port is opened here, for the relay."""
+def start(loop, engine, model, cfg, board, tcp, masters):
+    """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None;
+    masters: mbnode.masters.Masters, where the gateway's remote requests go."""
     if simple is None:
         print("mqtt: mqtt.enabled needs umqtt.simple (on a board: mpremote mip install umqtt.simple)",
               file=sys.stderr)
@@ -509,7 +554,6 @@ def start(loop, engine, model, cfg, board, tcp):
     from mbnode.relay import Relay
 
     m = cfg["mqtt"]
-    words = []
     own = None
     if tcp is not None:
         host, tcp_port = tcp.address
@@ -520,20 +564,13 @@ def start(loop, engine, model, cfg, board, tcp):
             if host == "0.0.0.0" and hasattr(board, "addresses"):  # boards with a network interface
                 addresses = board.addresses()  # the board's live list: Wi-Fi may come later
         own = (hosts, tcp_port, addresses)
-    port = None
-    t35 = 0
     rtu = cfg["rtu"]
-    if rtu["enabled"] and rtu["mode"] == "master":
-        from mbnode.rtu import char_times, open_port
-
-        port, words = open_port(board, cfg)
-        words += ["rtu_mode", "master"]
-        t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])[1]
-    relay = Relay(loop, engine, cfg["unit_id"], own, port, t35, None)
+    relay = Relay(engine, cfg["unit_id"], own, masters, rtu["mode"] if rtu["enabled"] else None, None,
+                  m["parallel"])
     bridge = Bridge(loop, m, _client_id(m), relay)
     relay.finish = bridge.reply
     if m["points"]:
         from mbnode.telemetry import Telemetry
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
-    return words + ["mqtt", "%s:%d" % (m["host"], m["port"])]
+    return ["mqtt", "%s:%d" % (m["host"], m["port"])]

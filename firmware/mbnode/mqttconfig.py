@@ -95,7 +95,8 @@ SCHEMA = {
         "max_s": (30, "int", 1, 3600),
         "factor": (2, "int", 1, 10),
     },
-    "queue": (4, "int", 1, 32),  # gateway requests waiting; more are answered ERROR
+    "queue": (8, "int", 1, 32),  # gateway requests waiting; more are answered ERROR
+    "parallel": (4, "int", 1, 8),  # remote gateway requests running at once (docs/mqtt.md)
     # Bytes of a request or /set payload the bridge takes in; a longer one is read and dropped
     # in small pieces, never held (docs/mqtt.md). 1536: every FC16 and anything the device's own
     # engine can execute (FC15 of 576 coils to a 253-character hostname is 1,457 bytes).

@@ -126,3 +126,23 @@ class RtuServer:
         tx[r + 1] = crc & 0xFF
         tx[r + 2] = crc >> 8
         return r + 3
+
+
+def response_length(buf, o, n, req_len=0):
+    """PROVISIONAL (replaced by the frames branch): length of the response frame at buf[o]."""
+    if n < 2:
+        return MORE
+    fc = buf[o + 1]
+    if fc & 0x80:
+        return 5
+    if fc <= 4 or fc == 12 or fc == 17 or fc == 20 or fc == 21 or fc == 23:
+        return 5 + buf[o + 2] if n > 2 else MORE
+    if fc == 5 or fc == 6 or fc == 15 or fc == 16 or fc == 11:
+        return 8
+    if fc == 7:
+        return 5
+    if fc == 22:
+        return 10
+    if fc == 8:
+        return req_len if req_len else UNKNOWN
+    return UNKNOWN

@@ -164,10 +164,6 @@ def refusals(given):
     if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" \
             and type(unit) is int and not 1 <= unit <= 247:
         bad.add("unit_id")  # 0 (any unit) is for Modbus TCP only: a refusal whatever else is wrong
-    if bad:
-        return bad
-    if rtu.get("enabled") is True and rtu.get("mode") == "master":
-        bad.add("rtu.mode")  # the master is the MQTT gateway's: needs mqtt.enabled
     return bad
 
 

@@ -1,0 +1,30 @@
+"""The masters a device has, for the parts that send requests to other devices (the MQTT
+gateway, the TCP-to-RTU gateway, extension modules, the poller): the RTU master of each serial
+line in master role, and one TCP master, made when first asked for. app.build fills it; its
+users only ask it, so none of them opens a port or knows who else shares it."""
+
+
+class Masters:
+    def __init__(self, loop):
+        self.loop = loop
+        self.lines = {}  # serial device id (e.g. "rs485") -> mbnode.rtumaster.RtuMaster
+        self._tcp = None
+        self.tcp_links = 4  # the TCP master's pool: servers served at the same time
+        self.tcp_queue = 8  # requests queued per server, and waiting for a free connection
+
+    def rtu(self, device):
+        """The RTU master of serial line `device`, or None (no such line in master role, or it
+        has closed)."""
+        m = self.lines.get(device)
+        if m is None and len(self.lines) == 1:  # one line: every id the gateway accepts is it
+            for m in self.lines.values():
+                pass
+        return None if m is None or m.closed else m
+
+    def tcp(self):
+        """The TCP master (mbnode.tcpmaster), started on first use."""
+        if self._tcp is None:
+            from mbnode.tcpmaster import TcpMaster
+
+            self._tcp = TcpMaster(self.loop, self.tcp_links, self.tcp_queue, self.tcp_queue)
+        return self._tcp

@@ -1,0 +1,292 @@
+"""The Modbus RTU master of one serial line: one transaction queue that every user shares (the
+MQTT gateway's format 1, the TCP-to-RTU gateway, extension modules, the poller).
+
+One request is on the line at a time (Modbus over Serial Line V1.02 2.4: a master waits for
+the answer or the response timeout before the next request). The rules:
+  * A request goes out only after t3.5 of silence on the line: t3.5 after the last byte of the
+    previous answer, or t3.5 plus the port's latency after any other bytes seen (what came
+    late or unasked: the port is drained and the wait starts again).
+  * The answer is found by its length (mbnode.rtu.response_length) and CRC, and must come from
+    the unit asked with the function asked (or its exception). A frame that fails is counted,
+    dropped, and the wait goes on: a late answer to an earlier request, or noise, is never
+    taken for this request's answer. Bytes after a pause of t3.5 plus latency start a new frame.
+  * timeout_ms runs from the end of the request on the wire. If an answer is still arriving
+    when it runs out, it is given until the line falls silent (never more than a whole frame's
+    time), so a long answer at a slow baud rate is not cut in the middle.
+  * Unit 0 is a broadcast: nothing is awaited; the line is held for turnaround_ms after it
+    (the spec's turnaround delay), then the transaction ends with SENT.
+No call waits for the line or for a peer: waits are loop timers, except that a wait of less
+than _SPIN_US before a send spins (the loop's timers count milliseconds). A port's send holds
+the loop for the frame's own time on the wire (a pin board's UART flush: at most 256
+characters, 293 ms at 9600 baud); nothing a peer does makes that longer.
+"""
+
+import time
+
+from mbnode.crc import crc16
+from mbnode.fast import copy
+from mbnode.rtu import MAX_FRAME, MORE, char_times, response_length
+from mbnode.transaction import BAD, FAILED, OK, SENT, TIMEOUT
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_SPIN_US = const(1000)
+
+
+class RtuMaster:
+    def __init__(self, loop, port, baud, parity, stopbits, queue=16, turnaround_ms=100):
+        self.loop = loop
+        self.port = port
+        self.name = port.name
+        self.char, self.t35 = char_times(baud, parity, stopbits)
+        self.quiet = self.t35 + port.latency_us  # a pause this long proves t3.5 of silence
+        self.turnaround = turnaround_ms
+        self.rx = bytearray(MAX_FRAME)
+        self.tx = bytearray(MAX_FRAME)  # the request frame; once out, where dropped bytes go
+        self.queue = [None] * queue
+        self.head = 0
+        self.count = 0
+        self.cur = None  # the transaction on the line
+        self.cancelled = False  # its user gave up on it: its answer is awaited and dropped
+        self.req_len = 0  # its frame's length (FC08/00's answer echoes it)
+        self.fill = 0
+        self.bad = None  # what was wrong with the last frame dropped while waiting, or None
+        self.deadline = 0  # ticks_ms: the answer's timeout (or the broadcast's turnaround)
+        self.late = False  # the deadline passed while an answer was arriving
+        now = time.ticks_us()
+        self.seen = now  # ticks_us just after bytes were last read (or the request went out)
+        self.free = now  # ticks_us from which the next request may go
+        self.closed = False
+        # Counters (docs/master.md): requests sent, answers, exception answers, timeouts,
+        # malformed frames dropped, broadcasts, bytes that came while nothing was asked.
+        self.sent = self.answers = self.exceptions = self.timeouts = 0
+        self.malformed = self.broadcasts = self.stray = 0
+        loop.add(port.stream, self)
+        loop.add_timer(self)
+
+    # --- the users' side
+
+    def submit(self, txn):
+        """Queue txn (its unit, pdu[0:n], timeout_ms); False when the queue is full (the caller
+        answers that: MQTT "queue full", TCP exception 06) or the line is gone."""
+        if self.closed or self.count == len(self.queue) or txn.busy:
+            return False
+        q = self.queue
+        q[(self.head + self.count) % len(q)] = txn
+        self.count += 1
+        txn.busy = True
+        if self.cur is None:
+            self._next(time.ticks_us())
+        return True
+
+    def cancel(self, txn):
+        """Its user no longer wants txn's answer (a TCP client went away): out of the queue, or,
+        on the line, its answer is still awaited (the line must fall quiet) and dropped. done
+        is not called."""
+        if txn is self.cur:
+            self.cancelled = True
+            txn.busy = False
+            return
+        q = self.queue
+        size = len(q)
+        for i in range(self.count):
+            if q[(self.head + i) % size] is txn:
+                for j in range(i, self.count - 1):
+                    q[(self.head + j) % size] = q[(self.head + j + 1) % size]
+                self.count -= 1
+                q[(self.head + self.count) % size] = None
+                txn.busy = False
+                return
+
+    @property
+    def waiting(self):
+        """Transactions queued, the one on the line not counted."""
+        return self.count
+
+    # --- sending
+
+    def _next(self, now):
+        """Send the next queued request if the line is free (else the timer comes back)."""
+        if self.cur is not None or not self.count:
+            return
+        if time.ticks_diff(self.free, now) > 0:
+            return
+        port = self.port
+        tx = self.tx
+        k = port.readinto(tx, MAX_FRAME)
+        if k:  # the line was not quiet after all: wait again from these bytes
+            self._stray(k, time.ticks_us())
+            return
+        q = self.queue
+        txn = q[self.head]
+        q[self.head] = None
+        self.head = (self.head + 1) % len(q)
+        self.count -= 1
+        n = txn.n
+        tx[0] = txn.unit
+        copy(tx, 1, txn.pdu, 0, n)
+        c = crc16(tx, 0, n + 1)
+        tx[n + 1] = c & 0xFF
+        tx[n + 2] = c >> 8
+        self.cur = txn
+        self.cancelled = False
+        self.req_len = n + 3
+        self.fill = 0
+        self.bad = None
+        self.late = False
+        try:
+            port.send(tx, n + 3)
+        except OSError as e:
+            self.cur = None
+            txn.why = "cannot send on %s: %s" % (self.name, e)
+            self._done(txn, FAILED)
+            return
+        self.sent += 1
+        self.seen = time.ticks_us()
+        # The frame may still be going out (a pty takes it at once; a UART's send returns when
+        # it is out): the timeout runs from its end on the wire.
+        wire_ms = (n + 3) * self.char // 1000 + 1
+        if txn.unit == 0:
+            self.broadcasts += 1
+            self.deadline = time.ticks_add(time.ticks_ms(), wire_ms + self.turnaround)
+        else:
+            self.deadline = time.ticks_add(time.ticks_ms(), wire_ms + txn.timeout_ms)
+
+    def _stray(self, k, now):
+        self.stray += k
+        self.seen = now
+        self.free = time.ticks_add(now, self.quiet)
+
+    # --- receiving (the loop's handler for the port)
+
+    def on_event(self, stream, events):
+        if events & 0x18:  # POLLHUP | POLLERR: the line went away
+            self._close("the serial line %s closed" % self.name)
+            return True
+        cur = self.cur
+        if cur is None or cur.unit == 0:
+            k = self.port.readinto(self.tx, MAX_FRAME)
+            if k:
+                self._stray(k, time.ticks_us())
+            return False
+        before = self.seen
+        k = self.port.readinto(self.tx, MAX_FRAME)
+        if not k:
+            return False
+        now = time.ticks_us()
+        self.seen = now
+        if self.fill and time.ticks_diff(now, before) > self.quiet:
+            self.fill = 0  # a pause: what was there was not a frame (it ended unfinished)
+        if self.fill + k > MAX_FRAME:
+            self._drop("longer than 256 bytes")
+            self.free = time.ticks_add(now, self.quiet)
+            return False
+        copy(self.rx, self.fill, self.tx, 0, k)
+        self.fill += k
+        self._check(now)
+        return False
+
+    def _check(self, now):
+        rx = self.rx
+        n = self.fill
+        want = response_length(rx, 0, n, self.req_len)
+        if want == MORE or 0 < want and n < want:
+            return
+        txn = self.cur
+        if want < 0:
+            self._drop("function %d of unknown length" % rx[1])
+        elif crc16(rx, 0, want) != 0:
+            self._drop("CRC error")
+        elif rx[0] != txn.unit:
+            self._drop("answer from unit %d" % rx[0])
+        elif rx[1] & 0x7F != txn.pdu[0]:
+            self._drop("function %d to function %d" % (rx[1], txn.pdu[0]))
+        else:
+            self.answers += 1
+            if rx[1] & 0x80:
+                self.exceptions += 1
+            self.free = time.ticks_add(now, self.t35)
+            self.cur = None
+            if not self.cancelled:
+                self._done(txn, OK, rx, 1, want - 3)
+            self._next(time.ticks_us())
+            return
+        if n > want:  # bytes after the bad frame: wait for the pause that starts a new one
+            self.free = time.ticks_add(now, self.quiet)
+
+    def _drop(self, why):
+        self.malformed += 1
+        self.bad = why
+        self.fill = 0
+
+    def _done(self, txn, status, buf=None, o=0, n=0):
+        if status == TIMEOUT:
+            self.timeouts += 1
+        txn.finish(status, buf, o, n)
+
+    def _close(self, why):
+        """The port is gone: every transaction ends FAILED, later ones are refused."""
+        self.closed = True
+        self.loop.remove(self.port.stream)
+        self.loop.remove_timer(self)
+        print("mbnode: %s; its RTU master stopped" % why)
+        txn, self.cur = self.cur, None
+        if txn is not None and not self.cancelled:
+            txn.why = why
+            self._done(txn, FAILED)
+        while self.count:
+            txn = self.queue[self.head]
+            self.queue[self.head] = None
+            self.head = (self.head + 1) % len(self.queue)
+            self.count -= 1
+            txn.why = why
+            self._done(txn, FAILED)
+
+    # --- loop timer: timeouts, turnaround, t3.5 before the next request
+
+    def due_in(self, now):
+        if self.cur is not None:
+            d = time.ticks_diff(self.deadline, now)
+            return d if d > 0 else 0
+        if not self.count:
+            return -1
+        d = time.ticks_diff(self.free, time.ticks_us())
+        return 0 if d <= _SPIN_US else (d + 999) // 1000
+
+    def tick(self, now):
+        txn = self.cur
+        if txn is not None and time.ticks_diff(now, self.deadline) >= 0:
+            us = time.ticks_us()
+            if txn.unit == 0:
+                self.cur = None
+                self.free = time.ticks_add(us, self.t35)
+                if not self.cancelled:
+                    self._done(txn, SENT)
+            elif self.fill and not self.late and time.ticks_diff(us, self.seen) < self.quiet:
+                # An answer is arriving: let it finish (at most a whole frame's time more).
+                self.late = True
+                self.deadline = time.ticks_add(now, MAX_FRAME * self.char // 1000 + 1)
+                return
+            else:
+                self.cur = None
+                self.free = time.ticks_add(self.seen, self.quiet)
+                if not self.cancelled:
+                    if self.bad is not None:
+                        txn.why = self.bad
+                        self._done(txn, BAD)
+                    else:
+                        self._done(txn, TIMEOUT)
+                else:
+                    self.timeouts += 1
+        if self.cur is None and self.count:
+            us = time.ticks_us()
+            d = time.ticks_diff(self.free, us)
+            if 0 < d <= _SPIN_US:
+                time.sleep_us(d)
+                us = time.ticks_add(us, d)
+            self._next(us)
+

@@ -77,7 +77,7 @@ def test_mqtt_is_off_by_default_and_fully_defaulted():
         "keepalive": 30, "clean_session": True, "qos": 0,
         "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "insecure": False},
         "prefix": "", "request_topic": "request", "response_topic": "response", "root": "mbnode",
-        "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 4, "max_message": 1536,
+        "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 8, "parallel": 4, "max_message": 1536,
         "serial_devices": ["rs485"], "points": [],
     }
 

@@ -2,8 +2,10 @@
 with the bridge at QoS 0 and at QoS 1 (the test client publishes at the same QoS).
 
 100 requests published at once are each answered exactly once: all executed when the gateway
-is free; with one slow request in flight (to a server that never answers), the first
-mqtt.queue of them wait and are executed after it, the rest are answered "queue full" at once.
+is free, and all executed at once while a slow request (to a server that never answers) is in
+flight, since requests to the device itself never wait behind remote ones. A burst of remote
+requests fills the mqtt.parallel jobs, then the mqtt.queue, and the rest are answered "queue
+full" at once.
 Every reply on the response topic is counted: one per cookie, nothing else. (Before the
 bridge wrote its replies itself, umqtt's publish at QoS 1 read requests while it waited for
 its PUBACK and their replies overflowed a 16-entry outbox: 17 of 40 and 76 of 100 requests
@@ -17,7 +19,8 @@ from mqtttest import broker, needs_bridge_tools  # noqa: F401 - fixtures
 from mqtttest import SilentServer, Topics, collect_replies, start_device
 
 N = 100
-QUEUE = 4  # mqtt.queue's default
+QUEUE = 8  # mqtt.queue's default
+PARALLEL = 4  # mqtt.parallel's default
 SLOW_S = 3  # TIMEOUT of the request to the silent server
 
 
@@ -58,11 +61,24 @@ def test_burst_of_100_with_a_slow_request_in_flight(dev, silent):
     dev.client.burst([read_request(dev, c) for c in cookies])
     got = collect_replies(dev, ["20000"] + [str(c) for c in cookies], timeout=SLOW_S + 30)
     want = {"20000": [gateway.timeout(gateway.parse(slow))]}
+    for c in cookies:
+        want[str(c)] = ["%d OK 41 42" % c]
+    assert got == want
+
+
+def test_burst_of_remote_requests_fills_jobs_then_queue(dev, silent):
+    """20 requests to a server that never answers (TIMEOUT 1 s): the first PARALLEL take the
+    jobs, the next QUEUE wait, the rest are answered "queue full"; every one exactly once."""
+    slow = "0 %%d 0 127.0.0.1 %d 1 1 3 1 1" % silent.port
+    cookies = list(range(25001, 25021))
+    dev.client.burst([slow % c for c in cookies])
+    got = collect_replies(dev, [str(c) for c in cookies], timeout=60)
+    want = {}
     for i, c in enumerate(cookies):
-        if i < QUEUE:  # waited in the queue, executed after the slow one
-            want[str(c)] = ["%d OK 41 42" % c]
+        if i < PARALLEL + QUEUE:
+            want[str(c)] = [gateway.timeout(gateway.parse(slow % c))]
         else:
-            want[str(c)] = [gateway.queue_full(read_request(dev, c), QUEUE)]
+            want[str(c)] = [gateway.queue_full(slow % c, QUEUE)]
     assert got == want
 
 

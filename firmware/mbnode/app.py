@@ -46,8 +46,18 @@ def build(cfg, board, model=None):
 
         masters = Masters(loop)
         port, words = open_port(board, cfg)
-        masters.lines["rs485"] = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"])
+        # Room in the line's queue for every user at once: each TCP client of the gateway (one
+        # request each), the MQTT gateway's jobs, and 8 more (docs/master.md).
+        queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
+            cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
+        line = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"], queue)
+        masters.lines["rs485"] = line
         parts.extend(words + ["rtu_mode", "master"])
+        if cfg["gateway"]["enabled"]:
+            from mbnode.tcpgateway import TcpGateway
+
+            TcpGateway(tcp, line, cfg["gateway"])
+            parts.append("gateway %s" % (",".join(str(u) for u in cfg["gateway"]["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
     if cfg["mqtt"]["enabled"]:
         gc.collect()

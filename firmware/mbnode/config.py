@@ -89,6 +89,9 @@ def _check(key, v, kind, args):
             allowed = "allowed \"HOST:PORT\" with an IPv4 host and a port 0..65535" + (
                 " or \"\" (none)" if args else "")
             ok = type(v) is str and ((args and v == "") or _host_port(v))
+        elif kind == "units":
+            allowed = "allowed a list of unit ids 1..255"
+            ok = type(v) is list and all(type(u) is int and 1 <= u <= 255 for u in v)
         elif kind == "pins":
             allowed = "allowed a list of at most %d GPIO numbers" % args
             ok = type(v) is list and len(v) <= args[0] and all(type(p) is int and 0 <= p <= 255 for p in v)
@@ -136,6 +139,14 @@ SCHEMA = {
         "stopbits": (None, "choice", None, 1, 2),
         "early_reply": (False, "bool"),
     },
+    # The TCP-to-RTU gateway (mbnode.tcpgateway, docs/master.md): Modbus TCP requests for these
+    # unit ids ([]: every id that is not this device's) go out on the RTU line in master mode.
+    "gateway": {
+        "enabled": (False, "bool"),
+        "units": ([], "units"),
+        "timeout_ms": (1000, "int", 10, 60000),
+        "broadcast": (False, "bool"),  # unit 0 goes out as an RTU broadcast (never answered)
+    },
     "channels": {
         name: (["0x%04X-0x%04X" % r for r in MAP[t]], "ranges", t) for t, name in enumerate(TABLE_NAMES)
     },
@@ -150,6 +161,24 @@ SCHEMA = {
         "device_name": ("mbnode", "text", 100),
     },
 }
+
+
+def _check_gateway(cfg):
+    gw = cfg["gateway"]
+    rtu = cfg["rtu"]
+    if not cfg["tcp"]["enabled"]:
+        raise ConfigError("config: gateway.enabled = true: allowed only with tcp.enabled true (it forwards Modbus TCP requests)")
+    if not rtu["enabled"] or rtu["mode"] != "master":
+        raise ConfigError("config: gateway.enabled = true: allowed only with rtu.enabled true and rtu.mode \"master\" "
+                          "(the gateway's requests go out on the RTU line as its master)")
+    own = [cfg["unit_id"]] + ([255] if cfg["tcp"]["unit_255"] else [])
+    for u in gw["units"]:
+        if u in own:
+            raise ConfigError("config: gateway.units = %s: unit %d is this device's own (unit_id%s): allowed other ids"
+                              % (json.dumps(gw["units"]), u, ", tcp.unit_255" if u == 255 else ""))
+    if not gw["units"] and cfg["unit_id"] == 0:
+        raise ConfigError("config: gateway.units = []: with unit_id 0 this device answers every unit id itself: "
+                          "list the ids to forward")
 
 
 def refused(key, v, allowed):
@@ -213,6 +242,8 @@ def validate(given, board_schema=None, base=None, check=None):
     rtu = cfg["rtu"]
     if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
         rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
+    if cfg["gateway"]["enabled"]:
+        _check_gateway(cfg)
     if mqtt:
         mqttconfig.check(cfg)
     if check is not None:

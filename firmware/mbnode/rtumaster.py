@@ -10,6 +10,12 @@ the answer or the response timeout before the next request). The rules:
     the unit asked with the function asked (or its exception). A frame that fails is counted,
     dropped, and the wait goes on: a late answer to an earlier request, or noise, is never
     taken for this request's answer. Bytes after a pause of t3.5 plus latency start a new frame.
+  * After a timeout, the unit that did not answer is not asked again until its late answer
+    has come (any bytes on the line end the wait) or timeout_ms more have passed; requests to
+    other units go first meanwhile (their answers carry another address). A late answer from
+    the same unit to the same function with the same length is otherwise indistinguishable
+    from the next answer: so an answer later than twice timeout_ms can still be mistaken, and
+    a device that slow needs a longer timeout_ms (docs/master.md).
   * timeout_ms runs from the end of the request on the wire. If an answer is still arriving
     when it runs out, it is given until the line falls silent (never more than a whole frame's
     time), so a long answer at a slow baud rate is not cut in the middle.
@@ -53,6 +59,7 @@ class RtuMaster:
         self.cur = None  # the transaction on the line
         self.cancelled = False  # its user gave up on it: its answer is awaited and dropped
         self.req_len = 0  # its frame's length (FC08/00's answer echoes it)
+        self.fc = 0  # its function code
         self.fill = 0
         self.bad = None  # what was wrong with the last frame dropped while waiting, or None
         self.deadline = 0  # ticks_ms: the answer's timeout (or the broadcast's turnaround)
@@ -61,6 +68,11 @@ class RtuMaster:
         self.seen = now  # ticks_us just after bytes were last read (or the request went out)
         self.free = now  # ticks_us from which the next request may go
         self.closed = False
+        # After a timeout, the unit that did not answer (-1: none) and until when (ticks_ms) its
+        # late answer is waited for before it is asked again: no request goes out for it while
+        # the answer to its last one may still come and be taken for the new one's.
+        self.suspect = -1
+        self.suspect_until = 0
         # Counters (docs/master.md): requests sent, answers, exception answers, timeouts,
         # malformed frames dropped, broadcasts, bytes that came while nothing was asked.
         self.sent = self.answers = self.exceptions = self.timeouts = 0
@@ -121,20 +133,19 @@ class RtuMaster:
         if k:  # the line was not quiet after all: wait again from these bytes
             self._stray(k, time.ticks_us())
             return
-        q = self.queue
-        txn = q[self.head]
-        q[self.head] = None
-        self.head = (self.head + 1) % len(q)
-        self.count -= 1
+        txn = self._take()
+        if txn is None:
+            return
         n = txn.n
         tx[0] = txn.unit
-        copy(tx, 1, txn.pdu, 0, n)
+        copy(tx, 1, txn.pdu, txn.off, n)
         c = crc16(tx, 0, n + 1)
         tx[n + 1] = c & 0xFF
         tx[n + 2] = c >> 8
         self.cur = txn
         self.cancelled = False
         self.req_len = n + 3
+        self.fc = tx[1]
         self.fill = 0
         self.bad = None
         self.late = False
@@ -156,8 +167,33 @@ class RtuMaster:
         else:
             self.deadline = time.ticks_add(time.ticks_ms(), wire_ms + txn.timeout_ms)
 
+    def _take(self):
+        """The next transaction out of the queue: the oldest, except that while an answer from
+        the unit whose last request timed out may still come (the suspect window), requests
+        to that unit wait and others go first; None when only those are queued."""
+        q = self.queue
+        size = len(q)
+        i = 0
+        if self.suspect >= 0:
+            if time.ticks_diff(self.suspect_until, time.ticks_ms()) <= 0:
+                self.suspect = -1
+            else:
+                while i < self.count and q[(self.head + i) % size].unit == self.suspect:
+                    i += 1
+                if i == self.count:
+                    return None
+        k = (self.head + i) % size
+        txn = q[k]
+        for j in range(i, 0, -1):  # the ones skipped keep their order
+            q[(self.head + j) % size] = q[(self.head + j - 1) % size]
+        q[self.head] = None
+        self.head = (self.head + 1) % size
+        self.count -= 1
+        return txn
+
     def _stray(self, k, now):
         self.stray += k
+        self.suspect = -1  # the late answer (or something) came: the line rules decide now
         self.seen = now
         self.free = time.ticks_add(now, self.quiet)
 
@@ -203,8 +239,8 @@ class RtuMaster:
             self._drop("CRC error")
         elif rx[0] != txn.unit:
             self._drop("answer from unit %d" % rx[0])
-        elif rx[1] & 0x7F != txn.pdu[0]:
-            self._drop("function %d to function %d" % (rx[1], txn.pdu[0]))
+        elif rx[1] & 0x7F != self.fc:
+            self._drop("function %d to function %d" % (rx[1], self.fc))
         else:
             self.answers += 1
             if rx[1] & 0x80:
@@ -255,7 +291,15 @@ class RtuMaster:
         if not self.count:
             return -1
         d = time.ticks_diff(self.free, time.ticks_us())
-        return 0 if d <= _SPIN_US else (d + 999) // 1000
+        d = 0 if d <= _SPIN_US else (d + 999) // 1000
+        if self.suspect >= 0:  # perhaps only the suspect unit's requests are queued
+            s = time.ticks_diff(self.suspect_until, now)
+            if s > d:
+                for i in range(self.count):
+                    if self.queue[(self.head + i) % len(self.queue)].unit != self.suspect:
+                        return d
+                return s
+        return d
 
     def tick(self, now):
         txn = self.cur
@@ -274,6 +318,9 @@ class RtuMaster:
             else:
                 self.cur = None
                 self.free = time.ticks_add(self.seen, self.quiet)
+                if self.bad is None:
+                    self.suspect = txn.unit
+                    self.suspect_until = time.ticks_add(now, txn.timeout_ms)
                 if not self.cancelled:
                     if self.bad is not None:
                         txn.why = self.bad

@@ -30,6 +30,8 @@ not take.
   size (see _options).
 - Unit ids: `unit_id` (0 = any), and 255 (0xFF, the Modbus TCP implementation guide's id for a
   device addressed by its IP address) unless tcp.unit_255 is false. Answers echo the id.
+  Requests for other ids get no reply, or, with the TCP-to-RTU gateway on, go out on the RTU
+  line (mbnode.tcpgateway; the connection is not read until its answer has come).
 """
 
 import socket
@@ -102,6 +104,7 @@ class _Conn:
         self.t0 = 0  # ticks_ms of the request's first byte, or of the waiting answer
         self.last = 0  # ticks_ms of the last complete request, or of the accept
         self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
+        self.fwd = None  # its transaction, when the TCP-to-RTU gateway is on (mbnode.tcpgateway)
 
     def on_event(self, key, events):
         server = self.server
@@ -197,6 +200,7 @@ class TcpSlave:
         self.tx = bytearray(_ADU_MAX)
         self.scratch = bytearray(_ADU_MAX)
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
+        self.forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again
         self.address = (cfg["host"], cfg["port"])
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -282,17 +286,26 @@ class TcpSlave:
         conn.last = now
         rx = conn.rx
         unit = rx[6]
-        if self.unit_id and unit != self.unit_id and (unit != 255 or not self.unit_255):
+        own = not self.unit_id or unit == self.unit_id or (unit == 255 and self.unit_255)
+        if self.forward is not None and self.forward.takes(unit, own):
+            return self.forward.start(conn, length)  # mbnode.tcpgateway: on the RTU line
+        if not own:
             return False
+        n = self.engine.handle(rx, 7, length - 1, self.tx, 7)
+        return self.reply(conn, n)
+
+    def reply(self, conn, n):
+        """Send the answer PDU in tx[7:7+n] to conn's request (whose MBAP header is still in
+        conn.rx); the handler's result."""
+        rx = conn.rx
         tx = self.tx
-        n = self.engine.handle(rx, 7, length - 1, tx, 7)
         tx[0] = rx[0]
         tx[1] = rx[1]
         tx[2] = 0
         tx[3] = 0
         tx[4] = (n + 1) >> 8
         tx[5] = (n + 1) & 0xFF
-        tx[6] = unit
+        tx[6] = rx[6]
         n += 7
         try:
             sent = conn.sock.write(tx, n)
@@ -305,7 +318,7 @@ class TcpSlave:
             copy(rx, 0, tx, sent, n - sent)
             conn.out = n - sent
             conn.sent = 0
-            conn.t0 = now
+            conn.t0 = time.ticks_ms()
             self.loop.modify(conn.key, _POLLOUT)
             return False
         if not self.persistent:
@@ -315,6 +328,8 @@ class TcpSlave:
     def close(self, conn):
         sock = conn.sock
         if sock is not None:
+            if self.forward is not None:
+                self.forward.cancel(conn)
             self.loop.remove(conn.key)
             sock.close()
             conn.sock = conn.key = None

@@ -160,7 +160,7 @@ class TcpLink:
         tx[4] = (n + 1) >> 8
         tx[5] = (n + 1) & 0xFF
         tx[6] = txn.unit
-        copy(tx, 7, txn.pdu, 0, n)
+        copy(tx, 7, txn.pdu, txn.off, n)
         try:
             sent = self.sock.write(tx, n + 7) or 0
             reason = "send buffer full"

@@ -26,14 +26,16 @@ UNREACHABLE = const(7)  # TCP: the connection could not be made otherwise (why: 
 
 
 class Transaction:
-    """unit: 0..255 (0 on RTU: broadcast); pdu[0:n]: the request PDU; timeout_ms: how long the
+    """unit: 0..255 (0 on RTU: broadcast); pdu[off:off+n]: the request PDU, read when the
+    request is sent (not when it is queued); timeout_ms: how long the
     answer may take once the request is on the wire (or, over TCP, from the connect on);
     host/port: the Modbus TCP server (TCP master only); done(txn, status, buf, o, n): called
     once, from the loop, with the answer PDU in buf[o:o+n] when status is OK."""
 
     def __init__(self, done, size=MAX_PDU):
         self.done = done
-        self.pdu = bytearray(size)
+        self.pdu = bytearray(size)  # or a user's own buffer (e.g. a TCP connection's request)
+        self.off = 0  # where the PDU starts in pdu
         self.n = 0
         self.unit = 0
         self.timeout_ms = 1000

@@ -25,7 +25,8 @@ every other function code answers exception 01 (FC17 and FC43 included). Options
                get no answer at all, or a function(n) -> True to miss
   rx           receive policy of its UART ("drop", "zero", "keep"; Setting's default)
 
-.log lists every request addressed to it: (n, pdu hex, "answered" | "missed"); .spoiled counts
+.log lists every request addressed to it: (n, pdu hex, "answered" | "missed"); .broadcasts the
+PDUs of broadcast frames (unit 0: never answered, not executed); .spoiled counts
 frames thrown away (character errors or CRC).
 """
 
@@ -53,6 +54,7 @@ class EmulatedSlave:
         self.miss = miss
         self.name = name
         self.log = []
+        self.broadcasts = []  # the PDUs of broadcast frames heard (hex)
         self.spoiled = 0
         self._frame = bytearray()
         self._bad = False
@@ -102,6 +104,9 @@ class EmulatedSlave:
             return
         if bad or len(frame) < 4 or crc16(frame[:-2]) != frame[-2] | frame[-1] << 8:
             self.spoiled += 1
+            return
+        if frame[0] == 0:  # a broadcast: noted, never answered
+            self.broadcasts.append(frame[1:-2].hex())
             return
         if frame[0] != self.unit:
             return

@@ -9,7 +9,10 @@ the answer or the response timeout before the next request). The rules:
   * The answer is found by its length (mbnode.rtu.response_length) and CRC, and must come from
     the unit asked with the function asked (or its exception). A frame that fails is counted,
     dropped, and the wait goes on: a late answer to an earlier request, or noise, is never
-    taken for this request's answer. Bytes after a pause of t3.5 plus latency start a new frame.
+    taken for this request's answer. Noise before the answer is skipped when a whole, correct
+    answer follows it; bytes that stop short of a frame are dropped once a look finds the line
+    silent for t3.5 plus the port's latency (only a look that finds nothing proves silence:
+    the loop may read late what came early).
   * After a timeout, the unit that did not answer is not asked again until its late answer
     has come (any bytes on the line end the wait) or timeout_ms more have passed; requests to
     other units go first meanwhile (their answers carry another address). A late answer from
@@ -203,56 +206,78 @@ class RtuMaster:
         if events & 0x18:  # POLLHUP | POLLERR: the line went away
             self._close("the serial line %s closed" % self.name)
             return True
+        self._read()
+        return False
+
+    def _read(self):
+        """Take what the port has; True when bytes came."""
         cur = self.cur
-        if cur is None or cur.unit == 0:
-            k = self.port.readinto(self.tx, MAX_FRAME)
-            if k:
-                self._stray(k, time.ticks_us())
-            return False
-        before = self.seen
         k = self.port.readinto(self.tx, MAX_FRAME)
         if not k:
             return False
         now = time.ticks_us()
+        if cur is None or cur.unit == 0:
+            self._stray(k, now)
+            return True
         self.seen = now
-        if self.fill and time.ticks_diff(now, before) > self.quiet:
-            self.fill = 0  # a pause: what was there was not a frame (it ended unfinished)
         if self.fill + k > MAX_FRAME:
             self._drop("longer than 256 bytes")
             self.free = time.ticks_add(now, self.quiet)
-            return False
+            return True
         copy(self.rx, self.fill, self.tx, 0, k)
         self.fill += k
         self._check(now)
-        return False
+        return True
 
     def _check(self, now):
+        """Is the answer in rx? A frame that cannot be it is dropped; bytes before the answer
+        (noise glued to its front) are skipped when a whole, correct answer follows them."""
         rx = self.rx
-        n = self.fill
-        want = response_length(rx, 0, n, self.req_len)
-        if want == MORE or 0 < want and n < want:
-            return
-        txn = self.cur
+        o = 0
+        while o < self.fill:
+            n = self.fill - o
+            want = response_length(rx, o, n, self.req_len)
+            if want == MORE or 0 < want and n < want:
+                if o:  # keep what may be the answer's beginning
+                    self.fill = n
+                    copy(rx, 0, rx, o, n)
+                return
+            whole = want > 0 and crc16(rx, o, want) == 0  # a correct frame, if not the answer
+            why = self._wrong(rx, o, want, whole)
+            if why is None:
+                txn = self.cur
+                self.answers += 1
+                if rx[o + 1] & 0x80:
+                    self.exceptions += 1
+                self.free = time.ticks_add(now, self.t35)
+                self.cur = None
+                self.fill = 0
+                if not self.cancelled:
+                    self._done(txn, OK, rx, o + 1, want - 3)
+                self._next(time.ticks_us())
+                return
+            if o == 0:
+                self.malformed += 1
+                self.bad = why
+            # Look for the answer further on: after this frame when it is a correct one (another
+            # unit's, another function's), else from the next byte with the unit's address.
+            o += want if whole else 1
+            while o < self.fill and rx[o] != self.cur.unit:
+                o += 1
+        self.fill = 0
+        self.free = time.ticks_add(now, self.quiet)
+
+    def _wrong(self, rx, o, want, whole):
+        """What is wrong with the frame of `want` bytes at rx[o] as the answer; None: nothing."""
         if want < 0:
-            self._drop("function %d of unknown length" % rx[1])
-        elif crc16(rx, 0, want) != 0:
-            self._drop("CRC error")
-        elif rx[0] != txn.unit:
-            self._drop("answer from unit %d" % rx[0])
-        elif rx[1] & 0x7F != self.fc:
-            self._drop("function %d to function %d" % (rx[1], self.fc))
-        else:
-            self.answers += 1
-            if rx[1] & 0x80:
-                self.exceptions += 1
-            self.free = time.ticks_add(now, self.t35)
-            self.cur = None
-            if not self.cancelled:
-                self._done(txn, OK, rx, 1, want - 3)
-            self._next(time.ticks_us())
-            return
-        if n > want:  # bytes after the bad frame: wait for the pause that starts a new one
-            self.free = time.ticks_add(now, self.quiet)
+            return "function %d of unknown length" % rx[o + 1]
+        if not whole:
+            return "CRC error"
+        if rx[o] != self.cur.unit:
+            return "answer from unit %d" % rx[o]
+        if rx[o + 1] & 0x7F != self.fc:
+            return "function %d to function %d" % (rx[o + 1], self.fc)
+        return None
 
     def _drop(self, why):
         self.malformed += 1
@@ -287,6 +312,10 @@ class RtuMaster:
     def due_in(self, now):
         if self.cur is not None:
             d = time.ticks_diff(self.deadline, now)
+            if self.fill:  # a look when silence would prove the frame in hand cut short
+                q = (time.ticks_diff(time.ticks_add(self.seen, self.quiet), time.ticks_us()) + 999) // 1000
+                if q < d:
+                    d = q
             return d if d > 0 else 0
         if not self.count:
             return -1
@@ -302,6 +331,12 @@ class RtuMaster:
         return d
 
     def tick(self, now):
+        txn = self.cur
+        if txn is not None and self.fill and not self._read() and \
+                time.ticks_diff(time.ticks_us(), self.seen) >= self.quiet:
+            # Silent since bytes that are not a whole answer: they never will be.
+            self._drop("frame cut short")
+            self.free = time.ticks_us()
         txn = self.cur
         if txn is not None and time.ticks_diff(now, self.deadline) >= 0:
             us = time.ticks_us()

@@ -34,3 +34,22 @@ def test_rtu_path_is_allocation_free(bits):
         os.close(client_end)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "22 passed, 0 failed" in out.stdout
+
+
+def test_gateway_path_is_allocation_free(bits):
+    """The TCP-to-RTU gateway: TCP request in, RTU request out, the field device's answer (this
+    script plays it on the pty's other end) back as the TCP answer; and the 0x0B of a timeout."""
+    binary = micropython_or_fail(bits)
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(ROOT / "boards" / "unix"), str(ROOT / "firmware")]))
+    firmware_end, device_end = pty.openpty()
+    try:
+        tty.setraw(device_end)
+        os.set_blocking(firmware_end, False)
+        out = subprocess.run([binary, "-X", "heapsize=256K", "alloc_gateway.py", str(firmware_end),
+                              os.ttyname(device_end), str(free_port("127.0.0.1"))], cwd=ROOT / "tests" / "core",
+                             env=env, capture_output=True, text=True, timeout=60, pass_fds=[firmware_end])
+    finally:
+        os.close(firmware_end)
+        os.close(device_end)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "7 passed, 0 failed" in out.stdout

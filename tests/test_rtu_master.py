@@ -173,7 +173,7 @@ def test_a_frame_cut_short_is_dropped_at_silence_and_the_answer_still_taken(rig)
     rig.master.submit(rig.txn(5, 3, 0, 1, 0, 1))
     rig.feed(frame(5, 3, 2, 0, 7)[:4])
     rig.run_ms(6)  # a look finds the line silent: the bytes are dropped
-    assert rig.master.fill == 0 and rig.master.bad == "frame cut short"
+    assert rig.master.fill == 0 and rig.master._why() == "frame cut short"
     rig.feed(frame(5, 3, 2, 0, 8))
     assert rig.ended == [((5, 3, 0, 1, 0, 1), OK, bytes([3, 2, 0, 8]))]
 

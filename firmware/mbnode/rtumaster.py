@@ -44,6 +44,13 @@ except ImportError:
         return x
 
 _SPIN_US = const(1000)
+# What was wrong with a frame that was not the answer (RtuMaster.bad).
+_CRC = const(1)
+_UNKNOWN_FC = const(2)
+_OTHER_UNIT = const(3)
+_OTHER_FC = const(4)
+_TOO_LONG = const(5)
+_CUT_SHORT = const(6)
 
 
 class RtuMaster:
@@ -64,7 +71,9 @@ class RtuMaster:
         self.req_len = 0  # its frame's length (FC08/00's answer echoes it)
         self.fc = 0  # its function code
         self.fill = 0
-        self.bad = None  # what was wrong with the last frame dropped while waiting, or None
+        self.bad = 0  # what was wrong with the last frame dropped while waiting (_CRC...), or 0
+        self.bad_arg = 0
+        self.arg = 0  # _wrong's number of the frame it looked at
         self.deadline = 0  # ticks_ms: the answer's timeout (or the broadcast's turnaround)
         self.late = False  # the deadline passed while an answer was arriving
         now = time.ticks_us()
@@ -150,7 +159,7 @@ class RtuMaster:
         self.req_len = n + 3
         self.fc = tx[1]
         self.fill = 0
-        self.bad = None
+        self.bad = 0
         self.late = False
         try:
             port.send(tx, n + 3)
@@ -221,7 +230,7 @@ class RtuMaster:
             return True
         self.seen = now
         if self.fill + k > MAX_FRAME:
-            self._drop("longer than 256 bytes")
+            self._drop(_TOO_LONG)
             self.free = time.ticks_add(now, self.quiet)
             return True
         copy(self.rx, self.fill, self.tx, 0, k)
@@ -244,7 +253,7 @@ class RtuMaster:
                 return
             whole = want > 0 and crc16(rx, o, want) == 0  # a correct frame, if not the answer
             why = self._wrong(rx, o, want, whole)
-            if why is None:
+            if not why:
                 txn = self.cur
                 self.answers += 1
                 if rx[o + 1] & 0x80:
@@ -259,6 +268,7 @@ class RtuMaster:
             if o == 0:
                 self.malformed += 1
                 self.bad = why
+                self.bad_arg = self.arg
             # Look for the answer further on: after this frame when it is a correct one (another
             # unit's, another function's), else from the next byte with the unit's address.
             o += want if whole else 1
@@ -268,16 +278,35 @@ class RtuMaster:
         self.free = time.ticks_add(now, self.quiet)
 
     def _wrong(self, rx, o, want, whole):
-        """What is wrong with the frame of `want` bytes at rx[o] as the answer; None: nothing."""
+        """What is wrong with the frame of `want` bytes at rx[o] as the answer: 0 nothing, else
+        a reason (_why's) its number in self.arg. Allocates nothing: a noisy line
+        costs no heap; the text is made once, if the transaction ends BAD."""
         if want < 0:
-            return "function %d of unknown length" % rx[o + 1]
+            self.arg = rx[o + 1]
+            return _UNKNOWN_FC
         if not whole:
-            return "CRC error"
+            return _CRC
         if rx[o] != self.cur.unit:
-            return "answer from unit %d" % rx[o]
+            self.arg = rx[o]
+            return _OTHER_UNIT
         if rx[o + 1] & 0x7F != self.fc:
-            return "function %d to function %d" % (rx[o + 1], self.fc)
-        return None
+            self.arg = rx[o + 1]
+            return _OTHER_FC
+        return 0
+
+    def _why(self):
+        bad = self.bad
+        if bad == _CRC:
+            return "CRC error"
+        if bad == _UNKNOWN_FC:
+            return "function %d of unknown length" % self.bad_arg
+        if bad == _OTHER_UNIT:
+            return "answer from unit %d" % self.bad_arg
+        if bad == _OTHER_FC:
+            return "function %d to function %d" % (self.bad_arg, self.fc)
+        if bad == _TOO_LONG:
+            return "longer than 256 bytes"
+        return "frame cut short"
 
     def _drop(self, why):
         self.malformed += 1
@@ -335,7 +364,7 @@ class RtuMaster:
         if txn is not None and self.fill and not self._read() and \
                 time.ticks_diff(time.ticks_us(), self.seen) >= self.quiet:
             # Silent since bytes that are not a whole answer: they never will be.
-            self._drop("frame cut short")
+            self._drop(_CUT_SHORT)
             self.free = time.ticks_us()
         txn = self.cur
         if txn is not None and time.ticks_diff(now, self.deadline) >= 0:
@@ -353,12 +382,12 @@ class RtuMaster:
             else:
                 self.cur = None
                 self.free = time.ticks_add(self.seen, self.quiet)
-                if self.bad is None:
+                if not self.bad:
                     self.suspect = txn.unit
                     self.suspect_until = time.ticks_add(now, txn.timeout_ms)
                 if not self.cancelled:
-                    if self.bad is not None:
-                        txn.why = self.bad
+                    if self.bad:
+                        txn.why = self._why()
                         self._done(txn, BAD)
                     else:
                         self._done(txn, TIMEOUT)

@@ -107,7 +107,8 @@ class DataModel:
     def outputs_written(self, table, first, count):
         """Tell every subscriber that table[first:first + count] was written (the values are in
         the model already). Every write of a master goes through here (the Engine calls it for
-        FC05/06/15/16/22/23, whatever transport or MQTT brought it). A subscriber that raises
+        FC05/06/15/16/22/23, whatever transport or MQTT brought it; the simulator's control
+        channel calls it for its `set` of outputs and memory). A subscriber that raises
         does not stop the others: its error is printed on one line and the rest still run.
         False when one raised (the Engine then answers exception 04). Allocates nothing unless
         one raises."""

@@ -24,9 +24,7 @@ import sys
 import micropython
 
 import board
-from mbnode import app, config
-from mbnode.rtulink import RtuLink
-from mbnode.tcp import TcpSlave
+from mbnode import app, config, rtulink, tcp
 
 
 class Probe:
@@ -57,19 +55,34 @@ class Probe:
         return self.engine.handle(req, ro, n, resp, wo)
 
 
+def kept(module, name):
+    # The transport app.build makes, without reaching into the loop's fields: module.name becomes
+    # a subclass that keeps its instances (as tests/core/parts.py does).
+    cls = getattr(module, name)
+    instances = []
+
+    class Kept(cls):
+        def __init__(self, *args):
+            cls.__init__(self, *args)
+            instances.append(self)
+
+    setattr(module, name, Kept)
+    return instances
+
+
 def main():
     if sys.argv[1] == "tcp":
         cfg = {"tcp": {"host": "127.0.0.1", "port": int(sys.argv[2]), "max_clients": 4}, "board": {"io": ""}}
-        kind = TcpSlave
+        module, kind = tcp, "TcpSlave"
     else:
         path, baud, parity, stop = sys.argv[2:6]
         cfg = {"tcp": {"enabled": False}, "board": {"io": "", "rtu_device": path},
                "rtu": {"enabled": True, "baud": int(baud), "parity": parity, "stopbits": int(stop)}}
-        kind = RtuLink
+        module, kind = rtulink, "RtuLink"
     warm, count = int(sys.argv[-2]), int(sys.argv[-1])
+    transports = kept(module, kind)
     loop, ready = app.build(config.validate(cfg, board.CONFIG_SCHEMA), board)
-    transport = [h for h in loop.handlers.values() if isinstance(h, kind)][0]
-    slave = transport if kind is TcpSlave else transport.server
+    slave = transports[0] if module is tcp else transports[0].server
     probe = Probe(slave.engine, loop, warm, count)
     slave.engine = probe
     print(ready)

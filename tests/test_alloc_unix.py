@@ -16,7 +16,7 @@ def test_tcp_path_is_allocation_free(bits):
     out = subprocess.run([binary, "-X", "heapsize=256K", "alloc_tcp.py", str(free_port("127.0.0.1"))],
                          cwd=ROOT / "tests" / "core", env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "21 passed, 0 failed" in out.stdout
+    assert "22 passed, 0 failed" in out.stdout
 
 
 def test_rtu_path_is_allocation_free(bits):

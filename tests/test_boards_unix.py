@@ -38,3 +38,26 @@ def test_rp2_uart_model_loses_no_request(baud):
     out = run_script("pico", "uart_line.py", baud, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "6 passed, 0 failed" in out.stdout, out.stdout
+
+
+def test_control_channel_sets_reach_the_output_subscribers():
+    """The simulator's `set` of do/ao/mem tells the output subscribers as a master's write does
+    (memory positions as their register addresses); inputs are the field's side: no call."""
+    from mbnode.datamodel import COILS, HOLDING, DataModel
+
+    with boards._BoardImport("unix") as board:
+        model = DataModel()
+        heard = []
+        model.subscribe(lambda table, first, count: heard.append((table, first, count)))
+        replies = [board.execute(model, line) for line in
+                   ("set do 3 1 0 1", "set ao 0x41 7", "set mem 2 70000", "set di 0 1", "set ai 0 5", "get do 3 3",
+                    "set do 0 2")]
+        assert replies == ["ok", "ok", "ok", "ok", "ok", "ok 1 0 1", "err bit value 2: allowed 0 or 1"]
+        assert heard == [(COILS, 3, 3), (HOLDING, 0x41, 1), (HOLDING, 0x1002, 2)]
+
+        def broken(table, first, count):
+            raise OSError(5)
+
+        model.subscribe(broken)
+        assert board.execute(model, "set do 9 1").startswith("err the values are set, but an output subscriber failed")
+        assert model.get_bit(COILS, 9) == 1 and heard[-1] == (COILS, 9, 1)

@@ -49,3 +49,24 @@ def test_position_api_round_trip():
     assert m.get_reg(HOLDING, 0x17FE) == 0xFFFB and m.get_reg(HOLDING, 0x17FF) == 0xFFFF
     m.set_u32(3, 0x80000000)
     assert m.get_i32(3) == -0x80000000
+
+
+def test_an_output_subscriber_that_raises_is_reported_on_one_line(capsys):
+    case = [c for c in pdu_cases.CASES if c[3].get("failing_output")][0]
+    assert pdu_cases.run_case(case) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["mbnode: error in output subscriber _failing_output: RuntimeError('output driver failed')"] * 2
+
+
+def test_an_unsubscribed_part_hears_no_more():
+    m = DataModel()
+    heard = []
+
+    def part(table, first, count):
+        heard.append((table, first, count))
+
+    m.subscribe(part)
+    assert m.outputs_written(HOLDING, 4, 2)
+    m.unsubscribe(part)
+    assert m.outputs_written(HOLDING, 5, 1)
+    assert heard == [(HOLDING, 4, 2)]

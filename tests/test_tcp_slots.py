@@ -56,9 +56,11 @@ class Peer:
 class Loop(tcpfakes.Loop):
     def round(self, order, clock):
         """One poll round: the ready keys in `order` (those polled for POLLIN), then the ticks."""
+        self.changed = False
         for key in order:
             if key in self.handlers and self.masks[key] & POLLIN:
-                if self.handlers[key].on_event(key, POLLIN):
+                self.handlers[key].on_event(key, POLLIN)
+                if self.changed:
                     break  # the poll set changed: a fresh poll
         for t in self.timers:
             t.tick(clock.now)

@@ -1,8 +1,8 @@
 """Onboard I/O of a pin board: machine.Pin / ADC / PWM mirrored into the data model.
 
-Outputs follow the master's writes (DataModel.on_output); inputs are sampled every scan_ms by
-a loop timer. Channel n of each kind is the n-th pin of the board's list; the data model stays
-the single image of the I/O, so Modbus reads never touch hardware.
+Outputs follow the master's writes (drive_pins subscribes to DataModel's output changes); inputs
+are sampled every scan_ms by a loop timer. Channel n of each kind is the n-th pin of the board's
+list; the data model stays the single image of the I/O, so Modbus reads never touch hardware.
 """
 
 import time
@@ -21,9 +21,11 @@ class PinIO:
         self.ao = [machine.PWM(machine.Pin(p), freq=pwm_freq, duty_u16=0) for p in ao_pins]
         self.scan_ms = scan_ms
         self.next = 0
-        model.on_output = self.on_output
+        model.subscribe(self.drive_pins)
 
-    def on_output(self, table, first, count):
+    def drive_pins(self, table, first, count):
+        # Output subscriber: the DO and AO pins among the channels written (memory positions and
+        # extension channels have none).
         model = self.model
         if table == COILS:
             for n in range(first, min(first + count, len(self.do))):

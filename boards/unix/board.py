@@ -25,6 +25,7 @@ from mbnode.datamodel import (
     DISCRETE_INPUTS,
     HOLDING,
     INPUT,
+    MEM_BASE,
     MEM_POSITIONS,
     REG_CHANNELS,
 )
@@ -137,6 +138,12 @@ def execute(model, line):
                 out.append(model.get_u32(a))
             else:
                 model.set_u32(a, values[i])
+        if values is not None and table != DISCRETE_INPUTS and table != INPUT:
+            # Outputs and memory set here reach the output subscribers as a master's write does.
+            if kind == "mem":
+                table, first, count = HOLDING, MEM_BASE + 2 * (first - 1), 2 * count
+            if not model.outputs_written(table, first, count):
+                return "err the values are set, but an output subscriber failed (the simulator printed why)"
         return " ".join(["ok"] + [str(v) for v in out])
     except ValueError as e:
         return "err %s" % e
@@ -164,18 +171,21 @@ class _IoClient:
 
     def on_event(self, sock, events):
         if events & 0x18:  # POLLHUP | POLLERR
-            return self.close()
+            self.close()
+            return
         try:
             if events & _POLLOUT:
                 self.tx = self.tx[sock.send(self.tx):]
             if events & _POLLIN:
                 data = sock.recv(256)
                 if not data:
-                    return self.close()
+                    self.close()
+                    return
                 self.buf += data
         except OSError as e:
             if e.args[0] != _EAGAIN:
-                return self.close()
+                self.close()
+                return
         # Answer the complete lines received, while the replies waiting are few enough.
         while len(self.tx) < _OUT_MAX:
             i = self.buf.find(b"\n")
@@ -199,7 +209,6 @@ class _IoClient:
                     reply = "err requests are ASCII text"
             self.tx += reply.encode() + b"\n"
         self.channel.loop.modify(sock, (_POLLIN if len(self.tx) < _OUT_MAX else 0) | (_POLLOUT if self.tx else 0))
-        return False
 
     def on_error(self, sock):
         # The loop's call after on_event raised (MemoryError in a heap too small): it closes.
@@ -209,7 +218,6 @@ class _IoClient:
         self.channel.conns.remove(self)
         self.channel.loop.remove(self.sock)
         self.sock.close()
-        return True
 
 
 class IoChannel:
@@ -229,11 +237,10 @@ class IoChannel:
         try:
             c, _ = sock.accept()
         except OSError:
-            return False
+            return
         if len(self.conns) >= _CLIENTS:
             self.conns[0].close()
         c.setblocking(False)
         client = _IoClient(self, c)
         self.conns.append(client)
         self.loop.add(c, client)
-        return True

@@ -77,15 +77,49 @@ def _merge(ranges):
     return flat
 
 
+def _failed(fn, e):
+    try:
+        print("mbnode: error in output subscriber %s: %r" % (getattr(fn, "__name__", "?"), e))
+    except MemoryError:
+        pass  # no room to say it: the reply (exception 04) still says something failed
+
+
 class DataModel:
     def __init__(self, present=None):
         """present: see set_present; None = the whole map."""
         self.regs = bytearray(_MEM_OFF + 4 * MEM_POSITIONS)
         self.bits = (bytearray(BIT_CHANNELS // 8 + 1), bytearray(BIT_CHANNELS // 8 + 1))
         self.set_present(present or MAP)
-        # Called as on_output(table, first, count) after a master changed coils or holding
-        # registers below MEM_BASE; a board sets it to drive its outputs.
-        self.on_output = None
+        self.subscribers = []  # see subscribe()
+
+    # Output changes: one dispatcher for every part that follows them.
+
+    def subscribe(self, fn):
+        """Call fn(table, first, count) after every write of outputs from now on: COILS, or
+        HOLDING (onboard and extension AO, and memory positions as their register addresses
+        0x1000-0x17FF). Parts subscribe at start-up (pins, and whatever else follows outputs);
+        they are called in subscription order."""
+        self.subscribers.append(fn)
+
+    def unsubscribe(self, fn):
+        self.subscribers.remove(fn)
+
+    def outputs_written(self, table, first, count):
+        """Tell every subscriber that table[first:first + count] was written (the values are in
+        the model already). Every write of a master goes through here (the Engine calls it for
+        FC05/06/15/16/22/23, whatever transport or MQTT brought it; the simulator's control
+        channel calls it for its `set` of outputs and memory). A subscriber that raises
+        does not stop the others: its error is printed on one line and the rest still run.
+        False when one raised (the Engine then answers exception 04). Allocates nothing unless
+        one raises."""
+        ok = True
+        for fn in self.subscribers:
+            try:
+                fn(table, first, count)
+            except Exception as e:  # noqa: BLE001 - the others and the reply still come
+                ok = False
+                _failed(fn, e)
+        return ok
 
     def set_present(self, present):
         """present: per table (COILS..INPUT) a list of (first, last) channel ranges inside MAP

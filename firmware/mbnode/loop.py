@@ -1,23 +1,31 @@
 """The event loop: one select.poll over every socket and serial port the device serves.
 
 Lighter than asyncio (no task objects, no stream buffers) and allocation-free per event:
-`ipoll` reuses its result tuple, handlers are plain method calls. A handler's on_event(obj,
-events) returns True when it changed the poll set (accepted or closed something); iteration then
-restarts with a fresh poll, because the set must not change under a running ipoll.
+`ipoll` reuses its result tuple, handlers are plain method calls, on_event(obj, events); what it
+returns is ignored. The poll set must not change under a running ipoll: MicroPython's iterator
+walks the set's hash table by position, and a register that fills the table rehashes it, after
+which the round can hand out an object already served, with its old events, again
+(tests/core/loop_changes.py). So add() and remove() note the change, and when a handler made one
+(an accept, a close, directly or through whatever it called) the loop drops the rest of the
+round and polls afresh: an object removed in a round is never served after its removal, and
+what was ready and not served is reported again at once (poll is level-triggered).
 
 Timers (add_timer) are objects with due_in(now) -> ms until their tick is needed (-1 = never)
 and tick(now), called after every poll; with no timer due the loop blocks in poll, so an idle
-slave uses no CPU. A handler that wants no events for a while (the RTU link while it waits for
-bytes it knows are on their way) sets its object's event mask to 0 with modify() rather than
-leaving and rejoining the poll set.
+slave uses no CPU. add_timer and remove_timer may be called from a handler or a tick: a removed
+timer is not ticked again (one that a removal during the ticks skips is still due, and ticks on
+the next step, at once). A handler that wants no events for a while (the RTU link while it
+waits for bytes it knows are on their way) sets its object's event mask to 0 with modify()
+rather than leaving and rejoining the poll set.
 
 A handler that raises never makes the loop spin on the same event: the error is printed on one
 line, the handler's on_error(obj) is called when it has one (a connection closes itself, the RTU
 link drops the frame in hand), and an object still in the loop after that (or a timer) is
 muted: taken out of the poll set (left out of the ticks) for 1 s, then served again as before
-(mbnode/loopmute.py, loaded when a handler first raises: 2 KiB less at start-up). Level-triggered poll would otherwise report the same readable socket
-at once, and a handler that fails on it (MemoryError in a heap too small for the load) would
-fail again, thousands of times a second, and starve everything else.
+(mbnode/loopmute.py, loaded when a handler first raises: 2 KiB less at start-up).
+Level-triggered poll would otherwise report the same readable socket at once, and a handler that
+fails on it (MemoryError in a heap too small for the load) would fail again, thousands of times
+a second, and starve everything else.
 """
 
 import select
@@ -33,17 +41,20 @@ class Loop:
         self.running = True
         self.current = None  # the object or timer being served: whose handler raised
         self.muted = []  # [object or timer, ticks_ms until] after a handler raised
+        self.changed = False  # add() or remove() ran since the last poll: its round is stale
 
     def add(self, obj, handler, events=select.POLLIN):
         self.poll.register(obj, events)
         self.handlers[obj] = handler
         self.masks[obj] = events
+        self.changed = True
 
     def remove(self, obj):
         if not (self.muted and _mute().unmute(self, obj)):  # a muted object is out of the poll set
             self.poll.unregister(obj)
         del self.handlers[obj]
         del self.masks[obj]
+        self.changed = True
 
     def modify(self, obj, events):
         """What obj is polled for from now on (0: nothing; a hang-up or error still reports).
@@ -82,10 +93,12 @@ class Loop:
             if self.timers or self.muted:
                 self.step(-1)
             else:  # the common case, without the timer bookkeeping of step()
+                self.changed = False
                 for obj, events in poll.ipoll(-1):
                     self.current = obj
-                    if handlers[obj].on_event(obj, events):
-                        break
+                    handlers[obj].on_event(obj, events)
+                    if self.changed:
+                        break  # the poll set changed: a fresh poll
 
     def step(self, limit):
         """Wait for events (at most `limit` ms, -1 = until a timer is due) and serve them."""
@@ -102,10 +115,12 @@ class Loop:
             d = max(0, time.ticks_diff(m[1], now))
             if timeout < 0 or d < timeout:
                 timeout = d
+        self.changed = False
         for obj, events in self.poll.ipoll(timeout):
             self.current = obj
-            if handlers[obj].on_event(obj, events):
-                break
+            handlers[obj].on_event(obj, events)
+            if self.changed:
+                break  # the poll set changed: a fresh poll
         if timers or self.muted:
             now = time.ticks_ms()
             if self.muted:

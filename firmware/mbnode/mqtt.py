@@ -375,16 +375,15 @@ class Bridge:
         self.begin()
         if events & 0x18:  # POLLERR | POLLHUP
             self._drop("broker connection", None)
-            return True
+            return
         try:
             self.client.check_msg()
         except Exception as e:  # noqa: BLE001
             self._drop("receive", e)
-            return True
+            return
         self.last_rx = time.ticks_ms()
         self.ping_out = False
         self._work()
-        return True  # the relay or a drop may have changed the poll set
 
     def _point(self, topic):
         # The point name of a /set topic under root, or None.

@@ -7,7 +7,9 @@ data function codes, so a transport can call it per request from preallocated bu
 Checks run in the order libmodbus uses and the serial line spec states:
   01 unsupported function -> 03 quantity / byte count / length / value -> 02 address
   -> 03 values whose limit depends on the address (onboard AO is 10-bit) -> execute (04).
-Any unexpected error while executing becomes exception 04.
+Any unexpected error while executing becomes exception 04, and so does a write whose output
+subscribers (DataModel.outputs_written: pins and whatever else follows outputs) did not all take
+it: the value is in the data model, every subscriber was called, one failed (its line printed).
 """
 
 from mbnode import fast
@@ -17,7 +19,6 @@ from mbnode.datamodel import (
     DISCRETE_INPUTS,
     HOLDING,
     INPUT,
-    MEM_BASE,
     ONBOARD,
 )
 
@@ -136,9 +137,9 @@ class Engine:
         if not model.is_present(COILS, addr, 1):
             return -ILLEGAL_DATA_ADDRESS
         model.set_bit(COILS, addr, value)
+        if not model.outputs_written(COILS, addr, 1):
+            return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
-        if model.on_output:
-            model.on_output(COILS, addr, 1)
         return 5
 
     def _write_coils(self, req, ro, n, resp, wo):
@@ -153,9 +154,9 @@ class Engine:
         if not model.is_present(COILS, first, qty):
             return -ILLEGAL_DATA_ADDRESS
         fast.put_bits(model.bits[COILS], first, req, ro + 6, qty)
+        if not model.outputs_written(COILS, first, qty):
+            return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
-        if model.on_output:
-            model.on_output(COILS, first, qty)
         return 5
 
     def _check_ao(self, addr, qty, buf, off):
@@ -166,10 +167,10 @@ class Engine:
         return True
 
     def _store(self, first, qty, src, so):
+        """Write holding registers and tell the output subscribers; False when one failed."""
         model = self.model
         fast.copy(model.regs, model.reg_offset(HOLDING, first), src, so, 2 * qty)
-        if model.on_output and first < MEM_BASE:
-            model.on_output(HOLDING, first, qty)
+        return model.outputs_written(HOLDING, first, qty)
 
     def _write_reg(self, req, ro, n, resp, wo):
         if n != 5:
@@ -179,7 +180,8 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(addr, 1, req, ro + 3):
             return -ILLEGAL_DATA_VALUE
-        self._store(addr, 1, req, ro + 3)
+        if not self._store(addr, 1, req, ro + 3):
+            return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -195,7 +197,8 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(first, qty, req, ro + 6):
             return -ILLEGAL_DATA_VALUE
-        self._store(first, qty, req, ro + 6)
+        if not self._store(first, qty, req, ro + 6):
+            return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -213,7 +216,8 @@ class Engine:
         # The result goes through the response buffer so _store sees wire format.
         resp[wo] = value >> 8
         resp[wo + 1] = value & 0xFF
-        self._store(addr, 1, resp, wo)
+        if not self._store(addr, 1, resp, wo):
+            return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 7)
         return 7
 
@@ -239,7 +243,8 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(wfirst, wqty, req, ro + 10):
             return -ILLEGAL_DATA_VALUE
-        self._store(wfirst, wqty, req, ro + 10)  # write before read (spec)
+        if not self._store(wfirst, wqty, req, ro + 10):  # write before read (spec)
+            return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo + 2, model.regs, model.reg_offset(HOLDING, rfirst), 2 * rqty)
         resp[wo] = 23
         resp[wo + 1] = 2 * rqty

@@ -72,10 +72,8 @@ class RtuLink:
             print("mbnode: rtu line %s closed; RTU stopped" % self.port.name)
             self.loop.remove(stream)
             self.loop.remove_timer(self)
-            return True
-        if not self.waiting:
+        elif not self.waiting:
             self._look()
-        return False
 
     def on_error(self, stream):
         # The loop's call after on_event or tick raised: drop the frame in hand, listen again.

@@ -214,9 +214,8 @@ class RtuMaster:
     def on_event(self, stream, events):
         if events & 0x18:  # POLLHUP | POLLERR: the line went away
             self._close("the serial line %s closed" % self.name)
-            return True
+            return
         self._read()
-        return False
 
     def _read(self):
         """Take what the port has; True when bytes came."""

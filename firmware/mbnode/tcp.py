@@ -109,9 +109,11 @@ class _Conn:
     def on_event(self, key, events):
         server = self.server
         if events & _POLLERR_HUP:
-            return server.close(self)
+            server.close(self)
+            return
         if self.out:
-            return self._send_rest()
+            self._send_rest()
+            return
         sock = self.sock
         rx = self.rx
         scratch = server.scratch
@@ -125,35 +127,39 @@ class _Conn:
                     if n:
                         copy(rx, fill, scratch, 0, n)
                 if n is None:
-                    return False
+                    return
                 if n == 0:
-                    return server.close(self)
+                    server.close(self)
+                    return
                 if fill == 0:
                     self.t0 = time.ticks_ms()
                 fill += n
                 if fill < 6:
                     self.fill = fill
-                    return False
+                    return
                 length = (rx[4] << 8) | rx[5]
                 if rx[2] or rx[3] or length < 2 or length > 254:
-                    return server.close(self)
+                    server.close(self)
+                    return
             end = 6 + ((rx[4] << 8) | rx[5])
             n = sock.readinto(scratch, end - fill)
             if n:
                 copy(rx, fill, scratch, 0, n)
         except OSError:
-            return server.close(self)
+            server.close(self)
+            return
         if n is None:
             self.fill = fill
-            return False
+            return
         if n == 0:
-            return server.close(self)
+            server.close(self)
+            return
         fill += n
         if fill < end:
             self.fill = fill
-            return False
+            return
         self.fill = 0
-        return server.answer(self, end - 6)
+        server.answer(self, end - 6)
 
     def on_error(self, key):
         # The loop's call after on_event raised (MemoryError, say): this connection ends.
@@ -164,16 +170,17 @@ class _Conn:
         try:
             n = self.sock.write(self.rx, self.sent, self.out - self.sent)
         except OSError:
-            return server.close(self)
+            server.close(self)
+            return
         if n:
             self.sent += n
         if self.sent < self.out:
-            return False
+            return
         self.out = 0
         if not server.persistent:
-            return server.close(self)
+            server.close(self)
+            return
         server.loop.modify(self.key, _POLLIN)
-        return False
 
     def due(self, now, idle_ms):
         """ms until this connection must be closed (0: now), or -1 (no limit running)."""
@@ -226,19 +233,19 @@ class TcpSlave:
             # again after the round (tick); then the slot rules decide.
             self.deferred = 1
             self.loop.modify(self.key, 0)
-            return False
+            return
         self.deferred = 0
         try:
             c, addr = self.sock.accept()
         except OSError:
-            return False
+            return
         if self.allow and peer_ip(addr) not in self.allow:
             c.close()
-            return False
+            return
         slot = self._slot(now)
         if slot is None:
             c.close()
-            return False
+            return
         c.setblocking(False)
         for level, option, value in _options():
             try:
@@ -251,7 +258,6 @@ class TcpSlave:
         slot.last = now
         slot.gap = -1
         self.loop.add(key, slot)
-        return True
 
     def _slot(self, now):
         """A free slot, or the slot given up for a new connection (closed), or None."""
@@ -278,7 +284,7 @@ class TcpSlave:
         return idlest if idlest_too else stale
 
     def answer(self, conn, length):
-        """Serve the request in conn.rx[0:6 + length]; the event handler's result."""
+        """Serve the request in conn.rx[0:6 + length]."""
         now = time.ticks_ms()
         gap = time.ticks_diff(now, conn.last)
         if gap > conn.gap:
@@ -288,15 +294,16 @@ class TcpSlave:
         unit = rx[6]
         own = not self.unit_id or unit == self.unit_id or (unit == 255 and self.unit_255)
         if self.forward is not None and self.forward.takes(unit, own):
-            return self.forward.start(conn, length)  # mbnode.tcpgateway: on the RTU line
+            self.forward.start(conn, length)  # mbnode.tcpgateway: on the RTU line
+            return
         if not own:
-            return False
+            return
         n = self.engine.handle(rx, 7, length - 1, self.tx, 7)
-        return self.reply(conn, n)
+        self.reply(conn, n)
 
     def reply(self, conn, n):
         """Send the answer PDU in tx[7:7+n] to conn's request (whose MBAP header is still in
-        conn.rx); the handler's result."""
+        conn.rx)."""
         rx = conn.rx
         tx = self.tx
         tx[0] = rx[0]
@@ -310,7 +317,8 @@ class TcpSlave:
         try:
             sent = conn.sock.write(tx, n)
         except OSError:
-            return self.close(conn)
+            self.close(conn)
+            return
         if sent is None:
             sent = 0
         if sent < n:
@@ -320,10 +328,8 @@ class TcpSlave:
             conn.sent = 0
             conn.t0 = time.ticks_ms()
             self.loop.modify(conn.key, _POLLOUT)
-            return False
-        if not self.persistent:
-            return self.close(conn)
-        return False
+        elif not self.persistent:
+            self.close(conn)
 
     def close(self, conn):
         sock = conn.sock
@@ -334,7 +340,6 @@ class TcpSlave:
             sock.close()
             conn.sock = conn.key = None
             conn.fill = conn.out = 0
-        return True
 
     def due_in(self, now):
         if self.deferred == 1:

@@ -63,7 +63,7 @@ class TcpGateway:
         return not own
 
     def start(self, conn, length):
-        """Forward the request in conn.rx[0:6 + length]; the handler's result."""
+        """Forward the request in conn.rx[0:6 + length]."""
         txn = conn.fwd
         txn.pdu = conn.rx
         txn.off = 7
@@ -71,10 +71,10 @@ class TcpGateway:
         txn.unit = conn.rx[6]
         txn.timeout_ms = self.timeout_ms
         if not self.master.submit(txn):
-            return self._exception(conn, _BUSY if not self.master.closed else _PATH_UNAVAILABLE)
+            self._exception(conn, _BUSY if not self.master.closed else _PATH_UNAVAILABLE)
+            return
         self.forwarded += 1
         self.slave.loop.modify(conn.key, 0)  # not read until answered (a hang-up still reports)
-        return False
 
     def cancel(self, conn):
         """conn closes: its request no longer waits for the bus."""
@@ -106,4 +106,4 @@ class TcpGateway:
         tx = self.slave.tx
         tx[7] = conn.rx[7] | 0x80
         tx[8] = code
-        return self.slave.reply(conn, 2)
+        self.slave.reply(conn, 2)

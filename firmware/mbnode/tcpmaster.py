@@ -207,30 +207,29 @@ class TcpLink:
                 self.close()
                 if self.cur is not None:
                     self._failed_connect(e)
-                return True
+                return
             self.master.loop.modify(sock, _POLLIN)
             if self.cur is not None:
                 self._send()
-            return True
+            return
         scratch = self.master.scratch
         try:
             k = sock.readinto(scratch, _ADU - self.fill)
         except OSError:
             k = 0
         if k is None:
-            return False
+            return
         if not k:
             self.close()
             if self.cur is not None:
                 self.cur.why = "connection closed by %s before the response" % self.where()
                 self._finish(FAILED)
-            return True
+            return
         if self.cur is None:
-            return False  # an answer nobody waits for any more: dropped
+            return  # an answer nobody waits for any more: dropped
         copy(self.rx, self.fill, scratch, 0, k)
         self.fill += k
         self._received()
-        return True
 
     def _received(self):
         rx = self.rx

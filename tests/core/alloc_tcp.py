@@ -4,6 +4,8 @@ The firmware's own loop, TCP slave and engine serve requests from a client socke
 process while micropython.heap_lock() makes any heap allocation raise MemoryError. Prints one
 line per request kind and a closing "N passed, M failed" line.
 
+Every write reaches two output subscribers (DataModel.subscribe), also under the lock.
+
 Besides one request of each kind: a request arriving in pieces (the header and the body read
 in parts), and answers the socket does not take at once (a client that pipelines requests and
 reads late): the partial write that leaves the rest in the slot, and its POLLOUT resume.
@@ -15,9 +17,10 @@ import sys
 
 import board
 import micropython
-from heaplock import Report, locked
-from mbnode import app, config
-from mbnode.tcp import TcpSlave
+from heaplock import Heard, Report, locked
+from mbnode import app, config, tcp
+from mbnode.datamodel import HOLDING, DataModel
+from parts import made
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 5040
 
@@ -50,7 +53,12 @@ def frame(pdu_hex, unit=1):
 
 def main():
     cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT}}, board.CONFIG_SCHEMA)
-    loop, ready = app.build(cfg, board)
+    slaves = made(tcp, "TcpSlave")
+    model = DataModel()
+    heard = (Heard(), Heard())
+    for h in heard:
+        model.subscribe(h.changed)
+    loop, ready = app.build(cfg, board, model)
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, 8, 1024)  # SO_RCVBUF (Linux; the module lacks the name): a slow reader
     c.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
@@ -75,9 +83,12 @@ def main():
         # A MemoryError inside the engine would come back as exception 04: check the answer.
         ok = err is None and n == size and (n == 0 or bytes(resp[7:9]) == head)
         report.line(name, ok, err, n, resp[7:9])
+    writes = 2 * len([r for r in REQUESTS if r[1] and r[1][:2] in ("05", "06", "0F", "10", "16", "17")])
+    # Each write ran twice (the warm-up, then locked); the last one was FC23's to 0x0040.
+    heard_all = all(h.count == writes and h.last == [HOLDING, 0x40, 0x79] for h in heard)
+    report.line("output subscribers x2", heard_all, "heard %d, %d" % (heard[0].count, heard[1].count), 0, b"")
     in_pieces(c, loop, resp, report)
-    slave = [h for h in loop.handlers.values() if isinstance(h, TcpSlave)][0]
-    pipelined(c, loop, [conn for conn in slave.conns if conn.sock is not None][0], report)
+    pipelined(c, loop, [conn for conn in slaves[0].conns if conn.sock is not None][0], report)
     return report.finish()
 
 

@@ -12,8 +12,10 @@ import sys
 import board
 import machine
 import network
+import pinio
 from boardtest import Tcp, check, report, rtu, run_until
 from mbnode import app, config
+from parts import made
 
 PORT = int(sys.argv[1])
 
@@ -28,6 +30,7 @@ def main():
     cfg = config.validate(given, *rules)
     b = cfg["board"]
     DO, DI, AI, AO = b["do_pins"], b["di_pins"], b["ai_pins"], b["ao_pins"]
+    pin_io = made(pinio, "PinIO")
     loop, ready = app.build(cfg, board)
     print(ready)
     check("ready line names the board", ("board %s" % board.NAME) in ready, True)
@@ -63,7 +66,7 @@ def main():
     levels = [i % 2 for i in range(len(DI))]
     for p, v in zip(DI, levels):
         machine.PINS[p].level = v
-    io = [t for t in loop.timers if hasattr(t, "ai")][0]
+    io = pin_io[0]
     raws = [100 + 20000 * i for i in range(len(AI))]
     for adc, raw in zip(io.ai, raws):
         adc.raw = raw

@@ -25,6 +25,22 @@ def locked(serve, collect, send=None):
     return err, got
 
 
+class Heard:
+    """An output subscriber (DataModel.subscribe) that allocates nothing: counts the changes it
+    is told of and keeps the last one."""
+
+    def __init__(self):
+        self.count = 0
+        self.last = [None, None, None]
+
+    def changed(self, table, first, count):
+        self.count += 1
+        last = self.last
+        last[0] = table
+        last[1] = first
+        last[2] = count
+
+
 class Report:
     """One line per request kind, then "N passed, M failed"; finish() returns M."""
 

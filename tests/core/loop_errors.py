@@ -66,7 +66,6 @@ class Reader:
     def on_event(self, sock, events):
         data = sock.recv(64)
         self.got += len(data or b"")
-        return False
 
 
 class Writer:

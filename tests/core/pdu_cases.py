@@ -3,7 +3,10 @@
 A case: (name, setup, steps, options). setup is a list of field-side writes done on a fresh data
 model before the steps: ("bit", table, address, value) | ("reg", table, address, value) |
 ("u32", position, value). steps: (request PDU hex, expected response PDU hex); spaces in hex are
-ignored. options: {"present": per-table ranges, "identity": dict, "failing_output": True}.
+ignored. options: {"present": per-table ranges, "identity": dict, "failing_output": True,
+"outputs": [(table, first, count), ...]}. Every case runs with two recording output subscribers
+(and, with failing_output, one that raises between them): each output change must reach both,
+in subscription order; "outputs" lists the changes the steps must make, in order.
 Expected bytes are written out by hand from the Modbus spec and seeds/001, never produced by the
 engine under test.
 """
@@ -174,9 +177,19 @@ CASES = [
     ("unsupported function codes -> 01", [],
      [("00", "80 01"), ("09 0000", "89 01"), ("0A", "8A 01"), ("14 00", "94 01"), ("18 0000", "98 01"),
       ("41 0000 0001", "C1 01"), ("7F", "FF 01")], {}),
-    ("failure while executing -> 04", [],
-     [("05 0000 FF00", "85 04"), ("10 0000 0001 02 0001", "90 04"), ("03 0000 0001", "03 02 0001")],
-     {"failing_output": True}),
+    ("an output subscriber that raises -> 04, the others still called, the value stored", [],
+     [("05 0000 FF00", "85 04"), ("10 0000 0001 02 0001", "90 04"), ("03 0000 0001", "03 02 0001"),
+      ("01 0000 0001", "01 01 01")],
+     {"failing_output": True, "outputs": [(COILS, 0, 1), (HOLDING, 0, 1)]}),
+    ("output changes reach the subscribers: every write, memory too; no read, no refused write", [],
+     [("05 0003 FF00", "05 0003 FF00"), ("0F 0010 000A 02 FF03", "0F 0010 000A"),
+      ("06 0002 0123", "06 0002 0123"), ("10 0040 0002 04 00010002", "10 0040 0002"),
+      ("10 1000 0002 04 00010002", "10 1000 0002"), ("16 0041 00F2 0025", "16 0041 00F2 0025"),
+      ("17 0000 0001 0005 0001 02 0007", "17 02 0000"), ("01 0000 0008", "01 01 08"),
+      ("03 0005 0001", "03 02 0007"), ("05 0240 FF00", "85 02"), ("06 0000 0400", "86 03"),
+      ("05 0000 1234", "85 03"), ("10 0000 0001 02 0400", "90 03"), ("16 0000 0000 0400", "96 03")],
+     {"outputs": [(COILS, 3, 1), (COILS, 0x10, 10), (HOLDING, 2, 1), (HOLDING, 0x40, 2), (HOLDING, 0x1000, 2),
+                  (HOLDING, 0x41, 1), (HOLDING, 5, 1)]}),
     # --- configured presence
     ("configured presence", [],
      [("01 0000 0008", "01 01 00"), ("01 0000 0009", "81 02"), ("01 0040 0010", "01 02 0000"),
@@ -197,8 +210,11 @@ def run_case(case):
     """Run one case; returns a list of failure messages (empty = passed)."""
     name, setup, steps, options = case
     model = DataModel(options.get("present"))
+    calls = []
+    model.subscribe(lambda table, first, count: calls.append((1, table, first, count)))
     if options.get("failing_output"):
-        model.on_output = _failing_output
+        model.subscribe(_failing_output)
+    model.subscribe(lambda table, first, count: calls.append((2, table, first, count)))
     engine = Engine(model, DeviceIdentification(options.get("identity", IDENTITY), 1))
     for op in setup:
         if op[0] == "bit":
@@ -220,6 +236,11 @@ def run_case(case):
         if got != hx(expected):
             failures.append("%s: %s -> %s, expected %s" % (
                 name, request, binascii.hexlify(got).decode(), expected.replace(" ", "").lower()))
+    firsts = [c[1:] for c in calls if c[0] == 1]
+    if calls != [(k, ) + c for c in firsts for k in (1, 2)]:
+        failures.append("%s: not every output change reached both subscribers in order: %r" % (name, calls))
+    if "outputs" in options and firsts != options["outputs"]:
+        failures.append("%s: output changes %r, expected %r" % (name, firsts, options["outputs"]))
     return failures
 
 

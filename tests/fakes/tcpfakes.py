@@ -52,20 +52,24 @@ class Listener:
 
 
 class Loop:
-    """The loop's registration API, recording each key's poll mask."""
+    """The loop's registration API, recording each key's poll mask; `changed` is set by add()
+    and remove() as the real loop's is (a poll round stops there)."""
 
     def __init__(self):
         self.masks = {}
         self.handlers = {}
         self.timers = []
+        self.changed = False
 
     def add(self, key, handler, events=POLLIN):
         self.masks[key] = events
         self.handlers[key] = handler
+        self.changed = True
 
     def remove(self, key):
         del self.masks[key]
         del self.handlers[key]
+        self.changed = True
 
     def modify(self, key, events):
         self.masks[key] = events

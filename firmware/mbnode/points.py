@@ -2,7 +2,9 @@
 
 A point is configured as an object in mqtt.points (checked by mbnode.pointsconfig, which is
 unloaded after start-up like the rest of the configuration code) and used as a Point.
-Register types are named by size and sign, with the byte and word order as separate keys:
+Register types are named by size and sign, with the byte and word order as separate keys; the
+types themselves (how registers read as values and back) are mbnode.datatypes', shared with
+the poller:
 
   type      registers  byte_order / word_order         seeds/004 name
   int16      1         byte_order BE | LE               int16BE / int16LE
@@ -17,18 +19,14 @@ Register types are named by size and sign, with the byte and word order as separ
   ascii      "count"   2 characters per register, high byte first
   bool       1 bit     coils and discrete inputs only   boolean
 
-word_order BE puts the most significant 16 bits in the lowest register; byte_order BE keeps each
-register's bytes as on the wire. The seed's *LE names read all the bytes reversed, which is
-byte_order LE with word_order LE; the common "word swap" (CDAB) is byte_order BE, word_order LE.
-
 MicroPython: integers beyond 30 bits (32-bit and 64-bit types) are heap objects, and on boards
 with single-precision floats float64 values keep only float32's precision. Both are fine on the
 publish and write paths, which allocate anyway; nothing here runs on the Modbus serving path.
 """
 
 import json
-import struct
 
+from mbnode import datatypes
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, mem_register
 from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
@@ -54,27 +52,6 @@ TABLES = {
     "holding": (HOLDING, "uint16", None, "holding registers"),
     "memory": (HOLDING, "memory32", ("memory32",), "a memory position"),
 }
-# type -> (struct format, registers); bool is 1 bit, ascii takes its "count" of registers.
-TYPES = {
-    "bool": (None, 1),
-    "int16": (">h", 1),
-    "uint16": (">H", 1),
-    "int32": (">i", 2),
-    "uint32": (">I", 2),
-    "float32": (">f", 2),
-    "int64": (">q", 4),
-    "uint64": (">Q", 4),
-    "float64": (">d", 4),
-    "memory32": (">I", 2),
-    "ascii": (None, 0),
-}
-_F32_MAX = 3.4028234663852886e38
-
-
-def _number(v):
-    return type(v) in (int, float) and v == v and v not in (float("inf"), float("-inf"))
-
-
 class Point:
     """One point ready for use. d: one entry of the checked mqtt.points (check() filled in every
     default; a key left out here takes that same default). retain: mqtt.retain, used when the
@@ -84,15 +61,11 @@ class Point:
         self.name = d["name"]
         table = d["table"]
         self.table, t = TABLES[table][:2]
-        self.type = t = d.get("type", t)
-        fmt, n = TYPES[t]
-        self.width = d["count"] if t == "ascii" else n  # registers, or 1 bit
+        # type, fmt, width (registers, or 1 bit), bswap, wswap, numeric: mbnode.datatypes.setup
+        datatypes.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
+                        d.get("signed", False), d.get("count", 0))
         self.address = mem_register(d["position"]) if table == "memory" else d["address"]
         self.writable = table == "coil" or table == "holding" or table == "memory"
-        self.fmt = ">i" if d.get("signed") else fmt
-        self.bswap = 1 if d.get("byte_order") == "LE" else 0  # an index offset in _reorder
-        self.wswap = d.get("word_order") == "LE" or t == "memory32"
-        self.numeric = t != "bool" and t != "ascii"
         self.on_change = d.get("on_change", True)
         self.deadband = d.get("deadband", 0)
         self.every_ms = 1000 * d.get("every_s", 0)
@@ -100,81 +73,21 @@ class Point:
         self.retain = retain if r is None else r
 
 
-def _reorder(src, so, dst, do, n, bswap, wswap):
-    # Registers <-> the value's big-endian bytes. Register i holds value word i (word_order BE)
-    # or word n-1-i (LE); the same formula maps both ways.
-    for i in range(n):
-        s = so + 2 * i
-        k = do + 2 * ((n - 1 - i) if wswap else i)
-        dst[k + bswap] = src[s]
-        dst[k + 1 - bswap] = src[s + 1]
-
-
 def decode(point, data, offset):
-    """The point's value from response data. Bit points: offset is the bit index into data,
-    bits packed LSB first as FC01/02 send them. Register points: offset is the byte offset of
-    the point's first register (wire format, high byte first)."""
-    if point.type == "bool":
-        return ((data[offset >> 3] >> (offset & 7)) & 1) == 1
-    if point.type == "ascii":
-        # Text stops at the first NUL (C-style), then trailing spaces go.
-        raw = bytes(data[offset:offset + 2 * point.width])
-        end = raw.find(b"\x00")
-        raw = (raw if end < 0 else raw[:end]).rstrip(b" ")
-        return "".join([chr(b) if 32 <= b < 127 else "?" for b in raw])
-    be = bytearray(2 * point.width)
-    _reorder(data, offset, be, 0, point.width, point.bswap, point.wswap)
-    return struct.unpack(point.fmt, be)[0]
-
-
-def _fail(point, value, allowed):
-    try:
-        shown = json.dumps(value)
-    except (TypeError, ValueError):
-        shown = repr(value)
-    raise ValueError("point %s: value %s: allowed %s" % (point.name, shown, allowed))
+    """The point's value from response data (mbnode.datatypes.decode). Bit points: offset is
+    the bit index into data, bits packed LSB first as FC01/02 send them. Register points: offset
+    is the byte offset of the point's first register (wire format, high byte first)."""
+    return datatypes.decode(point, data, offset)
 
 
 def encode(point, value):
     """Register words (or [bit]) to write for value, a decoded JSON value. ValueError names the
-    point, the value and what is allowed. 64-bit integers may also come as decimal text, as
-    JSON numbers beyond 2**53 lose digits in many producers (seeds/004 does the same)."""
-    t = point.type
-    if t == "bool":
-        if value is True or value is False or (type(value) is int and 0 <= value <= 1):
-            return [1 if value else 0]
-        _fail(point, value, "true, false, 0 or 1")
-    if t == "ascii":
-        n = 2 * point.width
-        if type(value) is not str or len(value) > n or [c for c in value if not 32 <= ord(c) < 127]:
-            _fail(point, value, "text of at most %d printable ASCII characters" % n)
-        raw = value.encode()
-        return [(raw[i] << 8 if i < len(raw) else 0) | (raw[i + 1] if i + 1 < len(raw) else 0)
-                for i in range(0, n, 2)]
-    fmt = point.fmt
-    if fmt[1] in "fd":
-        if type(value) is bool or not _number(value) or (fmt[1] == "f" and abs(value) > _F32_MAX):
-            _fail(point, value, "a finite number" + (" within +-3.4028235e38" if fmt[1] == "f" else ""))
-        value = float(value)
-    else:
-        bits = 16 * point.width
-        if fmt[1] in "hiq":
-            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        else:
-            lo, hi = 0, (1 << bits) - 1
-        allowed = "an integer %d..%d" % (lo, hi)
-        v = value
-        if type(v) is str and bits == 64 and (v[1:] if v[:1] == "-" else v).isdigit() and len(v) <= 21:
-            v = int(v)
-        elif type(v) is float and _number(v) and v == int(v):
-            v = int(v)
-        if type(v) is not int or not lo <= v <= hi:
-            _fail(point, value, allowed + (" (or its decimal text)" if bits == 64 else ""))
-        value = v
-    be = struct.pack(fmt, value)
-    wire = bytearray(len(be))
-    _reorder(be, 0, wire, 0, point.width, point.bswap, point.wswap)
-    return [(wire[i] << 8) | wire[i + 1] for i in range(0, len(wire), 2)]
+    point, the value and what is allowed. 64-bit integers may also come as decimal text
+    (mbnode.datatypes.check)."""
+    try:
+        return datatypes.encode(point, value)
+    except ValueError as e:
+        raise ValueError("point %s: %s" % (point.name, e.args[0]))
 
 
 def write_pdu(point, value, buf, off=0):
@@ -286,22 +199,9 @@ def should_publish(point, old, new, now_ms, last_ms):
     return new != old
 
 
-def _json(point, value):
-    if value is True or value is False:
-        return "true" if value else "false"
-    if type(value) is float:
-        if value != value or value in (float("inf"), float("-inf")):
-            return "null"  # JSON has no NaN/infinity
-        # float32 carries about 7 significant digits: 1.1, not 1.100000023841858.
-        return "%.7g" % value if point.fmt == ">f" else repr(value)
-    if type(value) is str:
-        return json.dumps(value)
-    return "%d" % value
-
-
 def message(point, value, ts_ms):
     """The telemetry payload {"timestamp": <unix ms>, "value": <value>}."""
-    return '{"timestamp": %d, "value": %s}' % (ts_ms, _json(point, value))
+    return '{"timestamp": %d, "value": %s}' % (ts_ms, datatypes.json_value(point, value))
 
 
 def result(ts_ms, error=None):

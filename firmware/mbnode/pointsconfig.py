@@ -3,7 +3,8 @@ unloaded with it, so a running device keeps just mbnode.points."""
 
 from mbnode.datamodel import MAP, MEM_POSITIONS, mem_register
 from mbnode.pdu import MAX_READ_REGS
-from mbnode.points import NAME_MAX, TABLES, TYPES
+from mbnode.datatypes import TYPES
+from mbnode.points import NAME_MAX, TABLES
 
 MAX_POINTS = 64
 _REG_TYPES = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "memory32", "ascii")
@@ -68,7 +69,7 @@ def check(d):
     t = d.get("type", t)
     _one_of(".type", t, types or _REG_TYPES, " for " + what)
     out = {"name": name, "table": table, "type": t}
-    n = TYPES[t][1]
+    n = max(1, TYPES[t][1] >> 1)  # registers (bool: 1 bit)
     if t == "ascii":
         n = out["count"] = d.get("count")
         if type(n) is not int or not 1 <= n <= MAX_READ_REGS:
@@ -143,5 +144,5 @@ def span(d):
     """(datamodel table, first address, channels) of a checked point object."""
     tab = TABLES[d["table"]][0]
     t = d["type"]
-    n = d["count"] if t == "ascii" else TYPES[t][1]
+    n = d["count"] if t == "ascii" else max(1, TYPES[t][1] >> 1)
     return tab, d["address"] if "address" in d else mem_register(d["position"]), n

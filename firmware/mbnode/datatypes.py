@@ -1,0 +1,238 @@
+"""Data types of Modbus values: the one definition of how registers and bits read as numbers or
+text, and how values become registers again. The MQTT points (mbnode.points) and the poller
+(mbnode.poller) both use it, and so do their configuration checks.
+
+  type      bytes  struct  what it is
+  bool      -      -       one bit (coils, discrete inputs), or a register that is not 0
+  int8      1      >b      (poller) each byte of the registers, high byte first
+  uint8     1      >B      (poller)
+  int16     2      >h      byte_order BE | LE
+  uint16    2      >H
+  int32     4      >i      byte_order and word_order
+  uint32    4      >I
+  float32   4      >f
+  int64     8      >q
+  uint64    8      >Q
+  float64   8      >d
+  memory32  4      >I      (points) an mbnode memory position: lower half first, "signed" or not
+  ascii     count  -       2 characters per register, high byte first; ends at the first NUL
+  hex       count  -       (poller) the registers' bytes as hexadecimal digits, "00FF1A2B"
+
+A user of a type keeps its layout in attributes of its own object (setup()): type, fmt, size
+(bytes of one value; 0 for bool and the text types), width (registers of one value: the count
+for text, 1 for bool), bswap, wswap, numeric. word_order BE puts the most significant 16 bits in
+the lowest register; byte_order BE keeps each register's bytes as on the wire. seeds/004's *LE
+names read all the bytes reversed: byte_order LE with word_order LE; the common word swap
+(CDAB) is byte_order BE, word_order LE. seeds/000's "16bit INT, low byte first" is int16 with
+byte_order LE.
+
+MicroPython: integers beyond 30 bits are heap objects, floats too, and on boards with
+single-precision floats float64 values keep only float32's precision. decode() and encode()
+allocate; reorder() and order_key() do not (the poller's steady state uses only those).
+"""
+
+import json
+import struct
+
+TYPES = {
+    "bool": (None, 0),
+    "int8": (">b", 1),
+    "uint8": (">B", 1),
+    "int16": (">h", 2),
+    "uint16": (">H", 2),
+    "int32": (">i", 4),
+    "uint32": (">I", 4),
+    "float32": (">f", 4),
+    "int64": (">q", 8),
+    "uint64": (">Q", 8),
+    "float64": (">d", 8),
+    "memory32": (">I", 4),
+    "ascii": (None, 0),
+    "hex": (None, 0),
+}
+TEXT = ("ascii", "hex")
+_F32_MAX = 3.4028234663852886e38
+_HEX = "0123456789ABCDEF"
+
+
+def setup(obj, t, byte_order="BE", word_order="BE", signed=False, count=0):
+    """Give obj the layout of type t (see the module docstring); count: registers of a text."""
+    fmt, size = TYPES[t]
+    obj.type = t
+    obj.fmt = ">i" if signed and t == "memory32" else fmt
+    obj.size = size
+    obj.width = count if t in TEXT else max(1, size >> 1)
+    obj.bswap = 1 if byte_order == "LE" else 0  # an index offset in reorder()
+    obj.wswap = word_order == "LE" or t == "memory32"
+    obj.numeric = fmt is not None
+    # How the value's big-endian bytes order (order_key): 0 unsigned, 1 signed, 2 float.
+    fmt = obj.fmt
+    obj.order = 0 if fmt is None or fmt[1] in "BHIQ" else 2 if fmt[1] in "fd" else 1
+
+
+def reorder(src, so, dst, do, n, bswap, wswap):
+    """n registers at src[so:] <-> the value's big-endian bytes at dst[do:]. Register i holds
+    value word i (word_order BE) or word n-1-i (LE); the same formula maps both ways."""
+    for i in range(n):
+        s = so + 2 * i
+        k = do + 2 * ((n - 1 - i) if wswap else i)
+        dst[k + bswap] = src[s]
+        dst[k + 1 - bswap] = src[s + 1]
+
+
+def decode(obj, data, offset):
+    """The value at data[offset:]. bool: offset is a bit index (bits packed LSB first, as
+    FC01/02 send them); the others: the byte offset of the value's first register, or of its
+    byte for int8/uint8 (wire format)."""
+    t = obj.type
+    if t == "bool":
+        return ((data[offset >> 3] >> (offset & 7)) & 1) == 1
+    if t == "ascii":
+        # Text stops at the first NUL (C-style), then trailing spaces go.
+        raw = bytes(data[offset:offset + 2 * obj.width])
+        end = raw.find(b"\x00")
+        raw = (raw if end < 0 else raw[:end]).rstrip(b" ")
+        return "".join([chr(b) if 32 <= b < 127 else "?" for b in raw])
+    if t == "hex":
+        return "".join([_HEX[b >> 4] + _HEX[b & 15] for b in data[offset:offset + 2 * obj.width]])
+    if obj.size == 1:
+        b = data[offset]
+        return b - 256 if obj.fmt == ">b" and b > 127 else b
+    be = bytearray(2 * obj.width)
+    reorder(data, offset, be, 0, obj.width, obj.bswap, obj.wswap)
+    return struct.unpack(obj.fmt, be)[0]
+
+
+def _number(v):
+    return type(v) in (int, float) and v == v and v not in (float("inf"), float("-inf"))
+
+
+def _fail(value, allowed):
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    raise ValueError("value %s: allowed %s" % (shown, allowed))
+
+
+def check(obj, value):
+    """value (decoded JSON) as the type takes it: True/False for bool, text for ascii and hex
+    (hex in capitals), an int or float for the numbers. ValueError("value V: allowed A").
+    64-bit integers may also come as decimal text, as JSON numbers beyond 2**53 lose digits in
+    many producers (seeds/004 does the same)."""
+    t = obj.type
+    if t == "bool":
+        if value is True or value is False or (type(value) is int and 0 <= value <= 1):
+            return bool(value)
+        _fail(value, "true, false, 0 or 1")
+    if t == "ascii":
+        n = 2 * obj.width
+        if type(value) is not str or len(value) > n or [c for c in value if not 32 <= ord(c) < 127]:
+            _fail(value, "text of at most %d printable ASCII characters" % n)
+        return value
+    if t == "hex":
+        n = 4 * obj.width
+        if type(value) is not str or len(value) != n or [c for c in value.upper() if c not in _HEX]:
+            _fail(value, "text of %d hexadecimal digits" % n)
+        return value.upper()
+    fmt = obj.fmt
+    if fmt[1] in "fd":
+        if type(value) is bool or not _number(value) or (fmt[1] == "f" and abs(value) > _F32_MAX):
+            _fail(value, "a finite number" + (" within +-3.4028235e38" if fmt[1] == "f" else ""))
+        return float(value)
+    bits = 8 * obj.size
+    if fmt[1] in "bhiq":
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    v = value
+    if type(v) is str and bits == 64 and (v[1:] if v[:1] == "-" else v).isdigit() and len(v) <= 21:
+        v = int(v)
+    elif type(v) is float and _number(v) and v == int(v):
+        v = int(v)
+    if type(v) is not int or not lo <= v <= hi:
+        _fail(value, "an integer %d..%d" % (lo, hi) + (" (or its decimal text)" if bits == 64 else ""))
+    return v
+
+
+def big_endian(obj, value):
+    """The checked value's bytes, most significant first (bool: 1 byte 0/1; ascii: its
+    registers' bytes, NUL-padded; hex: the bytes its digits give)."""
+    t = obj.type
+    value = check(obj, value)
+    if t == "bool":
+        return bytes([1 if value else 0])
+    if t == "ascii":
+        return value.encode() + bytes(2 * obj.width - len(value))
+    if t == "hex":
+        return bytes([int(value[i:i + 2], 16) for i in range(0, len(value), 2)])
+    return struct.pack(obj.fmt, value)
+
+
+def encode(obj, value):
+    """Register words (or [bit] for bool) to write for value, in the type's byte and word order."""
+    be = big_endian(obj, value)
+    if obj.type == "bool":
+        return [be[0]]
+    if obj.numeric:
+        wire = bytearray(len(be))
+        reorder(be, 0, wire, 0, obj.width, obj.bswap, obj.wswap)
+        be = wire
+    return [(be[i] << 8) | be[i + 1] for i in range(0, len(be), 2)]
+
+
+def order_key(buf, off, n, order):
+    """Turn the n big-endian bytes of a number at buf[off:] into bytes that compare (unsigned,
+    first byte first) as the numbers do; in place, allocation-free. order: the type's (setup()).
+    Signed integers: the sign bit flipped. Floats (n 4 or 8): negative ones all bits inverted,
+    the others the sign bit set; -0.0 becomes +0.0. Returns False for a NaN (it compares with
+    nothing)."""
+    if order == 2:
+        e = buf[off] & 0x7F
+        if n == 4:
+            top = e == 0x7F and buf[off + 1] & 0x80
+            rest = buf[off + 1] & 0x7F
+        else:
+            top = e == 0x7F and buf[off + 1] & 0xF0 == 0xF0
+            rest = buf[off + 1] & 0x0F
+        for i in range(off + 2, off + n):
+            rest |= buf[i]
+        if top and rest:
+            return False  # NaN
+        if buf[off] & 0x80:
+            if e == 0 and not rest and not (buf[off + 1] & (0x80 if n == 4 else 0xF0)):
+                buf[off] = 0  # -0.0: +0.0
+            else:
+                for i in range(off, off + n):
+                    buf[i] ^= 0xFF
+                return True
+        buf[off] ^= 0x80
+    elif order == 1:
+        buf[off] ^= 0x80
+    return True
+
+
+def compare(a, ao, b, bo, n):
+    """-1, 0 or 1: a[ao:ao+n] against b[bo:bo+n], unsigned bytes, first byte first."""
+    for i in range(n):
+        x = a[ao + i]
+        y = b[bo + i]
+        if x != y:
+            return -1 if x < y else 1
+    return 0
+
+
+def json_value(obj, value):
+    """value as JSON text: numbers (float32 with 7 significant digits: 1.1, not
+    1.100000023841858), true/false, text; a list of them as a JSON array."""
+    if type(value) is list:
+        return "[" + ", ".join([json_value(obj, v) for v in value]) + "]"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if type(value) is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            return "null"  # JSON has no NaN/infinity
+        return "%.7g" % value if obj.fmt == ">f" else repr(value)
+    if type(value) is str:
+        return json.dumps(value)
+    return "%d" % value

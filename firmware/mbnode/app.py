@@ -35,6 +35,7 @@ def build(cfg, board, model=None):
         parts.append("tcp %s:%d" % tcp.address)
     masters = None
     rtu = cfg["rtu"]
+    poll = cfg["poller"]
     if rtu["enabled"] and rtu["mode"] == "slave":
         from mbnode.rtulink import start
 
@@ -50,6 +51,10 @@ def build(cfg, board, model=None):
         # request each), the MQTT gateway's jobs, and 8 more (docs/master.md).
         queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
             cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
+        if poll["enabled"]:  # the poller's servers on the line, and its alarms writing to them
+            from mbnode.poller import line_slots
+
+            queue += line_slots(poll)
         line = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"], queue)
         masters.lines["rs485"] = line
         parts.extend(words + ["rtu_mode", "master"])
@@ -59,15 +64,22 @@ def build(cfg, board, model=None):
             TcpGateway(tcp, line, cfg["gateway"])
             parts.append("gateway %s" % (",".join(str(u) for u in cfg["gateway"]["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
+    if masters is None and (cfg["mqtt"]["enabled"] or poll["enabled"]):
+        from mbnode.masters import Masters
+
+        masters = Masters(loop)
+    publishers = []  # optional parts that publish through the MQTT bridge (mbnode.mqtt.start)
+    if poll["enabled"]:
+        from mbnode.poller import start as start_poller
+
+        poller = start_poller(loop, engine, model, masters, cfg)
+        publishers.append(poller)
+        parts.extend(("poller", "%d" % len(poller.servers)))
     if cfg["mqtt"]["enabled"]:
         gc.collect()
         from mbnode.mqtt import start
 
-        if masters is None:
-            from mbnode.masters import Masters
-
-            masters = Masters(loop)
-        parts.extend(start(loop, engine, model, cfg, board, tcp, masters))
+        parts.extend(start(loop, engine, model, cfg, board, tcp, masters, publishers))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

@@ -101,6 +101,8 @@ def _check(key, v, kind, args):
             ok = type(v) is list
             if ok:
                 return _ranges(v, args[0])
+        elif kind == "call":  # an optional section's own check (mbnode.pollconfig): the checked value
+            return args[0](key, v)
         else:  # the kinds of the mqtt section live with it
             from mbnode import mqttconfig
 
@@ -233,6 +235,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["mqtt"] = mqttconfig.SCHEMA
     else:
         schema["mqtt"] = {"enabled": (False, "bool")}
+    poller = type(given) is dict and "poller" in given
+    if poller:  # the poller's schema and checks (mbnode.pollconfig), loaded only for its section
+        from mbnode import pollconfig
+
+        schema["poller"] = pollconfig.SCHEMA
+    else:
+        schema["poller"] = {"enabled": (False, "bool")}
     rtu = given.get("rtu") if type(given) is dict else None
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" and type(unit) is int and not 1 <= unit <= 247:
@@ -246,6 +255,8 @@ def validate(given, board_schema=None, base=None, check=None):
         _check_gateway(cfg)
     if mqtt:
         mqttconfig.check(cfg)
+    if poller:
+        pollconfig.check(cfg)
     if check is not None:
         problem = check(cfg)
         if problem:

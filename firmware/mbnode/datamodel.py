@@ -7,6 +7,8 @@ positions (0x1000-0x17FF, seen both as holding and as input registers), each sto
 half first (seeds/001). One buffer means a register is found by an integer offset alone.
 """
 
+from mbnode import fast
+
 try:
     from micropython import const
 except ImportError:
@@ -163,6 +165,18 @@ class DataModel:
         o = self.reg_offset(table, address)
         self.regs[o] = (value >> 8) & 0xFF
         self.regs[o + 1] = value & 0xFF
+
+    def put_regs(self, table, first, src, so, count):
+        """Registers table[first:first + count] from wire-format bytes src[so:]: the field side
+        filling inputs (values polled from another device), allocation-free. Outputs (coils,
+        holding registers, memory) are written through the Engine instead, so that their
+        subscribers hear of it."""
+        fast.copy(self.regs, self.reg_offset(table, first), src, so, 2 * count)
+
+    def put_bits(self, table, first, src, so, count):
+        """Bits table[first:first + count] from bits packed LSB first at src[so:] (as FC01/02
+        answer them); allocation-free, like put_regs."""
+        fast.put_bits(self.bits[table], first, src, so, count)
 
     def get_u32(self, position):
         a = mem_register(position)

@@ -541,9 +541,11 @@ def _client_id(m):
             return "mbnode-%s-%s" % (host, f.read(16).split()[0])
 
 
-def start(loop, engine, model, cfg, board, tcp, masters):
+def start(loop, engine, model, cfg, board, tcp, masters, publishers=()):
     """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None;
-    masters: mbnode.masters.Masters, where the gateway's remote requests go."""
+    masters: mbnode.masters.Masters, where the gateway's remote requests go; publishers: optional
+    parts that publish through the bridge (the poller): each is given attach(publish, base, root)
+    and returns the longest topic it publishes on."""
     if simple is None:
         print("mqtt: mqtt.enabled needs umqtt.simple (on a board: mpremote mip install umqtt.simple)",
               file=sys.stderr)
@@ -572,4 +574,9 @@ def start(loop, engine, model, cfg, board, tcp, masters):
         from mbnode.telemetry import Telemetry
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
+    base = (m["prefix"] + "/" if m["prefix"] else "").encode()
+    for part in publishers:
+        n = part.attach(bridge.publish, base, bridge.t_root)
+        if 9 + n > len(bridge.hdr):  # _send writes the topic into hdr
+            bridge.hdr = bytearray(9 + n)
     return ["mqtt", "%s:%d" % (m["host"], m["port"])]

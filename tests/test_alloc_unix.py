@@ -53,3 +53,23 @@ def test_gateway_path_is_allocation_free(bits):
         os.close(device_end)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "7 passed, 0 failed" in out.stdout
+
+
+def test_poller_path_is_allocation_free(bits):
+    """The poller's steady state: rounds to a Modbus TCP server and an RTU device (this script
+    plays both), every data type landed in memory and local registers, alarms compared and
+    acting (a write, an output), a unit that never answers."""
+    binary = micropython_or_fail(bits)
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(ROOT / "boards" / "unix"), str(ROOT / "firmware")]))
+    firmware_end, device_end = pty.openpty()
+    try:
+        tty.setraw(device_end)
+        os.set_blocking(firmware_end, False)
+        out = subprocess.run([binary, "-X", "heapsize=256K", "alloc_poller.py", str(firmware_end),
+                              os.ttyname(device_end), str(free_port("127.0.0.1"))], cwd=ROOT / "tests" / "core",
+                             env=env, capture_output=True, text=True, timeout=60, pass_fds=[firmware_end])
+    finally:
+        os.close(firmware_end)
+        os.close(device_end)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "6 passed, 0 failed" in out.stdout

@@ -77,11 +77,6 @@ def line_slots(p):
     return len(rtu) + len([a for a in p["alarms"] if "write" in a and a["write"]["server"] in rtu])
 
 
-def unix_ms():
-    """Milliseconds since 1970 (right once the board's clock is set)."""
-    return time.time_ns() // 1000000
-
-
 class Request:
     def __init__(self, server, d):
         self.server = server
@@ -119,8 +114,8 @@ class Request:
 
 
 class Alarm:
-    def __init__(self, poller, d, req, targets):
-        self.name = d.get("name") or "alarm"
+    def __init__(self, poller, d, req, targets, name):
+        self.name = name
         self.req = req
         self.index = d["index"]
         self.cond = _CONDITIONS.index(d["condition"])
@@ -165,7 +160,10 @@ class Alarm:
                 self.out = bytearray((6, a >> 8, a & 0xFF, v >> 8, v & 0xFF))
                 self.invert = False
         self.warned = False  # the output was refused (said once)
-        self.mqtt = d.get("mqtt")
+        m = d.get("mqtt")
+        self.mqtt = m["topic"] if m else None  # the topic, until attach() makes it bytes
+        self.message = m["message"] if m else None
+        self.retain = m["retain"] if m else False
         self.topic = None
 
 
@@ -260,11 +258,11 @@ class Poller:
         for s in self.servers:
             targets[s.name] = s
         self.alarms = []
-        for a in p["alarms"]:
+        for i, a in enumerate(p["alarms"]):
             s = targets.get(a["server"])
             req = [r for r in s.requests if r.name == a["request"]] if s is not None else ()
             if a["enabled"] and req:  # an alarm on a request that is off never acts
-                alarm = Alarm(self, a, req[0], targets)
+                alarm = Alarm(self, a, req[0], targets, a.get("name") or "alarm%d" % (i + 1))
                 req[0].alarms.append(alarm)
                 self.alarms.append(alarm)
         now = time.ticks_ms()
@@ -281,6 +279,7 @@ class Poller:
         self.canon = bytearray(256)  # a register answer's values in standard byte order
         self.kbuf = bytearray(8)  # one value as an order key
         self.publish = None  # the MQTT bridge's publish(topic, payload, retain), attach()
+        self.text = None  # mbnode.polltext, loaded by attach() when something is published
         loop.add_timer(self)
 
     def attach(self, publish, base, root):
@@ -296,8 +295,12 @@ class Poller:
                     longest = max(longest, len(r.topic))
         for a in self.alarms:
             if a.mqtt is not None:
-                a.topic = base + a.mqtt["topic"].encode()
+                a.topic = base + a.mqtt.encode()
                 longest = max(longest, len(a.topic))
+        if longest:
+            from mbnode import polltext
+
+            self.text = polltext
         return longest
 
     # --- the rounds (loop timer)
@@ -423,7 +426,7 @@ class Poller:
         for a in req.alarms:
             self._alarm(a, req, buf, d)
         if req.topic is not None and self.publish is not None:
-            self._point(req, buf, o)
+            self.text.point(self, req, buf, o)
 
     def _bits(self, req, buf, d):
         count = req.count
@@ -628,89 +631,7 @@ class Poller:
                 a.warned = True
                 print("poller: alarm %s: this device refused the output (exception %d)" % (a.name, self.resp[1]))
         if a.topic is not None and self.publish is not None:
-            self.publish(a.topic, _message(self, a, req, buf, d).encode(), a.mqtt["retain"])
-
-    # --- MQTT (allocates: texts)
-
-    def _point(self, req, buf, o):
-        seen = req.seen
-        n = req.answer
-        now = time.ticks_ms()
-        same = req.published is not None
-        if same:
-            for i in range(n):
-                if seen[i] != buf[o + i]:
-                    same = False
-                    break
-        if same and not (req.every_ms and time.ticks_diff(now, req.published) >= req.every_ms):
-            return
-        vals = [_value(req, buf, o + 2, i) for i in range(req.values)]
-        payload = '{"timestamp": %d, "value": %s}' % (unix_ms(), datatypes.json_value(
-            req, vals[0] if len(vals) == 1 else vals))
-        if self.publish(req.topic, payload.encode(), False):
-            for i in range(n):
-                seen[i] = buf[o + i]
-            req.published = now
-
-
-def _value(req, buf, d, i):
-    """Value i of an answer's data at buf[d:] (allocates)."""
-    if req.fc <= 2:
-        return ((buf[d + (i >> 3)] >> (i & 7)) & 1) == 1
-    if req.reg_bool:
-        return buf[d + 2 * i] != 0 or buf[d + 2 * i + 1] != 0
-    if req.text:
-        return datatypes.decode(req, buf, d)
-    return datatypes.decode(req, buf, d + (i if req.size == 1 else 2 * req.width * i))
-
-
-def _text(req, v):
-    if type(v) is str:
-        return v
-    return datatypes.json_value(req, v)
-
-
-def _message(poller, a, req, buf, d):
-    """The alarm's MQTT message, its %-codes replaced (docs/master.md)."""
-    m = a.mqtt["message"]
-    s = req.server
-    out = []
-    i = 0
-    while True:
-        j = m.find("%", i)
-        if j < 0:
-            out.append(m[i:])
-            break
-        out.append(m[i:j])
-        c = m[j + 1:j + 3]
-        k = 3
-        if c == "mv":
-            out.append(_text(req, _value(req, buf, d, a.index)))
-        elif c == "mi":
-            out.append(str(s.unit))
-        elif c == "ma":
-            out.append(s.where)
-        elif c == "mn":
-            out.append(s.name)
-        elif c == "mr":
-            out.append(str(req.number + (a.index // 2 if req.size == 1 and req.fc >= 3 else a.index * req.per)))
-        elif c == "ut":
-            out.append(str(unix_ms() // 1000))
-        elif c == "ts":
-            t = time.localtime()
-            out.append("%04d-%02d-%02d %02d:%02d:%02d" % (t[0], t[1], t[2], t[3], t[4], t[5]))
-        elif c == "dn":
-            out.append(poller.device_name)
-        elif c == "an":
-            out.append(a.name)
-        elif c[:1] == "n":
-            out.append("\n")
-            k = 2
-        else:  # "%%" (the configuration allows no other code)
-            out.append("%")
-            k = 2
-        i = j + k
-    return "".join(out)
+            self.publish(a.topic, self.text.message(self, a, req, buf, d).encode(), a.retain)
 
 
 def _status_text(s, status, txn):

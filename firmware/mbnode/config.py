@@ -257,6 +257,8 @@ def validate(given, board_schema=None, base=None, check=None):
         mqttconfig.check(cfg)
     if poller:
         pollconfig.check(cfg)
+    else:  # the shape a checked section has, so that the result checks again unchanged
+        cfg["poller"].update(servers=[], alarms=[])
     if check is not None:
         problem = check(cfg)
         if problem:

@@ -9,6 +9,8 @@ configuration checks again unchanged. An error names the key by its path, e.g.
 poller.servers[0].requests[2].count, the value and what is allowed.
 """
 
+import json
+
 from mbnode import datatypes
 from mbnode.config import ConfigError, _ipv4, _number, refused
 from mbnode.datamodel import MAP, MEM_POSITIONS, TABLE_NAMES, mem_register
@@ -72,7 +74,7 @@ def _bool(d, key, default):
 def _one_of(d, key, default, options):
     v = d.get(key, default)
     if v not in options or type(v) is not type(options[0]):
-        _bad("." + key, v, "allowed one of " + ", ".join(['"%s"' % o for o in options]))
+        _bad("." + key, v, "allowed one of " + ", ".join([json.dumps(o) for o in options]))
     return v
 
 
@@ -216,10 +218,11 @@ def request(d):
         out["table"] = _one_of(d, "table", None, tables)
         a = out["address"] = _address(d, "address")
         tab = _TABLES[out["table"]][0]
+        fits = ["0x%04X-0x%04X" % (lo, hi - n + 1) for lo, hi in MAP[tab] if hi - n + 1 >= lo]
         if not [1 for lo, hi in MAP[tab] if lo <= a and a + n - 1 <= hi]:
-            _bad(".address", d["address"], "allowed " + " or ".join(
-                ["0x%04X-0x%04X" % (lo, hi - n + 1) for lo, hi in MAP[tab] if hi - n + 1 >= lo])
-                 + " (%d %s)" % (n, "bits" if bits else "registers"))
+            what = "%d %s" % (n, "bits" if bits else "registers")
+            _bad(".address", d["address"], "allowed " + " or ".join(fits) + " (%s)" % what if fits else
+                 "allowed no address: %s do not fit in table %s" % (what, out["table"]))
     if "point" in d:
         p = out["point"] = _name(d, "point")
         if p == "status":

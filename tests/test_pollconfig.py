@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from mbnode import config, poller
+from mbnode import config, pollbuild
 
 
 def server(**kw):
@@ -83,7 +83,7 @@ def test_a_checked_section_checks_again_unchanged():
     assert json.dumps(again["poller"], sort_keys=True) == json.dumps(cfg["poller"], sort_keys=True)
     assert cfg["poller"]["alarms"][2]["value"] == "00FF00FF00FF00FF"
     # RTU queue room: the RTU server and the alarm writing to it.
-    assert poller.line_slots(cfg["poller"]) == 2
+    assert pollbuild.line_slots(cfg["poller"]) == 2
 
 
 @pytest.mark.parametrize("given, message", [

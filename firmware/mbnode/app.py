@@ -52,7 +52,7 @@ def build(cfg, board, model=None):
         queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
             cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
         if poll["enabled"]:  # the poller's servers on the line, and its alarms writing to them
-            from mbnode.poller import line_slots
+            from mbnode.pollbuild import line_slots
 
             queue += line_slots(poll)
         line = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"], queue)

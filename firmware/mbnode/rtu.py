@@ -29,21 +29,22 @@ def char_times(baud, parity, stopbits):
     return bits * 1000000 // baud, 1750 if baud > 19200 else 35 * bits * 100000 // baud
 
 
-def open_port(board, cfg):
-    """The board's serial port with the rtu line settings, and the ready line's words for it;
-    exits, as a bad configuration does, when the port cannot be had."""
+def open_port(board, cfg, key="rtu"):
+    """The board's serial port for line `key` ("rtu", "rtu2") with its settings, and the ready
+    line's words for it; exits, as a bad configuration does, when the port cannot be had."""
     import sys
 
-    rtu = cfg["rtu"]
+    line = cfg[key]
     try:
-        port = board.open_rtu(rtu, cfg["board"])
+        port = board.open_rtu(line, cfg["board"], key)
     except ValueError as e:
         print("config: %s" % e, file=sys.stderr)
         sys.exit(2)
     except OSError as e:
-        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
+        print("%s: cannot open the serial port: %s" % (key, e), file=sys.stderr)
         sys.exit(1)
-    return port, ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]
+    return port, [key, port.name, "serial" if key == "rtu" else key + "_serial",
+                  "%d-8%s%d" % (line["baud"], line["parity"], line["stopbits"])]
 
 
 def request_length(buf, o, n):

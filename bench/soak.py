@@ -60,6 +60,7 @@ from common import HOST, firmware_mpy, micropython, umqtt_path  # noqa: E402
 from mqtt import POINTS, Broker  # noqa: E402
 from rtu_turnaround import crc16  # noqa: E402
 
+from mbnode.rtu import response_length  # noqa: E402  (rtu_turnaround put firmware/ on the path)
 from mbnode_host import sim  # noqa: E402  (common put host/ on the path)
 
 BITS = 32
@@ -445,20 +446,19 @@ class RtuMaster:
         deadline = time.monotonic() + self.timeout
         try:
             os.write(self.fd, body + struct.pack("<H", crc16(body)))
-            head = self._read(3, deadline)
-            fc = head[1]
-            if fc & 0x80:
-                rest = 2
-            elif fc in (1, 2, 3, 4, 23):
-                rest = head[2] + 2
-            else:
-                rest = 5
-            frame = head + self._read(rest, deadline)
+            frame = self._read(2, deadline)
+            n = response_length(frame, 0, 2, len(body) + 2)
+            while n == 0 or n > len(frame):  # MORE: one byte more; else the rest of the frame
+                frame += self._read(n - len(frame) if n else 1, deadline)
+                n = response_length(frame, 0, len(frame), len(body) + 2)
         except Lost:
             self._drain()
             raise
         finally:
             self.last = time.monotonic()
+        if n < 0:
+            self._drain()
+            raise Wrong("RTU frame %s: a function code whose length only silence tells" % frame.hex())
         if frame[0] != self.unit or crc16(frame[:-2]) != frame[-2] | frame[-1] << 8:
             self._drain()
             raise Wrong("RTU frame %s: address or CRC wrong" % frame.hex())

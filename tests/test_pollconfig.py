@@ -82,8 +82,9 @@ def test_a_checked_section_checks_again_unchanged():
     again = config.validate(json.loads(json.dumps({k: cfg[k] for k in ("rtu", "mqtt", "poller")})))
     assert json.dumps(again["poller"], sort_keys=True) == json.dumps(cfg["poller"], sort_keys=True)
     assert cfg["poller"]["alarms"][2]["value"] == "00FF00FF00FF00FF"
-    # RTU queue room: the RTU server and the alarm writing to it.
-    assert pollbuild.line_slots(cfg["poller"]) == 2
+    # RTU queue room: the RTU server's poll and the write an alarm makes to it.
+    assert pollbuild.line_slots(cfg["poller"], "rs485") == 2
+    assert pollbuild.line_slots(cfg["poller"], "rs485-2") == 0
 
 
 @pytest.mark.parametrize("given, message", [
@@ -99,11 +100,14 @@ def test_a_checked_section_checks_again_unchanged():
     (section(servers=[server(reset_after=11)]),
      "poller.servers[0].reset_after = 11: allowed an integer 0..10 (0: never)"),
     (section(servers=[{"name": "s", "line": "rs485"}]),
-     'poller.servers[0].line = "rs485": allowed only with rtu.enabled true and rtu.mode "master"'),
+     'poller.servers[0].line = "rs485": no serial line in master mode has that name; allowed none: enable a line '
+     '(rtu or rtu2) in master mode'),
+    (dict(section(servers=[{"name": "s", "line": "bus2"}]), rtu={"enabled": True, "mode": "master"}),
+     'poller.servers[0].line = "bus2": no serial line in master mode has that name; allowed "rs485"'),
     (dict(section(servers=[{"name": "s", "line": "rs485", "delay_ms": 5}]), rtu={"enabled": True, "mode": "master"}),
      'poller.servers[0].delay_ms = 5: allowed only for Modbus TCP servers (with "host")'),
-    (dict(section(servers=[{"name": "s", "line": "rs232"}]), rtu={"enabled": True, "mode": "master"}),
-     'poller.servers[0].line = "rs232": allowed one of "rs485"'),
+    (dict(section(servers=[{"name": "s", "line": 5}]), rtu={"enabled": True, "mode": "master"}),
+     'poller.servers[0].line = 5: allowed the name of a serial line in master mode (rtu.name or rtu2.name)'),
     (section(servers=[server(requests=[{"name": "r", "first": 1, "function": 5}])]),
      "poller.servers[0].requests[0].function = 5: allowed an integer 1..4"),
     (section(servers=[server(requests=[{"name": "r", "first": 1, "function": 1, "type": "int16"}])]),

@@ -34,36 +34,30 @@ def build(cfg, board, model=None):
             cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
     masters = None
-    rtu = cfg["rtu"]
-    poll = cfg["poller"]
-    if rtu["enabled"] and rtu["mode"] == "slave":
-        from mbnode.rtulink import start
+    slave_line = None  # the name of the line this device is a slave on, if any
+    for key in ("rtu", "rtu2"):
+        line = cfg[key]
+        if not line["enabled"]:
+            continue
+        if line["mode"] == "slave":
+            from mbnode.rtulink import start
 
-        parts.extend(start(loop, engine, cfg, board))
-    elif rtu["enabled"]:
-        from mbnode.masters import Masters
-        from mbnode.rtu import open_port
-        from mbnode.rtumaster import RtuMaster
+            parts.extend(start(loop, engine, cfg, board, key))
+            slave_line = line["name"]
+            continue
+        if masters is None:
+            from mbnode.masters import Masters
 
-        masters = Masters(loop)
-        port, words = open_port(board, cfg)
-        # Room in the line's queue for every user at once: each TCP client of the gateway (one
-        # request each), the MQTT gateway's jobs, and 8 more (docs/master.md).
-        queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
-            cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
-        if poll["enabled"]:  # the poller's servers on the line, and its alarms writing to them
-            from mbnode.pollbuild import line_slots
+            masters = Masters(loop)
+        parts.extend(_master_line(loop, cfg, board, key, masters))
+    gw = cfg["gateway"]
+    if gw["enabled"]:
+        from mbnode.tcpgateway import TcpGateway
 
-            queue += line_slots(poll)
-        line = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"], queue)
-        masters.lines["rs485"] = line
-        parts.extend(words + ["rtu_mode", "master"])
-        if cfg["gateway"]["enabled"]:
-            from mbnode.tcpgateway import TcpGateway
-
-            TcpGateway(tcp, line, cfg["gateway"])
-            parts.append("gateway %s" % (",".join(str(u) for u in cfg["gateway"]["units"]) or "other-units"))
+        TcpGateway(tcp, masters.rtu(gw["line"]) if gw["line"] else masters.first(), gw)
+        parts.append("gateway %s" % (",".join(str(u) for u in gw["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
+    poll = cfg["poller"]
     if masters is None and (cfg["mqtt"]["enabled"] or poll["enabled"]):
         from mbnode.masters import Masters
 
@@ -79,9 +73,28 @@ def build(cfg, board, model=None):
         gc.collect()
         from mbnode.mqtt import start
 
-        parts.extend(start(loop, engine, model, cfg, board, tcp, masters, publishers))
+        parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
     parts.extend(board.describe())
     return loop, " ".join(parts)
+
+
+def _master_line(loop, cfg, board, key, masters):
+    """Serial line `key` in master mode: its RtuMaster, registered by the line's name."""
+    from mbnode.rtu import open_port
+    from mbnode.rtumaster import RtuMaster
+
+    line = cfg[key]
+    port, words = open_port(board, cfg, key)
+    # Room in the line's queue for every user at once: each TCP client of the gateway (one
+    # request each), the MQTT gateway's jobs, and 8 more (docs/master.md).
+    queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
+        cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
+    if cfg["poller"]["enabled"]:  # the poller's servers on this line, and its alarms' writes to them
+        from mbnode.pollbuild import line_slots
+
+        queue += line_slots(cfg["poller"], line["name"])
+    masters.add(line["name"], RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue))
+    return words + [key + "_mode", "master"]
 
 
 def load_config(path, board):

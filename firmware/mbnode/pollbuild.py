@@ -8,20 +8,20 @@ import time
 from mbnode import datatypes
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, mem_register
 from mbnode.poller import Alarm, Request, Server, _polled, _written
-from mbnode.transaction import Transaction
+from mbnode.transaction import ADU, Transaction
 
 _CONDITIONS = (">", "<", "==", "!=", "<=", ">=")  # mbnode.poller's _GT.._GE
 _TABLE = {"coil": COILS, "discrete": DISCRETE_INPUTS, "holding": HOLDING, "input": INPUT}
 
 
-def line_slots(p):
-    """Room a poller configuration (the checked poller section) needs in a serial line's queue
-    (app.build sizes the RtuMaster from its users): each RTU server's poll, and each alarm
-    writing to an RTU server."""
+def line_slots(p, name):
+    """Room the poller (p: the checked poller section) needs in the queue of serial line `name`
+    (app.build sizes each RtuMaster from its users): each enabled server's poll on the line, and
+    the write of each one alarms write to (one at a time per server)."""
     if not p["enabled"]:
         return 0
-    rtu = [s["name"] for s in p["servers"] if "line" in s and s["enabled"]]
-    return len(rtu) + len([a for a in p["alarms"] if "write" in a and a["write"]["server"] in rtu])
+    on = [s["name"] for s in p["servers"] if s.get("line") == name and s["enabled"]]
+    return len(on) + len([n for n in on if [a for a in p["alarms"] if "write" in a and a["write"]["server"] == n]])
 
 
 def request(server, d):
@@ -84,21 +84,14 @@ def alarm(d, req, targets, name):
         be = datatypes.big_endian(req, d["value"])  # bool (functions 1, 2 too): 1 byte
         self.key = bytearray(be)
         self.nan = not datatypes.order_key(self.key, 0, len(be), req.order)
-    self.write = None
+    self.write = None  # the write request's PDU
     w = d.get("write")
     if w is not None:
-        target = targets[w["server"]]
-        self.write = Transaction(_written, 0)
-        self.write.user = self
-        self.target = target
-        self.write.unit = target.unit
-        self.write.timeout_ms = target.timeout_ms
-        self.write.host = target.host
-        self.write.port = target.port
-        self.write.pdu = _write_pdu(w)
-        self.write.n = len(self.write.pdu)
+        target = self.target = targets[w["server"]]
+        self.write = _write_pdu(w)
+        self.pending = False  # queued on its server or on its way
         self.writes = self.write_errors = 0
-        target.writers += 1
+        target.writers.append(None)  # room in the server's queue of writes
     self.out = None
     o = d.get("output")
     if o is not None:
@@ -157,6 +150,19 @@ class _Layout:
         datatypes.setup(self, t, byte_order, word_order)
 
 
+def _transaction(s, done):
+    # Over TCP the answer is read into the transaction's own buffer (mbnode.tcpmaster): it holds
+    # a whole frame and the request is copied in before each send; over RTU it points at the
+    # request's own PDU.
+    t = Transaction(done, ADU if s.line is None else 0)
+    t.user = s
+    t.unit = s.unit
+    t.timeout_ms = s.timeout_ms
+    t.host = s.host
+    t.port = s.port
+    return t
+
+
 def server(poller, d):
     """A poller.Server for d (a checked server), with its enabled requests."""
     self = Server()
@@ -174,13 +180,10 @@ def server(poller, d):
     self.reset_after = d.get("reset_after", 1)
     self.requests = [request(self, r) for r in d["requests"] if r["enabled"]]
     self.link = None  # TcpLink (polled TCP server), RtuMaster (serial line), or None: the TCP pool
-    self.txn = Transaction(_polled, 0)
-    self.txn.user = self
-    self.txn.unit = self.unit
-    self.txn.timeout_ms = self.timeout_ms
-    self.txn.host = self.host
-    self.txn.port = self.port
-    self.writers = 0  # alarms writing to this server
+    self.txn = _transaction(self, _polled)
+    self.wtxn = None  # the alarms' writes, one at a time (made when an alarm writes to it)
+    self.writers = []  # alarms whose writes wait for wtxn, a ring of one place per alarm
+    self.wfirst = self.wcount = 0
     self.state = 0  # mbnode.poller._IDLE
     self.due = 0  # ticks_ms: the next round (_IDLE) or the end of delay_ms (_DELAY)
     self.began = 0  # ticks_ms: when this round began
@@ -209,10 +212,12 @@ def build(poller, p):
             poller.alarms.append(x)
     now = time.ticks_ms()
     for s in poller.servers:
+        if s.writers:
+            s.wtxn = _transaction(s, _written)
         if s.line is not None:
             s.link = masters.rtu(s.line)
         elif s.requests:
-            s.link = masters.tcp().link(1 + s.writers)
+            s.link = masters.tcp().link(2)  # a poll and a write
             s.link.target(s.host, s.port)
             s.link.reset_after = s.reset_after or 0x3FFFFFFF
         s.due = now

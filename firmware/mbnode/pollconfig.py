@@ -12,7 +12,7 @@ poller.servers[0].requests[2].count, the value and what is allowed.
 import json
 
 from mbnode import datatypes
-from mbnode.config import ConfigError, _ipv4, _number, refused
+from mbnode.config import ConfigError, _ipv4, _number, lines, refused
 from mbnode.datamodel import MAP, MEM_POSITIONS, TABLE_NAMES, mem_register
 
 MAX_SERVERS = 16
@@ -33,7 +33,6 @@ _REQUEST_KEYS = ("name", "enabled", "function", "first", "count", "type", "byte_
                  "table", "address", "point", "every_s")
 _ALARM_KEYS = ("name", "enabled", "server", "request", "index", "condition", "value", "frequency", "redundancy_s",
                "write", "output", "mqtt")
-LINES = ("rs485",)  # the serial line in master role (rtu.mode "master"), as mbnode.masters names it
 
 
 class _Layout:
@@ -137,7 +136,9 @@ def server(d):
         out["port"] = _int(d, "port", 502, 0, 65535)
         out["unit"] = _int(d, "unit", 1, 0, 255)
     else:
-        out["line"] = _one_of(d, "line", "rs485", LINES)
+        v = out["line"] = d["line"]  # a serial line's name (rtu.name, rtu2.name): check() knows them
+        if type(v) is not str or not 0 < len(v) <= 16:
+            _bad(".line", v, "allowed the name of a serial line in master mode (rtu.name or rtu2.name)")
         out["unit"] = _int(d, "unit", 1, 1, 247, " (a serial line's unit ids; 0 is a broadcast)")
         for k in ("port", "delay_ms", "always_reconnect", "reset_after"):
             if k in d:
@@ -364,14 +365,17 @@ def check(cfg):
     points = []
     total = 0
     mqtt = cfg["mqtt"]["enabled"]
+    masters = [line["name"] for _, line in lines(cfg) if line["mode"] == "master"]
     for i, s in enumerate(p["servers"]):
         key = "poller.servers[%d]" % i
         if s["name"] in servers:
             raise ConfigError("config: %s.name = \"%s\": allowed a name no other server uses" % (key, s["name"]))
         servers[s["name"]] = s
-        if "line" in s and (not cfg["rtu"]["enabled"] or cfg["rtu"]["mode"] != "master"):
-            raise ConfigError("config: %s.line = \"%s\": allowed only with rtu.enabled true and rtu.mode \"master\" "
-                              "(the poller's requests go out on the line as its master)" % (key, s["line"]))
+        if "line" in s and s["line"] not in masters:
+            raise ConfigError("config: %s.line = \"%s\": no serial line in master mode has that name; allowed %s "
+                              "(the poller's requests go out on the line as its master)"
+                              % (key, s["line"], ", ".join(['"%s"' % n for n in masters])
+                                 or "none: enable a line (rtu or rtu2) in master mode"))
         total += len(s["requests"])
         for j, r in enumerate(s["requests"]):
             rk = "%s.requests[%d]" % (key, j)

@@ -28,7 +28,8 @@ Alarms compare one value of a request with a constant after every answer to it: 
 bytes and the constant's are compared as order keys (mbnode.datatypes.order_key), so no number
 object is made. Frequency "every" acts on each answer that meets the condition, "first" only on
 the first after one that did not; redundancy_s keeps an alarm from acting again for that long.
-Actions: a Modbus write to a server (one outstanding per alarm), a local output set through the
+Actions: a Modbus write to a server (one at a time per server, the others waiting their turn; an
+alarm whose last write has not ended skips one), a local output set through the
 Engine, an MQTT message with %-codes.
 
 Memory: the steady state (a poll, its answer, values landed, alarms compared, a write or an
@@ -157,7 +158,6 @@ class Poller:
         link = s.link
         if s.delay_ms and s.line is None and not link.is_open:
             txn = s.txn
-            txn.pdu = s.requests[s.i].pdu
             txn.n = 0  # connect only
             s.state = _CONNECTING
             if not link.submit(txn):
@@ -168,9 +168,7 @@ class Poller:
     def _send(self, s):
         txn = s.txn
         req = s.requests[s.i]
-        txn.pdu = req.pdu
-        txn.off = 0
-        txn.n = 5
+        _load(txn, req.pdu, s.line is None)
         s.state = _BUSY
         if not s.submit(txn):
             self._failed(s, -1)
@@ -224,6 +222,39 @@ class Poller:
             s.link.close()
         s.i += 1
         self._next(s)
+
+    # --- alarms' writes: one at a time per server, the others wait in its ring
+
+    def _write(self, a):
+        if a.pending:  # its last write has not ended yet
+            a.write_errors += 1
+            return
+        a.pending = True
+        s = a.target
+        if s.wtxn.busy or s.wcount:
+            w = s.writers
+            w[(s.wfirst + s.wcount) % len(w)] = a
+            s.wcount += 1
+            return
+        self._start_write(s, a)
+
+    def _start_write(self, s, a):
+        t = s.wtxn
+        _load(t, a.write, s.line is None)
+        t.user = a
+        if not s.submit(t):
+            a.pending = False
+            a.write_errors += 1
+            self._next_write(s)
+
+    def _next_write(self, s):
+        if s.wcount and not s.wtxn.busy:
+            w = s.writers
+            a = w[s.wfirst]
+            w[s.wfirst] = None
+            s.wfirst = (s.wfirst + 1) % len(w)
+            s.wcount -= 1
+            self._start_write(s, a)
 
     # --- an answer
 
@@ -441,8 +472,7 @@ class Poller:
         a.acted = now
         a.fired += 1
         if a.write is not None:
-            if a.write.busy or not a.target.submit(a.write):
-                a.write_errors += 1
+            self._write(a)
         if a.out is not None:
             out = a.out
             if a.invert:
@@ -454,6 +484,19 @@ class Poller:
                 print("poller: alarm %s: this device refused the output (exception %d)" % (a.name, self.resp[1]))
         if a.topic is not None and self.publish is not None:
             self.publish(a.topic, self.text.message(self, a, req, buf, d).encode(), a.retain)
+
+
+def _load(txn, pdu, tcp):
+    """The request pdu into txn: copied into its own buffer over TCP (the answer is read into
+    it), pointed at over RTU."""
+    if tcp:
+        p = txn.pdu
+        for i in range(len(pdu)):
+            p[i] = pdu[i]
+    else:
+        txn.pdu = pdu
+    txn.off = 0
+    txn.n = len(pdu)
 
 
 def _status_text(s, status, txn):
@@ -475,13 +518,16 @@ def _polled(txn, status, buf, o, n):
 
 def _written(txn, status, buf, o, n):
     a = txn.user
+    a.pending = False
+    s = a.target
     if status == OK and n >= 1 and not buf[o] & 0x80:
         a.writes += 1
-        return
-    a.write_errors += 1
-    print("poller: alarm %s: write to server %s: %s" % (a.name, a.target.name, "exception %d" % buf[o + 1]
-                                                         if status == OK and n >= 2 else
-                                                         _status_text(a.target, status, txn)))
+    else:
+        a.write_errors += 1
+        print("poller: alarm %s: write to server %s: %s" % (a.name, s.name, "exception %d" % buf[o + 1]
+                                                             if status == OK and n >= 2 else
+                                                             _status_text(s, status, txn)))
+    s.poller._next_write(s)
 
 
 def start(loop, engine, model, masters, cfg):

@@ -144,7 +144,7 @@ def round_of(s):
 
 def busy_writes():
     for a in pol.alarms:
-        if a.write is not None and a.write.busy:
+        if a.write is not None and a.pending:
             return True
     return False
 

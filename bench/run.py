@@ -31,6 +31,10 @@ and prints one table per section, with targets and PASS/MISS:
   (m) MQTT bridge, 32-bit, with a mosquitto the bench starts: smallest heap with the bridge on
       beside off, and the gateway's FC03 x10 round trip (local target, pymodbus target) beside a
       direct Modbus TCP one. Needs mosquitto and paho-mqtt. About 1-2 minutes. (bench/mqtt.py)
+  (o) the poller, 32-bit, firmware as .mpy: heap after start of a simulator polling 16 requests
+      (8 over TCP from a second simulator, 8 over RTU from a third on a socat pty pair) with 8
+      alarms, beside the RTU master alone and the default configuration; its growth over 30 s
+      of polling; the smallest heap it starts and polls with. About 1 minute. (bench/poller.py)
   (e) Modbus RTU on the emulated Raspberry Pi Pico (make setup-mcu and the boot ROM): mbnode
       deployed as .mpy and frozen in the image beside micropython-modbus on the same emulator:
       heap after boot, requests lost of 1000 at 19200 8E1 and 115200 8N2, turnaround and busy
@@ -57,6 +61,7 @@ import heap
 import idle
 import mcu
 import mqtt
+import poller
 import probe
 import rtu
 import targets
@@ -66,7 +71,7 @@ from common import ROOT, micropython, mpy_cross, table
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="1234rpme", help="which sections to run, e.g. 13r (default 1234rpme)")
+    p.add_argument("--sections", default="1234rpmoe", help="which sections to run, e.g. 13r (default 1234rpmoe)")
     p.add_argument("--bits", default="32,64", help="unix-port builds for mbnode/umodbus (default 32,64)")
     p.add_argument("--runs", type=int, default=throughput.RUNS, help="runs per target and request in (1)")
     p.add_argument("--seconds", type=float, default=throughput.SECONDS, help="length of one run in (1)")
@@ -120,6 +125,7 @@ def main(argv=None):
         "r": lambda: rtu.run(),
         "p": lambda: probe.run(),
         "m": lambda: mqtt.run(),
+        "o": lambda: poller.run(),
         "e": lambda: mcu.run(count=args.mcu_count, timing=args.mcu_timing),
     }
     summary = []

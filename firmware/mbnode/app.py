@@ -57,22 +57,25 @@ def build(cfg, board, model=None):
         TcpGateway(tcp, masters.rtu(gw["line"]) if gw["line"] else masters.first(), gw)
         parts.append("gateway %s" % (",".join(str(u) for u in gw["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
-    poll = cfg["poller"]
-    if masters is None and (cfg["mqtt"]["enabled"] or poll["enabled"]):
-        from mbnode.masters import Masters
-
-        masters = Masters(loop)
     publishers = []  # optional parts that publish through the MQTT bridge (mbnode.mqtt.start)
-    if poll["enabled"]:
+    if cfg["poller"]["enabled"]:
         from mbnode.poller import start as start_poller
 
+        if masters is None:
+            from mbnode.masters import Masters
+
+            masters = Masters(loop)
         poller = start_poller(loop, engine, model, masters, cfg)
         publishers.append(poller)
-        parts.extend(("poller", "%d" % len(poller.servers)))
+        parts.append("poller %d" % len(poller.servers))
     if cfg["mqtt"]["enabled"]:
         gc.collect()
         from mbnode.mqtt import start
 
+        if masters is None:
+            from mbnode.masters import Masters
+
+            masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
     parts.extend(board.describe())
     return loop, " ".join(parts)

@@ -166,17 +166,15 @@ class DataModel:
         self.regs[o] = (value >> 8) & 0xFF
         self.regs[o + 1] = value & 0xFF
 
-    def put_regs(self, table, first, src, so, count):
-        """Registers table[first:first + count] from wire-format bytes src[so:]: the field side
-        filling inputs (values polled from another device), allocation-free. Outputs (coils,
-        holding registers, memory) are written through the Engine instead, so that their
-        subscribers hear of it."""
-        fast.copy(self.regs, self.reg_offset(table, first), src, so, 2 * count)
-
-    def put_bits(self, table, first, src, so, count):
-        """Bits table[first:first + count] from bits packed LSB first at src[so:] (as FC01/02
-        answer them); allocation-free, like put_regs."""
-        fast.put_bits(self.bits[table], first, src, so, count)
+    def put(self, table, first, src, so, count):
+        """Inputs from the field side, allocation-free: DISCRETE_INPUTS bits from bits packed LSB
+        first at src[so:] (as FC02 answers them), or INPUT registers from wire-format bytes
+        (values polled from another device). Outputs (coils, holding registers, memory) are
+        written through the Engine instead, so that their subscribers hear of it."""
+        if table == DISCRETE_INPUTS:
+            fast.put_bits(self.bits[table], first, src, so, count)
+        else:
+            fast.copy(self.regs, self.reg_offset(table, first), src, so, 2 * count)
 
     def get_u32(self, position):
         a = mem_register(position)

@@ -1,6 +1,7 @@
 """Data types of Modbus values: the one definition of how registers and bits read as numbers or
 text, and how values become registers again. The MQTT points (mbnode.points) and the poller
-(mbnode.poller) both use it, and so do their configuration checks.
+(mbnode.poller, pollbuild, polltext) use it, and so do their configuration checks
+(pointsconfig, pollconfig).
 
   type      bytes  struct  what it is
   bool      -      -       one bit (coils, discrete inputs), or a register that is not 0
@@ -18,21 +19,22 @@ text, and how values become registers again. The MQTT points (mbnode.points) and
   ascii     count  -       2 characters per register, high byte first; ends at the first NUL
   hex       count  -       (poller) the registers' bytes as hexadecimal digits, "00FF1A2B"
 
-A user of a type keeps its layout in attributes of its own object (setup()): type, fmt, size
-(bytes of one value; 0 for bool and the text types), width (registers of one value: the count
-for text, 1 for bool), bswap, wswap, numeric. word_order BE puts the most significant 16 bits in
-the lowest register; byte_order BE keeps each register's bytes as on the wire. seeds/004's *LE
-names read all the bytes reversed: byte_order LE with word_order LE; the common word swap
-(CDAB) is byte_order BE, word_order LE. seeds/000's "16bit INT, low byte first" is int16 with
-byte_order LE.
+A user of a type keeps its layout in attributes of its own object (setup()): type, fmt, width
+(registers of one value: the count for text, 1 for bool and int8/uint8), bswap, wswap, numeric;
+TYPES gives a value's bytes. word_order BE puts the most significant 16 bits in the lowest
+register; byte_order BE keeps each register's bytes as on the wire. seeds/004's *LE names read
+all the bytes reversed: byte_order LE with word_order LE; the common word swap (CDAB) is
+byte_order BE, word_order LE. seeds/000's "16bit INT, low byte first" is int16 with byte_order LE.
 
 MicroPython: integers beyond 30 bits are heap objects, floats too, and on boards with
 single-precision floats float64 values keep only float32's precision. decode() and encode()
-allocate; reorder() and order_key() do not (the poller's steady state uses only those).
+allocate; reorder() does not (the poller's steady state uses it, and its own order keys).
 """
 
 import json
 import struct
+
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
 
 TYPES = {
     "bool": (None, 0),
@@ -51,23 +53,34 @@ TYPES = {
     "hex": (None, 0),
 }
 TEXT = ("ascii", "hex")
+
+# Where typed values live in the local map, by the names the configuration uses: table name ->
+# (datamodel table, an MQTT point's default type, the types a point there takes (None: every
+# register type), what its channels are called). "memory" positions are holding registers.
+# The MQTT points (mbnode.points, pointsconfig) and the poller's destinations (pollconfig) use it.
+TABLES = {
+    "coil": (COILS, "bool", ("bool",), "a coil"),
+    "discrete": (DISCRETE_INPUTS, "bool", ("bool",), "a discrete input"),
+    "input": (INPUT, "uint16", None, "input registers"),
+    "holding": (HOLDING, "uint16", None, "holding registers"),
+    "memory": (HOLDING, "memory32", ("memory32",), "a memory position"),
+}
+NAME_MAX = 32  # a named value's longest name: one MQTT topic level (mqtt.points, the poller's points)
 _F32_MAX = 3.4028234663852886e38
 _HEX = "0123456789ABCDEF"
 
 
 def setup(obj, t, byte_order="BE", word_order="BE", signed=False, count=0):
-    """Give obj the layout of type t (see the module docstring); count: registers of a text."""
+    """Give obj the layout of type t (see the module docstring); count: registers of a text.
+    Six attributes only: a device may hold 64 points (each attribute more is a bigger
+    instance dictionary for every one of them)."""
     fmt, size = TYPES[t]
     obj.type = t
     obj.fmt = ">i" if signed and t == "memory32" else fmt
-    obj.size = size
     obj.width = count if t in TEXT else max(1, size >> 1)
     obj.bswap = 1 if byte_order == "LE" else 0  # an index offset in reorder()
     obj.wswap = word_order == "LE" or t == "memory32"
     obj.numeric = fmt is not None
-    # How the value's big-endian bytes order (order_key): 0 unsigned, 1 signed, 2 float.
-    fmt = obj.fmt
-    obj.order = 0 if fmt is None or fmt[1] in "BHIQ" else 2 if fmt[1] in "fd" else 1
 
 
 def reorder(src, so, dst, do, n, bswap, wswap):
@@ -95,7 +108,7 @@ def decode(obj, data, offset):
         return "".join([chr(b) if 32 <= b < 127 else "?" for b in raw])
     if t == "hex":
         return "".join([_HEX[b >> 4] + _HEX[b & 15] for b in data[offset:offset + 2 * obj.width]])
-    if obj.size == 1:
+    if obj.fmt[1] in "bB":
         b = data[offset]
         return b - 256 if obj.fmt == ">b" and b > 127 else b
     be = bytearray(2 * obj.width)
@@ -140,7 +153,7 @@ def check(obj, value):
         if type(value) is bool or not _number(value) or (fmt[1] == "f" and abs(value) > _F32_MAX):
             _fail(value, "a finite number" + (" within +-3.4028235e38" if fmt[1] == "f" else ""))
         return float(value)
-    bits = 8 * obj.size
+    bits = 8 * struct.calcsize(fmt)
     if fmt[1] in "bhiq":
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     else:
@@ -155,71 +168,20 @@ def check(obj, value):
     return v
 
 
-def big_endian(obj, value):
-    """The checked value's bytes, most significant first (bool: 1 byte 0/1; ascii: its
-    registers' bytes, NUL-padded; hex: the bytes its digits give)."""
-    t = obj.type
-    value = check(obj, value)
-    if t == "bool":
-        return bytes([1 if value else 0])
-    if t == "ascii":
-        return value.encode() + bytes(2 * obj.width - len(value))
-    if t == "hex":
-        return bytes([int(value[i:i + 2], 16) for i in range(0, len(value), 2)])
-    return struct.pack(obj.fmt, value)
-
-
 def encode(obj, value):
-    """Register words (or [bit] for bool) to write for value, in the type's byte and word order."""
-    be = big_endian(obj, value)
+    """Register words (or [bit] for bool) to write for value (not hex: it is read only), in the
+    type's byte and word order. ValueError as check()."""
+    value = check(obj, value)
     if obj.type == "bool":
-        return [be[0]]
-    if obj.numeric:
+        return [1 if value else 0]
+    if obj.type == "ascii":
+        be = value.encode() + bytes(2 * obj.width - len(value))
+    else:
+        be = struct.pack(obj.fmt, value)
         wire = bytearray(len(be))
         reorder(be, 0, wire, 0, obj.width, obj.bswap, obj.wswap)
         be = wire
     return [(be[i] << 8) | be[i + 1] for i in range(0, len(be), 2)]
-
-
-def order_key(buf, off, n, order):
-    """Turn the n big-endian bytes of a number at buf[off:] into bytes that compare (unsigned,
-    first byte first) as the numbers do; in place, allocation-free. order: the type's (setup()).
-    Signed integers: the sign bit flipped. Floats (n 4 or 8): negative ones all bits inverted,
-    the others the sign bit set; -0.0 becomes +0.0. Returns False for a NaN (it compares with
-    nothing)."""
-    if order == 2:
-        e = buf[off] & 0x7F
-        if n == 4:
-            top = e == 0x7F and buf[off + 1] & 0x80
-            rest = buf[off + 1] & 0x7F
-        else:
-            top = e == 0x7F and buf[off + 1] & 0xF0 == 0xF0
-            rest = buf[off + 1] & 0x0F
-        for i in range(off + 2, off + n):
-            rest |= buf[i]
-        if top and rest:
-            return False  # NaN
-        if buf[off] & 0x80:
-            if e == 0 and not rest and not (buf[off + 1] & (0x80 if n == 4 else 0xF0)):
-                buf[off] = 0  # -0.0: +0.0
-            else:
-                for i in range(off, off + n):
-                    buf[i] ^= 0xFF
-                return True
-        buf[off] ^= 0x80
-    elif order == 1:
-        buf[off] ^= 0x80
-    return True
-
-
-def compare(a, ao, b, bo, n):
-    """-1, 0 or 1: a[ao:ao+n] against b[bo:bo+n], unsigned bytes, first byte first."""
-    for i in range(n):
-        x = a[ao + i]
-        y = b[bo + i]
-        if x != y:
-            return -1 if x < y else 1
-    return 0
 
 
 def json_value(obj, value):

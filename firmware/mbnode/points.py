@@ -27,7 +27,8 @@ publish and write paths, which allocate anyway; nothing here runs on the Modbus 
 import json
 
 from mbnode import datatypes
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, mem_register
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, mem_register
+from mbnode.datatypes import NAME_MAX, TABLES  # noqa: F401 - the bridge's topics use NAME_MAX
 from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
 try:
@@ -36,22 +37,12 @@ except ImportError:  # CPython: plain millisecond numbers
     def ticks_diff(a, b):
         return a - b
 
-NAME_MAX = 32  # a point name's longest: one topic level (mbnode.pointsconfig, the bridge's topics)
 
 # plan() bridges gaps of unused channels up to these sizes: reading them from the local engine
 # costs a few bytes of copy, far less than a second request.
 MAX_REG_GAP = 8
 MAX_BIT_GAP = 32
 
-# table name -> (datamodel table, default type, types allowed, what its channels are called);
-# "memory" positions are holding registers.
-TABLES = {
-    "coil": (COILS, "bool", ("bool",), "a coil"),
-    "discrete": (DISCRETE_INPUTS, "bool", ("bool",), "a discrete input"),
-    "input": (INPUT, "uint16", None, "input registers"),
-    "holding": (HOLDING, "uint16", None, "holding registers"),
-    "memory": (HOLDING, "memory32", ("memory32",), "a memory position"),
-}
 class Point:
     """One point ready for use. d: one entry of the checked mqtt.points (check() filled in every
     default; a key left out here takes that same default). retain: mqtt.retain, used when the
@@ -73,11 +64,10 @@ class Point:
         self.retain = retain if r is None else r
 
 
-def decode(point, data, offset):
-    """The point's value from response data (mbnode.datatypes.decode). Bit points: offset is
-    the bit index into data, bits packed LSB first as FC01/02 send them. Register points: offset
-    is the byte offset of the point's first register (wire format, high byte first)."""
-    return datatypes.decode(point, data, offset)
+# The point's value from response data: bit points' offset is the bit index into data (bits
+# packed LSB first, as FC01/02 send them), register points' the byte offset of the point's first
+# register (wire format, high byte first).
+decode = datatypes.decode
 
 
 def encode(point, value):

@@ -3,15 +3,16 @@ checked poller section (mbnode.pollconfig), with their PDUs, transactions, order
 mbnode.poller.start loads it and unloads it again once the poller is built, so its code takes no
 RAM while the device runs; app.build asks line_slots() for the serial line's queue first."""
 
+import struct
 import time
 
 from mbnode import datatypes
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, mem_register
-from mbnode.poller import Alarm, Request, Server, _polled, _written
+from mbnode.datamodel import mem_register
+from mbnode.datatypes import TABLES
+from mbnode.poller import Alarm, Request, Server, _polled, _written, order_key
 from mbnode.transaction import ADU, Transaction
 
 _CONDITIONS = (">", "<", "==", "!=", "<=", ">=")  # mbnode.poller's _GT.._GE
-_TABLE = {"coil": COILS, "discrete": DISCRETE_INPUTS, "holding": HOLDING, "input": INPUT}
 
 
 def line_slots(p, name):
@@ -35,6 +36,8 @@ def request(server, d):
     count = self.count = d["count"]
     t = d["type"] if fc >= 3 else "bool"
     datatypes.setup(self, t, d.get("byte_order", "BE"), d.get("word_order", "BE"), False, count)
+    self.size = datatypes.TYPES[t][1]  # bytes of one value (0: bool, text)
+    self.order = order(self.fmt)
     self.text = t in datatypes.TEXT
     self.reg_bool = fc >= 3 and t == "bool"
     if fc <= 2 or t == "bool":
@@ -49,7 +52,7 @@ def request(server, d):
     self.pdu = bytearray((fc, a >> 8, a & 0xFF, count >> 8, count & 0xFF))
     self.answer = 2 + ((count + 7) >> 3 if fc <= 2 else 2 * count)  # the answer PDU's length
     self.memory = mem_register(d["memory"]) if "memory" in d else -1
-    self.table = _TABLE[d["table"]] if "table" in d else -1
+    self.table = TABLES[d["table"]][0] if "table" in d else -1
     self.address = d.get("address", 0)
     self.point = d.get("point")
     self.topic = None
@@ -81,9 +84,9 @@ def alarm(d, req, targets, name):
     if req.text:
         self.text = d["value"]
     else:
-        be = datatypes.big_endian(req, d["value"])  # bool (functions 1, 2 too): 1 byte
-        self.key = bytearray(be)
-        self.nan = not datatypes.order_key(self.key, 0, len(be), req.order)
+        v = datatypes.check(req, d["value"])  # bool (functions 1, 2 too): 1 byte
+        self.key = bytearray([1 if v else 0] if req.type == "bool" else struct.pack(req.fmt, v))
+        self.nan = not order_key(self.key, 0, len(self.key), req.order)
     self.write = None  # the write request's PDU
     w = d.get("write")
     if w is not None:
@@ -148,6 +151,12 @@ def _write_pdu(w):
 class _Layout:
     def __init__(self, t, byte_order, word_order):
         datatypes.setup(self, t, byte_order, word_order)
+
+
+def order(fmt):
+    """How a number's big-endian bytes order (mbnode.poller.order_key): 0 unsigned (and bool, text), 1 signed,
+    2 float."""
+    return 0 if fmt is None or fmt[1] in "BHIQ" else 2 if fmt[1] in "fd" else 1
 
 
 def _transaction(s, done):

@@ -12,21 +12,21 @@ poller.servers[0].requests[2].count, the value and what is allowed.
 import json
 
 from mbnode import datatypes
+from mbnode.datatypes import NAME_MAX, TABLES
 from mbnode.config import ConfigError, _ipv4, _number, lines, refused
 from mbnode.datamodel import MAP, MEM_POSITIONS, TABLE_NAMES, mem_register
 
 MAX_SERVERS = 16
 MAX_REQUESTS = 32  # over every server
 MAX_ALARMS = 16
-NAME_MAX = 32
 MESSAGE_MAX = 200
 CODES = ("mv", "mi", "ma", "mn", "mr", "ut", "ts", "dn", "an", "n", "%")  # docs/master.md
 CONDITIONS = (">", "<", "==", "!=", "<=", ">=")
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _REG_TYPES = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "int8", "uint8",
               "bool", "ascii", "hex")
-# table name -> (datamodel table, functions that may fill it)
-_TABLES = {"coil": (0, (1, 2)), "discrete": (1, (1, 2)), "holding": (2, (3, 4)), "input": (3, (3, 4))}
+# table name (datatypes.TABLES) -> the functions whose values may land there
+_FILLS = {"coil": (1, 2), "discrete": (1, 2), "holding": (3, 4), "input": (3, 4)}
 _SERVER_KEYS = ("name", "enabled", "host", "port", "line", "unit", "timeout_ms", "period_ms", "delay_ms",
                 "always_reconnect", "reset_after", "requests")
 _REQUEST_KEYS = ("name", "enabled", "function", "first", "count", "type", "byte_order", "word_order", "memory",
@@ -215,10 +215,10 @@ def request(d):
         if p + k - 1 > MEM_POSITIONS:
             _bad(".memory", p, "allowed 1..%d (the values take %d positions)" % (MEM_POSITIONS - k + 1, k))
     if "table" in d or "address" in d:
-        tables = [name for name, (_, fcs) in _TABLES.items() if fc in fcs]
+        tables = [name for name in ("coil", "discrete", "holding", "input") if fc in _FILLS[name]]
         out["table"] = _one_of(d, "table", None, tables)
         a = out["address"] = _address(d, "address")
-        tab = _TABLES[out["table"]][0]
+        tab = TABLES[out["table"]][0]
         fits = ["0x%04X-0x%04X" % (lo, hi - n + 1) for lo, hi in MAP[tab] if hi - n + 1 >= lo]
         if not [1 for lo, hi in MAP[tab] if lo <= a and a + n - 1 <= hi]:
             what = "%d %s" % (n, "bits" if bits else "registers")
@@ -362,7 +362,7 @@ def check(cfg):
     """The rules of the poller section that involve more than one key or other sections."""
     p = cfg["poller"]
     servers = {}
-    points = []
+    named = []  # the poller's point names
     total = 0
     mqtt = cfg["mqtt"]["enabled"]
     masters = [line["name"] for _, line in lines(cfg) if line["mode"] == "master"]
@@ -385,7 +385,7 @@ def check(cfg):
                     raise ConfigError("config: %s.memory = %d: allowed positions present in channels.holding_registers "
                                       "(0x%04X-0x%04X is not)" % (rk, r["memory"], a, a + 2 * positions(r) - 1))
             if "table" in r:
-                tab = _TABLES[r["table"]][0]
+                tab = TABLES[r["table"]][0]
                 if not _present(cfg, tab, r["address"], r["count"]):
                     raise ConfigError("config: %s.address = %d: allowed channels present in channels.%s "
                                       "(0x%04X-0x%04X is not)" % (rk, r["address"], TABLE_NAMES[tab], r["address"],
@@ -394,10 +394,10 @@ def check(cfg):
                 if not mqtt:
                     raise ConfigError("config: %s.point = \"%s\": allowed only with mqtt.enabled true (the bridge "
                                       "publishes it)" % (rk, r["point"]))
-                if r["point"] in points or r["point"] in [x["name"] for x in cfg["mqtt"]["points"]]:
+                if r["point"] in named or r["point"] in [x["name"] for x in cfg["mqtt"]["points"]]:
                     raise ConfigError("config: %s.point = \"%s\": allowed a name no other point (poller or mqtt."
                                       "points) uses" % (rk, r["point"]))
-                points.append(r["point"])
+                named.append(r["point"])
     if total > MAX_REQUESTS:
         raise ConfigError("config: poller.servers: %d requests: allowed at most %d over every server"
                           % (total, MAX_REQUESTS))

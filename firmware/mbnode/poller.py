@@ -22,10 +22,10 @@ Values. An answer is checked (function, byte count) and its values land where th
     every_s is due).
 Holding registers, coils and memory (outputs) are written through the Engine, as a master's write
 would be, so limits and exceptions apply and the output subscribers hear of it; input registers
-and discrete inputs through DataModel.put_regs/put_bits.
+and discrete inputs through DataModel.put.
 
 Alarms compare one value of a request with a constant after every answer to it: the value's
-bytes and the constant's are compared as order keys (mbnode.datatypes.order_key), so no number
+bytes and the constant's are compared as order keys (order_key() below), so no number
 object is made. Frequency "every" acts on each answer that meets the condition, "first" only on
 the first after one that did not; redundancy_s keeps an alarm from acting again for that long.
 Actions: a Modbus write to a server (one at a time per server, the others waiting their turn; an
@@ -296,7 +296,7 @@ class Poller:
                 w[6 + i] = buf[d + i]
             self._engine(req, 6 + nb)
         elif req.table == DISCRETE_INPUTS:
-            self.model.put_bits(DISCRETE_INPUTS, req.address, buf, d, count)
+            self.model.put(DISCRETE_INPUTS, req.address, buf, d, count)
         if req.memory >= 0:
             w = self.wbuf
             k = 0
@@ -351,7 +351,7 @@ class Poller:
                 self._engine(req, 6 + 2 * k)
                 first += k
         elif req.table == INPUT:
-            self.model.put_regs(INPUT, req.address, c, 0, count)
+            self.model.put(INPUT, req.address, c, 0, count)
         if req.memory >= 0:
             self._memory(req, c)
 
@@ -453,20 +453,22 @@ class Poller:
                 c = self.canon
                 for j in range(n):
                     kb[j] = c[n * i + j]
-                ok = datatypes.order_key(kb, 0, n, req.order)
+                ok = order_key(kb, 0, n, req.order)
             if not ok or a.nan:
                 met = a.cond == _NE
             else:
-                r = datatypes.compare(kb, 0, a.key, 0, n)
+                r = compare(kb, 0, a.key, 0, n)
                 cond = a.cond
                 met = (r > 0 if cond == _GT else r < 0 if cond == _LT else r == 0 if cond == _EQ else
                        r != 0 if cond == _NE else r <= 0 if cond == _LE else r >= 0)
         was = a.was
         a.was = met
+        now = time.ticks_ms()
+        if a.acted is not None and not 0 <= time.ticks_diff(now, a.acted) < a.quiet_ms:
+            a.acted = None  # the period is over (forgotten now, before ticks_ms wraps round)
         if not met or (a.first and was):
             return
-        now = time.ticks_ms()
-        if a.quiet_ms and a.acted is not None and time.ticks_diff(now, a.acted) < a.quiet_ms:
+        if a.acted is not None:
             a.skipped += 1
             return
         a.acted = now
@@ -484,6 +486,48 @@ class Poller:
                 print("poller: alarm %s: this device refused the output (exception %d)" % (a.name, self.resp[1]))
         if a.topic is not None and self.publish is not None:
             self.publish(a.topic, self.text.message(self, a, req, buf, d).encode(), a.retain)
+
+
+def order_key(buf, off, n, order):
+    """Turn the n big-endian bytes of a number at buf[off:] into bytes that compare (unsigned,
+    first byte first) as the numbers do; in place, allocation-free. order: the type's
+    (mbnode.pollbuild.order: 0 unsigned, 1 signed, 2 float).
+    Signed integers: the sign bit flipped. Floats (n 4 or 8): negative ones all bits inverted,
+    the others the sign bit set; -0.0 becomes +0.0. Returns False for a NaN (it compares with
+    nothing)."""
+    if order == 2:
+        e = buf[off] & 0x7F
+        if n == 4:
+            top = e == 0x7F and buf[off + 1] & 0x80
+            rest = buf[off + 1] & 0x7F
+        else:
+            top = e == 0x7F and buf[off + 1] & 0xF0 == 0xF0
+            rest = buf[off + 1] & 0x0F
+        for i in range(off + 2, off + n):
+            rest |= buf[i]
+        if top and rest:
+            return False  # NaN
+        if buf[off] & 0x80:
+            if e == 0 and not rest and not (buf[off + 1] & (0x80 if n == 4 else 0xF0)):
+                buf[off] = 0  # -0.0: +0.0
+            else:
+                for i in range(off, off + n):
+                    buf[i] ^= 0xFF
+                return True
+        buf[off] ^= 0x80
+    elif order == 1:
+        buf[off] ^= 0x80
+    return True
+
+
+def compare(a, ao, b, bo, n):
+    """-1, 0 or 1: a[ao:ao+n] against b[bo:bo+n], unsigned bytes, first byte first."""
+    for i in range(n):
+        x = a[ao + i]
+        y = b[bo + i]
+        if x != y:
+            return -1 if x < y else 1
+    return 0
 
 
 def _load(txn, pdu, tcp):

@@ -36,7 +36,7 @@ def point(poller, req, buf, o):
             if seen[i] != buf[o + i]:
                 same = False
                 break
-    if same and not (req.every_ms and time.ticks_diff(now, req.published) >= req.every_ms):
+    if same and not (req.every_ms and not 0 <= time.ticks_diff(now, req.published) < req.every_ms):
         return
     vals = [value(req, buf, o + 2, i) for i in range(req.values)]
     payload = '{"timestamp": %d, "value": %s}' % (unix_ms(), datatypes.json_value(

@@ -4,8 +4,8 @@ result on <root>/<point>/res.
 
 Raw register values are set through the simulator's I/O control channel (docs/simulator.md);
 the expected values are struct.unpack in CPython of the same bytes in the stated byte and word
-order (an implementation of its own here, not mbnode.points). One simulator for the module
-(root "plant", QoS 0, mqtt.retain false); a second one for mqtt.retain true.
+order (an implementation of its own here, not mbnode.mqtt.points). One simulator for the
+module (root "plant", QoS 0, mqtt.retain false); a second one for mqtt.retain true.
 """
 
 import math
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from mbnode import gateway, points, pointsconfig
+from mbnode.mqtt import points, pointsconfig, textproto
 from mqtttest import Broker, Client, Topics, need_paho, start_device
 
 FMT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
@@ -414,7 +414,7 @@ def test_set_value_out_of_range(tele):
 def test_set_engine_exception(tele):
     """Onboard AO 0x0005 is 10-bit: the Engine answers exception 03, the point says so."""
     res = set_point(tele, "onboard", '{"value": 2000}')
-    assert res["error"] == gateway.exception_text(3) == "Modbus exception 3 (illegal data value)"
+    assert res["error"] == textproto.exception_text(3) == "Modbus exception 3 (illegal data value)"
     assert set_point(tele, "onboard", '{"value": 1000}')["ok"] is True
     assert tele.io("get ao 5") == [1000]
 

@@ -59,7 +59,7 @@ def build(cfg, board, model=None):
     parts.append("unit %d" % cfg["unit_id"])
     if cfg["mqtt"]["enabled"]:
         gc.collect()
-        from mbnode.mqtt import start
+        from mbnode.mqtt.bridge import start
 
         if masters is None:
             from mbnode.masters import Masters
@@ -110,7 +110,8 @@ def load_config(path, board):
         for name in set(sys.modules) - loaded:
             if name.startswith("mbnode."):
                 del sys.modules[name]
-                delattr(mbnode, name[7:])
+                if "." not in name[7:]:  # a subpackage's modules go with it (mbnode.mqtt)
+                    delattr(mbnode, name[7:])
             elif "." not in name:  # a board's start-up modules
                 del sys.modules[name]
         gc.collect()

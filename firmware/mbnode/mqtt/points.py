@@ -1,7 +1,7 @@
 """Typed points: channels of the local map read as numbers or text for MQTT, written from MQTT.
 
-A point is configured as an object in mqtt.points (checked by mbnode.pointsconfig, which is
-unloaded after start-up like the rest of the configuration code) and used as a Point.
+A point is configured as an object in mqtt.points (checked by mbnode.mqtt.pointsconfig, which
+is unloaded after start-up like the rest of the configuration code) and used as a Point.
 Register types are named by size and sign, with the byte and word order as separate keys:
 
   type      registers  byte_order / word_order         seeds/004 name
@@ -38,7 +38,7 @@ except ImportError:  # CPython: plain millisecond numbers
     def ticks_diff(a, b):
         return a - b
 
-NAME_MAX = 32  # a point name's longest: one topic level (mbnode.pointsconfig, the bridge's topics)
+NAME_MAX = 32  # a point name's longest: one topic level (mbnode.mqtt.pointsconfig, the bridge's topics)
 
 # plan() bridges gaps of unused channels up to these sizes: reading them from the local engine
 # costs a few bytes of copy, far less than a second request.

@@ -347,9 +347,9 @@ class Client:
         beginning with the request's cookie, or with "ERROR:" when the payload has no valid
         cookie (the gateway cannot echo one then)."""
         if cookie is None:
-            from mbnode import gateway
+            from mbnode.mqtt import textproto
 
-            cookie = gateway.cookie_of(payload)
+            cookie = textproto.cookie_of(payload)
         self.send(payload)
         return self.response(cookie, timeout)
 

@@ -89,6 +89,17 @@ def test_valid_config_prints_nothing_and_unloads_the_start_up_modules(tmp_path):
     assert out.stderr == ""
 
 
+def test_mqtt_section_checked_and_its_modules_unloaded(tmp_path):
+    """An "mqtt" section (off, with points) loads mbnode.mqtt.config and pointsconfig for the
+    check; load_config unloads them and the mbnode.mqtt package with them."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"rtu": {"baud": 19200}, "mqtt": {"enabled": False, "points": [
+        {"name": "level", "table": "holding", "address": 0}]}}))
+    out = run_script("pico", "board_start.py", "mqtt_checks", path)
+    passed(out)  # the script checks that nothing of mbnode.mqtt is left
+    assert out.stderr == ""
+
+
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 @pytest.mark.parametrize("board", ["pico", "pico-w", "esp32", "esp32-s3", "esp32-c3"])
 def test_broken_config_prints_one_line_and_serves_the_board_defaults(board, kind, tmp_path):

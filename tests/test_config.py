@@ -83,17 +83,24 @@ def test_mqtt_is_off_by_default_and_fully_defaulted():
 
 
 def test_mqtt_schema_is_not_loaded_without_an_mqtt_section():
+    """Without an "mqtt" section nothing of mbnode.mqtt is imported; with one, its checks are
+    (mbnode.mqtt.config, and pointsconfig with points, which takes the types from
+    mbnode.datatypes) but never the bridge's own modules, the points' runtime included."""
     import subprocess
     import sys
 
     from conftest import ROOT
 
     code = ("import sys; from mbnode import config; config.validate({'rtu': {'enabled': True}}); "
-            "print('mbnode.mqttconfig' in sys.modules, 'mbnode.points' in sys.modules); "
-            "config.validate({'mqtt': {}}); print('mbnode.mqttconfig' in sys.modules)")
+            "print(sorted(m for m in sys.modules if m.startswith('mbnode.mqtt'))); "
+            "config.validate({'mqtt': {}}); print(sorted(m for m in sys.modules if m.startswith('mbnode.mqtt'))); "
+            "config.validate({'mqtt': {'points': [{'name': 'p', 'table': 'coil', 'address': 0}]}}); "
+            "print(sorted(m for m in sys.modules if m.startswith('mbnode.mqtt')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "firmware", capture_output=True, text=True,
                          timeout=30)
-    assert out.stdout.split() == ["False", "False", "True"], out.stderr
+    assert out.stdout.splitlines() == [
+        "[]", "['mbnode.mqtt', 'mbnode.mqtt.config']",
+        "['mbnode.mqtt', 'mbnode.mqtt.config', 'mbnode.mqtt.pointsconfig']"], out.stderr
 
 
 def test_mqtt_port_0_follows_tls():

@@ -1,6 +1,6 @@
 """mbnode.datatypes on CPython (the same source the firmware runs): the poller's additions
 (int8, uint8, hex) and the order keys its alarms compare with (mbnode.poller.order_key). The MQTT
-points' types are tested through mbnode.points in test_points.py.
+points' types are tested through mbnode.mqtt.points in test_points.py.
 
 Expected values come from struct and Python's own ordering of numbers, not from the module."""
 

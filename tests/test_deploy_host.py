@@ -91,6 +91,24 @@ def test_plan_on_a_firmware_with_mbnode_frozen_in():
     assert todo["config"] is True
 
 
+def test_plan_covers_the_mqtt_subpackage():
+    """Files of mbnode/mqtt/ are copied into a folder made first; strays there go too, and so do
+    the modules of the layout before the subpackage (mbnode/mqtt.mpy, gateway.mpy, ...)."""
+    files = {"main.py": b"main", "mbnode/pdu.mpy": b"pdu", "mbnode/mqtt/__init__.mpy": b"",
+             "mbnode/mqtt/bridge.mpy": b"bridge", "mbnode/mqtt/textproto.mpy": b"text"}
+    f = facts(files={"/mbnode/pdu.mpy": sha(b"pdu"), "/mbnode/mqtt/bridge.mpy": sha(b"bridge")},
+              root=["main.py", "mbnode"],
+              mbnode=["pdu.mpy", "mqtt.mpy", "gateway.mpy", "relay.mpy", "mqtt", "mqtt/bridge.mpy",
+                      "mqtt/bridge.py", "mqtt/old.mpy", "mqtt/notes.txt"])
+    todo = deploy.plan(files, f, b"{}", want_umqtt=False)
+    assert todo["copy"] == ["main.py", "mbnode/mqtt/__init__.mpy", "mbnode/mqtt/textproto.mpy"]
+    assert todo["remove"] == ["mbnode/gateway.mpy", "mbnode/mqtt.mpy", "mbnode/mqtt/bridge.py", "mbnode/mqtt/old.mpy",
+                              "mbnode/relay.mpy"]
+    assert deploy.folders(todo["copy"]) == ["mbnode", "mbnode/mqtt"]
+    assert deploy.folders(["main.py", "board.mpy"]) == []
+    assert deploy.folders(["a/b/c/d.mpy", "a/e.mpy"]) == ["a", "a/b", "a/b/c"]
+
+
 def test_plan_installs_umqtt_only_when_wanted_and_missing():
     assert deploy.plan({}, facts(umqtt=False), b"", want_umqtt=True)["umqtt"] is True
     assert deploy.plan({}, facts(umqtt=True), b"", want_umqtt=True)["umqtt"] is False

@@ -38,6 +38,10 @@ def test_bundle_for_every_board(board, tmp_path):
     files = {name for name, _ in b.device_files}
     assert {"main.py", "config.json", "board.mpy", "mbnode/pdu.mpy", "mbnode/tcp.mpy", "mbnode/rtu.mpy",
             "mbnode/rtulink.mpy", "mbnode/diag.mpy", "mbnode/config.mpy"} <= files
+    # Every module of the firmware package, its subpackage mbnode/mqtt/ included, as .mpy.
+    pkg = paths.FIRMWARE / "mbnode"
+    modules = {"mbnode/" + p.relative_to(pkg).with_suffix(".mpy").as_posix() for p in pkg.rglob("*.py")}
+    assert {"mbnode/mqtt/__init__.mpy", "mbnode/mqtt/bridge.mpy", "mbnode/mqtt/textproto.mpy"} <= modules <= files
     if info.chip:
         assert {"board_config.mpy", "pinboard.mpy", "pinrules.mpy", "chip_%s.mpy" % info.chip} <= files
         assert ("wifi.mpy" in files) == info.wifi

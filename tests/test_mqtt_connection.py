@@ -1,7 +1,8 @@
 """The bridge's own connection rules: keepalive pings keep it connected through silence; a
 broker that accepts TCP but never answers MQTT holds Modbus serving back no longer than the
-bridge's budget (mbnode.mqtt.BUDGET_MS = 1 s per turn), however often it retries; user and
-password reach a broker that requires them, and a wrong password leaves Modbus serving alone.
+bridge's budget (mbnode.mqtt.bridge.BUDGET_MS = 1 s per turn), however often it retries; user
+and password reach a broker that requires them, and a wrong password leaves Modbus serving
+alone.
 """
 
 import subprocess

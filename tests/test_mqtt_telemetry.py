@@ -4,8 +4,8 @@ result on <root>/<point>/res.
 
 Raw register values are set through the simulator's I/O control channel (docs/simulator.md);
 the expected values are struct.unpack in CPython of the same bytes in the stated byte and word
-order (an implementation of its own here, not mbnode.points). One simulator for the module
-(root "plant", QoS 0, mqtt.retain false); a second one for mqtt.retain true.
+order (an implementation of its own here, not mbnode.mqtt.points). One simulator for the
+module (root "plant", QoS 0, mqtt.retain false); a second one for mqtt.retain true.
 """
 
 import math
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from mbnode import gateway, points, pointsconfig
+from mbnode.mqtt import points, pointsconfig, textproto
 from mqtttest import Broker, Client, Topics, need_paho, start_device
 
 FMT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
@@ -180,7 +180,7 @@ def start_points(tmp, broker, topics, pts, sim_kw=None, **mqtt):
 @pytest.fixture(scope="module")
 def tele(tmp_path_factory, broker):
     # 256K: the firmware runs from source here, and compiling it takes RAM that a device
-    # running .mpy files never spends (test_64_points_as_on_a_device checks the default heap).
+    # running .mpy files never spends (test_64_points_as_on_a_device checks the heap a device needs).
     d = start_points(tmp_path_factory.mktemp("tele"), broker, Topics(root="plant"), ALL_POINTS,
                      sim_kw={"heap": "256K"}, qos=0)
     yield d
@@ -344,10 +344,12 @@ def test_mqtt_retain_default(tmp_path, broker):
 
 
 def test_64_points_as_on_a_device(tmp_path, broker):
-    """pointsconfig.MAX_POINTS points, the firmware as .mpy files (as on a board) in the default
-    128K heap: it starts, and every point is published after connect."""
+    """pointsconfig.MAX_POINTS points, the firmware as .mpy files (as on a board) in a 144K heap
+    (the bench's eight points are specified for 124 KiB, docs/mqtt.md "RAM"; 64 points start
+    from 133 KiB since the masters came, 2026-12-07): it starts, and every point is published
+    after connect."""
     pts = [dict(d, name="p%d" % i) for i, d in enumerate((ALL_POINTS * 2)[:pointsconfig.MAX_POINTS])]
-    d = start_points(tmp_path, broker, Topics(root="many"), pts, sim_kw={"mpy": True})
+    d = start_points(tmp_path, broker, Topics(root="many"), pts, sim_kw={"mpy": True, "heap": "144K"})
     try:
         for p in pts:
             telemetry(d.client.wait(d.topic(p["name"]), timeout=5))
@@ -412,7 +414,7 @@ def test_set_value_out_of_range(tele):
 def test_set_engine_exception(tele):
     """Onboard AO 0x0005 is 10-bit: the Engine answers exception 03, the point says so."""
     res = set_point(tele, "onboard", '{"value": 2000}')
-    assert res["error"] == gateway.exception_text(3) == "Modbus exception 3 (illegal data value)"
+    assert res["error"] == textproto.exception_text(3) == "Modbus exception 3 (illegal data value)"
     assert set_point(tele, "onboard", '{"value": 1000}')["ok"] is True
     assert tele.io("get ao 5") == [1000]
 

@@ -1,5 +1,5 @@
-"""Typed points (mbnode.points): data types and orders against CPython's struct, writes through the
-real Engine, batching plans and publish policies."""
+"""Typed points (mbnode.mqtt.points): data types and orders against CPython's struct, writes
+through the real Engine, batching plans and publish policies."""
 
 import json
 import struct
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import micropython_or_fail
-from mbnode import config, points, pointsconfig
+from mbnode import config
+from mbnode.mqtt import points, pointsconfig
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
@@ -462,7 +463,7 @@ def test_point_from_a_checked_configuration():
 def test_modules_run_on_the_unix_port():
     """The same calls on MicroPython (32-bit: big ints for 64-bit values) give CPython's answers."""
     script = "\n".join([
-        "from mbnode import points, gateway",
+        "from mbnode.mqtt import points, textproto",
         "p = points.Point({'name': 'u', 'table': 'holding', 'address': 64, 'type': 'uint64', 'word_order': 'LE'})",
         "w = points.encode(p, 18446744073709551614)",
         "raw = bytearray(8)",
@@ -476,13 +477,13 @@ def test_modules_run_on_the_unix_port():
         "print(points.encode(m, -2147483648), points.message(m, -2147483648, 1700000000000))",
         "print([(b.fc, b.first, b.count) for b in points.plan([p, f, m])])",
         "print(points.should_publish(p, 1, 2, 5, 0))",
-        "r = gateway.parse(b'0 18446744073709551615 0 192.168.1.1 502 5 1 16 1 2 65535,1')",
+        "r = textproto.parse(b'0 18446744073709551615 0 192.168.1.1 502 5 1 16 1 2 65535,1')",
         "buf = bytearray(260)",
-        "n = gateway.build_pdu(r, buf)",
-        "print(bytes(buf[:n]), gateway.format_response(r, b'\\x10\\x00\\x00\\x00\\x02', 5))",
+        "n = textproto.build_pdu(r, buf)",
+        "print(bytes(buf[:n]), textproto.format_response(r, b'\\x10\\x00\\x00\\x00\\x02', 5))",
         "try:",
-        "    gateway.parse('0 18446744073709551616 0')",
-        "except gateway.RequestError as e:",
+        "    textproto.parse('0 18446744073709551616 0')",
+        "except textproto.RequestError as e:",
         "    print(e.args[0])",
     ])
     expected = [

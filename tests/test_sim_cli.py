@@ -621,6 +621,11 @@ def test_pip_install_gives_working_tools(tmp_path):
                        env=env, cwd=work, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (out / "device" / "main.py").exists() and (out / "device" / "mbnode" / "pdu.mpy").exists()
+    assert (out / "device" / "mbnode" / "mqtt" / "bridge.mpy").exists()  # the subpackage travels too
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", "from mbnode import config; from mbnode.mqtt import "
+                        "textproto; print(config.validate({'mqtt': {}})['mqtt']['queue'], textproto.HEAD > 0)"],
+                       capture_output=True, text=True, env=env, cwd=work, timeout=60)
+    assert r.stdout.split() == ["8", "True"], r
     assert (out / "frozen" / "manifest.py").exists()
     run = Run(["sim", "--tcp", "127.0.0.1:0", "--io", "127.0.0.1:0"], env=env, cwd=work, argv=[mbnode])
     try:

@@ -111,7 +111,7 @@ def _check(key, v, kind, args):
         elif kind == "call":  # an optional section's own check (mbnode.pollconfig): the checked value
             return args[0](key, v)
         else:  # the kinds of the mqtt section live with it
-            from mbnode import mqttconfig
+            from mbnode.mqtt import config as mqttconfig
 
             done, v, ok, allowed, shown = mqttconfig.check_kind(key, v, kind, args)
             if done:
@@ -273,7 +273,7 @@ def validate(given, board_schema=None, base=None, check=None):
     mqtt = type(given) is dict and "mqtt" in given
     if mqtt:
         # The MQTT section's schema is loaded only when the configuration has one.
-        from mbnode import mqttconfig
+        from mbnode.mqtt import config as mqttconfig
 
         schema["mqtt"] = mqttconfig.SCHEMA
     else:

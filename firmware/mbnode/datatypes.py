@@ -1,5 +1,5 @@
 """Data types of Modbus values: the one definition of how registers and bits read as numbers or
-text, and how values become registers again. The MQTT points (mbnode.points) and the poller
+text, and how values become registers again. The MQTT points (mbnode.mqtt.points) and the poller
 (mbnode.poller, pollbuild, polltext) use it, and so do their configuration checks
 (pointsconfig, pollconfig).
 
@@ -57,7 +57,7 @@ TEXT = ("ascii", "hex")
 # Where typed values live in the local map, by the names the configuration uses: table name ->
 # (datamodel table, an MQTT point's default type, the types a point there takes (None: every
 # register type), what its channels are called). "memory" positions are holding registers.
-# The MQTT points (mbnode.points, pointsconfig) and the poller's destinations (pollconfig) use it.
+# The MQTT points (mbnode.mqtt.points, pointsconfig) and the poller's destinations (pollconfig) use it.
 TABLES = {
     "coil": (COILS, "bool", ("bool",), "a coil"),
     "discrete": (DISCRETE_INPUTS, "bool", ("bool",), "a discrete input"),

@@ -326,7 +326,7 @@ def _output(d):
 
 def _mqtt(d):
     _keys(d, ("topic", "message", "retain"))
-    from mbnode.mqttconfig import _topic
+    from mbnode.mqtt.config import _topic
 
     t = d.get("topic")
     if type(t) is not str or not t or not _topic(t):

@@ -2,9 +2,10 @@
 
     bundle(board, out=None, arch=None) -> Bundle
         Writes build/<board>/ (or `out`):
-          device/       what goes on the board's filesystem: mbnode/*.mpy, the board's modules
-                        (board.mpy, ...) as .mpy, main.py (a board runs /main.py only as source)
-                        and config.json, the board's default configuration
+          device/       what goes on the board's filesystem: mbnode/*.mpy and its subpackage's
+                        mbnode/mqtt/*.mpy, the board's modules (board.mpy, ...) as .mpy,
+                        main.py (a board runs /main.py only as source) and config.json, the
+                        board's default configuration
           frozen/       manifest.py and the .py sources it names, paths relative to itself, so
                         the folder freezes mbnode into a MicroPython firmware wherever it lies
                         (make BOARD=... FROZEN_MANIFEST=<abs>/frozen/manifest.py); the board's
@@ -45,9 +46,10 @@ class Bundle:
 
 
 def _sources(info):
-    """[(source path, name on the device without extension)]: the firmware package, the board's
-    modules, main."""
-    out = [(p, "mbnode/" + p.stem) for p in sorted((paths.FIRMWARE / "mbnode").glob("*.py"))]
+    """[(source path, name on the device without extension)]: the firmware package with its
+    subpackages (mbnode/mqtt/...), the board's modules, main."""
+    pkg = paths.FIRMWARE / "mbnode"
+    out = [(p, "mbnode/" + p.relative_to(pkg).with_suffix("").as_posix()) for p in sorted(pkg.rglob("*.py"))]
     return out + [(p, m) for p, m in info.sources]
 
 
@@ -70,6 +72,7 @@ def compile_mpy(board, out, arch=None):
     (out / "mbnode").mkdir(parents=True)
     tool = paths.mpy_cross()
     for src, name in _sources(info):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         # -s: tracebacks name the module as on the device, not this machine's path.
         subprocess.run([tool, "-march=" + arch, "-s", name + ".py", "-o", str(out / (name + ".mpy")), str(src)],
                        check=True)
@@ -108,7 +111,7 @@ def manifest_text(info, modules):
         "metadata(description=\"mbnode Modbus RTU/TCP slave, board %s\", version=\"%s\")" % (info.name, VERSION),
         "if options.base:",
         "    include(options.base)",
-        "package(\"mbnode\")",
+        "package(\"mbnode\")",  # with its subpackages (mbnode/mqtt)
     ]
     lines += ["module(\"%s.py\")" % m for m in modules]
     lines += ["if options.main:", "    module(\"main.py\")"]
@@ -128,6 +131,7 @@ def bundle(board, out=None, arch=None):
     (frozen / "mbnode").mkdir(parents=True)
     modules = []
     for src, name in _sources(info):
+        (frozen / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, frozen / (name + ".py"))
         if not name.startswith("mbnode/"):
             modules.append(name)

@@ -6,8 +6,9 @@
    config.json, or FILE, with --wifi filled in; checked with the board's own rules first.
 2. Ask the device (one `mpremote exec`): MicroPython version, .mpy version and architecture,
    platform, chip, the SHA-256 of every file of the bundle it already has, strays (a /board.py
-   or mbnode/*.py that would shadow our .mpy, modules of an older mbnode), whether umqtt.simple
-   is installed. A device that cannot load the bundle is refused with what to flash instead.
+   or a .py under /mbnode that would shadow our .mpy, modules of an older mbnode, also in
+   /mbnode's subfolders such as mbnode/mqtt/), whether umqtt.simple is installed. A device that
+   cannot load the bundle is refused with what to flash instead.
 3. The plan: files to copy (missing or different), files to remove, config.json, umqtt.simple
    (with `mpremote mip` when the bridge is on and the device lacks it). --dry-run prints it and
    changes nothing (asking stops what the board runs, so it is soft-reset afterwards).
@@ -81,6 +82,18 @@ def _ls(d):
         return [e[0] for e in os.ilistdir(d)]
     except OSError:
         return []
+def _tree(d, pre=""):
+    # every file under d, as paths relative to it ("pdu.mpy", "mqtt/bridge.mpy")
+    out = []
+    try:
+        for e in os.ilistdir(d):
+            if e[1] == 0x4000:
+                out += _tree(d + "/" + e[0], pre + e[0] + "/")
+            else:
+                out.append(pre + e[0])
+    except OSError:
+        pass
+    return out
 def _exists(p):
     try:
         os.stat(p)
@@ -113,7 +126,7 @@ _frozen = _frozen_version()
 _u = os.uname()
 print(json.dumps({"version": list(sys.implementation.version[:3]), "mpy": getattr(sys.implementation, "_mpy", 0),
                   "platform": sys.platform, "machine": _u.machine, "release": _u.release,
-                  "files": dict((p, _h(p)) for p in WANT), "root": _ls("/"), "mbnode": _ls("/mbnode"),
+                  "files": dict((p, _h(p)) for p in WANT), "root": _ls("/"), "mbnode": _tree("/mbnode"),
                   "umqtt": _umqtt, "network": _network, "frozen": _frozen}))
 '''
 
@@ -215,7 +228,8 @@ def plan(files, facts, config_bytes, want_umqtt):
         remove = [p for p in sorted(files) if have.get("/" + p)]
         ours = set()
     # A source file beside an .mpy shadows it (MicroPython tries .py first); an .mpy of an older
-    # mbnode whose module is gone would still be importable.
+    # mbnode whose module is gone would still be importable. facts["mbnode"]: every file under
+    # /mbnode, subfolders included ("mqtt/bridge.mpy").
     for name in facts["mbnode"]:
         p = "mbnode/" + name
         if p not in ours and (name.endswith(".py") or name.endswith(".mpy")):
@@ -225,6 +239,11 @@ def plan(files, facts, config_bytes, want_umqtt):
             remove.append(name)
     return {"copy": copy, "remove": sorted(set(remove)), "config": have.get("/config.json") != _sha256(config_bytes),
             "umqtt": want_umqtt and not facts["umqtt"]}
+
+
+def folders(copy):
+    """Every folder the files to copy need, parents first: ["mbnode", "mbnode/mqtt"]."""
+    return sorted({"/".join(p.split("/")[:i]) for p in copy for i in range(1, p.count("/") + 1)})
 
 
 def config_for(board_name, config_file, wifi):
@@ -362,7 +381,7 @@ def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
     _progress("device: " + device)
     _progress(summary)
     args = ["connect", port]
-    dirs = sorted({str(Path(p).parent) for p in todo["copy"] if "/" in p})
+    dirs = folders(todo["copy"])
     if dirs:
         args += ["exec", "import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass" % dirs]
     cfg_file = bundle.path / "config.json"

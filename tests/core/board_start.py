@@ -7,6 +7,7 @@ port with the fake machine/network modules (tests/fakes).
     board_start.py broker PORT BROKER the MQTT broker refuses connections: RTU and TCP serve
     board_start.py no_umqtt PORT      mqtt enabled but umqtt.simple missing: the bridge stays off
     board_start.py bad_config FILE    a broken config file: one line, then the board's defaults
+    board_start.py mqtt_checks FILE   an "mqtt" section that is off: checked, its modules unloaded
 
 The pytest side (tests/test_board_start.py) checks the printed lines; this script checks the
 serving and prints "1 passed, 0 failed" or the failures."""
@@ -97,11 +98,28 @@ def bad_config(path):
     check("RTU unit 1 answers for the onboard coils", rtu(loop, uart, struct.pack(">BHH", 1, 0, n)), b"\x01\x01\x00")
 
 
+def mqtt_checks(path):
+    """A file with an "mqtt" section that is off: its checks (mbnode.mqtt.config, pointsconfig,
+    points) load for the check and go with config.py, the mbnode.mqtt package too."""
+    import mbnode
+
+    cfg = app.load_config(path, board)
+    check("the point checked", cfg["mqtt"]["points"][0]["type"], "uint16")
+    check("nothing of mbnode.mqtt left", [m for m in sys.modules if m.startswith("mbnode.mqtt")]
+          + [m for m in ("mbnode.config", "pinrules", "board_config") if m in sys.modules], [])
+    check("nor on the package", hasattr(mbnode, "mqtt") or hasattr(mbnode, "config"), False)
+    loop, ready = app.build(cfg, board)
+    check("serving, the bridge off", ("unit 1" in ready, "mqtt" in ready), (True, False))
+    check("RTU answers", rtu(loop, uart_of(cfg), READ_MEM), b"\x03\x02\x00\x00")
+
+
 def main():
     what = sys.argv[1]
     args = sys.argv[2:]
     if what == "bad_config":
         bad_config(args[0])
+    elif what == "mqtt_checks":
+        mqtt_checks(args[0])
     elif what == "no_umqtt":
         no_umqtt(int(args[0]))
     elif what == "broker":

@@ -1,5 +1,5 @@
 """The checks of mqtt.points objects (docs/mqtt.md): loaded with the configuration only and
-unloaded with it, so a running device keeps just mbnode.points."""
+unloaded with it, so a running device keeps just mbnode.mqtt.points."""
 
 from mbnode.datamodel import MAP, MEM_POSITIONS, mem_register
 from mbnode.pdu import MAX_READ_REGS

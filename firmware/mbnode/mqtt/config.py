@@ -28,10 +28,10 @@ def _ids(v):
 
 
 def _points(key, v):
-    # mqtt.points: mbnode.pointsconfig checks the objects, imported only when there are some.
+    # mqtt.points: mbnode.mqtt.pointsconfig checks the objects, imported only when there are some.
     if type(v) is list and not v:
         return v
-    from mbnode import pointsconfig
+    from mbnode.mqtt import pointsconfig
 
     try:
         return pointsconfig.check_list(v)
@@ -127,7 +127,7 @@ def check(cfg):
         raise ConfigError("config: mqtt.reconnect.max_s = %d: allowed %d..3600 (at least "
                           "reconnect.initial_s)" % (rc["max_s"], rc["initial_s"]))
     if mqtt["points"]:
-        from mbnode.pointsconfig import span
+        from mbnode.mqtt.pointsconfig import span
     for i, d in enumerate(mqtt["points"]):
         table, first, n = span(d)
         name = TABLE_NAMES[table]

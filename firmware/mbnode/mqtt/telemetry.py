@@ -1,7 +1,7 @@
 """Telemetry for the MQTT bridge: the configured points, read from the local data model and
 published as JSON, and their /set writes (docs/mqtt.md).
 
-Every SCAN_MS the point batches (mbnode.points.plan) are read through the Engine, as a master
+Every SCAN_MS the point batches (mbnode.mqtt.points.plan) are read through the Engine, as a master
 would read them, into one response buffer. A batch whose bytes did not change since the last
 scan is not decoded at all unless a periodic publish is due, so a quiet device costs a few
 copies per scan. Writes go through the Engine too, so limits, exceptions and the onboard AO
@@ -10,7 +10,7 @@ range apply to MQTT as to Modbus.
 
 import time
 
-from mbnode import gateway, points
+from mbnode.mqtt import points, textproto
 
 SCAN_MS = 100
 
@@ -91,5 +91,5 @@ class Telemetry:
         self.engine.handle(self.req, 0, n, self.resp, 0)
         self.next = time.ticks_ms()  # publish the new value on the next turn
         if self.resp[0] & 0x80:
-            return points.result(unix_ms(), gateway.exception_text(self.resp[1]))
+            return points.result(unix_ms(), textproto.exception_text(self.resp[1]))
         return points.result(unix_ms())

@@ -1,4 +1,4 @@
-"""The MQTT gateway's text protocol (mbnode.gateway, seeds/000): parsing, PDUs, reply lines.
+"""The MQTT gateway's text protocol (mbnode.mqtt.textproto, seeds/000): parsing, PDUs, reply lines.
 
 Expected PDUs and reply lines are written out by hand from the seed and the Modbus spec.
 """
@@ -7,10 +7,10 @@ import binascii
 
 import pytest
 
-from mbnode import gateway
+from mbnode.mqtt import textproto
 from mbnode.datamodel import COILS, HOLDING, DataModel
 from mbnode.devid import DeviceIdentification
-from mbnode.gateway import CONN, SERIAL, TCP, RequestError
+from mbnode.mqtt.textproto import CONN, SERIAL, TCP, RequestError
 from mbnode.pdu import Engine
 
 IPV6 = "2001:0db8:0000:0000:0000:8a2e:0370:7334"
@@ -22,15 +22,15 @@ def hx(text):
 
 
 def pdu_of(line, **kw):
-    req = gateway.parse(line, **kw)
+    req = textproto.parse(line, **kw)
     buf = bytearray(260)
-    n = gateway.build_pdu(req, buf)
+    n = textproto.build_pdu(req, buf)
     return req, bytes(buf[:n])
 
 
 def err(line, **kw):
     with pytest.raises(RequestError) as e:
-        gateway.parse(line, **kw)
+        textproto.parse(line, **kw)
     return e.value.args[0]
 
 
@@ -40,7 +40,7 @@ def tcp(fc, first, rest, cookie="7"):
 
 def answer(req, response_hex):
     pdu = hx(response_hex)
-    return gateway.format_response(req, pdu, len(pdu))
+    return textproto.format_response(req, pdu, len(pdu))
 
 
 # --- the seed's examples ----------------------------------------------------------------------
@@ -72,7 +72,7 @@ def engine_round_trip(engine, line):
     req, pdu = pdu_of(line)
     resp = bytearray(260)
     n = engine.handle(pdu, 0, len(pdu), resp, 0)
-    return gateway.format_response(req, resp, n)
+    return textproto.format_response(req, resp, n)
 
 
 def test_seed_examples_against_the_local_engine():
@@ -105,19 +105,19 @@ def test_engine_writes_reads_and_exceptions():
 # --- every format -------------------------------------------------------------------------------
 
 def test_format_0_ipv4_ipv6_hostname():
-    req = gateway.parse("0 1 0 10.0.0.2 1502 999 255 4 65536 1")
+    req = textproto.parse("0 1 0 10.0.0.2 1502 999 255 4 65536 1")
     assert (req.kind, req.ip_type, req.host, req.port, req.timeout, req.unit, req.address) == (
         TCP, 0, "10.0.0.2", 1502, 999, 255, 65535)
-    req = gateway.parse("0 1 1 %s 502 1 1 4 1 1" % IPV6)
+    req = textproto.parse("0 1 1 %s 502 1 1 4 1 1" % IPV6)
     assert (req.ip_type, req.host) == (1, IPV6)
-    req = gateway.parse("0 1 1 2001:0DB8:0000:0000:0000:8A2E:0370:7334 502 1 1 4 1 1")
+    req = textproto.parse("0 1 1 2001:0DB8:0000:0000:0000:8A2E:0370:7334 502 1 1 4 1 1")
     assert req.host == "2001:0DB8:0000:0000:0000:8A2E:0370:7334"
-    req = gateway.parse("0 1 2 plc-7.factory.example 502 1 1 4 1 1")
+    req = textproto.parse("0 1 2 plc-7.factory.example 502 1 1 4 1 1")
     assert (req.ip_type, req.host) == (2, "plc-7.factory.example")
 
 
 def test_ipv4_is_read_as_decimal_and_normalised():
-    assert gateway.parse("0 1 0 010.001.000.255 502 1 1 4 1 1").host == "10.1.0.255"
+    assert textproto.parse("0 1 0 010.001.000.255 502 1 1 4 1 1").host == "10.1.0.255"
 
 
 def test_format_1_serial():
@@ -126,37 +126,37 @@ def test_format_1_serial():
         SERIAL, "42", "rs485", 3, 17, 4, 9, 2)
     assert req.host is None and req.ip_type is None
     assert pdu == hx("04 0009 0002")
-    assert gateway.parse("1 42 rs485 3 17 4 10 2", serial_ids=("rs485", "rs232")).device == "rs485"
+    assert textproto.parse("1 42 rs485 3 17 4 10 2", serial_ids=("rs485", "rs232")).device == "rs485"
 
 
 def test_format_2_connection_management():
-    req = gateway.parse("2 5 0 0 0 192.168.1.20 502 10")
-    assert (req.kind, req.cookie, req.index, req.action) == (CONN, "5", 0, gateway.OPEN)
+    req = textproto.parse("2 5 0 0 0 192.168.1.20 502 10")
+    assert (req.kind, req.cookie, req.index, req.action) == (CONN, "5", 0, textproto.OPEN)
     assert (req.ip_type, req.host, req.port, req.timeout) == (0, "192.168.1.20", 502, 10)
-    req = gateway.parse("2 5 7 0 1 %s 502 1" % IPV6)
+    req = textproto.parse("2 5 7 0 1 %s 502 1" % IPV6)
     assert (req.index, req.ip_type, req.host) == (7, 1, IPV6)
-    req = gateway.parse("2 6 3 1")
-    assert (req.index, req.action, req.host) == (3, gateway.CLOSE, None)
-    req = gateway.parse("2 6 3 2")
-    assert req.action == gateway.STATUS
-    assert gateway.ok(req) == "6 OK"
-    assert gateway.status(req, True) == "6 OK 1"
-    assert gateway.status(req, False) == "6 OK 0"
+    req = textproto.parse("2 6 3 1")
+    assert (req.index, req.action, req.host) == (3, textproto.CLOSE, None)
+    req = textproto.parse("2 6 3 2")
+    assert req.action == textproto.STATUS
+    assert textproto.ok(req) == "6 OK"
+    assert textproto.status(req, True) == "6 OK 1"
+    assert textproto.status(req, False) == "6 OK 0"
 
 
 def test_format_2_open_without_a_target_is_a_reopen():
     """seeds/000: OPEN "reopen[s] an already open connection with the same parameters"; the
-    target is left to mbnode.relay (the slot's last one)."""
-    req = gateway.parse(" 2  9 4 0 \n")
-    assert (req.kind, req.cookie, req.index, req.action) == (CONN, "9", 4, gateway.OPEN)
+    target is left to mbnode.mqtt.relay (the slot's last one)."""
+    req = textproto.parse(" 2  9 4 0 \n")
+    assert (req.kind, req.cookie, req.index, req.action) == (CONN, "9", 4, textproto.OPEN)
     assert (req.ip_type, req.host, req.port, req.timeout) == (None, None, None, None)
-    assert gateway.never_opened(req) == (
+    assert textproto.never_opened(req) == (
         "9 ERROR: connection index 4 was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT")
 
 
 def test_bytes_and_text_parse_alike_with_any_whitespace():
-    a = gateway.parse(b"0 9 0 1.2.3.4 502 5 1 3 1 1")
-    b = gateway.parse("\t0  9 0 1.2.3.4\r\n502 5 1 3 1 1\n")
+    a = textproto.parse(b"0 9 0 1.2.3.4 502 5 1 3 1 1")
+    b = textproto.parse("\t0  9 0 1.2.3.4\r\n502 5 1 3 1 1\n")
     assert vars(a) == vars(b)
 
 
@@ -201,7 +201,7 @@ def test_count_0_reads_need_no_transaction():
     for fc in (3, 4):
         req, pdu = pdu_of(tcp(fc, 10, 0))
         assert req.count == 0 and pdu == b""
-        assert gateway.format_response(req, None, 0) == "7 OK"
+        assert textproto.format_response(req, None, 0) == "7 OK"
 
 
 # --- every range, both sides --------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_count_0_reads_need_no_transaction():
     ("0 9999999999999999999 0 1.2.3.4 502 5 1 3 1 1", "cookie", "9999999999999999999"),
 ])
 def test_range_limits_accepted(line, field, value):
-    assert getattr(gateway.parse(line), field) == value
+    assert getattr(textproto.parse(line), field) == value
 
 
 @pytest.mark.parametrize("line, reply", [
@@ -414,19 +414,19 @@ def test_bytes_that_are_not_text_never_break_parsing():
     (tcp(3, 1, 1, cookie=MAX_COOKIE), "03 02 0102", MAX_COOKIE + " OK 258"),
 ])
 def test_reply_to_a_response(line, response, reply):
-    assert answer(gateway.parse(line), response) == reply
+    assert answer(textproto.parse(line), response) == reply
 
 
 def test_reply_to_2000_coils_has_exactly_2000_values():
-    req = gateway.parse(tcp(1, 1, 2000))
+    req = textproto.parse(tcp(1, 1, 2000))
     pdu = bytes([1, 250]) + bytes([0x55] * 250)
-    assert gateway.format_response(req, pdu, len(pdu)) == "7 OK" + " 1 0" * 1000
+    assert textproto.format_response(req, pdu, len(pdu)) == "7 OK" + " 1 0" * 1000
 
 
 def test_reply_reads_the_pdu_at_an_offset():
-    req = gateway.parse(tcp(3, 1, 1))
+    req = textproto.parse(tcp(3, 1, 1))
     buf = hx("AABBCCDDEEFF00 03 02 1234")
-    assert gateway.format_response(req, buf, 4, 7) == "7 OK 4660"
+    assert textproto.format_response(req, buf, 4, 7) == "7 OK 4660"
 
 
 @pytest.mark.parametrize("code, text", [
@@ -443,8 +443,8 @@ def test_reply_reads_the_pdu_at_an_offset():
 ])
 def test_exception_replies_name_the_code(code, text):
     for fc, rest in ((3, "1"), (16, "1 5"), (1, "1")):
-        req = gateway.parse(tcp(fc, 1, rest))
-        assert gateway.format_response(req, bytes([fc | 0x80, code]), 2) == "7 ERROR: " + text
+        req = textproto.parse(tcp(fc, 1, rest))
+        assert textproto.format_response(req, bytes([fc | 0x80, code]), 2) == "7 ERROR: " + text
 
 
 @pytest.mark.parametrize("line, response, reason", [
@@ -465,48 +465,48 @@ def test_exception_replies_name_the_code(code, text):
     (tcp(15, 1, "1 1"), "0F 0000 0001 00", "malformed response: 6 bytes, expected 5"),
 ])
 def test_malformed_responses_are_named(line, response, reason):
-    assert answer(gateway.parse(line), response) == "7 ERROR: " + reason
+    assert answer(textproto.parse(line), response) == "7 ERROR: " + reason
 
 
 # --- transport errors and the other reply texts -------------------------------------------------
 
 def test_transport_error_texts():
-    req = gateway.parse("0 7 0 192.168.1.9 1502 5 1 3 1 1")
-    assert gateway.timeout(req) == "7 ERROR: timeout: no response within 5 s"
-    assert gateway.refused(req) == "7 ERROR: connection refused by 192.168.1.9:1502"
-    assert gateway.unreachable(req, "host unreachable") == (
+    req = textproto.parse("0 7 0 192.168.1.9 1502 5 1 3 1 1")
+    assert textproto.timeout(req) == "7 ERROR: timeout: no response within 5 s"
+    assert textproto.refused(req) == "7 ERROR: connection refused by 192.168.1.9:1502"
+    assert textproto.unreachable(req, "host unreachable") == (
         "7 ERROR: cannot connect to 192.168.1.9:1502: host unreachable")
-    req6 = gateway.parse("0 8 1 %s 502 2 1 3 1 1" % IPV6)
-    assert gateway.refused(req6) == "8 ERROR: connection refused by [%s]:502" % IPV6
-    serial = gateway.parse("1 9 rs485 3 1 3 1 1")
-    assert gateway.timeout(serial) == "9 ERROR: timeout: no response within 3 s"
-    assert gateway.no_serial_device(serial) == "9 ERROR: serial device id rs485: no such serial device available"
+    req6 = textproto.parse("0 8 1 %s 502 2 1 3 1 1" % IPV6)
+    assert textproto.refused(req6) == "8 ERROR: connection refused by [%s]:502" % IPV6
+    serial = textproto.parse("1 9 rs485 3 1 3 1 1")
+    assert textproto.timeout(serial) == "9 ERROR: timeout: no response within 3 s"
+    assert textproto.no_serial_device(serial) == "9 ERROR: serial device id rs485: no such serial device available"
 
 
 def test_queue_full_reply_keeps_the_cookie_when_there_is_one():
-    assert gateway.queue_full(b"0 123 0 1.2.3.4 502 5 1 3 1 1", 4) == (
+    assert textproto.queue_full(b"0 123 0 1.2.3.4 502 5 1 3 1 1", 4) == (
         "123 ERROR: queue full: 4 requests waiting, try again later")
-    assert gateway.queue_full("0 x", 4) == "ERROR: queue full: 4 requests waiting, try again later"
-    assert gateway.queue_full(b"", 2) == "ERROR: queue full: 2 requests waiting, try again later"
+    assert textproto.queue_full("0 x", 4) == "ERROR: queue full: 4 requests waiting, try again later"
+    assert textproto.queue_full(b"", 2) == "ERROR: queue full: 2 requests waiting, try again later"
 
 
 def test_too_long_reply_echoes_a_whole_cookie_only():
     why = "request too long: 65536 bytes: allowed at most 1536 (mqtt.max_message)"
-    assert gateway.too_long(b"0 123 0 1.2.3.", 65536, 1536) == "123 ERROR: " + why
-    assert gateway.too_long(b" 0\t123\n", 65536, 1536) == "123 ERROR: " + why  # whitespace ends it
-    assert gateway.too_long(b"0 %s 9" % MAX_COOKIE.encode(), 65536, 1536) == MAX_COOKIE + " ERROR: " + why
+    assert textproto.too_long(b"0 123 0 1.2.3.", 65536, 1536) == "123 ERROR: " + why
+    assert textproto.too_long(b" 0\t123\n", 65536, 1536) == "123 ERROR: " + why  # whitespace ends it
+    assert textproto.too_long(b"0 %s 9" % MAX_COOKIE.encode(), 65536, 1536) == MAX_COOKIE + " ERROR: " + why
     # Cut inside the cookie ("0 12" of "0 123..."): echoing "12" would answer someone else.
-    assert gateway.too_long(b"0 12", 65536, 1536) == "ERROR: " + why
-    assert gateway.too_long(b"0 1x3 0", 65536, 1536) == "ERROR: " + why
-    assert gateway.too_long(b"0 18446744073709551616 0", 65536, 1536) == "ERROR: " + why
-    assert gateway.too_long(b"", 2000, 1536) == (
+    assert textproto.too_long(b"0 12", 65536, 1536) == "ERROR: " + why
+    assert textproto.too_long(b"0 1x3 0", 65536, 1536) == "ERROR: " + why
+    assert textproto.too_long(b"0 18446744073709551616 0", 65536, 1536) == "ERROR: " + why
+    assert textproto.too_long(b"", 2000, 1536) == (
         "ERROR: request too long: 2000 bytes: allowed at most 1536 (mqtt.max_message)")
 
 
 def test_default_max_message_fits_what_docs_mqtt_md_says():
     """mqtt.max_message's default takes every FC16 request and FC15 up to the engine's 576
     coils, at their longest (20-digit cookie, 253-character hostname); 1968 coils need more."""
-    from mbnode.mqttconfig import SCHEMA
+    from mbnode.mqtt.config import SCHEMA
 
     limit = SCHEMA["max_message"][0]
     host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
@@ -514,7 +514,7 @@ def test_default_max_message_fits_what_docs_mqtt_md_says():
 
     def longest(fc, count, value):
         line = head + "%d %d %d %s" % (fc, 65537 - count, count, ",".join([value] * count))
-        gateway.parse(line)  # valid
+        textproto.parse(line)  # valid
         return len(line)
 
     assert longest(16, 123, "65535") == 1043 <= limit
@@ -533,15 +533,15 @@ def test_many_fields_never_become_many_objects():
 
 
 def test_error_and_cookie_helpers():
-    req = gateway.parse(tcp(3, 1, 1, cookie="44"))
-    assert gateway.error(req, "serial port busy") == "44 ERROR: serial port busy"
-    assert gateway.error("45", "x") == "45 ERROR: x"
-    assert gateway.error(None, "x") == "ERROR: x"
-    assert gateway.cookie_of(b"0 %s rest of it" % MAX_COOKIE.encode()) == MAX_COOKIE
-    assert gateway.cookie_of("2 18446744073709551616 0 1") is None
-    assert gateway.cookie_of("0") is None
-    # Only the first gateway.HEAD bytes are looked at; a cookie cut there is no cookie.
-    assert gateway.cookie_of(b"0 12 " + b"x" * 100000) == "12"
-    assert gateway.cookie_of(b" " * (gateway.HEAD - 3) + b"0 123 4") is None
-    assert gateway.cookie_of(b" " * (gateway.HEAD - 6) + b"0 12 4") == "12"
-    assert gateway.exception_text(2) == "Modbus exception 2 (illegal data address)"
+    req = textproto.parse(tcp(3, 1, 1, cookie="44"))
+    assert textproto.error(req, "serial port busy") == "44 ERROR: serial port busy"
+    assert textproto.error("45", "x") == "45 ERROR: x"
+    assert textproto.error(None, "x") == "ERROR: x"
+    assert textproto.cookie_of(b"0 %s rest of it" % MAX_COOKIE.encode()) == MAX_COOKIE
+    assert textproto.cookie_of("2 18446744073709551616 0 1") is None
+    assert textproto.cookie_of("0") is None
+    # Only the first textproto.HEAD bytes are looked at; a cookie cut there is no cookie.
+    assert textproto.cookie_of(b"0 12 " + b"x" * 100000) == "12"
+    assert textproto.cookie_of(b" " * (textproto.HEAD - 3) + b"0 123 4") is None
+    assert textproto.cookie_of(b" " * (textproto.HEAD - 6) + b"0 12 4") == "12"
+    assert textproto.exception_text(2) == "Modbus exception 2 (illegal data address)"

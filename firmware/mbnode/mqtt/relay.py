@@ -1,4 +1,4 @@
-"""Where the MQTT gateway's requests (mbnode.gateway.Request) are executed.
+"""Where the MQTT gateway's requests (mbnode.mqtt.textproto.Request) are executed.
 
 Local requests (format 0 to this device's own Modbus TCP address, format 1 to its own unit id
 while the serial port is its slave port) go to the Engine and are answered at once: they never
@@ -13,8 +13,8 @@ wait behind remote ones. Remote requests run on the shared masters (mbnode.maste
 A reply is handed to finish(line) when its request is done, in the order they finish.
 """
 
-from mbnode import gateway
-from mbnode.gateway import CLOSE, CONN, OPEN, SERIAL, TCP
+from mbnode.mqtt import textproto
+from mbnode.mqtt.textproto import CLOSE, CONN, OPEN, SERIAL, TCP
 from mbnode.transaction import BAD, FAILED, OK, REFUSED, SENT, TIMEOUT, Transaction, UNREACHABLE
 
 _ADU = 260
@@ -39,7 +39,7 @@ class Relay:
         self.tx = bytearray(_ADU)
         self.rx = bytearray(_ADU)
         # Bytes read and dropped at once, never kept across calls: where the MQTT bridge drops
-        # the bytes of a message it refuses (mbnode.mqtt._Wire).
+        # the bytes of a message it refuses (mbnode.mqtt.bridge._Wire).
         self.scratch = bytearray(_ADU)
         self.free = [Transaction(self._done) for _ in range(jobs)]
         self.jobs = jobs
@@ -75,7 +75,7 @@ class Relay:
         if req.kind == CONN:
             return self._conn(req)
         if req.count == 0:
-            return gateway.format_response(req, None, 0)
+            return textproto.format_response(req, None, 0)
         if req.kind == TCP:
             if self._own(req):
                 return self._local(req)
@@ -89,7 +89,7 @@ class Relay:
         line = self.masters.rtu(req.device)
         if line is None:
             if req.device in self.masters.lines:  # a master line that has gone
-                return gateway.no_serial_device(req)
+                return textproto.no_serial_device(req)
             return self._local(req)
         txn = self._job(req)
         return self._submit(req, txn, line.submit(txn))
@@ -99,24 +99,24 @@ class Relay:
         txn.user = req
         txn.unit = req.unit
         txn.timeout_ms = 1000 * req.timeout if req.timeout else 1000
-        txn.n = gateway.build_pdu(req, txn.pdu, 0) if req.kind != CONN else 0
+        txn.n = textproto.build_pdu(req, txn.pdu, 0) if req.kind != CONN else 0
         return txn
 
     def _submit(self, req, txn, taken):
         if not taken:
             txn.user = None
-            return gateway.error(req, "queue full: the master's queue has no room, try again later")
+            return textproto.error(req, "queue full: the master's queue has no room, try again later")
         self.free.pop()
         return None
 
     def _local(self, req):
         if self.unit_id and req.unit != self.unit_id:
             if req.kind == SERIAL:
-                return gateway.slave_port(req, self.unit_id)
-            return gateway.no_such_server(req, self.unit_id)
-        n = gateway.build_pdu(req, self.tx, 0)
+                return textproto.slave_port(req, self.unit_id)
+            return textproto.no_such_server(req, self.unit_id)
+        n = textproto.build_pdu(req, self.tx, 0)
         n = self.engine.handle(self.tx, 0, n, self.rx, 0)
-        return gateway.format_response(req, self.rx, n, 0)
+        return textproto.format_response(req, self.rx, n, 0)
 
     def _conn(self, req):
         i = req.index
@@ -124,19 +124,19 @@ class Relay:
         if req.action == CLOSE:
             if link is not None:
                 link.close()
-            return gateway.ok(req)
+            return textproto.ok(req)
         if req.action != OPEN:
-            return gateway.status(req, link is not None and link.is_open)
+            return textproto.status(req, link is not None and link.is_open)
         if req.host is None:  # "2 C N 0": reopen with the last OPEN's target, as the seed says
             if self.last[i] is None:
-                return gateway.never_opened(req)
+                return textproto.never_opened(req)
             req.ip_type, req.host, req.port, req.timeout = self.last[i]
         else:  # kept whether or not this connect succeeds: a reopen retries it
             self.last[i] = (req.ip_type, req.host, req.port, req.timeout)
         if link is None:
             link = self.slots[i] = self.masters.tcp().link()
         if not link.idle:
-            return gateway.error(req, "connection index %d is busy with a request" % i)
+            return textproto.error(req, "connection index %d is busy with a request" % i)
         link.close()
         link.target(req.host, req.port)
         txn = self._job(req)
@@ -147,19 +147,19 @@ class Relay:
         txn.user = None
         self.free.append(txn)
         if status == OK:
-            line = gateway.ok(req) if req.kind == CONN else gateway.format_response(req, buf, n, o)
+            line = textproto.ok(req) if req.kind == CONN else textproto.format_response(req, buf, n, o)
         elif status == TIMEOUT:
-            line = gateway.timeout(req)
+            line = textproto.timeout(req)
         elif status == REFUSED:
-            line = gateway.refused(req)
+            line = textproto.refused(req)
         elif status == UNREACHABLE:
-            line = gateway.unreachable(req, txn.why)
+            line = textproto.unreachable(req, txn.why)
         elif status == SENT:
-            line = gateway.ok(req)
+            line = textproto.ok(req)
         elif status == BAD and req.kind == SERIAL:
-            line = gateway.error(req, "malformed response on serial device %s: %s" % (req.device, txn.why))
+            line = textproto.error(req, "malformed response on serial device %s: %s" % (req.device, txn.why))
         elif status == BAD or status == FAILED:
-            line = gateway.error(req, txn.why)
+            line = textproto.error(req, txn.why)
         else:
-            line = gateway.error(req, "not sent")
+            line = textproto.error(req, "not sent")
         self.finish(line)

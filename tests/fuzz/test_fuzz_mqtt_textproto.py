@@ -1,4 +1,4 @@
-"""The MQTT gateway's text protocol (mbnode.gateway) under mutated requests and responses.
+"""The MQTT gateway's text protocol (mbnode.mqtt.textproto) under mutated requests and responses.
 
 Invariants:
 - parse() returns a Request or raises RequestError, nothing else; the error's reply is one line,
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import fuzzing
 import pdu_cases
-from mbnode import gateway
+from mbnode.mqtt import textproto
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
@@ -62,25 +62,25 @@ def one_line(text, cookie):
 @given(requests())
 def test_parse_answers_every_payload_with_a_request_or_one_line(payload):
     try:
-        req = gateway.parse(payload, serial_ids=["rtu0"])
-    except gateway.RequestError as e:
+        req = textproto.parse(payload, serial_ids=["rtu0"])
+    except textproto.RequestError as e:
         line = e.args[0]
         cookie = cookie_of(payload)
         one_line(line, cookie)
         assert (line.startswith(cookie + " ERROR: ") if cookie is not None else line.startswith("ERROR: ")), line
         return
-    assert req.kind in (gateway.TCP, gateway.SERIAL, gateway.CONN)
-    if req.kind == gateway.CONN:
+    assert req.kind in (textproto.TCP, textproto.SERIAL, textproto.CONN)
+    if req.kind == textproto.CONN:
         return
     buf = bytearray(260)
-    n = gateway.build_pdu(req, buf)
+    n = textproto.build_pdu(req, buf)
     assert 0 <= n <= 252
     if n == 0:
-        assert gateway.format_response(req, None, 0) == req.cookie + " OK"
+        assert textproto.format_response(req, None, 0) == req.cookie + " OK"
         return
     resp = bytearray(260)
     r = engine().handle(buf, 0, n, resp, 0)
-    line = gateway.format_response(req, resp, r)
+    line = textproto.format_response(req, resp, r)
     assert "\n" not in line, repr(line)
     if " ERROR: " in line:
         one_line(line, req.cookie)
@@ -98,8 +98,8 @@ def test_any_response_bytes_format_as_one_line(cookie, fc, count, pdu):
     text = "0 %d 0 127.0.0.1 502 5 1 %d 1 %s" % (cookie, fc, 1 if fc in (5, 6) else count)
     if values:
         text += " " + values
-    req = gateway.parse(text)
-    line = gateway.format_response(req, pdu, len(pdu))
+    req = textproto.parse(text)
+    line = textproto.format_response(req, pdu, len(pdu))
     assert "\n" not in line and line.startswith(str(cookie) + " "), line
     if " ERROR: " in line:
         one_line(line, str(cookie))

@@ -3,9 +3,9 @@
 Imported only when mqtt.enabled is true. The broker connection is one more socket in the loop:
 a readable socket runs umqtt's check_msg (one packet), a loop timer connects, reconnects with
 exponential back-off, sends keepalive pings and scans the telemetry points. Gateway requests
-(mbnode.gateway) are queued as they arrive and run by mbnode.relay, several remote ones at
-once (mqtt.parallel) and local ones at once; /set writes
-and telemetry go through mbnode.telemetry.
+(mbnode.mqtt.textproto) are queued as they arrive and run by mbnode.mqtt.relay, several remote
+ones at once (mqtt.parallel) and local ones at once; /set writes and telemetry go through
+mbnode.mqtt.telemetry.
 
 umqtt.simple is used as it is, through the socket it is given: its module-level `socket` is
 replaced by _Net, whose sockets (_Wire) do three things umqtt cannot.
@@ -32,7 +32,7 @@ import socket
 import sys
 import time
 
-from mbnode import gateway
+from mbnode.mqtt import textproto
 
 try:
     from umqtt import simple
@@ -167,7 +167,7 @@ class _Wire:
             if tlen <= bridge.max_topic and body <= bridge.max_message:
                 return True
             # Too long to take in: keep the topic when it can be one of ours and the first
-            # gateway.HEAD bytes of the payload, acknowledge it (QoS 1), drop the rest as it comes.
+            # textproto.HEAD bytes of the payload, acknowledge it (QoS 1), drop the rest as it comes.
             self.hlen = self.left = 0
             topic = None
             if tlen <= bridge.max_topic:
@@ -179,7 +179,7 @@ class _Wire:
                 ack = bytearray(b"\x40\x02\0\0")
                 ack[2:4] = self._get(2)
                 self.write(ack)
-            head = self._get(min(body, gateway.HEAD)) if topic is not None else b""
+            head = self._get(min(body, textproto.HEAD)) if topic is not None else b""
             self.skip = body - len(head)
             bridge.refused(topic, head, body)
 
@@ -226,8 +226,8 @@ def _tls_context(tls):
 
 class Bridge:
     def __init__(self, loop, m, client_id, relay):
-        """m: the checked mqtt section; relay: mbnode.relay.Relay (its finish is self.reply).
-        telemetry: a mbnode.telemetry.Telemetry when there are points, set by attach()."""
+        """m: the checked mqtt section; relay: mbnode.mqtt.relay.Relay (its finish is self.reply).
+        telemetry: a mbnode.mqtt.telemetry.Telemetry when there are points, set by attach()."""
         self.loop = loop
         self.m = m
         self.client_id = client_id
@@ -267,7 +267,7 @@ class Bridge:
 
     def attach(self, telemetry):
         """The points' Telemetry: their topics (and /set, /res) under root widen the limits."""
-        from mbnode.points import NAME_MAX
+        from mbnode.mqtt.points import NAME_MAX
 
         self.telemetry = telemetry
         self._topics(len(self.t_root) + NAME_MAX + 4)
@@ -402,7 +402,7 @@ class Bridge:
                 if len(self.queue) < self.m["queue"]:
                     self.queue.append(msg)
                     return
-                line = gateway.queue_full(msg, self.m["queue"])
+                line = textproto.queue_full(msg, self.m["queue"])
             self._send(self.t_response, line.encode(), False)
             return
         name = self._point(topic)
@@ -414,20 +414,20 @@ class Bridge:
         """The reply to a request that needs no job (a local one, a malformed one): it never
         waits behind remote requests. None: the request goes to another device and is queued."""
         try:
-            req = gateway.parse(payload, self.m["serial_devices"])
+            req = textproto.parse(payload, self.m["serial_devices"])
             if self.relay.is_remote(req):
                 return None
             return self.relay.start(req)
-        except gateway.RequestError as e:
+        except textproto.RequestError as e:
             return e.args[0]
         except MemoryError:  # e.g. a 2000-bit read's reply on a small heap: still an answer
-            return gateway.error(gateway.cookie_of(payload), "out of memory for this request")
+            return textproto.error(textproto.cookie_of(payload), "out of memory for this request")
 
     def refused(self, topic, head, size):
         """_Wire dropped a message of `size` bytes (more than mqtt.max_message) on topic (None:
         longer than any topic of ours); head: its first bytes. Answered like _on_message."""
         if topic == self.t_request:
-            self._send(self.t_response, gateway.too_long(head, size, self.max_message).encode(), False)
+            self._send(self.t_response, textproto.too_long(head, size, self.max_message).encode(), False)
             return
         name = None if topic is None else self._point(topic)
         if name is None:
@@ -460,19 +460,19 @@ class Bridge:
         while i < len(queue) and self.client is not None:
             payload = queue[i]
             try:
-                req = gateway.parse(payload, self.m["serial_devices"])
+                req = textproto.parse(payload, self.m["serial_devices"])
                 if self.relay.busy and self.relay.is_remote(req):
                     i += 1  # waits for a job; local requests behind it go on
                     continue
                 queue.pop(i)
                 line = self.relay.start(req)
-            except gateway.RequestError as e:
+            except textproto.RequestError as e:
                 queue.pop(i)
                 line = e.args[0]
             except MemoryError:  # e.g. a 2000-bit read's reply on a small heap: still an answer
                 if i < len(queue) and queue[i] is payload:
                     queue.pop(i)
-                line = gateway.error(gateway.cookie_of(payload), "out of memory for this request")
+                line = textproto.error(textproto.cookie_of(payload), "out of memory for this request")
             if line is not None:
                 self.publish(self.t_response, line.encode())
 
@@ -553,7 +553,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
         if not getattr(board, "KEEP_SERVING", False):
             sys.exit(1)
         return ["mqtt", "off"]  # a board keeps serving Modbus without the bridge
-    from mbnode.relay import Relay
+    from mbnode.mqtt.relay import Relay
 
     m = cfg["mqtt"]
     own = None
@@ -575,7 +575,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
     bridge = Bridge(loop, m, _client_id(m), relay)
     relay.finish = bridge.reply
     if m["points"]:
-        from mbnode.telemetry import Telemetry
+        from mbnode.mqtt.telemetry import Telemetry
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
     base = (m["prefix"] + "/" if m["prefix"] else "").encode()

@@ -1,7 +1,7 @@
 """Typed points: channels of the local map read as numbers or text for MQTT, written from MQTT.
 
-A point is configured as an object in mqtt.points (checked by mbnode.pointsconfig, which is
-unloaded after start-up like the rest of the configuration code) and used as a Point.
+A point is configured as an object in mqtt.points (checked by mbnode.mqtt.pointsconfig, which
+is unloaded after start-up like the rest of the configuration code) and used as a Point.
 Register types are named by size and sign, with the byte and word order as separate keys; the
 types themselves (how registers read as values and back) are mbnode.datatypes', shared with
 the poller:

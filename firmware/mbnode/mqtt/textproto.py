@@ -39,7 +39,7 @@ _MAX_COOKIE = b"18446744073709551615"  # 2**64 - 1
 # so a payload of thousands of short words never becomes thousands of objects.
 _FIELDS = const(11)
 # cookie_of() looks at this many bytes: a request type and a 20-digit cookie with room for
-# whitespace. The bridge keeps as many of a request too long to take in (mbnode.mqtt).
+# whitespace. The bridge keeps as many of a request too long to take in (mbnode.mqtt.bridge).
 HEAD = const(64)
 _COMMA = const(44)
 _SHOW = const(24)  # a field is quoted in an error up to this many characters
@@ -270,7 +270,7 @@ def _parse(f, cookie, serial_ids):
     if kind == CONN:
         r.index = f.num("connection index", 0, 7)
         r.action = f.num("action", 0, 2, "0 (open), 1 (close), 2 (status)")
-        if r.action == OPEN and f.more():  # without a target: reopen (mbnode.relay)
+        if r.action == OPEN and f.more():  # without a target: reopen (mbnode.mqtt.relay)
             _target(f, r)
         f.end("timeout" if r.host is not None else "action")
         return r

@@ -35,6 +35,8 @@ def build(cfg, board, model=None):
         parts.append("tcp %s:%d" % tcp.address)
     masters = None
     rtu = cfg["rtu"]
+    ext = cfg.get("extension")  # present only when configured (mbnode.extconfig)
+    modules = ext["modules"] if ext else ()
     if rtu["enabled"] and rtu["mode"] == "slave":
         from mbnode.rtulink import start
 
@@ -47,9 +49,11 @@ def build(cfg, board, model=None):
         masters = Masters(loop)
         port, words = open_port(board, cfg)
         # Room in the line's queue for every user at once: each TCP client of the gateway (one
-        # request each), the MQTT gateway's jobs, and 8 more (docs/master.md).
+        # request each), the MQTT gateway's jobs, each extension module's poll and every
+        # write-through, and 8 more (docs/master.md).
         queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
-            cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
+            cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0) + (
+            len(modules) + ext["writes"] if modules else 0)
         line = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"], queue)
         masters.lines["rs485"] = line
         parts.extend(words + ["rtu_mode", "master"])
@@ -59,6 +63,14 @@ def build(cfg, board, model=None):
             TcpGateway(tcp, line, cfg["gateway"])
             parts.append("gateway %s" % (",".join(str(u) for u in cfg["gateway"]["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
+    if modules:
+        from mbnode.extension import start
+
+        if masters is None:
+            from mbnode.masters import Masters
+
+            masters = Masters(loop)
+        parts.extend(start(loop, engine, model, cfg, masters))
     if cfg["mqtt"]["enabled"]:
         gc.collect()
         from mbnode.mqtt import start

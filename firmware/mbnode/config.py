@@ -101,6 +101,10 @@ def _check(key, v, kind, args):
             ok = type(v) is list
             if ok:
                 return _ranges(v, args[0])
+        elif kind == "modules":  # the extension section's (mbnode.extconfig, loaded with its schema)
+            from mbnode import extconfig
+
+            return extconfig.check_modules(key, v)
         else:  # the kinds of the mqtt section live with it
             from mbnode import mqttconfig
 
@@ -233,17 +237,28 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["mqtt"] = mqttconfig.SCHEMA
     else:
         schema["mqtt"] = {"enabled": (False, "bool")}
+    ext = type(given) is dict and "extension" in given
+    if ext:  # extension modules (docs/master.md): their checks are loaded only when configured
+        from mbnode import extconfig
+
+        schema["extension"] = extconfig.SCHEMA
+    else:
+        schema["extension"] = {}  # named among the allowed keys; no section in the result
     rtu = given.get("rtu") if type(given) is dict else None
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" and type(unit) is int and not 1 <= unit <= 247:
         raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true in slave mode "
                           "(0, any unit, is for Modbus TCP only)" % unit)
     cfg = _apply(schema, given, "")
+    if not ext:
+        del cfg["extension"]
     rtu = cfg["rtu"]
     if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
         rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
     if cfg["gateway"]["enabled"]:
         _check_gateway(cfg)
+    if ext:
+        extconfig.check(cfg)
     if mqtt:
         mqttconfig.check(cfg)
     if check is not None:

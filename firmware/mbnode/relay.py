@@ -54,14 +54,19 @@ class Relay:
         return self.jobs - len(self.free)
 
     def is_remote(self, req):
-        """req needs a job (it goes to another device)."""
+        """req needs a job (it goes to another device, or writes extension modules' outputs)."""
         if req.kind == CONN:
             return req.action == OPEN
         if req.count == 0:
             return False
         if req.kind == TCP:
-            return not self._own(req)
-        return self.serial == "master"
+            return not self._own(req) or self._waits(req)
+        return self.serial == "master" or self._waits(req)
+
+    def _waits(self, req):
+        # A write to extension modules' outputs (mbnode.extension) is answered once they have.
+        remote = self.engine.remote
+        return remote is not None and remote.waits(req.fc, req.address, req.count)
 
     def _own(self, req):
         own = self.own_tcp
@@ -113,7 +118,12 @@ class Relay:
                 return gateway.slave_port(req, self.unit_id)
             return gateway.no_such_server(req, self.unit_id)
         n = gateway.build_pdu(req, self.tx, 0)
-        n = self.engine.handle(self.tx, 0, n, self.rx, 0)
+        txn = self.free[-1] if self.free else None
+        n = self.engine.handle(self.tx, 0, n, self.rx, 0, txn)
+        if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
+            txn.user = req
+            self.free.pop()
+            return None
         return gateway.format_response(req, self.rx, n, 0)
 
     def _conn(self, req):

@@ -457,3 +457,52 @@ def test_a_module_over_tcp_has_a_link_of_its_own(monkeypatch):
     w.fail(line=w.masters.links[1])
     assert w.request("0200400004")[1] == "02010f"
     assert w.request("0400400001")[1] == "840b"
+
+
+def test_the_rtu_slave_sends_a_late_answer_or_drops_it_when_the_line_was_used():
+    """rtu.RtuServer with a waiter (the link): a write to module outputs is not answered at
+    once (serve returns 0, waiting); late() makes the reply frame, with the line's counters;
+    drop() (bytes came meanwhile) forgets it and counts the request as not answered."""
+    from mbnode.diag import LineDiagnostics
+    from mbnode.rtu import RtuServer
+
+    sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+    from modbus_crc import crc16
+
+    class Remote:
+        offline = 0
+        forgotten = []
+
+        def claims(self, table, first, qty):
+            return first >= 0x40
+
+        def write(self, *args):
+            return 0
+
+        def forget(self, waiter):
+            self.forgotten.append(waiter)
+
+    def frame(hex_text):
+        body = bytes.fromhex(hex_text)
+        c = crc16(body)
+        return bytearray(body + bytes((c & 0xFF, c >> 8)))
+
+    model = DataModel()
+    engine = Engine(model, DeviceIdentification(config.validate({})["identity"], 1))
+    engine.remote = Remote()
+    diag = LineDiagnostics()
+    server = RtuServer(engine, diag, 1)
+    link = object()
+    server.waiter = link
+    tx = bytearray(256)
+    req = frame("01 06 0040 1234")
+    assert server.serve(req, 0, len(req), tx) == 0 and server.waiting == 6
+    n = server.late(bytearray.fromhex("0600401234"), 0, 5, tx)
+    assert bytes(tx[:n]) == bytes(req)  # the echo, with its CRC
+    assert server.waiting == 0 and diag.noresp == 0 and diag.events == 1
+    assert server.serve(req, 0, len(req), tx) == 0
+    server.drop()
+    assert engine.remote.forgotten == [link] and diag.noresp == 1 and server.waiting == 0
+    assert server.serve(frame("00 06 0040 1234"), 0, 8, tx) == 0 and server.waiting == 0  # broadcast: no waiter
+    n = server.serve(frame("01 06 0010 0001"), 0, 8, tx)  # an onboard write is answered at once
+    assert n == 8 and server.waiting == 0

@@ -128,8 +128,8 @@ class Module:
             # A write-through to it is on its way: written from the data model now, its older
             # values could overtake the new ones. Its answer tells whether the module is there.
             i = self.inputs
-        if i == self.nsteps:
-            self.due = time.ticks_add(now, self.period)
+        if i == self.nsteps:  # nothing to send this time (never at once again: period 0 would spin)
+            self.due = time.ticks_add(now, self.period if self.period > 10 else 10)
             return
         self.synced = i < self.inputs
         self.i = i

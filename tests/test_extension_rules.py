@@ -180,7 +180,8 @@ def test_modules_fill_the_extension_ranges_in_order_and_nothing_else_is_there():
      "config: extension.modules[0].retry_max_ms = 1000: allowed 5000..3600000"),
     ({"modules": [{"unit": 3, "di": 8}], "status_position": 1024},
      "config: extension.status_position = 1024: allowed 1..1023 for 1 modules"),
-    ({"modules": {"unit": 3}}, "config: extension.modules = {\"unit\": 3}: allowed a list of at most 32 module objects"),
+    ({"modules": {"unit": 3}},
+     "config: extension.modules = {\"unit\": 3}: allowed a list of at most 32 module objects"),
 ])
 def test_bad_modules_are_refused_on_one_line(given, message):
     with pytest.raises(config.ConfigError) as e:

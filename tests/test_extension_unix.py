@@ -108,7 +108,8 @@ def test_inputs_are_read_through_the_master(chain):
     b.set(2, 0, [1] * 8)
     with pymodbus_client(sim) as c:
         wait_for("the new inputs", lambda: ok(c.read_input_registers(0x40, count=8)).registers == ai)
-        wait_for("the new DI", lambda: ok(c.read_discrete_inputs(0x40, count=24)).bits[:24] == [bool(v) for v in di] + [True] * 8)
+        want = [bool(v) for v in di] + [True] * 8
+        wait_for("the new DI", lambda: ok(c.read_discrete_inputs(0x40, count=24)).bits[:24] == want)
 
 
 def test_outputs_are_written_through_and_answered_once_the_module_has_them(chain):

@@ -375,6 +375,7 @@ class _Write:
             else:
                 n = 7 if fc == 22 else 5
                 fast.copy(pdu, 0, h, 0, n)
+            self.busy = False  # free even if finish raises; every waiter reads the answer first
             w.finish(OK, pdu, 0, n)
         self.busy = False
 

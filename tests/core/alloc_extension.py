@@ -174,7 +174,8 @@ def main():
     client.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
     steps(5, 50)  # accept the client
     if ext.offline:
-        print("the modules' first cycles were not all answered: %r" % [(m.state, m.sent, m.failed) for m in ext.modules])
+        print("the modules' first cycles were not all answered: %r"
+              % [(m.state, m.sent, m.failed) for m in ext.modules])
         return 1
     model = ext.model
     report = Report(36)

@@ -467,7 +467,7 @@ def _dribble_cell(start, loaded):
                 worst = _dribble(line.fd, req.adu, rnd)
                 resp = b""
                 deadline = time.monotonic() + DRIBBLE_TIMEOUT
-                while len(resp) < req.resp_len:
+                while not rt.complete(resp):
                     left = deadline - time.monotonic()
                     if left <= 0 or not poller.poll(left * 1000):
                         break

@@ -17,8 +17,14 @@ import os
 import pty
 import select
 import struct
+import sys
 import time
 import tty
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+
+from mbnode.rtu import response_length  # noqa: E402  (the firmware's rule)
 
 UNIT = 1
 GAP = 0.004  # silence between a response and the next request (t3.5 = 1.75 ms at 115200)
@@ -63,6 +69,13 @@ def write_regs(addr, qty):
     values = [(i * 7) & 0x3FF for i in range(qty)]  # <= 0x3FF: see bench/frames.py
     pdu = struct.pack(">BHHB", 16, addr, qty, 2 * qty) + struct.pack(">%dH" % qty, *values)
     return Req("FC16 x%d" % qty, pdu, 8)
+
+
+def complete(resp):
+    """True once resp holds a whole response frame, by its length (mbnode.rtu.response_length);
+    never for a function code whose length only silence tells (the bench sends none)."""
+    n = response_length(resp, 0, len(resp))
+    return n > 0 and len(resp) >= n
 
 
 def requests():
@@ -117,7 +130,7 @@ def exchange(fd, poller, req):
     t1 = clock()
     resp = os.read(fd, 512)
     deadline = time.monotonic() + TIMEOUT
-    while len(resp) < req.resp_len and not (len(resp) >= 5 and resp[1] & 0x80):
+    while not complete(resp):
         left = deadline - time.monotonic()
         if left <= 0 or not poller.poll(left * 1000):
             raise Failed("response cut at %d of %d bytes: %s" % (len(resp), req.resp_len, resp[:8].hex()))

@@ -21,6 +21,7 @@ import tty
 from pathlib import Path
 
 from mbnode.crc import crc16
+from mbnode.rtu import UNKNOWN, response_length
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,40 +47,6 @@ def crc_ok(frame):
 
 def hx(text):
     return bytes.fromhex(text.replace(" ", ""))
-
-
-def response_length(buf, request=None):
-    """Length of the RTU response frame that begins with `buf`: an int once the bytes seen say
-    it, 0 while more bytes are needed to tell, None when only silence can end it (unknown
-    function code). `request` (the request frame) sizes the FC08/00 echo."""
-    if len(buf) < 2:
-        return 0
-    fc = buf[1]
-    if fc & 0x80:
-        return 5
-    if fc in (5, 6, 15, 16, 11):
-        return 8
-    if fc == 7:
-        return 5
-    if fc == 22:
-        return 10
-    if fc == 8:
-        if request is not None and len(request) >= 4 and request[1] == 8 and request[2:4] == b"\0\0":
-            return len(request)
-        return 8
-    if fc in (1, 2, 3, 4, 12, 17, 23):
-        return 3 + buf[2] + 2 if len(buf) >= 3 else 0
-    if fc == 43:
-        # addr 2B 0E code conformity more next count, then (id, length, value) objects
-        if len(buf) < 9:
-            return 0
-        pos, count = 9, buf[8]
-        for _ in range(count):
-            if len(buf) < pos + 2:
-                return 0
-            pos += 2 + buf[pos + 1]
-        return pos + 2
-    return None
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -209,14 +176,14 @@ class RtuPort:
         buf = first
         deadline = t_first + 2.0
         while True:
-            need = response_length(buf, request)
-            if need and len(buf) >= need:
+            need = response_length(buf, 0, len(buf), len(request) if request else 0)
+            if need > 0 and len(buf) >= need:
                 self.idle_at = self.last_io + self.t35
                 return buf, t_first
-            wait = silence if need is None else max(0.0, deadline - time.monotonic())
+            wait = silence if need == UNKNOWN else max(0.0, deadline - time.monotonic())
             more = self._read_some(wait)
             if not more:
-                if need is None:
+                if need == UNKNOWN:
                     self.idle_at = self.last_io + self.t35
                     return buf, t_first
                 raise AssertionError("response %s cut short: %d of %d bytes" % (buf.hex(), len(buf), need))

@@ -33,7 +33,7 @@ def test_rtu_path_is_allocation_free(bits):
         os.close(firmware_end)
         os.close(client_end)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "22 passed, 0 failed" in out.stdout
+    assert "23 passed, 0 failed" in out.stdout
 
 
 def test_gateway_path_is_allocation_free(bits):

@@ -58,6 +58,9 @@ class Masters:
     def rtu(self, device):
         return self.line
 
+    def first(self):
+        return self.line
+
     def tcp(self):
         return self
 
@@ -191,9 +194,13 @@ def test_bad_modules_are_refused_on_one_line(given, message):
 
 
 def test_a_module_on_the_serial_line_needs_the_line_in_master_role():
-    with pytest.raises(config.ConfigError, match=r'extension.modules\[0\].tcp = "": a module on the serial line '
-                                                 r'needs rtu.enabled true and rtu.mode "master"'):
+    with pytest.raises(config.ConfigError, match=r'extension.modules\[0\].tcp = "": a module on a serial line '
+                                                 r'needs a line \(rtu or rtu2\) enabled in "master" mode'):
         config.validate({"extension": {"modules": [{"unit": 3, "di": 8}]}})
+    with pytest.raises(config.ConfigError, match=r'extension.modules\[0\].line = "bus": no serial line in master '
+                                                 r'mode has that name; allowed "rs485"'):
+        config.validate({"rtu": {"enabled": True, "mode": "master"},
+                         "extension": {"modules": [{"unit": 3, "di": 8, "line": "bus"}]}})
     cfg = config.validate({"extension": {"modules": [{"unit": 0, "di": 8, "tcp": "127.0.0.1:502"}]}})
     assert cfg["extension"]["modules"][0]["unit"] == 0  # over TCP any unit id
 

@@ -1,11 +1,13 @@
-"""The shared PDU cases (tests/core/pdu_cases.py) on the MicroPython unix port, 32- and 64-bit:
-the same engine source with the viper emitter and MicroPython's integer sizes."""
+"""The shared PDU and RTU cases (tests/core/pdu_cases.py, rtu_cases.py) on the MicroPython unix
+port, 32- and 64-bit: the same engine, CRC and frame-length source with the viper emitter and
+MicroPython's integer sizes."""
 
 import os
 import re
 import subprocess
 
 from conftest import ROOT, micropython_or_fail
+import rtu_cases
 from pdu_cases import CASES
 
 
@@ -21,3 +23,15 @@ def test_pdu_cases_on_unix_port(bits):
     assert m.group(2) == "0", out
     assert int(m.group(1)) == len(CASES), out
     assert "FAIL" not in r.stdout, out
+
+
+def test_rtu_cases_on_unix_port(bits):
+    micropython = micropython_or_fail(bits)
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(ROOT / "firmware")]))
+    r = subprocess.run([micropython, "rtu_cases.py"], cwd=str(ROOT / "tests" / "core"), env=env,
+                       capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    checks, fails = rtu_cases.run()
+    assert not fails and checks > 400, fails  # the same cases under CPython
+    assert r.returncode == 0 and "FAIL" not in r.stdout, out
+    assert r.stdout.splitlines()[-1] == "%d passed, 0 failed" % checks, out

@@ -1,5 +1,5 @@
-"""The RTU core under CPython: CRC, request lengths, and what RtuServer + LineDiagnostics do with
-whole frames (addressing, broadcast, listen-only, the FC07/08/11/12 counters and event log).
+"""The RTU core under CPython: CRC, request and response lengths, and what RtuServer +
+LineDiagnostics do with whole frames (addressing, broadcast, listen-only, the FC07/08/11/12 counters and event log).
 Expected bytes are worked out from the specs by hand, not produced by the code under test."""
 
 import binascii
@@ -8,12 +8,13 @@ import struct
 import pytest
 
 import pdu_cases
+import rtu_cases
 from mbnode.datamodel import HOLDING, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.diag import LineDiagnostics
 from mbnode.crc import crc16
 from mbnode.pdu import Engine
-from mbnode.rtu import MORE, UNKNOWN, RtuServer, request_length
+from mbnode.rtu import MORE, UNKNOWN, RtuServer, request_length, response_length
 
 UNIT = 17
 
@@ -105,6 +106,181 @@ def test_request_length_needs_more_or_silence():
     assert request_length(hx("01 08 00"), 0, 3) == MORE
     assert request_length(hx("01 08 0000 1234"), 0, 6) == UNKNOWN  # echo: any data length
     assert request_length(hx("01 41 0000"), 0, 4) == UNKNOWN
+
+
+# ---- response lengths, checked against a reading of the spec's response tables ---------------
+#
+# The oracle below is not the firmware's rule restated: it walks the fields of each response PDU
+# as the Modbus Application Protocol V1.1b3 (section 6) lists them, reading only the fields whose
+# value decides what follows (a count, a sub-function, the MEI type), and says MORE while one of
+# those is not in yet.
+
+BYTE_COUNT = (("byte count", 1), ("data", "byte count"))
+RESPONSE_FIELDS = {
+    0x01: BYTE_COUNT,  # coil status
+    0x02: BYTE_COUNT,  # input status
+    0x03: BYTE_COUNT,  # register values
+    0x04: BYTE_COUNT,  # input registers
+    0x05: (("output address", 2), ("output value", 2)),
+    0x06: (("register address", 2), ("register value", 2)),
+    0x07: (("output data", 1),),
+    0x0B: (("status", 2), ("event count", 2)),
+    0x0C: BYTE_COUNT,  # status, event count, message count, events
+    0x0F: (("starting address", 2), ("quantity of outputs", 2)),
+    0x10: (("starting address", 2), ("quantity of registers", 2)),
+    0x11: BYTE_COUNT,  # server id, run indicator, additional data
+    0x14: (("response data length", 1), ("sub-responses", "response data length")),
+    0x15: (("request data length", 1), ("sub-requests", "request data length")),
+    0x16: (("reference address", 2), ("and mask", 2), ("or mask", 2)),
+    0x17: BYTE_COUNT,  # read registers value
+    0x18: (("byte count", 2), ("FIFO count and FIFO values", "byte count")),
+}
+EXCEPTION_FIELDS = (("exception code", 1),)
+DIAGNOSTIC_FIELDS = (("sub-function", 2), ("data", 2))  # 00 echoes the request instead
+DEVICE_ID_FIELDS = (("read device id code", 1), ("conformity level", 1), ("more follows", 1),
+                    ("next object id", 1), ("number of objects", 1),
+                    ("objects", "number of objects", (("object id", 1), ("object length", 1),
+                                                       ("object value", "object length"))))
+
+
+def _counts(fields):
+    """Names of the fields that size others."""
+    out = set()
+    for field in fields:
+        if isinstance(field[1], str):
+            out.add(field[1])
+        if len(field) == 3:
+            out |= _counts(field[2])
+    return out
+
+
+COUNTS = set().union(*(_counts(f) for f in list(RESPONSE_FIELDS.values()) + [DEVICE_ID_FIELDS]))
+
+
+def _walk(data, pos, fields, values):
+    """pos after the fields, or MORE when a field that sizes a later one is not in data yet."""
+    for field in fields:
+        name, size = field[0], field[1]
+        if isinstance(size, str):
+            size = values[size]
+        if len(field) == 3:  # a group repeated `size` times
+            for _ in range(size):
+                pos = _walk(data, pos, field[2], values)
+                if pos == MORE:
+                    return MORE
+            continue
+        if name in COUNTS:
+            if len(data) < pos + size:
+                return MORE
+            values[name] = int.from_bytes(data[pos:pos + size], "big")
+        pos += size
+    return pos
+
+
+def spec_response_length(data, req_len=0):
+    """Length of the response frame that begins with `data` (address, function code, ...): MORE,
+    UNKNOWN, or the frame's length with its CRC. req_len: the request's length (FC08/00)."""
+    if len(data) < 2:
+        return MORE
+    fc = data[1]
+    if fc >= 0x80:
+        fields = EXCEPTION_FIELDS
+    elif fc == 0x08:
+        if len(data) < 4:
+            return MORE
+        if data[2:4] == b"\0\0":  # return query data: the request comes back as it was sent,
+            return req_len if req_len >= 6 else UNKNOWN  # at least address, 08, 0000, CRC
+        fields = DIAGNOSTIC_FIELDS
+    elif fc == 0x2B:
+        if len(data) < 3:
+            return MORE
+        if data[2] != 0x0E:  # only read device identification is a response we can size
+            return UNKNOWN
+        fields = (("MEI type", 1),) + DEVICE_ID_FIELDS
+    elif fc in RESPONSE_FIELDS:
+        fields = RESPONSE_FIELDS[fc]
+    else:
+        return UNKNOWN
+    end = _walk(bytes(data), 2, fields, {})
+    return MORE if end == MORE else end + 2  # + CRC
+
+
+def needed(data, req_len=0):
+    """Fewest bytes of `data` from which the oracle tells the length."""
+    return next(n for n in range(len(data) + 1) if spec_response_length(data[:n], req_len) != MORE)
+
+
+def check_every_prefix(f, req_len, want=None):
+    """response_length at every prefix of frame f, at offset 0 and at offset 3 of a bigger
+    bytearray whose bytes beyond those received are garbage, is what the oracle says."""
+    buf = bytearray(b"\xee" * (len(f) + 300))
+    for n in range(len(f) + 1):
+        buf[3:3 + n] = f[:n]
+        oracle = spec_response_length(f[:n], req_len)
+        assert response_length(f, 0, n, req_len) == oracle, (f[:n].hex(), req_len)
+        assert response_length(buf, 3, n, req_len) == oracle, (f[:n].hex(), req_len, "at offset 3")
+    if want is not None:
+        assert spec_response_length(f, req_len) == want
+
+
+@pytest.mark.parametrize("pdu, req_len, length, first", rtu_cases.RESPONSE_CASES,
+                         ids=["%s/%d" % (c[0][:14], c[1]) for c in rtu_cases.RESPONSE_CASES])
+def test_response_length_table(pdu, req_len, length, first):
+    """The hand-worked table (tests/core/rtu_cases.py, also run on the unix port and the emulated
+    MCUs) and the oracle agree, and the rule says MORE at every prefix shorter than `first`."""
+    f = frame(1, pdu)
+    assert spec_response_length(f, req_len) == length and needed(f, req_len) == first
+    if length > 0:
+        assert length == len(f), "the table's frame is whole"
+    for n in range(len(f) + 1):
+        assert response_length(f, 0, n, req_len) == (MORE if n < first else length), n
+    check_every_prefix(f, req_len)
+
+
+def test_response_length_of_every_function_code():
+    """Every function code 0..255, its exception, the fields after it of a few kinds (zeros,
+    small, large counts), with and without the request's length: the rule is the oracle."""
+    sizes = set()
+    for fc in range(256):
+        for tail in (bytes(12), bytes(range(1, 40)), b"\xff" * 8, b"\x0e\x01\x01\x00\x00\x02\x00\x03abc\x01\x00"):
+            for req_len in (0, 8, 12):
+                f = bytes([1, fc]) + tail
+                check_every_prefix(f, req_len)
+                sizes.add(spec_response_length(f, req_len))
+    assert {UNKNOWN, 5, 6, 8, 10, 12} <= sizes
+
+
+@pytest.mark.parametrize("objects", [
+    [], [b""], [b"mbnode"], [b"mbnode", b"MBN-1", b"0.1.0"], [b"x" * 255], [b"", b"", b""],
+    [b"a" * 100, b"b" * 100, b"c" * 40],
+])
+def test_response_length_walks_device_id_objects(objects):
+    """FC43/14: the length is known once the last object's id and length bytes are in, MORE
+    before, whatever the objects' values."""
+    pdu = bytes([0x2B, 0x0E, 0x01, 0x81, 0x00, 0x00, len(objects)])
+    for i, value in enumerate(objects):
+        pdu += bytes([i, len(value)]) + value
+    f = frame(1, pdu.hex())
+    headers = 8 + sum(2 + len(v) for v in objects[:-1]) + (2 if objects else 0)
+    assert response_length(f, 0, len(f)) == len(f) == 8 + sum(2 + len(v) for v in objects) + 2
+    for n in range(len(f) + 1):
+        assert response_length(f, 0, n) == (MORE if n < headers else len(f)), n
+    check_every_prefix(f, 0, len(f))
+
+
+def test_response_length_frames_what_the_slave_sends():
+    """Every reply of the shared PDU cases as the RTU slave sends it: the rule finds its end."""
+    line = Line()
+    sent = 0
+    for case in pdu_cases.CASES:
+        for request, _ in case[2]:
+            f = frame(UNIT, request)
+            reply = line.send(UNIT, request)
+            if reply is not None:
+                r = frame(UNIT, reply)
+                assert response_length(r, 0, len(r), len(f)) == len(r), (request, reply)
+                sent += 1
+    assert sent > 100
 
 
 def test_addressing_and_broadcast():

@@ -43,11 +43,12 @@ class PinBoard:
 
             self.wifi = WifiJoin(loop, cfg["wifi_ssid"], cfg["wifi_password"], cfg["wifi_timeout"], self.ips)
 
-    def open_rtu(self, rtu, cfg):
+    def open_rtu(self, rtu, cfg, key="rtu"):
+        """The RS-485 port of serial line `key` ("rtu", "rtu2"): board.<key>_uart and pins."""
         from rs485 import UartPort
 
-        return UartPort(cfg["rtu_uart"], cfg["rtu_tx"], cfg["rtu_rx"], cfg["rtu_de"], cfg["rtu_de_invert"],
-                        rtu["baud"], rtu["parity"], rtu["stopbits"])
+        return UartPort(cfg[key + "_uart"], cfg[key + "_tx"], cfg[key + "_rx"], cfg[key + "_de"],
+                        cfg[key + "_de_invert"], rtu["baud"], rtu["parity"], rtu["stopbits"])
 
     def describe(self):
         words = ["board " + self.name]

@@ -14,10 +14,10 @@ _OUT = 0
 _IN = 1
 _ADC = 2
 _ROLE_WORDS = ("output pins ", "input pins ", "ADC pins ")
-# The keys that hold pins, in the order they are checked, and what each pin must do: the RTU
-# port's three (while rtu.enabled), then the pin map's lists (while board.pins).
-_KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "do_pins", "di_pins", "ai_pins", "ao_pins")
-_ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT)
+# The keys that hold pins, in the order they are checked, and what each pin must do: each RTU
+# port's three (while its line is enabled), then the pin map's lists (while board.pins).
+_KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "rtu2_tx", "rtu2_rx", "rtu2_de", "do_pins", "di_pins", "ai_pins", "ao_pins")
+_ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT)
 
 
 def rules(board):
@@ -41,6 +41,12 @@ def rules(board):
         "rtu_rx": (b["rtu_rx"], "int", 0, 255),
         "rtu_de": (b["rtu_de"], "int", -1, 255),
         "rtu_de_invert": (False, "bool"),
+        # The second serial line (rtu2): another UART and its pins; -1: not chosen.
+        "rtu2_uart": (b.get("rtu2_uart", -1), "int", -1, 9),
+        "rtu2_tx": (b.get("rtu2_tx", -1), "int", -1, 255),
+        "rtu2_rx": (b.get("rtu2_rx", -1), "int", -1, 255),
+        "rtu2_de": (b.get("rtu2_de", -1), "int", -1, 255),
+        "rtu2_de_invert": (False, "bool"),
     }
     if board.has_wifi:
         schema["wifi_ssid"] = ("", "text", 32)
@@ -116,20 +122,33 @@ def _check(cfg, board, chip, reserved):
                     "broker over Wi-Fi)" % board.name)
         cfg["tcp"]["enabled"] = False
     owner = bytearray(256)  # pin -> 1 + index of the key in _KEYS that has it
-    if cfg["rtu"]["enabled"]:
-        uart = b["rtu_uart"]
+    if cfg["rtu2"]["enabled"]:
+        if len(chip.UARTS) < 2:
+            return ("config: rtu2.enabled = true: board %s has one UART for RS-485 (UART%d), so one serial line, "
+                    "either slave or master (rtu.mode); allowed false" % (board.name, sorted(chip.UARTS)[0]))
+        if cfg["rtu"]["enabled"] and b["rtu2_uart"] == b["rtu_uart"]:
+            return "config: board.rtu2_uart = %d: board.rtu_uart has it; allowed %s" % (
+                b["rtu2_uart"], ", ".join(str(u) for u in sorted(chip.UARTS) if u != b["rtu_uart"]))
+        for key in ("rtu2_tx", "rtu2_rx"):
+            if b[key] < 0:
+                return "config: board.%s = -1: rtu2.enabled is true; allowed a GPIO number" % key
+    for line, first in (("rtu", 0), ("rtu2", 3)):
+        if not cfg[line]["enabled"]:
+            continue
+        uart = b[line + "_uart"]
         if uart not in chip.UARTS:
-            return "config: board.rtu_uart = %d: %s; allowed %s" % (
-                uart, chip.UART_NOTE, ", ".join(str(u) for u in sorted(chip.UARTS)))
+            return "config: board.%s_uart = %d: %s; allowed %s" % (
+                line, uart, chip.UART_NOTE, ", ".join(str(u) for u in sorted(chip.UARTS)))
         routes = chip.UARTS[uart]
         for n in range(3):
-            pin = b[_KEYS[n]]
+            pin = b[_KEYS[first + n]]
             if pin >= 0:
-                problem = _refuse(b, n, pin, routes[n] if routes and n < 2 else None, owner, chip, reserved, wifi)
+                problem = _refuse(b, first + n, pin, routes[n] if routes and n < 2 else None, owner, chip, reserved,
+                                  wifi)
                 if problem:
                     return problem
     if b["pins"]:
-        for n in range(3, 7):
+        for n in range(6, 10):
             for pin in b[_KEYS[n]]:
                 problem = _refuse(b, n, pin, None, owner, chip, reserved, wifi)
                 if problem:
@@ -147,8 +166,9 @@ def _refuse(b, n, pin, route, owner, chip, reserved, wifi):
         allowed = _ROLE_WORDS[role] + _text(chip.PIN, _usable(candidates, role, chip, reserved, wifi))
     elif route is not None and pin not in route:
         what = "TX" if role == _OUT else "RX"
-        problem = "UART%d cannot %s on %s%d" % (b["rtu_uart"], "send" if role == _OUT else "receive", chip.PIN, pin)
-        allowed = "UART%d %s pins %s" % (b["rtu_uart"], what, _text(chip.PIN, _usable(route, role, chip, reserved, wifi)))
+        uart = b[key.split("_")[0] + "_uart"]
+        problem = "UART%d cannot %s on %s%d" % (uart, "send" if role == _OUT else "receive", chip.PIN, pin)
+        allowed = "UART%d %s pins %s" % (uart, what, _text(chip.PIN, _usable(route, role, chip, reserved, wifi)))
     elif owner[pin]:
         problem = "%s%d is also board.%s" % (chip.PIN, pin, _KEYS[owner[pin] - 1])
         allowed = "each pin once"

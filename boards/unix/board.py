@@ -41,12 +41,21 @@ CONFIG_SCHEMA = {
     "io": ("", "host_port", "empty allowed"),
     "rtu_device": ("/dev/ttyUSB0", "text", 200),
     "rtu_peer": ("", "text", 200),
+    "rtu2_device": ("", "text", 200),  # the second serial line (rtu2), when enabled
+    "rtu2_peer": ("", "text", 200),
 }
 
 
 def config_rules():
     """(schema of the board section, default configuration, check): the global defaults."""
-    return CONFIG_SCHEMA, None, None
+    return CONFIG_SCHEMA, None, _check
+
+
+def _check(cfg):
+    if cfg["rtu2"]["enabled"] and not cfg["board"]["rtu2_device"]:
+        return ("config: rtu2.enabled = true: allowed only with board.rtu2_device set (the tty the second "
+                "serial line is on)")
+    return None
 
 # table name -> (kind, table, number of addresses)
 _TABLES = {
@@ -77,13 +86,13 @@ def describe():
     return ["io %s:%d" % io.address] if io else []
 
 
-def open_rtu(rtu, cfg):
-    """The serial port for Modbus RTU: board.rtu_device is a tty path (set up raw with the
-    configured line settings) or "fd:N", an open pty the simulator hands over as it is.
-    board.rtu_peer, when set, is the name shown for it (the pty end clients open)."""
+def open_rtu(rtu, cfg, key="rtu"):
+    """The serial port of line `key` ("rtu", "rtu2"): board.<key>_device is a tty path (set up
+    raw with the line's settings) or "fd:N", a descriptor the process inherited (mbnode sim
+    --rtu pty); board.<key>_peer, when set, is the name shown for it (the pty end clients open)."""
     from ttyport import TtyPort
 
-    return TtyPort(cfg["rtu_device"], cfg["rtu_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
+    return TtyPort(cfg[key + "_device"], cfg[key + "_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
 
 
 def execute(model, line):

@@ -34,36 +34,31 @@ def build(cfg, board, model=None):
             cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
     masters = None
-    rtu = cfg["rtu"]
     ext = cfg.get("extension")  # present only when configured (mbnode.extconfig)
-    modules = ext["modules"] if ext else ()
-    if rtu["enabled"] and rtu["mode"] == "slave":
-        from mbnode.rtulink import start
+    slave_line = None  # the name of the line this device is a slave on, if any
+    for key in ("rtu", "rtu2"):
+        line = cfg[key]
+        if not line["enabled"]:
+            continue
+        if line["mode"] == "slave":
+            from mbnode.rtulink import start
 
-        parts.extend(start(loop, engine, cfg, board))
-    elif rtu["enabled"]:
-        from mbnode.masters import Masters
-        from mbnode.rtu import open_port
-        from mbnode.rtumaster import RtuMaster
+            parts.extend(start(loop, engine, cfg, board, key))
+            slave_line = line["name"]
+            continue
+        if masters is None:
+            from mbnode.masters import Masters
 
-        masters = Masters(loop)
-        port, words = open_port(board, cfg)
-        # Room in the line's queue for every user at once: each TCP client of the gateway (one
-        # request each), the MQTT gateway's jobs, each extension module's poll and every
-        # write-through, and 8 more (docs/master.md).
-        queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
-            cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0) + (
-            len(modules) + ext["writes"] if modules else 0)
-        line = RtuMaster(loop, port, rtu["baud"], rtu["parity"], rtu["stopbits"], queue)
-        masters.lines["rs485"] = line
-        parts.extend(words + ["rtu_mode", "master"])
-        if cfg["gateway"]["enabled"]:
-            from mbnode.tcpgateway import TcpGateway
+            masters = Masters(loop)
+        parts.extend(_master_line(loop, cfg, board, key, masters))
+    gw = cfg["gateway"]
+    if gw["enabled"]:
+        from mbnode.tcpgateway import TcpGateway
 
-            TcpGateway(tcp, line, cfg["gateway"])
-            parts.append("gateway %s" % (",".join(str(u) for u in cfg["gateway"]["units"]) or "other-units"))
+        TcpGateway(tcp, masters.rtu(gw["line"]) if gw["line"] else masters.first(), gw)
+        parts.append("gateway %s" % (",".join(str(u) for u in gw["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
-    if modules:
+    if ext and ext["modules"]:
         from mbnode.extension import start
 
         if masters is None:
@@ -79,9 +74,27 @@ def build(cfg, board, model=None):
             from mbnode.masters import Masters
 
             masters = Masters(loop)
-        parts.extend(start(loop, engine, model, cfg, board, tcp, masters))
+        parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line))
     parts.extend(board.describe())
     return loop, " ".join(parts)
+
+
+def _master_line(loop, cfg, board, key, masters):
+    """Serial line `key` in master mode: its RtuMaster, registered by the line's name."""
+    from mbnode.rtu import open_port
+    from mbnode.rtumaster import RtuMaster
+
+    line = cfg[key]
+    port, words = open_port(board, cfg, key)
+    # Room in the line's queue for every user at once: each TCP client of the gateway (one
+    # request each), the MQTT gateway's jobs, each extension module's poll and every
+    # write-through, and 8 more (docs/master.md).
+    ext = cfg.get("extension")
+    queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
+        cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0) + (
+        len(ext["modules"]) + ext["writes"] if ext else 0)
+    masters.add(line["name"], RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue))
+    return words + [key + "_mode", "master"]
 
 
 def load_config(path, board):

@@ -89,6 +89,13 @@ def _check(key, v, kind, args):
             allowed = "allowed \"HOST:PORT\" with an IPv4 host and a port 0..65535" + (
                 " or \"\" (none)" if args else "")
             ok = type(v) is str and ((args and v == "") or _host_port(v))
+        elif kind == "name":
+            allowed = "allowed 1..16 letters, digits, \"-\" or \"_\""
+            ok = type(v) is str and 0 < len(v) <= 16 and all(c.isalpha() or c.isdigit() or c in "-_" for c in v) \
+                and all(ord(c) < 128 for c in v)
+        elif kind == "name_or_empty":
+            allowed = "allowed \"\" (the first line in master mode) or a serial line's name"
+            ok = type(v) is str and len(v) <= 16
         elif kind == "units":
             allowed = "allowed a list of unit ids 1..255"
             ok = type(v) is list and all(type(u) is int and 1 <= u <= 255 for u in v)
@@ -135,9 +142,23 @@ SCHEMA = {
         "allow": ([], "ipv4_list"),
         "unit_255": (True, "bool"),  # unit id 255 (0xFF) is this device too (Modbus TCP implementation guide)
     },
+    # The serial lines: rtu on the board's first RS-485 port, rtu2 on a second one where the
+    # board has two (its board.rtu2_* keys). At most one line is a slave; a master line's RTU
+    # master (mbnode.rtumaster) is shared by every part that sends requests on it, and `name`
+    # is how they (and the MQTT gateway's SERIAL_DEVICE_ID) call it.
     "rtu": {
         "enabled": (False, "bool"),
-        "mode": ("slave", "choice", "slave", "master"),  # master: the line's RTU master (mbnode.rtumaster) drives it
+        "mode": ("slave", "choice", "slave", "master"),
+        "name": ("rs485", "name"),
+        "baud": (19200, "int", 300, 4000000),
+        "parity": ("E", "choice", "E", "N", "O"),
+        "stopbits": (None, "choice", None, 1, 2),
+        "early_reply": (False, "bool"),
+    },
+    "rtu2": {
+        "enabled": (False, "bool"),
+        "mode": ("master", "choice", "slave", "master"),
+        "name": ("rs485-2", "name"),
         "baud": (19200, "int", 300, 4000000),
         "parity": ("E", "choice", "E", "N", "O"),
         "stopbits": (None, "choice", None, 1, 2),
@@ -150,6 +171,7 @@ SCHEMA = {
         "units": ([], "units"),
         "timeout_ms": (1000, "int", 10, 60000),
         "broadcast": (False, "bool"),  # unit 0 goes out as an RTU broadcast (never answered)
+        "line": ("", "name_or_empty"),  # the master line's name ("": the first line in master mode)
     },
     "channels": {
         name: (["0x%04X-0x%04X" % r for r in MAP[t]], "ranges", t) for t, name in enumerate(TABLE_NAMES)
@@ -167,14 +189,35 @@ SCHEMA = {
 }
 
 
+def lines(cfg):
+    """The enabled serial lines: [(section key, its settings)], rtu first."""
+    return [(key, cfg[key]) for key in ("rtu", "rtu2") if cfg[key]["enabled"]]
+
+
+def _check_lines(cfg):
+    a, b = cfg["rtu"], cfg["rtu2"]
+    if not a["enabled"]:
+        return
+    if a["mode"] == "slave" and b["mode"] == "slave":
+        raise ConfigError("config: rtu2.mode = \"slave\": rtu is this device's slave line already; allowed \"master\" "
+                          "(one slave line)")
+    if a["name"] == b["name"]:
+        raise ConfigError("config: rtu2.name = %s: rtu has that name; allowed another" % json.dumps(b["name"]))
+
+
 def _check_gateway(cfg):
     gw = cfg["gateway"]
-    rtu = cfg["rtu"]
     if not cfg["tcp"]["enabled"]:
         raise ConfigError("config: gateway.enabled = true: allowed only with tcp.enabled true (it forwards Modbus TCP requests)")
-    if not rtu["enabled"] or rtu["mode"] != "master":
-        raise ConfigError("config: gateway.enabled = true: allowed only with rtu.enabled true and rtu.mode \"master\" "
-                          "(the gateway's requests go out on the RTU line as its master)")
+    masters = [line for _, line in lines(cfg) if line["mode"] == "master"]
+    if gw["line"]:
+        if gw["line"] not in [line["name"] for line in masters]:
+            raise ConfigError("config: gateway.line = %s: no serial line in master mode has that name; allowed %s"
+                              % (json.dumps(gw["line"]), ", ".join(json.dumps(line["name"]) for line in masters)
+                                 or "none: enable a line (rtu or rtu2) in master mode"))
+    elif not masters:
+        raise ConfigError("config: gateway.enabled = true: allowed only with a serial line (rtu or rtu2) enabled in "
+                          "\"master\" mode (the gateway's requests go out on it as its master)")
     own = [cfg["unit_id"]] + ([255] if cfg["tcp"]["unit_255"] else [])
     for u in gw["units"]:
         if u in own:
@@ -244,17 +287,22 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["extension"] = extconfig.SCHEMA
     else:
         schema["extension"] = {}  # named among the allowed keys; no section in the result
-    rtu = given.get("rtu") if type(given) is dict else None
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
-    if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" and type(unit) is int and not 1 <= unit <= 247:
-        raise ConfigError("config: unit_id = %d: allowed 1..247 when rtu.enabled is true in slave mode "
-                          "(0, any unit, is for Modbus TCP only)" % unit)
+    for key in ("rtu", "rtu2"):
+        rtu = given.get(key) if type(given) is dict else None
+        if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", SCHEMA[key]["mode"][0]) == "slave" \
+                and type(unit) is int and not 1 <= unit <= 247:
+            raise ConfigError("config: unit_id = %d: allowed 1..247 when %s.enabled is true in slave mode "
+                              "(0, any unit, is for Modbus TCP only)" % (unit, key))
     cfg = _apply(schema, given, "")
     if not ext:
         del cfg["extension"]
-    rtu = cfg["rtu"]
-    if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
-        rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
+    for key in ("rtu", "rtu2"):
+        rtu = cfg[key]
+        if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
+            rtu["stopbits"] = 2 if rtu["parity"] == "N" else 1
+    if cfg["rtu2"]["enabled"]:
+        _check_lines(cfg)
     if cfg["gateway"]["enabled"]:
         _check_gateway(cfg)
     if ext:

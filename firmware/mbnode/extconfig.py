@@ -11,7 +11,9 @@ extension part of channels.*: what channels.* says about 0x0040-0x023F (bits) an
 channels that exist.
 """
 
-from mbnode.config import ConfigError, _apply, refused
+import json
+
+from mbnode.config import ConfigError, _apply, lines, refused
 from mbnode.datamodel import BIT_CHANNELS, MEM_POSITIONS, ONBOARD, REG_CHANNELS, TABLE_NAMES
 
 MAX_MODULES = 32  # the status block (2 memory positions each) fits the top 64 positions
@@ -24,7 +26,7 @@ TABLE_KEYS = (("do", "DO", BIT_CHANNELS), ("di", "DI", BIT_CHANNELS), ("ao", "AO
 MODULE = {
     "unit": (1, "int", 0, 255),  # 1..247 on a serial line
     "tcp": ("", "host_port", "empty allowed"),  # "HOST:PORT": over Modbus TCP; "": on the serial line
-    "line": ("rs485", "text", 32),  # the serial line (its device id) when tcp is ""
+    "line": ("", "name_or_empty"),  # the serial line's name when tcp is "" ("": the first line in master mode)
     "di": (0, "int", 0, BIT_CHANNELS - ONBOARD),
     "di_address": (0, "int", 0, 65535),  # the module's own address of its first DI
     "do": (0, "int", 0, BIT_CHANNELS - ONBOARD),
@@ -87,11 +89,16 @@ def check(cfg):
     the extension part of cfg["channels"]."""
     ext = cfg["extension"]
     mods = ext["modules"]
-    rtu = cfg["rtu"]
+    names = [line["name"] for _, line in lines(cfg) if line["mode"] == "master"]
     for i, m in enumerate(mods):
-        if m["tcp"] == "" and not (rtu["enabled"] and rtu["mode"] == "master"):
-            raise ConfigError("config: extension.modules[%d].tcp = \"\": a module on the serial line needs rtu.enabled "
-                              "true and rtu.mode \"master\" (or give it tcp \"HOST:PORT\")" % i)
+        if m["tcp"]:
+            continue
+        if not names:
+            raise ConfigError("config: extension.modules[%d].tcp = \"\": a module on a serial line needs a line "
+                              "(rtu or rtu2) enabled in \"master\" mode (or give it tcp \"HOST:PORT\")" % i)
+        if m["line"] and m["line"] not in names:
+            raise ConfigError("config: extension.modules[%d].line = %s: no serial line in master mode has that name; "
+                              "allowed %s" % (i, json.dumps(m["line"]), ", ".join(json.dumps(n) for n in names)))
     p = ext["status_position"]
     if p and p + 2 * len(mods) - 1 > MEM_POSITIONS:
         raise ConfigError("config: extension.status_position = %d: allowed 1..%d for %d modules (2 positions each) "

@@ -36,7 +36,7 @@ import time
 
 from mbnode import fast
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
-from mbnode.transaction import OK, Transaction
+from mbnode.transaction import ADU, OK, Transaction
 
 try:
     from micropython import const
@@ -52,7 +52,8 @@ OFFLINE = const(2)
 _MAX_BITS = const(0x240)  # bits per FC02/FC15 request
 _MAX_READ = const(125)  # registers per FC04 request
 _MAX_WRITE = const(123)  # registers per FC16 request
-_BITS_AT = const(176)  # where a write job keeps the coil values it was given (see _Write)
+_VALUES = const(246)  # a write job's values: 123 registers, or 0x240 coils packed and a part (_PART)
+_PART = const(80)  # where a write job packs the coils of the part on its way (at most 73 bytes)
 _SERVER_BUSY = const(6)
 _FAILURE = const(4)
 _NO_ANSWER = const(0x0B)
@@ -98,11 +99,10 @@ class Module:
             n = 6 + (q + 7) // 8 if steps[j] == 15 else 6 + 2 * q if steps[j] == 16 else 5
             if n > size:
                 size = n
-        txn = self.txn = Transaction(self._done, size)
+        txn = self.txn = Transaction(self._done, ADU if d["tcp"] else size)  # TCP: the answer comes into it
         txn.unit = d["unit"]
         txn.timeout_ms = d["timeout_ms"]
         self.via = None  # the RtuMaster or TcpLink its requests go to
-        self.where = d["tcp"] or d["line"]
         self.state = STARTING
         self.sync = True  # its outputs are to be written from the data model
         self.synced = False  # the cycle running writes them
@@ -243,14 +243,16 @@ class Module:
 
 
 class _Write:
-    """One write-through on its way. Its transaction's buffer holds the values it was given
-    (registers at 6 + 2i: each module's part is sent from there with its 6-byte FC16 header
-    written just before its values, over those of parts already done; coils packed at _BITS_AT,
-    each part packed again at 6) and, at the end, the answer for the waiter."""
+    """One write-through on its way. `values` holds what it was given (registers in wire format
+    from 0, or coils packed from bit 0, and the part on its way packed again at _PART); each
+    module's part is sent from there, its request written into the transaction's buffer (which
+    the TCP master also reads the answer into), and stored in the map from there once answered.
+    At the end the transaction's buffer holds the answer for the waiter."""
 
     def __init__(self, ext):
         self.ext = ext
-        self.txn = Transaction(self._done)
+        self.txn = Transaction(self._done)  # transaction.ADU bytes: a TCP module's answer fits
+        self.values = bytearray(_VALUES)
         self.head = bytearray(7)  # the request's first bytes: the answer echoes them
         self.busy = False
         self.waiter = None
@@ -268,27 +270,25 @@ class _Write:
         self.code = 0
         self.k = 0
         fast.copy(self.head, 0, req, ro, 7)
-        pdu = self.txn.pdu
-        ext = self.ext
-        model = ext.model
+        values = self.values
+        model = self.ext.model
         if table == COILS:
-            fast.get_bits(pdu, _BITS_AT, src, 8 * so, qty)
+            fast.get_bits(values, 0, src, 8 * so, qty)
         else:
-            fast.copy(pdu, 6, src, so, 2 * qty)
+            fast.copy(values, 0, src, so, 2 * qty)
         if first < EXT:  # onboard channels: written at once, as the Engine does
             k = (self.last if self.last < EXT else EXT - 1) - first + 1
             if table == COILS:
-                fast.put_bits(model.bits[COILS], first, pdu, _BITS_AT, k)
+                fast.put_bits(model.bits[COILS], first, values, 0, k)
             else:
-                fast.copy(model.regs, model.reg_offset(HOLDING, first), pdu, 6, 2 * k)
+                fast.copy(model.regs, model.reg_offset(HOLDING, first), values, 0, 2 * k)
             if not model.outputs_written(table, first, k):
                 self.code = _FAILURE
         self._next()
 
     def _next(self):
         """Send the next module's part; the end when there is none."""
-        ext = self.ext
-        mods = ext.modules
+        mods = self.ext.modules
         t = self.table
         while self.k < len(mods):
             m = mods[self.k]
@@ -299,28 +299,29 @@ class _Write:
                 if self.last < b:
                     b = self.last
                 q = b - a + 1
+                d = a - self.first
                 self.a = a
                 self.q = q
                 txn = self.txn
                 pdu = txn.pdu
+                values = self.values
                 if t == COILS:
-                    o = 0
-                    k = fast.get_bits(pdu, 6, pdu, 8 * _BITS_AT + a - self.first, q)
-                    pdu[5] = k
-                    txn.n = 6 + k
+                    k = fast.get_bits(values, _PART, values, d, q)
+                    fast.copy(pdu, 6, values, _PART, k)
                     fc = 15
                 else:
-                    o = 2 * (a - self.first)
-                    pdu[o + 5] = 2 * q
-                    txn.n = 6 + 2 * q
+                    k = 2 * q
+                    fast.copy(pdu, 6, values, 2 * d, k)
                     fc = 16
                 at = m.at[t] + a - f
-                pdu[o] = fc
-                pdu[o + 1] = at >> 8
-                pdu[o + 2] = at & 0xFF
-                pdu[o + 3] = q >> 8
-                pdu[o + 4] = q & 0xFF
-                txn.off = o
+                pdu[0] = fc
+                pdu[1] = at >> 8
+                pdu[2] = at & 0xFF
+                pdu[3] = q >> 8
+                pdu[4] = q & 0xFF
+                pdu[5] = k
+                txn.off = 0
+                txn.n = 6 + k
                 txn.unit = m.txn.unit
                 txn.timeout_ms = m.txn.timeout_ms
                 if not m.via.submit(txn):
@@ -335,7 +336,7 @@ class _Write:
     def _done(self, txn, status, buf, o, n):
         m = self.ext.modules[self.k]
         m.writing -= 1
-        ok = status == OK and n == 5 and buf[o] == txn.pdu[txn.off]
+        ok = status == OK and n == 5 and buf[o] == (15 if self.table == COILS else 16)
         m.result(ok, time.ticks_ms())
         m._show()
         if not ok:
@@ -345,9 +346,9 @@ class _Write:
         model = self.ext.model
         t = self.table
         if t == COILS:
-            fast.put_bits(model.bits[COILS], self.a, txn.pdu, 6, self.q)
+            fast.put_bits(model.bits[COILS], self.a, self.values, _PART, self.q)
         else:
-            fast.copy(model.regs, model.reg_offset(HOLDING, self.a), txn.pdu, txn.off + 6, 2 * self.q)
+            fast.copy(model.regs, model.reg_offset(HOLDING, self.a), self.values, 2 * (self.a - self.first), 2 * self.q)
         if not model.outputs_written(t, self.a, self.q) and not self.code:
             self.code = _FAILURE
         self.k += 1
@@ -399,7 +400,7 @@ class Extension:
                 m.via = masters.tcp().link(1 + writes)
                 m.via.target(host, int(port))
             else:
-                m.via = masters.rtu(d["line"])
+                m.via = masters.rtu(d["line"]) if d["line"] else masters.first()
             m._show()
             self.modules.append(m)
         self.last = [f - 1 for f in first]  # per table, the last channel of a module (EXT - 1: none)

@@ -7,18 +7,25 @@ users only ask it, so none of them opens a port or knows who else shares it."""
 class Masters:
     def __init__(self, loop):
         self.loop = loop
-        self.lines = {}  # serial device id (e.g. "rs485") -> mbnode.rtumaster.RtuMaster
+        self.lines = {}  # serial line name (rtu.name, e.g. "rs485") -> mbnode.rtumaster.RtuMaster
+        self._first = None
         self._tcp = None
         self.tcp_links = 4  # the TCP master's pool: servers served at the same time
         self.tcp_queue = 8  # requests queued per server, and waiting for a free connection
 
+    def add(self, name, master):
+        self.lines[name] = master
+        if self._first is None:
+            self._first = master
+
+    def first(self):
+        """The first line in master mode (rtu before rtu2), or None."""
+        return self._first
+
     def rtu(self, device):
-        """The RTU master of serial line `device`, or None (no such line in master role, or it
-        has closed)."""
+        """The RTU master of the serial line named `device`, or None (no such line in master
+        role, or it has closed)."""
         m = self.lines.get(device)
-        if m is None and len(self.lines) == 1:  # one line: every id the gateway accepts is it
-            for m in self.lines.values():
-                pass
         return None if m is None or m.closed else m
 
     def tcp(self):

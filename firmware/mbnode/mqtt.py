@@ -543,9 +543,10 @@ def _client_id(m):
             return "mbnode-%s-%s" % (host, f.read(16).split()[0])
 
 
-def start(loop, engine, model, cfg, board, tcp, masters):
+def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None):
     """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None;
-    masters: mbnode.masters.Masters, where the gateway's remote requests go."""
+    masters: mbnode.masters.Masters, where the gateway's remote requests go; slave_line: the
+    name of the serial line this device is a slave on, or None."""
     if simple is None:
         print("mqtt: mqtt.enabled needs umqtt.simple (on a board: mpremote mip install umqtt.simple)",
               file=sys.stderr)
@@ -565,9 +566,12 @@ def start(loop, engine, model, cfg, board, tcp, masters):
             if host == "0.0.0.0" and hasattr(board, "addresses"):  # boards with a network interface
                 addresses = board.addresses()  # the board's live list: Wi-Fi may come later
         own = (hosts, tcp_port, addresses)
-    rtu = cfg["rtu"]
-    relay = Relay(engine, cfg["unit_id"], own, masters, rtu["mode"] if rtu["enabled"] else None, None,
-                  m["parallel"])
+    ids = m["serial_devices"]
+    names = [cfg[key]["name"] for key in ("rtu", "rtu2") if cfg[key]["enabled"] and cfg[key]["name"] not in ids]
+    if names:  # every serial line's name is a SERIAL_DEVICE_ID too
+        m["serial_devices"] = ids + names
+    masters.tcp()  # made now, while the heap is in one piece, not at the first remote request
+    relay = Relay(engine, cfg["unit_id"], own, masters, slave_line, None, m["parallel"])
     bridge = Bridge(loop, m, _client_id(m), relay)
     relay.finish = bridge.reply
     if m["points"]:

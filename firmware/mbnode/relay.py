@@ -22,17 +22,19 @@ _SLOTS = 8
 
 
 class Relay:
-    def __init__(self, engine, unit_id, own_tcp, masters, serial, finish, jobs=4):
+    def __init__(self, engine, unit_id, own_tcp, masters, slave_line, finish, jobs=4):
         """own_tcp: the (hosts, port, board addresses) that are this device's Modbus TCP slave,
         or None; the board's address list is the board's own, updated in place (Wi-Fi comes late);
-        masters: mbnode.masters.Masters; serial: the serial line's role for format 1 ("master",
-        "slave", or None when RTU is off); finish(line): called with a remote request's reply;
+        masters: mbnode.masters.Masters (format 1 to a line in master mode goes to its RTU
+        master); slave_line: the name of the line this device is a slave on, or None (format 1
+        to any other id is then answered locally as on a slave port, as before there were
+        lines); finish(line): called with a remote request's reply;
         jobs: remote requests at once."""
         self.engine = engine
         self.unit_id = unit_id
         self.own_tcp = own_tcp
         self.masters = masters
-        self.serial = serial
+        self.slave_line = slave_line
         self.finish = finish
         self.tx = bytearray(_ADU)
         self.rx = bytearray(_ADU)
@@ -61,7 +63,7 @@ class Relay:
             return False
         if req.kind == TCP:
             return not self._own(req) or self._waits(req)
-        return self.serial == "master" or self._waits(req)
+        return self.masters.rtu(req.device) is not None or self._waits(req)
 
     def _waits(self, req):
         # A write to extension modules' outputs (mbnode.extension) is answered once they have.
@@ -89,11 +91,11 @@ class Relay:
             txn.host = req.host
             txn.port = req.port
             return self._submit(req, txn, self.masters.tcp().submit(txn))
-        if self.serial != "master":
-            return self._local(req)
         line = self.masters.rtu(req.device)
         if line is None:
-            return gateway.no_serial_device(req)
+            if req.device in self.masters.lines:  # a master line that has gone
+                return gateway.no_serial_device(req)
+            return self._local(req)
         txn = self._job(req)
         return self._submit(req, txn, line.submit(txn))
 

@@ -1,5 +1,6 @@
-"""Modbus RTU frames (Modbus over Serial Line V1.02): how long a request is, and what the slave
-does with a complete frame. No timing and no I/O here; the link (mbnode.rtulink) owns those,
+"""Modbus RTU frames (Modbus over Serial Line V1.02): how long a request and a response are (the
+one definition the slave's link, the masters, the host tools and the tests use), and what the
+slave does with a complete frame. No timing and no I/O here; the link (mbnode.rtulink) owns those,
 so this part runs, and is tested, under CPython too.
 
 A frame is address, PDU, CRC (low byte first). The CRC of a whole correct frame is 0.
@@ -30,21 +31,22 @@ def char_times(baud, parity, stopbits):
     return bits * 1000000 // baud, 1750 if baud > 19200 else 35 * bits * 100000 // baud
 
 
-def open_port(board, cfg):
-    """The board's serial port with the rtu line settings, and the ready line's words for it;
-    exits, as a bad configuration does, when the port cannot be had."""
+def open_port(board, cfg, key="rtu"):
+    """The board's serial port for line `key` ("rtu", "rtu2") with its settings, and the ready
+    line's words for it; exits, as a bad configuration does, when the port cannot be had."""
     import sys
 
-    rtu = cfg["rtu"]
+    line = cfg[key]
     try:
-        port = board.open_rtu(rtu, cfg["board"])
+        port = board.open_rtu(line, cfg["board"], key)
     except ValueError as e:
         print("config: %s" % e, file=sys.stderr)
         sys.exit(2)
     except OSError as e:
-        print("rtu: cannot open the serial port: %s" % e, file=sys.stderr)
+        print("%s: cannot open the serial port: %s" % (key, e), file=sys.stderr)
         sys.exit(1)
-    return port, ["rtu", port.name, "serial", "%d-8%s%d" % (rtu["baud"], rtu["parity"], rtu["stopbits"])]
+    return port, [key, port.name, "serial" if key == "rtu" else key + "_serial",
+                  "%d-8%s%d" % (line["baud"], line["parity"], line["stopbits"])]
 
 
 def request_length(buf, o, n):
@@ -70,6 +72,51 @@ def request_length(buf, o, n):
         if n < 4:
             return MORE
         return UNKNOWN if buf[o + 2] == 0 and buf[o + 3] == 0 else 8
+    return UNKNOWN
+
+
+def response_length(buf, o, n, req_len=0):
+    """Length of the response frame starting at buf[o], from the n bytes received so far:
+    MORE, UNKNOWN or the length in bytes (address to CRC), which may exceed MAX_FRAME when a
+    byte count lies. req_len: the length of the request it answers, which an FC08/00 answer
+    echoes (UNKNOWN without it)."""
+    if n < 2:
+        return MORE
+    fc = buf[o + 1]
+    if fc & 0x80:
+        return 5  # exception: function code | 0x80, exception code
+    if 1 <= fc <= 4 or fc == 12 or fc == 17 or fc == 20 or fc == 21 or fc == 23:
+        return 5 + buf[o + 2] if n > 2 else MORE
+    if fc == 5 or fc == 6 or fc == 11 or fc == 15 or fc == 16:
+        return 8
+    if fc == 7:
+        return 5
+    if fc == 22:
+        return 10
+    if fc == 8:
+        if n < 4:
+            return MORE
+        if buf[o + 2] or buf[o + 3]:
+            return 8
+        return req_len if req_len >= 6 else UNKNOWN
+    if fc == 24:
+        return 6 + (buf[o + 2] << 8 | buf[o + 3]) if n > 3 else MORE
+    if fc == 43:
+        # MEI type, read code, conformity, more follows, next id, count, then (id, length, value)
+        if n < 3:
+            return MORE
+        if buf[o + 2] != 14:
+            return UNKNOWN
+        if n < 8:
+            return MORE
+        i = 8
+        k = buf[o + 7]
+        while k:
+            if n < i + 2:
+                return MORE
+            i += 2 + buf[o + i + 1]
+            k -= 1
+        return i + 2
     return UNKNOWN
 
 
@@ -136,7 +183,6 @@ class RtuServer:
         tx[r + 2] = crc >> 8
         return r + 3
 
-
     def late(self, buf, o, n, tx):
         """The reply frame, written to tx, for the answer PDU buf[o:o+n] that came later to the
         request served last (serve returned 0 with self.waiting set); its length."""
@@ -157,23 +203,3 @@ class RtuServer:
             self.diag.done(self.waiting, 0, False)
             self.waiting = 0
             self.engine.forget(self.waiter)
-
-
-def response_length(buf, o, n, req_len=0):
-    """PROVISIONAL (replaced by the frames branch): length of the response frame at buf[o]."""
-    if n < 2:
-        return MORE
-    fc = buf[o + 1]
-    if fc & 0x80:
-        return 5
-    if fc <= 4 or fc == 12 or fc == 17 or fc == 20 or fc == 21 or fc == 23:
-        return 5 + buf[o + 2] if n > 2 else MORE
-    if fc == 5 or fc == 6 or fc == 15 or fc == 16 or fc == 11:
-        return 8
-    if fc == 7:
-        return 5
-    if fc == 22:
-        return 10
-    if fc == 8:
-        return req_len if req_len else UNKNOWN
-    return UNKNOWN

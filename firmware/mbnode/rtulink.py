@@ -282,13 +282,13 @@ class RtuLink:
                 self._look()
 
 
-def start(loop, engine, cfg, board):
-    """Modbus RTU slave on the board's serial port; returns the words for the ready line."""
+def start(loop, engine, cfg, board, key="rtu"):
+    """Modbus RTU slave on serial line `key`; returns the words for the ready line."""
     from mbnode.diag import LineDiagnostics
     from mbnode.rtu import RtuServer, open_port
 
-    rtu = cfg["rtu"]
-    port, words = open_port(board, cfg)
+    rtu = cfg[key]
+    port, words = open_port(board, cfg, key)
     char, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
     RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, char, t35, rtu["early_reply"])
     return words

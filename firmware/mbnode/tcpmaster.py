@@ -17,7 +17,8 @@ host NAME (getaddrinfo); addresses in numbers never do. A request is written in 
 socket that does not take all of it (at most 260 bytes, on a connection with at most one
 request outstanding) ends the transaction FAILED rather than holding it.
 
-An answer is taken by its transaction id; answers with another id (late answers to requests
+A transaction's buffer must hold a whole answer (260 bytes, transaction.ADU): the answer is
+read into it once its request has gone. An answer is taken by its transaction id; answers with another id (late answers to requests
 that timed out) are skipped. A malformed MBAP header closes the connection (BAD).
 """
 
@@ -60,8 +61,7 @@ class TcpLink:
         self.cur = None
         self.deadline = 0
         self.tid = 0
-        self.rx = bytearray(_ADU)
-        self.fill = 0
+        self.fill = 0  # bytes of the answer in the transaction's own buffer (see _received)
         self.timeouts = 0  # in a row, on this connection
         self.reset_after = 1  # timeouts in a row after which the connection is closed and made anew
 
@@ -161,6 +161,7 @@ class TcpLink:
         tx[5] = (n + 1) & 0xFF
         tx[6] = txn.unit
         copy(tx, 7, txn.pdu, txn.off, n)
+        self.fill = 0
         try:
             sent = self.sock.write(tx, n + 7) or 0
             reason = "send buffer full"
@@ -186,7 +187,7 @@ class TcpLink:
             self.timeouts = 0
         self.master.count(status)
         if txn is not None:
-            txn.finish(status, self.rx, o, n)
+            txn.finish(status, txn.pdu, o, n)
         if self.cur is None:
             if self.count:
                 self._start()
@@ -227,12 +228,14 @@ class TcpLink:
             return
         if self.cur is None:
             return  # an answer nobody waits for any more: dropped
-        copy(self.rx, self.fill, scratch, 0, k)
+        copy(self.cur.pdu, self.fill, scratch, 0, k)
         self.fill += k
         self._received()
 
     def _received(self):
-        rx = self.rx
+        # The answer is read into the transaction's own buffer: its request went out of the
+        # master's tx in one write, so the buffer is free, and a link owns no 260 bytes of its own.
+        rx = self.cur.pdu
         while self.fill >= 7 and self.cur is not None:
             length = (rx[4] << 8) | rx[5]
             if rx[2] or rx[3] or length < 2 or length > 254:

@@ -13,6 +13,7 @@ except ImportError:
         return x
 
 MAX_PDU = const(253)
+ADU = const(260)  # the largest Modbus TCP frame: what a transaction for the TCP master must hold
 
 # How a transaction ended (the `status` given to done):
 OK = const(0)  # an answer came: the PDU, an exception response included (pdu[0] & 0x80)
@@ -32,9 +33,11 @@ class Transaction:
     host/port: the Modbus TCP server (TCP master only); done(txn, status, buf, o, n): called
     once, from the loop, with the answer PDU in buf[o:o+n] when status is OK."""
 
-    def __init__(self, done, size=MAX_PDU):
+    def __init__(self, done, size=ADU):
         self.done = done
-        self.pdu = bytearray(size)  # or a user's own buffer (e.g. a TCP connection's request)
+        # The request, and for the TCP master the answer too (read into it once the request
+        # has gone); or a user's own buffer (e.g. a TCP connection's request, for RTU).
+        self.pdu = bytearray(size)
         self.off = 0  # where the PDU starts in pdu
         self.n = 0
         self.unit = 0

@@ -19,7 +19,8 @@ and its timing (docs/probe.md, "Which request an answer belongs to"):
     an answer to the same request instead of asking again at once.
 
 The end of a response is known from its function code (and its byte count where it has one),
-checked with the CRC (`mbnode.crc.crc16`, the firmware's own). A request echoed back by the
+by the firmware's own rule (`mbnode.rtu.response_length`), and checked with the CRC
+(`mbnode.crc.crc16`, the firmware's own too). A request echoed back by the
 adapter (RS-485 dongles with local echo) is recognised and skipped (see SAME_AS_REQUEST).
 """
 
@@ -28,7 +29,7 @@ import struct
 import time
 
 from mbnode.crc import crc16
-from mbnode.rtu import request_length  # the slave's own rule: 0 = more bytes, -1 = unknown
+from mbnode.rtu import MORE, request_length, response_length  # the firmware's rules: MORE (0), UNKNOWN (-1)
 from mbnode_host.serialline import POLL, TURNAROUND, has_fd, reconfigure
 
 GATEWAY_CODES = (0x0A, 0x0B)
@@ -75,49 +76,6 @@ def crc_ok(buf, start, n):
         return False
     c = crc16(buf, start, n - 2)
     return buf[start + n - 2] == (c & 0xFF) and buf[start + n - 1] == (c >> 8)
-
-
-def _devid_length(buf, pos):
-    """Length of an FC43/14 response frame at pos, 0 if more bytes are needed to know."""
-    # addr fc mei code conformity more next count, then (id, len, value) * count, crc
-    if len(buf) < pos + 8:
-        return 0
-    if buf[pos + 2] != 0x0E:
-        return -1
-    n = buf[pos + 7]
-    i = pos + 8
-    for _ in range(n):
-        if len(buf) < i + 2:
-            return 0
-        i += 2 + buf[i + 1]
-    return i - pos + 2
-
-
-def response_length(buf, pos, req_len=0):
-    """Length of the response frame starting at buf[pos]: > 0 known, 0 need more bytes,
-    -1 unknown function code. req_len: length of the request (FC08 echoes it)."""
-    if len(buf) < pos + 2:
-        return 0
-    fc = buf[pos + 1]
-    if fc & 0x80:
-        return 5
-    if fc in (1, 2, 3, 4, 12, 17, 20, 21, 23):
-        return 0 if len(buf) < pos + 3 else 5 + buf[pos + 2]
-    if fc in (5, 6, 15, 16):
-        return 8
-    if fc == 22:
-        return 10
-    if fc == 7:
-        return 5
-    if fc == 11:
-        return 8
-    if fc == 8:
-        return req_len if req_len >= 6 else -1
-    if fc == 24:
-        return 0 if len(buf) < pos + 4 else 6 + (buf[pos + 2] << 8 | buf[pos + 3])
-    if fc == 43:
-        return _devid_length(buf, pos)
-    return -1
 
 
 def fits(req, rsp):
@@ -171,7 +129,8 @@ def find_frames(buf, start=0, kinds=False):
     while pos + 4 <= len(buf):
         hit, kind = 0, None
         if 1 <= buf[pos] <= 247:
-            for n, k in ((response_length(buf, pos), "response"), (request_length(buf, pos, len(buf) - pos), "request")):
+            for n, k in ((response_length(buf, pos, len(buf) - pos), "response"),
+                         (request_length(buf, pos, len(buf) - pos), "request")):
                 if n > 0 and crc_ok(buf, pos, n):
                     hit, kind = n, k
                     break
@@ -392,7 +351,7 @@ class RtuLink:
     def _match(self, buf, unit, pdu, req_len):
         foreign = None
         for pos in self._candidates(buf, unit, pdu[0]):
-            n = response_length(buf, pos, req_len)
+            n = response_length(buf, pos, len(buf) - pos, req_len)
             if n > 0 and crc_ok(buf, pos, n):
                 if foreign is None:
                     foreign = claimed(buf, unit)
@@ -414,8 +373,8 @@ class RtuLink:
         """Bytes still to come of an answer that has begun (8 when its length is not known yet),
         0 if none has."""
         for pos in self._candidates(buf, unit, fc):
-            n = response_length(buf, pos, req_len)
-            if n == 0 or n < 0:
+            n = response_length(buf, pos, len(buf) - pos, req_len)
+            if n <= MORE:  # MORE or UNKNOWN
                 return 8
             if pos + n > len(buf):
                 return pos + n - len(buf)

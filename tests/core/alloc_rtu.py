@@ -5,7 +5,8 @@ engine serve requests written by a client on the pty's other end, in the same pr
 micropython.heap_lock() makes any heap allocation raise MemoryError. Covers the length-known path,
 a request that arrives in pieces (the link waits on its loop timer for the bytes still due), the
 silence path (unknown length, garbage in front of a frame, a frame cut short) and the no-reply
-paths.
+paths; then rtu.response_length, which a master calls on every byte it reads, over every
+response of tests/core/rtu_cases.py and each of their prefixes.
 Prints one line per request and a closing "N passed, M failed" line.
 """
 
@@ -15,9 +16,11 @@ import termios
 import time
 
 import board
+import rtu_cases
 from heaplock import Report, locked
 from mbnode import app, config
 from mbnode.crc import crc16
+from mbnode.rtu import response_length
 
 FD = int(sys.argv[1])
 CLIENT = sys.argv[2]
@@ -111,6 +114,20 @@ def main():
         err, n = locked(serve, collect, send)
         ok = err is None and n == size and (n == 0 or (bytes(resp[1:3]) == head and crc16(resp, 0, n) == 0))
         report.line(name, ok, err, n, resp[1:3])
+    cases = [(bytearray(rtu_cases.frame(1, pdu)), req_len, length)
+             for pdu, req_len, length, _ in rtu_cases.RESPONSE_CASES]
+    told = [0]
+
+    def lengths():
+        k = 0
+        for f, req_len, length in cases:
+            for n in range(len(f) + 1):
+                response_length(f, 0, n, req_len)
+            k += response_length(f, 0, len(f), req_len) == length
+        told[0] = k
+
+    err, _ = locked(lengths, lambda: None)
+    report.check("response_length, %d frames" % len(cases), err is None and told[0] == len(cases), err)
     return report.finish()
 
 

@@ -57,6 +57,14 @@ class Report:
         else:
             self.failed += 1
 
+    def check(self, name, ok, err):
+        """A line for what is not a request on the line (a function called under the lock)."""
+        print("%-*s %s" % (self.width, name, "no allocation" if ok else "ALLOCATES or wrong %r" % err))
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
     def finish(self):
         print("%d passed, %d failed" % (self.passed, self.failed))
         return self.failed

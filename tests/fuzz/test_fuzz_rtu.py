@@ -3,6 +3,9 @@
 Invariants:
 - rtu.request_length never raises and only grows more certain as bytes come: once it names a
   length for a prefix, every longer prefix gets the same length;
+- rtu.response_length never raises, settles the same way, and says at every prefix what the
+  oracle of tests/test_rtu_core.py (a walk over the spec's response tables) says; the slave's
+  every reply ends where it says;
 - for a whole frame with a correct CRC, RtuServer.serve answers only frames for its own address
   that are not broadcasts (a broadcast, another unit's frame, or listen-only mode: no reply),
   every reply carries our address and a correct CRC, and its PDU is the one the PDU engine gives
@@ -24,10 +27,11 @@ from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.diag import LineDiagnostics
 from mbnode.pdu import Engine
-from mbnode.rtu import MORE, UNKNOWN, RtuServer, changes_state, request_length
+from mbnode.rtu import MORE, UNKNOWN, RtuServer, changes_state, request_length, response_length
 from test_fuzz_pdu import REQUESTS
+from test_rtu_core import spec_response_length
 
-PROPERTY = fuzzing.per_target(3)  # this target's properties share `make fuzz`'s inputs
+PROPERTY = fuzzing.per_target(4)  # this target's properties share `make fuzz`'s inputs
 
 UNIT = 17
 SERIAL_LINE = (7, 11, 12)
@@ -46,6 +50,44 @@ def test_request_length_settles_and_never_raises(data):
     for n in range(len(data) + 1):
         got = request_length(data, 0, n)
         assert got in (MORE, UNKNOWN) or got >= 4, (data[:n].hex(), got)
+        if settled is not None:
+            assert got == settled, "length %d for %d bytes, %d before" % (got, n, settled)
+        elif got != MORE:
+            settled = got
+
+
+RESPONSE_FCS = [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20, 21, 22, 23, 24, 43]
+
+
+@st.composite
+def responses(draw):
+    """Bytes as a master may read them: anything; a function code the slave answers (or its
+    exception, or none) and anything after it; an FC43/14 answer with small objects, maybe cut
+    short or followed by more."""
+    kind = draw(st.sampled_from(["bytes", "fc", "devid"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=300))
+    if kind == "fc":
+        fc = draw(st.one_of(st.sampled_from(RESPONSE_FCS), st.sampled_from(RESPONSE_FCS).map(lambda c: c | 0x80),
+                            st.integers(0, 255)))
+        return bytes([UNIT, fc]) + draw(st.binary(max_size=300))
+    objects = draw(st.lists(st.binary(max_size=20), max_size=8))
+    data = bytes([UNIT, 0x2B, 0x0E, draw(st.integers(1, 4)), 0x81, 0, 0, len(objects)])
+    for i, value in enumerate(objects):
+        data += bytes([i, len(value)]) + value
+    data += draw(st.binary(min_size=2, max_size=2))
+    return data[:draw(st.integers(0, len(data)))] + draw(st.binary(max_size=8))
+
+
+@PROPERTY
+@given(data=responses(), req_len=st.sampled_from([0, 0, 6, 8, 12, 256]))
+def test_response_length_settles_and_agrees_with_the_spec(data, req_len):
+    buf = bytearray(data) + bytearray(b"\xee" * 8)  # bytes beyond those received do not count
+    settled = None
+    for n in range(len(data) + 1):
+        got = response_length(buf, 0, n, req_len)
+        assert got == spec_response_length(data[:n], req_len), (data[:n].hex(), req_len, got)
+        assert got in (MORE, UNKNOWN) or got >= 5, (data[:n].hex(), got)
         if settled is not None:
             assert got == settled, "length %d for %d bytes, %d before" % (got, n, settled)
         elif got != MORE:
@@ -83,6 +125,7 @@ def test_server_answers_only_its_own_frames_as_the_engine_does(pdu, addr):
         return
     assert r >= 5, f.hex()
     assert tx[0] == UNIT and crc16(tx, 0, r) == 0, tx[:r].hex()
+    assert response_length(tx, 0, r, len(f)) == r, "a master would not find the end of %s" % tx[:r].hex()
     if not serial:
         resp = bytearray(260)
         n = engine.handle(bytearray(pdu), 0, len(pdu), resp, 0)

@@ -155,7 +155,8 @@ class Master:
         bytes on the same line; returns the reply PDU (CRC checked). Counted like the others."""
         import time
 
-        from rtutest import adu, crc_ok, response_length
+        from mbnode.rtu import response_length
+        from rtutest import adu, crc_ok
 
         self.sent += 1
         port = self.client.socket
@@ -166,11 +167,11 @@ class Master:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got += port.read(max(1, port.in_waiting))
-            n = response_length(got, frame)
-            if n and len(got) >= n:
+            n = response_length(got, 0, len(got), len(frame))
+            if n > 0 and len(got) >= n:
                 break
-        n = response_length(got, frame)
-        assert n and len(got) >= n, "no reply to %s (got %s)" % (frame.hex(), got.hex())
+        n = response_length(got, 0, len(got), len(frame))
+        assert n > 0 and len(got) >= n, "no reply to %s (got %s)" % (frame.hex(), got.hex())
         assert crc_ok(got[:n]) and got[0] == unit, got.hex()
         self.answered += 1
         return got[1:n - 2]

@@ -329,3 +329,35 @@ def test_an_rtu_master_writes_through_to_a_module_over_tcp(tmp_path):
     finally:
         sim.stop()
         server.stop()
+
+
+def test_the_seed_rtu_slave_on_one_line_and_master_of_modules_on_the_other(tmp_path):
+    """seeds/001 whole: the device is a slave on rtu (mbpoll is its master) and the master of a
+    module on rtu2; mbpoll reads the module's inputs and writes its outputs over the slave line,
+    each write answered once the module on the other line has it."""
+    exe = need_tool("mbpoll")
+    mod = EmulatedSlave(SETTING, unit=7, discrete=[(0, 7)], inputs=[(0, 3)], holding=[(0, 3)], name="E")
+    with LineEmulator([PtyEnd(), mod]) as line:
+        cfg = {"rtu2": {"enabled": True, "mode": "master", "baud": 19200, "parity": "N", "stopbits": 2},
+               "board": {"rtu2_device": line.url(0)},
+               "extension": {"modules": [{"unit": 7, "di": 8, "ai": 4, "ao": 4}]}}
+        sim = Sim(tmp_path=tmp_path, config=cfg, rtu="pty")
+        try:
+            assert sim.fields["rtu2_mode"] == "master" and sim.fields["extension"] == "1"
+            with pymodbus_client(sim) as c:
+                wait_state(c, 0, ONLINE)
+
+            def mbpoll(*args):
+                argv = [exe, "-m", "rtu", "-b", "19200", "-P", "even", "-s", "1", "-a", "1", "-0", "-1", "-o", "2"]
+                return subprocess.run(argv + [str(a) for a in args[:-1]] + [sim.rtu_path, "--"] + args[-1],
+                                      capture_output=True, text=True, timeout=30)
+
+            r = mbpoll("-t", "3", "-r", 0x40, "-c", 4, [])
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert [line.split()[-1] for line in r.stdout.splitlines() if line.startswith("[")] == \
+                ["1000", "1001", "1002", "1003"], r.stdout
+            r = mbpoll("-t", "4", "-r", 0x40, ["11", "12", "13", "14"])
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert [mod.value(3, a) for a in range(4)] == [11, 12, 13, 14]
+        finally:
+            sim.stop()

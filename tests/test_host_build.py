@@ -58,8 +58,8 @@ def test_bundle_for_every_board(board, tmp_path):
 def test_pico_config_serves_rtu_without_tcp(tmp_path):
     given = json.loads((build.bundle("pico", tmp_path / "b").path / "device" / "config.json").read_text())
     assert given["unit_id"] == 1 and given["tcp"]["enabled"] is False
-    assert given["rtu"] == {"enabled": True, "mode": "slave", "baud": 19200, "parity": "E", "stopbits": None,
-                            "early_reply": False}
+    assert given["rtu"] == {"enabled": True, "mode": "slave", "name": "rs485", "baud": 19200, "parity": "E",
+                            "stopbits": None, "early_reply": False}
     assert (given["board"]["rtu_uart"], given["board"]["rtu_tx"], given["board"]["rtu_rx"],
             given["board"]["rtu_de"]) == (0, 0, 1, 22)
     assert given["channels"] == {"coils": ["0x0000-0x0007"], "discrete_inputs": ["0x0000-0x0003"],

@@ -34,6 +34,8 @@ BOARD_SCHEMA = {  # the unix board's section (boards/unix/board.py), as docs/sim
     "io": ("", "host_port", "empty allowed"),
     "rtu_device": ("/dev/ttyUSB0", "text", 200),
     "rtu_peer": ("", "text", 200),
+    "rtu2_device": ("", "text", 200),
+    "rtu2_peer": ("", "text", 200),
 }
 
 # ---- the documentation, written out independently -------------------------------------------
@@ -104,6 +106,15 @@ def ranges(areas):
     return ok
 
 
+# docs/configuration.md: a serial line (rtu, rtu2); a name is 1..16 ASCII letters, digits, - or _.
+LINE = {
+    "enabled": is_bool, "mode": choice("slave", "master"), "name": lambda v: type(v) is str and bool(
+        re.fullmatch("[A-Za-z0-9_-]{1,16}", v)), "baud": lambda v: is_int(v, 300, 4000000),
+    "parity": choice("E", "N", "O"), "stopbits": lambda v: v is None or choice(1, 2)(v), "early_reply": is_bool,
+}
+LINE_DEFAULTS = {"rtu": {"enabled": False, "mode": "slave", "name": "rs485"},
+                 "rtu2": {"enabled": False, "mode": "master", "name": "rs485-2"}}
+
 SPEC = {
     "unit_id": lambda v: is_int(v, 0, 247),
     "tcp": {
@@ -112,15 +123,19 @@ SPEC = {
         "persistent": is_bool, "when_full": choice("refuse", "close_idlest"),
         "allow": lambda v: type(v) is list and all(ipv4(a) for a in v), "unit_255": is_bool,
     },
-    "rtu": {
-        "enabled": is_bool, "mode": choice("slave", "master"), "baud": lambda v: is_int(v, 300, 4000000),
-        "parity": choice("E", "N", "O"), "stopbits": lambda v: v is None or choice(1, 2)(v), "early_reply": is_bool,
+    "rtu": LINE,
+    "rtu2": LINE,
+    "gateway": {
+        "enabled": is_bool, "units": lambda v: type(v) is list and all(is_int(u, 1, 255) for u in v),
+        "timeout_ms": lambda v: is_int(v, 10, 60000), "broadcast": is_bool,
+        "line": lambda v: type(v) is str and len(v) <= 16,
     },
     "channels": {"coils": ranges(BITS), "discrete_inputs": ranges(BITS),
                  "holding_registers": ranges(REGS), "input_registers": ranges(REGS)},
     "identity": {k: text(100) for k in ("vendor_name", "product_code", "revision", "vendor_url", "product_name",
                                         "model_name", "user_application_name", "device_name")},
-    "board": {"io": host_port, "rtu_device": text(200), "rtu_peer": text(200)},
+    "board": {"io": host_port, "rtu_device": text(200), "rtu_peer": text(200), "rtu2_device": text(200),
+              "rtu2_peer": text(200)},
 }
 
 
@@ -159,11 +174,44 @@ def refusals(given):
                     bad.add(key + "." + shown(k))
         elif not rule(v):
             bad.add(key)
-    rtu = given.get("rtu", {})
     unit = given.get("unit_id", 1)
-    if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", "slave") == "slave" \
-            and type(unit) is int and not 1 <= unit <= 247:
-        bad.add("unit_id")  # 0 (any unit) is for Modbus TCP only: a refusal whatever else is wrong
+    for key in ("rtu", "rtu2"):
+        rtu = given.get(key, {})
+        if type(rtu) is dict and rtu.get("enabled") is True and rtu.get("mode", LINE_DEFAULTS[key]["mode"]) == "slave" \
+                and type(unit) is int and not 1 <= unit <= 247:
+            bad.add("unit_id")  # 0 (any unit) is for Modbus TCP only: a refusal whatever else is wrong
+    if bad:
+        return bad
+    return _across(given)
+
+
+def _across(given):
+    """The rules between sections (docs/configuration.md, docs/master.md), for a configuration
+    whose every key is valid on its own."""
+    bad = set()
+    lines = {}
+    for key in ("rtu", "rtu2"):
+        line = dict(LINE_DEFAULTS[key], **given.get(key, {}))
+        if line["enabled"] is True:
+            lines[key] = line
+    if "rtu" in lines and "rtu2" in lines:
+        if lines["rtu"]["mode"] == lines["rtu2"]["mode"] == "slave":
+            bad.add("rtu2.mode")  # one slave line
+        if lines["rtu"]["name"] == lines["rtu2"]["name"]:
+            bad.add("rtu2.name")
+    gw = given.get("gateway", {})
+    if gw.get("enabled") is True:
+        tcp = given.get("tcp", {})
+        masters = [line["name"] for line in lines.values() if line["mode"] == "master"]
+        unit = given.get("unit_id", 1)
+        own = [unit] + ([255] if tcp.get("unit_255", True) else [])
+        units = gw.get("units", [])
+        if tcp.get("enabled", True) is not True or (not gw.get("line") and not masters):
+            bad.add("gateway.enabled")
+        if gw.get("line") and gw["line"] not in masters:
+            bad.add("gateway.line")
+        if any(u in own for u in units) or (not units and unit == 0):
+            bad.add("gateway.units")
     return bad
 
 
@@ -177,7 +225,8 @@ EDGES = [0, 1, 2, -1, 16, 17, 247, 248, 255, 256, 299, 300, 502, 65535, 65536, 8
          "~" * 100, "~" * 101, "x" * 201, [], [0], [[0, 15]], [[15, 0]], [[0, 0x23F]], [[0, 0x240]],
          [[0x1000, 0x17FF]], [[0x13F, 0x1000]], ["0x0000-0x003F"], ["0-63"], [" 0x10 - 0x1F "], ["0x10-"],
          ["1-2-3"], ["0b1-0b11"], ["+1-2"], ["1_0-20"], ["\u0661-2"], ["0x-1"], [[True, 5]], [[0, 1.0]], [[0, 1, 2]],
-         ["127.0.0.1"], ["1.2.3.400"], [["127.0.0.1"]], {}, {"a": 1}, [[[]]]]
+         ["127.0.0.1"], ["1.2.3.400"], [["127.0.0.1"]], {}, {"a": 1}, [[[]]], "rs485", "rs485-2", "a b",
+         "x" * 16, "x" * 17, [1], [255], [0], [17, 18], [True], 10, 9, 60000, 60001]
 KEYS = {section: list(rule) if type(rule) is dict else [] for section, rule in SPEC.items()}
 UNKNOWN = ["colis", "Port", "tcp_port", "unitid", "x", "enabled2"]
 
@@ -232,6 +281,17 @@ def one_line(message, path=""):
 @example({"tcp": {"host": "\u0661.1.1.1"}})
 @example({"board": {"io": "127.0.0.1:\u0665"}})
 @example({"rtu": {"enabled": True}, "board": 0, "unit_id": 0})  # two refusals: either may be named
+# The rules between sections since the serial lines and the TCP-to-RTU gateway (issue 11).
+@example({"gateway": {"enabled": True}})
+@example({"gateway": {"enabled": True}, "rtu": {"enabled": True, "mode": "master"}})
+@example({"gateway": {"enabled": True, "units": [1]}, "rtu": {"enabled": True, "mode": "master"}})
+@example({"gateway": {"enabled": True, "units": [255]}, "rtu2": {"enabled": True}, "tcp": {"unit_255": False}})
+@example({"gateway": {"enabled": True, "line": "x"}, "rtu2": {"enabled": True}})
+@example({"gateway": {"enabled": True, "line": "rs485-2"}, "rtu2": {"enabled": True}, "tcp": {"enabled": False}})
+@example({"gateway": {"enabled": True}, "rtu2": {"enabled": True}, "unit_id": 0})
+@example({"rtu": {"enabled": True}, "rtu2": {"enabled": True, "mode": "slave"}})
+@example({"rtu": {"enabled": True, "name": "a"}, "rtu2": {"enabled": True, "name": "a"}})
+@example({"rtu2": {"enabled": True, "mode": "slave"}, "unit_id": 0})
 @PROPERTY
 @given(configurations())
 def test_validate_accepts_exactly_what_the_documentation_allows(given):

@@ -161,6 +161,7 @@ class Module:
         txn.n = n
         if self.via.submit(txn):
             self.sent = (self.sent + 1) & 0xFFFF
+            self._show()
         else:
             self._end(False)
 
@@ -272,7 +273,9 @@ class _Write:
         fast.copy(self.head, 0, req, ro, 7)
         values = self.values
         model = self.ext.model
-        if table == COILS:
+        if src is None:  # FC05: its value, 0xFF00 or 0
+            values[0] = 1 if req[ro + 3] else 0
+        elif table == COILS:
             fast.get_bits(values, 0, src, 8 * so, qty)
         else:
             fast.copy(values, 0, src, so, 2 * qty)
@@ -329,6 +332,7 @@ class _Write:
                     break
                 m.sent = (m.sent + 1) & 0xFFFF
                 m.writing += 1
+                m._show()
                 return
             self.k += 1
         self._finish()
@@ -411,6 +415,8 @@ class Extension:
 
     def down(self, table, first, qty):
         """Is a channel of first..first+qty-1 a module's that is not online?"""
+        if not self.offline:
+            return False
         last = first + qty - 1
         for m in self.modules:
             if m.state != ONLINE and m.overlaps(table, first, last):
@@ -430,8 +436,9 @@ class Extension:
         return False
 
     def write(self, table, first, qty, src, so, req, ro, waiter):
-        """Start the write of qty values at src[so:] (packed bits, or registers in wire format)
-        to table first..; req[ro:]: the request PDU (its answer echoes it). 0 when started (the
+        """Start the write of qty values at src[so:] (packed bits, or registers in wire format;
+        src None: FC05's value in req) to table first..; req[ro:]: the request PDU (its answer
+        echoes it). 0 when started (the
         waiter, if any, gets the answer), -0x0B when a module it touches is not online, -06
         when every write job is busy."""
         last = first + qty - 1

@@ -62,7 +62,6 @@ class Engine:
         self.ident = ident
         self.remote = None  # extension modules' channels (see the module docstring), or None
         self.waiter = None  # handle()'s waiter, for the request being handled
-        self.one = bytearray(2)  # FC05's value as one packed bit (and the spare byte get_bits reads)
 
     def forget(self, waiter):
         """The transport no longer wants the answer it waits for with `waiter` (a connection
@@ -127,8 +126,7 @@ class Engine:
         model = self.model
         if not model.is_present(table, first, qty):
             return -ILLEGAL_DATA_ADDRESS
-        remote = self.remote
-        if remote is not None and remote.offline and remote.down(table, first, qty):
+        if self.remote is not None and self.remote.down(table, first, qty):
             return -GATEWAY_TARGET_FAILED
         nbytes = fast.get_bits(resp, wo + 2, model.bits[table], first, qty)
         resp[wo] = fc
@@ -146,8 +144,7 @@ class Engine:
         model = self.model
         if not model.is_present(table, first, qty):
             return -ILLEGAL_DATA_ADDRESS
-        remote = self.remote
-        if remote is not None and remote.offline and remote.down(table, first, qty):
+        if self.remote is not None and self.remote.down(table, first, qty):
             return -GATEWAY_TARGET_FAILED
         fast.copy(resp, wo + 2, model.regs, model.reg_offset(table, first), 2 * qty)
         resp[wo] = fc
@@ -164,11 +161,8 @@ class Engine:
         model = self.model
         if not model.is_present(COILS, addr, 1):
             return -ILLEGAL_DATA_ADDRESS
-        remote = self.remote
-        if remote is not None and remote.claims(COILS, addr, 1):
-            one = self.one
-            one[0] = 1 if value else 0
-            k = self._remote(COILS, addr, 1, one, 0, req, ro)
+        if self.remote is not None and self.remote.claims(COILS, addr, 1):
+            k = self._remote(COILS, addr, 1, None, 0, req, ro)  # the value: req's (FC05)
             if k < 1:
                 return k
         else:
@@ -189,8 +183,7 @@ class Engine:
         model = self.model
         if not model.is_present(COILS, first, qty):
             return -ILLEGAL_DATA_ADDRESS
-        remote = self.remote
-        if remote is not None and remote.claims(COILS, first, qty):
+        if self.remote is not None and self.remote.claims(COILS, first, qty):
             k = self._remote(COILS, first, qty, req, ro + 6, req, ro)
             if k < 1:
                 return k
@@ -220,8 +213,7 @@ class Engine:
     def _store(self, first, qty, src, so, req, ro):
         """Write holding registers and tell the output subscribers: 1, or -04 when one failed;
         for extension modules' outputs what _remote returns."""
-        remote = self.remote
-        if remote is not None and remote.claims(HOLDING, first, qty):
+        if self.remote is not None and self.remote.claims(HOLDING, first, qty):
             return self._remote(HOLDING, first, qty, src, so, req, ro)
         model = self.model
         fast.copy(model.regs, model.reg_offset(HOLDING, first), src, so, 2 * qty)
@@ -301,8 +293,7 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(wfirst, wqty, req, ro + 10):
             return -ILLEGAL_DATA_VALUE
-        remote = self.remote
-        if remote is not None and remote.offline and remote.down(HOLDING, rfirst, rqty):
+        if self.remote is not None and self.remote.down(HOLDING, rfirst, rqty):
             return -GATEWAY_TARGET_FAILED
         k = self._store(wfirst, wqty, req, ro + 10, req, ro)  # write before read (spec)
         if k < 1:

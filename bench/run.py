@@ -31,6 +31,9 @@ and prints one table per section, with targets and PASS/MISS:
   (m) MQTT bridge, 32-bit, with a mosquitto the bench starts: smallest heap with the bridge on
       beside off, and the gateway's FC03 x10 round trip (local target, pymodbus target) beside a
       direct Modbus TCP one. Needs mosquitto and paho-mqtt. About 1-2 minutes. (bench/mqtt.py)
+  (x) Extension modules, 32-bit: the poll cycle of 8 modules x (16 DI + 8 AI) on an emulated
+      RTU line at 115200 against its wire-time lower bound (target 1.5x), and the heap of the
+      master with 1 and 8 modules. About 30 s.                            (bench/extension.py)
   (o) the poller, 32-bit, firmware as .mpy: heap after start of a simulator polling 16 requests
       (8 over TCP from a second simulator, 8 over RTU from a third on a socat pty pair) with 8
       alarms, beside the RTU master alone and the default configuration; its growth over 30 s
@@ -56,6 +59,7 @@ import sys
 import time
 
 import alloc
+import extension
 import fetch
 import heap
 import idle
@@ -71,7 +75,7 @@ from common import ROOT, micropython, mpy_cross, table
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="1234rpmoe", help="which sections to run, e.g. 13r (default 1234rpmoe)")
+    p.add_argument("--sections", default="1234rpmxoe", help="which sections to run, e.g. 13r (default 1234rpmxoe)")
     p.add_argument("--bits", default="32,64", help="unix-port builds for mbnode/umodbus (default 32,64)")
     p.add_argument("--runs", type=int, default=throughput.RUNS, help="runs per target and request in (1)")
     p.add_argument("--seconds", type=float, default=throughput.SECONDS, help="length of one run in (1)")
@@ -125,6 +129,7 @@ def main(argv=None):
         "r": lambda: rtu.run(),
         "p": lambda: probe.run(),
         "m": lambda: mqtt.run(),
+        "x": lambda: extension.run(),
         "o": lambda: poller.run(),
         "e": lambda: mcu.run(count=args.mcu_count, timing=args.mcu_timing),
     }

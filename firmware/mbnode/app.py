@@ -34,6 +34,7 @@ def build(cfg, board, model=None):
             cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
     masters = None
+    ext = cfg.get("extension")  # present only when configured (mbnode.extconfig)
     slave_line = None  # the name of the line this device is a slave on, if any
     for key in ("rtu", "rtu2"):
         line = cfg[key]
@@ -57,6 +58,14 @@ def build(cfg, board, model=None):
         TcpGateway(tcp, masters.rtu(gw["line"]) if gw["line"] else masters.first(), gw)
         parts.append("gateway %s" % (",".join(str(u) for u in gw["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
+    if ext and ext["modules"]:
+        from mbnode.extension import start
+
+        if masters is None:
+            from mbnode.masters import Masters
+
+            masters = Masters(loop)
+        parts.extend(start(loop, engine, model, cfg, masters))
     publishers = []  # optional parts that publish through the MQTT bridge (mbnode.mqtt.bridge.start)
     if cfg["poller"]["enabled"]:
         from mbnode.poller import start as start_poller
@@ -89,9 +98,12 @@ def _master_line(loop, cfg, board, key, masters):
     line = cfg[key]
     port, words = open_port(board, cfg, key)
     # Room in the line's queue for every user at once: each TCP client of the gateway (one
-    # request each), the MQTT gateway's jobs, and 8 more (docs/master.md).
+    # request each), the MQTT gateway's jobs, each extension module's poll and every
+    # write-through, and 8 more (docs/master.md).
+    ext = cfg.get("extension")
     queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
-        cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0)
+        cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0) + (
+        len(ext["modules"]) + ext["writes"] if ext else 0)
     if cfg["poller"]["enabled"]:  # the poller's servers on this line, and its alarms' writes to them
         from mbnode.pollbuild import line_slots
 

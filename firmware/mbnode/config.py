@@ -110,6 +110,10 @@ def _check(key, v, kind, args):
                 return _ranges(v, args[0])
         elif kind == "call":  # an optional section's own check (mbnode.pollconfig): the checked value
             return args[0](key, v)
+        elif kind == "modules":  # the extension section's (mbnode.extconfig, loaded with its schema)
+            from mbnode import extconfig
+
+            return extconfig.check_modules(key, v)
         else:  # the kinds of the mqtt section live with it
             from mbnode.mqtt import config as mqttconfig
 
@@ -285,6 +289,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["poller"] = pollconfig.SCHEMA
     else:
         schema["poller"] = {"enabled": (False, "bool")}
+    ext = type(given) is dict and "extension" in given
+    if ext:  # extension modules (docs/master.md): their checks are loaded only when configured
+        from mbnode import extconfig
+
+        schema["extension"] = extconfig.SCHEMA
+    else:
+        schema["extension"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -293,6 +304,8 @@ def validate(given, board_schema=None, base=None, check=None):
             raise ConfigError("config: unit_id = %d: allowed 1..247 when %s.enabled is true in slave mode "
                               "(0, any unit, is for Modbus TCP only)" % (unit, key))
     cfg = _apply(schema, given, "")
+    if not ext:
+        del cfg["extension"]
     for key in ("rtu", "rtu2"):
         rtu = cfg[key]
         if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
@@ -301,6 +314,8 @@ def validate(given, board_schema=None, base=None, check=None):
         _check_lines(cfg)
     if cfg["gateway"]["enabled"]:
         _check_gateway(cfg)
+    if ext:
+        extconfig.check(cfg)
     if mqtt:
         mqttconfig.check(cfg)
     if poller:

@@ -10,6 +10,15 @@ Checks run in the order libmodbus uses and the serial line spec states:
 Any unexpected error while executing becomes exception 04, and so does a write whose output
 subscribers (DataModel.outputs_written: pins and whatever else follows outputs) did not all take
 it: the value is in the data model, every subscriber was called, one failed (its line printed).
+
+Channels that live on other devices (extension modules, mbnode.extension) come through one
+hook, `Engine.remote`, set by the part that owns them (the Engine never imports it): reads of a
+module that is not online answer exception 0x0B; a write that touches a module's outputs is
+handed to `remote.write`, and when the caller passed a `waiter` (handle's last argument: the
+transport's context, an object with finish(status, buf, o, n) as mbnode.transaction.Transaction
+has) handle returns PENDING and the answer PDU comes later, once, to waiter.finish(OK, buf, o,
+n). Without a waiter (a broadcast, a frame that gets no reply) the write goes out all the same
+and is answered as done. forget(waiter): the transport no longer wants that answer.
 """
 
 from mbnode import fast
@@ -32,6 +41,9 @@ ILLEGAL_FUNCTION = const(1)
 ILLEGAL_DATA_ADDRESS = const(2)
 ILLEGAL_DATA_VALUE = const(3)
 SERVER_DEVICE_FAILURE = const(4)
+GATEWAY_TARGET_FAILED = const(0x0B)  # an extension module that is not online
+
+PENDING = const(0)  # handle(): the answer comes later, to the waiter (see the module docstring)
 
 MAX_BITS = const(0x240)  # FC01/02/15 quantity limit (seeds/001)
 MAX_READ_REGS = const(0x7D)  # FC03/04, FC23 read
@@ -48,8 +60,17 @@ class Engine:
         """model: DataModel; ident: DeviceIdentification (FC43/14, FC17)."""
         self.model = model
         self.ident = ident
+        self.remote = None  # extension modules' channels (see the module docstring), or None
+        self.waiter = None  # handle()'s waiter, for the request being handled
 
-    def handle(self, req, ro, n, resp, wo):
+    def forget(self, waiter):
+        """The transport no longer wants the answer it waits for with `waiter` (a connection
+        closed): the write goes on, its answer is dropped."""
+        if self.remote is not None:
+            self.remote.forget(waiter)
+
+    def handle(self, req, ro, n, resp, wo, waiter=None):
+        self.waiter = waiter
         fc = req[ro]
         try:
             if fc == 3 or fc == 4:
@@ -105,6 +126,8 @@ class Engine:
         model = self.model
         if not model.is_present(table, first, qty):
             return -ILLEGAL_DATA_ADDRESS
+        if self.remote is not None and self.remote.down(table, first, qty):
+            return -GATEWAY_TARGET_FAILED
         nbytes = fast.get_bits(resp, wo + 2, model.bits[table], first, qty)
         resp[wo] = fc
         resp[wo + 1] = nbytes
@@ -121,6 +144,8 @@ class Engine:
         model = self.model
         if not model.is_present(table, first, qty):
             return -ILLEGAL_DATA_ADDRESS
+        if self.remote is not None and self.remote.down(table, first, qty):
+            return -GATEWAY_TARGET_FAILED
         fast.copy(resp, wo + 2, model.regs, model.reg_offset(table, first), 2 * qty)
         resp[wo] = fc
         resp[wo + 1] = 2 * qty
@@ -136,9 +161,14 @@ class Engine:
         model = self.model
         if not model.is_present(COILS, addr, 1):
             return -ILLEGAL_DATA_ADDRESS
-        model.set_bit(COILS, addr, value)
-        if not model.outputs_written(COILS, addr, 1):
-            return -SERVER_DEVICE_FAILURE
+        if self.remote is not None and self.remote.claims(COILS, addr, 1):
+            k = self._remote(COILS, addr, 1, None, 0, req, ro)  # the value: req's (FC05)
+            if k < 1:
+                return k
+        else:
+            model.set_bit(COILS, addr, value)
+            if not model.outputs_written(COILS, addr, 1):
+                return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -153,9 +183,14 @@ class Engine:
         model = self.model
         if not model.is_present(COILS, first, qty):
             return -ILLEGAL_DATA_ADDRESS
-        fast.put_bits(model.bits[COILS], first, req, ro + 6, qty)
-        if not model.outputs_written(COILS, first, qty):
-            return -SERVER_DEVICE_FAILURE
+        if self.remote is not None and self.remote.claims(COILS, first, qty):
+            k = self._remote(COILS, first, qty, req, ro + 6, req, ro)
+            if k < 1:
+                return k
+        else:
+            fast.put_bits(model.bits[COILS], first, req, ro + 6, qty)
+            if not model.outputs_written(COILS, first, qty):
+                return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -166,11 +201,23 @@ class Engine:
             return fast.any_above(buf, off, qty if qty < k else k, AO_MAX) == 0
         return True
 
-    def _store(self, first, qty, src, so):
-        """Write holding registers and tell the output subscribers; False when one failed."""
+    def _remote(self, table, first, qty, src, so, req, ro):
+        """A write that touches extension modules' outputs, handed to self.remote: PENDING (the
+        waiter gets the answer), 1 (sent, nobody waits: answered as done) or -exception (0x0B:
+        a module is not online; 06: no room for another write)."""
+        k = self.remote.write(table, first, qty, src, so, req, ro, self.waiter)
+        if k < 0:
+            return k
+        return PENDING if self.waiter is not None else 1
+
+    def _store(self, first, qty, src, so, req, ro):
+        """Write holding registers and tell the output subscribers: 1, or -04 when one failed;
+        for extension modules' outputs what _remote returns."""
+        if self.remote is not None and self.remote.claims(HOLDING, first, qty):
+            return self._remote(HOLDING, first, qty, src, so, req, ro)
         model = self.model
         fast.copy(model.regs, model.reg_offset(HOLDING, first), src, so, 2 * qty)
-        return model.outputs_written(HOLDING, first, qty)
+        return 1 if model.outputs_written(HOLDING, first, qty) else -SERVER_DEVICE_FAILURE
 
     def _write_reg(self, req, ro, n, resp, wo):
         if n != 5:
@@ -180,8 +227,9 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(addr, 1, req, ro + 3):
             return -ILLEGAL_DATA_VALUE
-        if not self._store(addr, 1, req, ro + 3):
-            return -SERVER_DEVICE_FAILURE
+        k = self._store(addr, 1, req, ro + 3, req, ro)
+        if k < 1:
+            return k
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -197,8 +245,9 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(first, qty, req, ro + 6):
             return -ILLEGAL_DATA_VALUE
-        if not self._store(first, qty, req, ro + 6):
-            return -SERVER_DEVICE_FAILURE
+        k = self._store(first, qty, req, ro + 6, req, ro)
+        if k < 1:
+            return k
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -216,8 +265,9 @@ class Engine:
         # The result goes through the response buffer so _store sees wire format.
         resp[wo] = value >> 8
         resp[wo + 1] = value & 0xFF
-        if not self._store(addr, 1, resp, wo):
-            return -SERVER_DEVICE_FAILURE
+        k = self._store(addr, 1, resp, wo, req, ro)
+        if k < 1:
+            return k
         fast.copy(resp, wo, req, ro, 7)
         return 7
 
@@ -243,8 +293,11 @@ class Engine:
             return -ILLEGAL_DATA_ADDRESS
         if not self._check_ao(wfirst, wqty, req, ro + 10):
             return -ILLEGAL_DATA_VALUE
-        if not self._store(wfirst, wqty, req, ro + 10):  # write before read (spec)
-            return -SERVER_DEVICE_FAILURE
+        if self.remote is not None and self.remote.down(HOLDING, rfirst, rqty):
+            return -GATEWAY_TARGET_FAILED
+        k = self._store(wfirst, wqty, req, ro + 10, req, ro)  # write before read (spec)
+        if k < 1:
+            return k
         fast.copy(resp, wo + 2, model.regs, model.reg_offset(HOLDING, rfirst), 2 * rqty)
         resp[wo] = 23
         resp[wo + 1] = 2 * rqty

@@ -7,6 +7,7 @@ A frame is address, PDU, CRC (low byte first). The CRC of a whole correct frame 
 """
 
 from mbnode.crc import crc16
+from mbnode.fast import copy
 
 try:
     from micropython import const
@@ -138,6 +139,8 @@ class RtuServer:
         self.engine = engine
         self.diag = diag
         self.address = address
+        self.waiter = None  # the link, which sends an answer that comes later (late())
+        self.waiting = 0  # the function code of the request whose answer comes later, or 0
 
     def serve(self, rx, o, n, tx, reply=True):
         """Handle the frame rx[o:o+n] whose CRC is correct; returns the length of the reply frame
@@ -162,7 +165,13 @@ class RtuServer:
                 tx[2] = -r
                 r = 2
         else:
-            r = self.engine.handle(rx, o + 1, n - 3, tx, 1)
+            waiter = None if broadcast or was_listening or not reply else self.waiter
+            r = self.engine.handle(rx, o + 1, n - 3, tx, 1, waiter)
+            if r == 0 and waiter is not None:
+                # pdu.PENDING: a write to extension modules; the answer comes to the link, which
+                # sends what late() makes of it, unless the line was used meanwhile (drop()).
+                self.waiting = fc
+                return 0
         code = tx[2] if r and tx[1] & 0x80 else 0
         if broadcast or was_listening or r == 0 or not reply:
             diag.done(fc, code, False)
@@ -174,3 +183,23 @@ class RtuServer:
         tx[r + 2] = crc >> 8
         return r + 3
 
+    def late(self, buf, o, n, tx):
+        """The reply frame, written to tx, for the answer PDU buf[o:o+n] that came later to the
+        request served last (serve returned 0 with self.waiting set); its length."""
+        fc = self.waiting
+        self.waiting = 0
+        copy(tx, 1, buf, o, n)
+        self.diag.done(fc, tx[2] if tx[1] & 0x80 else 0, True)
+        tx[0] = self.address
+        crc = crc16(tx, 0, n + 1)
+        tx[n + 1] = crc & 0xFF
+        tx[n + 2] = crc >> 8
+        return n + 3
+
+    def drop(self):
+        """The line carried something else before the answer that comes later: it is not sent
+        (the master has moved on); the write itself goes on."""
+        if self.waiting:
+            self.diag.done(self.waiting, 0, False)
+            self.waiting = 0
+            self.engine.forget(self.waiter)

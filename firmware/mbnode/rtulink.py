@@ -64,6 +64,7 @@ class RtuLink:
         self.overrun = False
         self.pending = 0  # length of a reply in tx waiting for t3.5
         self.held = 0  # length of a write request in rx waiting for t3.5 before it executes
+        server.waiter = self  # answers that come later (writes to extension modules): finish()
         loop.add(port.stream, self)
         loop.add_timer(self)
 
@@ -89,6 +90,8 @@ class RtuLink:
         got = self._read()
         if got:
             self.seen = time.ticks_us()
+            if self.server.waiting:
+                self.server.drop()  # the line is in use again: an answer awaited is not sent
         elif not self.fill:
             self._listen()  # woken with nothing to read
             return
@@ -199,6 +202,19 @@ class RtuLink:
         if r:
             self.port.send(self.tx, r)
         self._listen()
+
+    def finish(self, status, buf, o, n):
+        """The Engine's later answer (pdu.PENDING: a write to extension modules) to the request
+        served last, sent now: the line has been silent since that request (else drop() came
+        first), so t3.5 has passed unless the modules answered within it (then it is waited)."""
+        server = self.server
+        if not server.waiting:
+            return
+        r = server.late(buf, o, n, self.tx)
+        due = time.ticks_add(self.seen, self.t35)
+        while time.ticks_diff(due, time.ticks_us()) > 0:
+            pass
+        self.port.send(self.tx, r)
 
     # --- silence
 

@@ -32,6 +32,9 @@ not take.
   device addressed by its IP address) unless tcp.unit_255 is false. Answers echo the id.
   Requests for other ids get no reply, or, with the TCP-to-RTU gateway on, go out on the RTU
   line (mbnode.tcpgateway; the connection is not read until its answer has come).
+- A write to extension modules' outputs is answered when the modules have answered (the Engine
+  returns PENDING and calls the connection's finish later, mbnode.extension): meanwhile, as for
+  the gateway, the connection is not read; closing it drops the answer, not the write.
 """
 
 import socket
@@ -164,6 +167,13 @@ class _Conn:
     def on_error(self, key):
         # The loop's call after on_event raised (MemoryError, say): this connection ends.
         self.server.close(self)
+
+    def finish(self, status, buf, o, n):
+        # The Engine's later answer (pdu.PENDING: a write to extension modules) in buf[o:o+n].
+        server = self.server
+        server.loop.modify(self.key, _POLLIN)
+        copy(server.tx, 7, buf, o, n)
+        server.reply(self, n)
 
     def _send_rest(self):
         server = self.server
@@ -298,7 +308,10 @@ class TcpSlave:
             return
         if not own:
             return
-        n = self.engine.handle(rx, 7, length - 1, self.tx, 7)
+        n = self.engine.handle(rx, 7, length - 1, self.tx, 7, conn)
+        if n == 0:  # PENDING: a write to extension modules, answered through conn.finish
+            self.loop.modify(conn.key, 0)  # not read until answered (a hang-up still reports)
+            return
         self.reply(conn, n)
 
     def reply(self, conn, n):
@@ -336,6 +349,7 @@ class TcpSlave:
         if sock is not None:
             if self.forward is not None:
                 self.forward.cancel(conn)
+            self.engine.forget(conn)
             self.loop.remove(conn.key)
             sock.close()
             conn.sock = conn.key = None

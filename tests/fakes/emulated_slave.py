@@ -16,18 +16,23 @@ needs t3.5 of silence to resynchronise). Its answer starts `reply_delay` after t
 frame was detected (end + t3.5), on the emulated line, whatever the host is doing meanwhile.
 
 The device: FC03 (holding) and FC04 (input) registers, FC01/FC02 (coils, discrete inputs) over
-the address ranges given (value of register a: 1000 + a; of bit a: a & 1); addresses outside
-them answer exception 02, quantities out of the spec's range exception 03. FC08/00 echoes;
-every other function code answers exception 01 (FC17 and FC43 included). Options:
+the address ranges given (value of register a: 1000 + a; of bit a: a & 1, until written or set);
+FC05, FC06, FC15 and FC16 write coils and holding registers as the spec's tables say (values,
+quantities 1..1968 coils / 1..123 registers, byte counts); addresses outside the ranges answer
+exception 02, quantities out of the spec's range or a bad value or byte count exception 03.
+FC08/00 echoes; every other function code answers exception 01 (FC17 and FC43 included).
+set(fc, address, values) changes what the table read with function fc (1-4) holds, as the
+device's field side would. Options:
 
   reply_delay  seconds, or a function(n) of the request number (1, 2, ...)
   miss         request numbers (1-based, counting valid frames addressed to this unit) that
                get no answer at all, or a function(n) -> True to miss
   rx           receive policy of its UART ("drop", "zero", "keep"; Setting's default)
 
-.log lists every request addressed to it: (n, pdu hex, "answered" | "missed"); .broadcasts the
-PDUs of broadcast frames (unit 0: never answered, not executed); .spoiled counts
-frames thrown away (character errors or CRC).
+.log lists every request addressed to it: (n, pdu hex, "answered" | "missed"), .times the
+emulated wire's time at the end of each of them; .broadcasts the PDUs of broadcast frames
+(unit 0: never answered, not executed); .spoiled counts frames thrown away (character errors or
+CRC).
 """
 
 import struct
@@ -54,6 +59,8 @@ class EmulatedSlave:
         self.miss = miss
         self.name = name
         self.log = []
+        self.times = []
+        self.values = {1: {}, 2: {}, 3: {}, 4: {}}  # what was written or set, by address
         self.broadcasts = []  # the PDUs of broadcast frames heard (hex)
         self.spoiled = 0
         self._frame = bytearray()
@@ -114,6 +121,7 @@ class EmulatedSlave:
         missed = self.miss(n) if callable(self.miss) else n in self.miss
         pdu = frame[1:-2]
         self.log.append((n, pdu.hex(), "missed" if missed else "answered"))
+        self.times.append(end)
         if missed:
             return
         delay = self.reply_delay(n) if callable(self.reply_delay) else self.reply_delay
@@ -123,6 +131,14 @@ class EmulatedSlave:
 
     def _present(self, fc, addr, qty):
         return any(a <= addr and addr + qty - 1 <= b for a, b in self.tables[fc])
+
+    def value(self, fc, a):
+        """What address a of the table read with fc (1-4) holds."""
+        return self.values[fc].get(a, (1000 + a) & 0xFFFF if fc in (3, 4) else a & 1)
+
+    def set(self, fc, addr, values):
+        for i, v in enumerate(values):
+            self.values[fc][addr + i] = v
 
     def answer(self, pdu):
         fc = pdu[0]
@@ -136,11 +152,40 @@ class EmulatedSlave:
             if addr + qty > 0x10000 or not self._present(fc, addr, qty):
                 return bytes((fc | 0x80, 2))
             if fc in (3, 4):
-                data = b"".join(struct.pack(">H", (1000 + a) & 0xFFFF) for a in range(addr, addr + qty))
+                data = b"".join(struct.pack(">H", self.value(fc, a)) for a in range(addr, addr + qty))
             else:
-                bits = [a & 1 for a in range(addr, addr + qty)]
+                bits = [self.value(fc, a) for a in range(addr, addr + qty)]
                 data = bytes(sum(bits[i + k] << k for k in range(8) if i + k < qty) for i in range(0, qty, 8))
             return bytes((fc, len(data))) + data
+        if fc in (5, 6):
+            if len(pdu) != 5:
+                return bytes((fc | 0x80, 3))
+            addr, v = struct.unpack(">HH", pdu[1:5])
+            if fc == 5 and v not in (0, 0xFF00):
+                return bytes((fc | 0x80, 3))
+            table = 1 if fc == 5 else 3
+            if not self._present(table, addr, 1):
+                return bytes((fc | 0x80, 2))
+            self.values[table][addr] = (1 if v else 0) if fc == 5 else v
+            return bytes(pdu)
+        if fc in (15, 16):
+            if len(pdu) < 6:
+                return bytes((fc | 0x80, 3))
+            addr, qty = struct.unpack(">HH", pdu[1:5])
+            count = pdu[5]
+            limit, size = (1968, (qty + 7) // 8) if fc == 15 else (123, 2 * qty)
+            if not 1 <= qty <= limit or count != size or len(pdu) != 6 + count:
+                return bytes((fc | 0x80, 3))
+            table = 1 if fc == 15 else 3
+            if addr + qty > 0x10000 or not self._present(table, addr, qty):
+                return bytes((fc | 0x80, 2))
+            data = pdu[6:]
+            for i in range(qty):
+                if fc == 15:
+                    self.values[1][addr + i] = (data[i // 8] >> (i % 8)) & 1
+                else:
+                    self.values[3][addr + i] = struct.unpack(">H", data[2 * i:2 * i + 2])[0]
+            return bytes(pdu[:5])
         if fc == 8 and len(pdu) >= 3 and pdu[1:3] == b"\x00\x00":
             return bytes(pdu)
         return bytes((fc | 0x80, 1))

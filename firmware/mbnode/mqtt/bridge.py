@@ -270,6 +270,7 @@ class Bridge:
         from mbnode.mqtt.points import NAME_MAX
 
         self.telemetry = telemetry
+        telemetry.begin = self.begin  # before a /res that comes later
         self._topics(len(self.t_root) + NAME_MAX + 4)
 
     def begin(self):
@@ -408,7 +409,8 @@ class Bridge:
         name = self._point(topic)
         if name is not None:
             res = self.telemetry.write(name.decode(), msg)
-            self._send(self.t_root + name + b"/res", res.encode(), False)
+            if res is not None:  # None: a write to extension modules, its /res follows
+                self._send(self.t_root + name + b"/res", res.encode(), False)
 
     def _now(self, payload):
         """The reply to a request that needs no job (a local one, a malformed one): it never

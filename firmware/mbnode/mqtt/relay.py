@@ -56,14 +56,19 @@ class Relay:
         return self.jobs - len(self.free)
 
     def is_remote(self, req):
-        """req needs a job (it goes to another device)."""
+        """req needs a job (it goes to another device, or writes extension modules' outputs)."""
         if req.kind == CONN:
             return req.action == OPEN
         if req.count == 0:
             return False
         if req.kind == TCP:
-            return not self._own(req)
-        return self.masters.rtu(req.device) is not None
+            return not self._own(req) or self._waits(req)
+        return self.masters.rtu(req.device) is not None or self._waits(req)
+
+    def _waits(self, req):
+        # A write to extension modules' outputs (mbnode.extension) is answered once they have.
+        remote = self.engine.remote
+        return remote is not None and remote.waits(req.fc, req.address, req.count)
 
     def _own(self, req):
         own = self.own_tcp
@@ -115,7 +120,12 @@ class Relay:
                 return textproto.slave_port(req, self.unit_id)
             return textproto.no_such_server(req, self.unit_id)
         n = textproto.build_pdu(req, self.tx, 0)
-        n = self.engine.handle(self.tx, 0, n, self.rx, 0)
+        txn = self.free[-1] if self.free else None
+        n = self.engine.handle(self.tx, 0, n, self.rx, 0, txn)
+        if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
+            txn.user = req
+            self.free.pop()
+            return None
         return textproto.format_response(req, self.rx, n, 0)
 
     def _conn(self, req):

@@ -39,6 +39,7 @@ class Telemetry:
         self.writable = any(p.writable for p in self.points)
         self.req = bytearray(260)
         self.resp = bytearray(260)
+        self.begin = None  # the bridge's begin(), called before a /res published later
         self.next = time.ticks_ms()
 
     def due_in(self, now):
@@ -88,8 +89,30 @@ class Telemetry:
             n = points.write_pdu(p, points.parse_set(payload), self.req)
         except ValueError as e:
             return points.result(unix_ms(), e.args[0])
-        self.engine.handle(self.req, 0, n, self.resp, 0)
+        if self.engine.handle(self.req, 0, n, self.resp, 0, _Later(self, p)) == 0:
+            return None  # pdu.PENDING: a write to extension modules, answered by set_done
+        return self.set_done(p, self.resp, 0)
+
+    def set_done(self, p, buf, o, late=False):
+        """The /res payload for the answer PDU buf[o:] of a /set write to point p; published
+        here when the answer came later (late)."""
         self.next = time.ticks_ms()  # publish the new value on the next turn
-        if self.resp[0] & 0x80:
-            return points.result(unix_ms(), textproto.exception_text(self.resp[1]))
-        return points.result(unix_ms())
+        if buf[o] & 0x80:
+            res = points.result(unix_ms(), textproto.exception_text(buf[o + 1]))
+        else:
+            res = points.result(unix_ms())
+        if late:
+            self.begin()
+            self.publish(p.topic + b"/res", res.encode(), False)
+        return res
+
+
+class _Later:
+    """The Engine's waiter for a /set write to extension modules' outputs (pdu.PENDING)."""
+
+    def __init__(self, telemetry, point):
+        self.telemetry = telemetry
+        self.point = point
+
+    def finish(self, status, buf, o, n):
+        self.telemetry.set_done(self.point, buf, o, True)

@@ -67,7 +67,8 @@ def build(cfg, board, model=None):
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, masters))
     publishers = []  # optional parts that publish through the MQTT bridge (mbnode.mqtt.bridge.start)
-    if cfg["poller"]["enabled"]:
+    poll = cfg.get("poller")  # present only when configured (mbnode.pollconfig)
+    if poll and poll["enabled"]:
         from mbnode.poller import start as start_poller
 
         if masters is None:
@@ -104,10 +105,11 @@ def _master_line(loop, cfg, board, key, masters):
     queue = 8 + (cfg["tcp"]["max_clients"] if cfg["gateway"]["enabled"] else 0) + (
         cfg["mqtt"]["parallel"] if cfg["mqtt"]["enabled"] else 0) + (
         len(ext["modules"]) + ext["writes"] if ext else 0)
-    if cfg["poller"]["enabled"]:  # the poller's servers on this line, and its alarms' writes to them
+    poll = cfg.get("poller")
+    if poll and poll["enabled"]:  # the poller's servers on this line, and its alarms' writes to them
         from mbnode.pollbuild import line_slots
 
-        queue += line_slots(cfg["poller"], line["name"])
+        queue += line_slots(poll, line["name"])
     masters.add(line["name"], RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue))
     return words + [key + "_mode", "master"]
 
@@ -144,28 +146,6 @@ def load_config(path, board):
         gc.collect()
 
 
-def _packed(v):
-    """A copy of the checked configuration (its objects and lists; values are shared)."""
-    if type(v) is dict:
-        return {k: _packed(x) for k, x in v.items()}
-    if type(v) is list:
-        return [_packed(x) for x in v]
-    return v
-
-
-def _packed_config(path, board):
-    """load_config(), copied once the check's modules and garbage are gone: the copy lies together
-    low in the heap instead of scattered among the check's holes (64 MQTT points left 64
-    objects a few hundred bytes apart, and the largest free block after the check was 4 to 6
-    KiB), so the holes come free as one for what app.build loads next. With 64 points as .mpy
-    the smallest heap that starts was 146 KiB without the copy and 129 KiB with it (32-bit unix
-    port); the old copy is collected once the stack no longer holds it (the heap in use after
-    start is the same)."""
-    cfg = _packed(load_config(path, board))
-    gc.collect()
-    return cfg
-
-
 def run(config_path="config.json"):
     try:
         # The data model's 5 KB register buffer comes first, while the heap is still one piece.
@@ -180,7 +160,17 @@ def run(config_path="config.json"):
         import mbnode.loop  # noqa: F401
         import mbnode.pdu  # noqa: F401
 
-        loop, ready = build(_packed_config(config_path, board), board, model)
+        cfg = load_config(config_path, board)
+        # The checked configuration copied, once the check's modules and garbage are gone
+        # (mbnode/packed.py; loaded for that alone and unloaded again).
+        from mbnode import packed
+
+        cfg = packed.copy(cfg)
+        del sys.modules["mbnode.packed"]
+        delattr(mbnode, "packed")
+        gc.collect()
+        loop, ready = build(cfg, board, model)
+        cfg = None
         print(ready)
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out

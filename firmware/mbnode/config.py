@@ -288,7 +288,7 @@ def validate(given, board_schema=None, base=None, check=None):
 
         schema["poller"] = pollconfig.SCHEMA
     else:
-        schema["poller"] = {"enabled": (False, "bool")}
+        schema["poller"] = {}  # named among the allowed keys; no section in the result
     ext = type(given) is dict and "extension" in given
     if ext:  # extension modules (docs/master.md): their checks are loaded only when configured
         from mbnode import extconfig
@@ -320,8 +320,8 @@ def validate(given, board_schema=None, base=None, check=None):
         mqttconfig.check(cfg)
     if poller:
         pollconfig.check(cfg)
-    else:  # the shape a checked section has, so that the result checks again unchanged
-        cfg["poller"].update(servers=[], alarms=[])
+    else:
+        del cfg["poller"]
     if check is not None:
         problem = check(cfg)
         if problem:

@@ -219,6 +219,13 @@ def run_heap(peers):
     # shape; units 101-108, which nothing on the line answers, so they go offline and are retried
     # with back-off: their code, buffers and state are all there) and the poller above, together.
     cfg = poller_config(peers.a.port, peers.pair.b)
+    for server in cfg["poller"]["servers"]:  # the extension ranges are the modules' now: onboard instead
+        for r in server["requests"]:
+            if "address" in r:
+                r["address"] -= 0x40
+    for a in cfg["poller"]["alarms"]:
+        if "output" in a:
+            a["output"]["address"] -= 0x40
     cfg["extension"] = {"modules": [{"unit": 100 + u, "di": 16, "do": 8, "ai": 8, "period_ms": 100,
                                      "timeout_ms": 100} for u in range(1, 9)]}
     b = start_mbnode(BITS, heap="256K", mpy=True, config=cfg)

@@ -24,6 +24,7 @@ def section(servers=None, alarms=None, **kw):
 
 
 ALARM = {"server": "s", "request": "r", "value": 5, "output": {"address": 3}}
+EXT = {"rtu": {"enabled": True, "mode": "master"}, "extension": {"modules": [{"unit": 2, "di": 4, "do": 4, "ai": 4}]}}
 
 
 def test_defaults():
@@ -190,6 +191,14 @@ def test_a_checked_section_checks_again_unchanged():
              alarms=[dict(ALARM, condition=">", value="ab")]),
      'poller.alarms[0].condition = ">": allowed "==" or "!=" for ascii values'),
     ({"poller": {"enabled": True, "servers": [], "alarm": []}}, "poller.alarm = []: unknown key; allowed keys: alarms"),
+    # The extension ranges belong to the extension modules when there are any (their polls and
+    # writes fill them): a poller destination there would fight them.
+    (dict(section(servers=[server(requests=[{"name": "r", "function": 4, "first": 1, "table": "input",
+                                             "address": 0x40}])]), **EXT),
+     "poller.servers[0].requests[0].address = 64: channels 0x0040-0x013F of channels.input_registers are "
+     "extension modules'"),
+    (dict(section(alarms=[dict(ALARM, output={"address": 0x41})]), **EXT),
+     "poller.alarms[0].output.address = 65: channels 0x0040-0x023F of channels.coils are extension modules'"),
 ])
 def test_refusals_name_key_value_and_what_is_allowed(given, message):
     with pytest.raises(config.ConfigError) as e:

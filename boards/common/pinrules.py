@@ -20,6 +20,10 @@ _KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "rtu2_tx", "rtu2_rx", "rtu2_de", "do_pins
 _ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT)
 
 
+_NO_NET = "no network"
+_NO_SSID = "no Wi-Fi configured (board.wifi_ssid)"
+
+
 def rules(board):
     """(schema of the board section, default configuration, check) for mbnode.config.validate.
     board: the PinBoard (name, chip, has_wifi); board_config.py beside board.py holds the board's
@@ -121,6 +125,18 @@ def _check(cfg, board, chip, reserved):
             return ("config: mqtt.enabled = true: allowed only with board.wifi_ssid set (board %s reaches a "
                     "broker over Wi-Fi)" % board.name)
         cfg["tcp"]["enabled"] = False
+    if not wifi:
+        # Modbus TCP peers of the master role need the network as much as the slave does.
+        ext = cfg.get("extension") or {}
+        for i, m in enumerate(ext.get("modules") or ()):
+            if m["tcp"]:
+                return ("config: extension.modules[%d].tcp = \"%s\": board %s has %s; allowed \"\" (a module "
+                        "on a serial line)" % (i, m["tcp"], board.name, _NO_NET if not board.has_wifi else _NO_SSID))
+        poller = cfg.get("poller") or {}
+        for i, srv in enumerate(poller.get("servers") or ()):
+            if srv.get("host"):
+                return ("config: poller.servers[%d].host = \"%s\": board %s has %s; allowed a server on a serial "
+                        "line (\"line\")" % (i, srv["host"], board.name, _NO_NET if not board.has_wifi else _NO_SSID))
     owner = bytearray(256)  # pin -> 1 + index of the key in _KEYS that has it
     if cfg["rtu2"]["enabled"]:
         if len(chip.UARTS) < 2:

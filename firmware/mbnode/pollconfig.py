@@ -358,6 +358,18 @@ def _present(cfg, table, first, n):
     return [1 for lo, hi in cfg["channels"][name] if lo <= first and first + n - 1 <= hi]
 
 
+def _modules_own(cfg, table, first, n):
+    """The extension range that first..first+n-1 of `table` overlaps when extension modules are
+    configured (their channels are theirs: their own polls and writes fill them), else None."""
+    ext = cfg.get("extension")
+    if not ext or not ext.get("modules"):
+        return None
+    hi = 0x023F if table < 2 else 0x013F
+    if first <= hi and first + n - 1 >= 0x0040:
+        return "0x0040-0x%04X" % hi
+    return None
+
+
 def check(cfg):
     """The rules of the poller section that involve more than one key or other sections."""
     p = cfg["poller"]
@@ -386,6 +398,11 @@ def check(cfg):
                                       "(0x%04X-0x%04X is not)" % (rk, r["memory"], a, a + 2 * positions(r) - 1))
             if "table" in r:
                 tab = TABLES[r["table"]][0]
+                owned = _modules_own(cfg, tab, r["address"], r["count"])
+                if owned:
+                    raise ConfigError("config: %s.address = %d: channels %s of channels.%s are extension modules' "
+                                      "(their polls and writes fill them); allowed channels outside them"
+                                      % (rk, r["address"], owned, TABLE_NAMES[tab]))
                 if not _present(cfg, tab, r["address"], r["count"]):
                     raise ConfigError("config: %s.address = %d: allowed channels present in channels.%s "
                                       "(0x%04X-0x%04X is not)" % (rk, r["address"], TABLE_NAMES[tab], r["address"],
@@ -439,6 +456,11 @@ def _check_alarm(cfg, key, a, servers, mqtt):
     o = a.get("output")
     if o is not None:
         tab = 0 if o["table"] == "coil" else 2
+        owned = _modules_own(cfg, tab, o["address"], 1)
+        if owned:
+            raise ConfigError("config: %s.output.address = %d: channels %s of channels.%s are extension modules' "
+                              "(a write there goes out to the module); allowed channels outside them"
+                              % (key, o["address"], owned, TABLE_NAMES[tab]))
         if not _present(cfg, tab, o["address"], 1):
             raise ConfigError("config: %s.output.address = %d: allowed a channel present in channels.%s"
                               % (key, o["address"], TABLE_NAMES[tab]))

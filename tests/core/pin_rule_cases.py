@@ -155,4 +155,27 @@ CASES = [
      "config: rtu.enabled = false: board pico has no network, Modbus RTU is all it can serve; allowed true"),
     ("pico-w-mqtt-needs-wifi", "network", "pico-w", {"mqtt": {"enabled": True}},
      "config: mqtt.enabled = true: allowed only with board.wifi_ssid set (board pico-w reaches a broker over Wi-Fi)"),
+    # --- the master role's Modbus TCP peers need the network too
+    ("pico-no-tcp-module", "network", "pico", {"extension": {"modules": [{"unit": 2, "di": 4, "tcp": "10.0.0.5:502"}]}},
+     'config: extension.modules[0].tcp = "10.0.0.5:502": board pico has no network; allowed "" (a module on a '
+     'serial line)'),
+    ("pico-w-tcp-server-needs-wifi", "network", "pico-w",
+     {"poller": {"enabled": True, "servers": [{"name": "s", "host": "10.0.0.5",
+                                               "requests": [{"name": "r", "first": 1, "memory": 1}]}]}},
+     'config: poller.servers[0].host = "10.0.0.5": board pico-w has no Wi-Fi configured (board.wifi_ssid); allowed '
+     'a server on a serial line ("line")'),
+    # --- a second serial line (rtu2): a UART of its own, its pins
+    ("esp32-c3-one-uart", "rtu2", "esp32-c3", {"rtu2": {"enabled": True}},
+     "config: rtu2.enabled = true: board esp32-c3 has one UART for RS-485 (UART1), so one serial line, either "
+     "slave or master (rtu.mode); allowed false"),
+    ("pico-rtu2-same-uart", "rtu2", "pico", {"rtu2": {"enabled": True}, "board": {"rtu2_uart": 0, "rtu2_tx": 4,
+                                                                                  "rtu2_rx": 5}},
+     "config: board.rtu2_uart = 0: board.rtu_uart has it; allowed 1"),
+    ("pico-rtu2-needs-pins", "rtu2", "pico", {"rtu2": {"enabled": True}, "board": {"rtu2_uart": 1}},
+     "config: board.rtu2_tx = -1: rtu2.enabled is true; allowed a GPIO number"),
+    ("pico-rtu2-route", "rtu2", "pico", {"rtu2": {"enabled": True}, "board": {"rtu2_uart": 1, "rtu2_tx": 6,
+                                                                               "rtu2_rx": 9, "pins": False}},
+     "config: board.rtu2_tx = 6: UART1 cannot send on GP6; allowed UART1 TX pins GP4, 8, 20"),
+    ("pico-rtu2-served", "allowed", "pico", {"rtu2": {"enabled": True}, "board": {"rtu2_uart": 1, "rtu2_tx": 8,
+                                                                                   "rtu2_rx": 9, "pins": False}}, None),
 ]

@@ -107,12 +107,14 @@ def test_gap_over_t15_inside_a_frame_is_not_checked(slow):
 
 
 def test_gap_over_t35_splits_into_two_bad_frames(slow):
-    """A 400 ms pause is longer than t3.5: the slave sees two fragments, each a bad frame."""
+    """A 1 s pause is longer than t3.5 (128 ms here): the slave sees two fragments, each a bad frame.
+    (1 s, not 400 ms: the slave must get the CPU during the pause to see it, which on a busy
+    2-core machine a 400 ms pause did not always give it.)"""
     with port(slow, SLOW) as p:
         clear_counters(p)
         frame = adu(1, hx("06 0021 4321"))
         p.wait_quiet()
-        p.write_gapped(frame, 0, gaps={3: 0.4})
+        p.write_gapped(frame, 0, gaps={3: 1.0})
         assert p.silent(3 * p.t35)
         assert p.diag(0x0C) == 2
         assert p.request(hx("03 0021 0001")) != hx("03 02 4321")

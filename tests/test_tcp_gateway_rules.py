@@ -19,43 +19,7 @@ from mbnode.transaction import BAD, FAILED, OK, SENT, TIMEOUT
 
 sys.path.insert(0, str(ROOT / "tests" / "fakes"))
 import tcpfakes  # noqa: E402
-from tcpfakes import POLLIN, Clock, Listener  # noqa: E402
-
-
-class Peer:
-    fds = iter(range(100, 10000))
-
-    def __init__(self):
-        self.fd = next(Peer.fds)
-        self.inbox = b""
-        self.out = b""
-        self.eof = False
-        self.closed = False
-
-    def fileno(self):
-        return self.fd
-
-    def setblocking(self, flag):
-        pass
-
-    def setsockopt(self, *args):
-        pass
-
-    def readinto(self, buf, n=None):
-        if not self.inbox:
-            return 0 if self.eof else None
-        n = min(n or len(buf), len(self.inbox))
-        buf[:n] = self.inbox[:n]
-        self.inbox = self.inbox[n:]
-        return n
-
-    def write(self, buf, *args):
-        n = args[-1] if args else len(buf)
-        self.out += bytes(buf[:n])
-        return n
-
-    def close(self):
-        self.closed = True
+from tcpfakes import POLLIN, Clock, Listener, Peer  # noqa: E402
 
 
 class FakeMaster:

@@ -21,36 +21,7 @@ from mbnode.pdu import Engine
 
 sys.path.insert(0, str(ROOT / "tests" / "fakes"))
 import tcpfakes  # noqa: E402
-from tcpfakes import POLLIN, Clock, Listener  # noqa: E402
-
-
-class Peer:
-    """An accepted socket: `eof` once its client has closed."""
-
-    fds = iter(range(100, 10000))
-
-    def __init__(self):
-        self.fd = next(Peer.fds)
-        self.eof = False
-        self.closed = False
-
-    def fileno(self):
-        return self.fd
-
-    def setblocking(self, flag):
-        pass
-
-    def setsockopt(self, *args):
-        pass
-
-    def readinto(self, buf, n=None):
-        return 0 if self.eof else None
-
-    def write(self, buf, *args):
-        return args[-1] if args else len(buf)
-
-    def close(self):
-        self.closed = True
+from tcpfakes import POLLIN, Clock, Listener, Peer  # noqa: E402
 
 
 class Loop(tcpfakes.Loop):

@@ -1,5 +1,5 @@
 """What firmware/mbnode/tcp.py meets on a port, faked for CPython tests that drive the real
-TcpSlave (tests/fuzz/test_fuzz_mbap.py, tests/test_tcp_slots.py): a clock the test moves, a
+TcpSlave (tests/fuzz/test_fuzz_mbap.py, tests/test_tcp_slots.py, tests/test_tcp_gateway_rules.py): a clock the test moves, a
 listening socket with a backlog, a loop that records poll masks, and the socket module to hand
 tcp.py (socket_module)."""
 
@@ -49,6 +49,45 @@ class Listener:
 
     def close(self):
         pass
+
+
+class Peer:
+    """An accepted socket: what the test puts in `inbox` is read, what the slave writes lands
+    in `out`; `eof` once its client has closed."""
+
+    fds = iter(range(100, 10000))
+
+    def __init__(self):
+        self.fd = next(Peer.fds)
+        self.inbox = b""
+        self.out = b""
+        self.eof = False
+        self.closed = False
+
+    def fileno(self):
+        return self.fd
+
+    def setblocking(self, flag):
+        pass
+
+    def setsockopt(self, *args):
+        pass
+
+    def readinto(self, buf, n=None):
+        if not self.inbox:
+            return 0 if self.eof else None
+        n = min(n or len(buf), len(self.inbox))
+        buf[:n] = self.inbox[:n]
+        self.inbox = self.inbox[n:]
+        return n
+
+    def write(self, buf, *args):
+        n = args[-1] if args else len(buf)
+        self.out += bytes(buf[:n])
+        return n
+
+    def close(self):
+        self.closed = True
 
 
 class Loop:

@@ -1,7 +1,7 @@
 """What firmware/mbnode/tcp.py meets on a port, faked for CPython tests that drive the real
-TcpSlave (tests/fuzz/test_fuzz_mbap.py, tests/test_tcp_slots.py, tests/test_tcp_gateway_rules.py): a clock the test moves, a
-listening socket with a backlog, a loop that records poll masks, and the socket module to hand
-tcp.py (socket_module)."""
+TcpSlave (tests/fuzz/test_fuzz_mbap.py, tests/test_tcp_slots.py, tests/test_tcp_gateway_rules.py):
+a clock the test moves, a listening socket with a backlog, an accepted socket (Peer), a loop that
+records poll masks, and the socket module to hand tcp.py (socket_module)."""
 
 import types
 

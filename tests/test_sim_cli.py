@@ -405,6 +405,18 @@ def test_heap_too_small_says_the_measured_minimum():
         need_k - 1)), line
 
 
+def test_a_config_the_heap_cannot_hold_is_the_heap_message_not_the_firmware_s(tmp_path):
+    # The firmware says `config: <its temporary copy> is too large for the free memory`, exit 2,
+    # when the heap runs out while it reads the file (CI met it one KiB under the minimum): with a
+    # heap the user chose, that is --heap being too small, and the temporary path means nothing.
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps({"tcp": {"allow": ["127.0.%d.%d" % (i // 250, i % 250) for i in range(3000)]}}))
+    line = refused(sim("--config", str(f), "--tcp", "127.0.0.1:0", "--io", "127.0.0.1:0", "--mpy",
+                       "--heap", "48K"), 1)
+    assert line.startswith("mbnode sim: --heap 48K is too small for this configuration: it starts with "), line
+    assert "mbnode-sim-" not in line, line
+
+
 @pytest.mark.parametrize("heap, words", [
     ("1", ["--heap 1 is too small", "it starts with"]),  # MicroPython itself refuses < 700 bytes
     ("4000M", ["--heap 4000M: allowed up to 2047M"]),  # beyond the 32-bit port's C long

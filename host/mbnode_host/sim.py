@@ -26,6 +26,9 @@ from mbnode_host import build, paths
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5020
 OUT_OF_MEMORY = b"mbnode: out of memory while starting"  # firmware/main.py's line
+# firmware/mbnode/quote.py's line when the heap ran out while the configuration was read: with a
+# heap the simulator chose, that is the heap being too small too.
+CONFIG_OUT_OF_MEMORY = b"is too large for the free memory"
 HEAP_FLOOR = 4096  # below this MicroPython does not get as far as main.py (it refuses < 700)
 PROBE_CEILING = 64 * 1024 * 1024  # the heap measurement gives up above this
 SIGINT_GRACE = 1.0  # s: on SIGINT the firmware (same terminal, same Ctrl-C) may stop by itself
@@ -435,7 +438,8 @@ def run(args):
         if code in (0, 130, -signal.SIGINT, -signal.SIGTERM) or (code == 1 and not after_stop.strip() and (
                 not held.strip() or not ready and b"KeyboardInterrupt" in held)):  # stopped while importing
             return 0
-    if not ready and (code == 3 or OUT_OF_MEMORY in held or b"MemoryError" in held):
+    if not ready and (code == 3 or OUT_OF_MEMORY in held or b"MemoryError" in held
+                      or CONFIG_OUT_OF_MEMORY in held):
         raise ValueError(heap_too_small(cfg, args, heap))
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)

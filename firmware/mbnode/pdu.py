@@ -19,6 +19,21 @@ transport's context, an object with finish(status, buf, o, n) as mbnode.transact
 has) handle returns PENDING and the answer PDU comes later, once, to waiter.finish(OK, buf, o,
 n). Without a waiter (a broadcast, a frame that gets no reply) the write goes out all the same
 and is answered as done. forget(waiter): the transport no longer wants that answer.
+
+Who asks (handle's `source`): SOURCE_RTU, SOURCE_TCP, SOURCE_MQTT for a master's request that
+came on a transport, SOURCE_LOCAL (the default) for the device's own parts (MQTT telemetry's
+scans, the poller landing values, fail-safe). Requests from a transport are counted
+(`requests`, `exceptions`: each a 32-bit count kept in two 16-bit halves, so counting never
+allocates) and are what fail-safe watches; writes from a transport are checked by `guard`.
+
+Two more hooks, both None/empty unless an optional part sets them (the Engine imports neither):
+- `blocks`: register blocks outside the channel map (the system registers, the custom register
+  block). Only a request the map does not have is offered to them, so the map's hot path is
+  unchanged: a block claims (table, first, count) when its `holds(table, first, count)` says so
+  and then answers `read(table, first, count, buf, off)` / `write(first, count, src, so,
+  source)`, each returning 0 or -exception. Whatever no block claims is exception 02.
+- `guard`: write protection; `guard.refuses(table, first, count, source)` true makes a write
+  from a transport exception 02 before anything is written (SOURCE_LOCAL is never refused).
 """
 
 from mbnode import fast
@@ -45,6 +60,13 @@ GATEWAY_TARGET_FAILED = const(0x0B)  # an extension module that is not online
 
 PENDING = const(0)  # handle(): the answer comes later, to the waiter (see the module docstring)
 
+# handle()'s `source`: who sent the request (see the module docstring).
+SOURCE_LOCAL = const(0)  # the device's own parts: not counted, never refused
+SOURCE_RTU = const(1)
+SOURCE_TCP = const(2)
+SOURCE_MQTT = const(3)
+SOURCE_TCP_TRUSTED = const(4)  # a TCP client on the write allow-list (the guard's `trusts`)
+
 MAX_BITS = const(0x240)  # FC01/02/15 quantity limit (seeds/001)
 MAX_READ_REGS = const(0x7D)  # FC03/04, FC23 read
 MAX_WRITE_REGS = const(0x7B)  # FC16
@@ -62,6 +84,48 @@ class Engine:
         self.ident = ident
         self.remote = None  # extension modules' channels (see the module docstring), or None
         self.waiter = None  # handle()'s waiter, for the request being handled
+        self.source = SOURCE_LOCAL  # handle()'s source, for the request being handled
+        self.blocks = []  # register blocks outside the map (see the module docstring)
+        self.guard = None  # write protection (see the module docstring), or None
+        # Requests from transports and the exception answers among them, 32-bit counts in
+        # 16-bit halves (a small int never grows into a long one on a 32-bit port).
+        self.requests_lo = 0
+        self.requests_hi = 0
+        self.exceptions_lo = 0
+        self.exceptions_hi = 0
+
+    def count(self, exception):
+        """One request from a transport answered (exception: with an exception). handle() counts
+        its own; the RTU line calls this for the requests its diagnostics answer."""
+        n = self.requests_lo + 1
+        if n > 0xFFFF:
+            n = 0
+            self.requests_hi = (self.requests_hi + 1) & 0xFFFF
+        self.requests_lo = n
+        if exception:
+            n = self.exceptions_lo + 1
+            if n > 0xFFFF:
+                n = 0
+                self.exceptions_hi = (self.exceptions_hi + 1) & 0xFFFF
+            self.exceptions_lo = n
+
+    def trusted(self, ip):
+        """The source of a TCP client at `ip` (text): SOURCE_TCP_TRUSTED when the guard trusts it
+        for writes, else SOURCE_TCP. Asked once per connection."""
+        guard = self.guard
+        return SOURCE_TCP_TRUSTED if guard is not None and guard.trusts(ip) else SOURCE_TCP
+
+    def block(self, table, first, count):
+        """The register block outside the map that holds table[first:first + count], or None."""
+        for b in self.blocks:
+            if b.holds(table, first, count):
+                return b
+        return None
+
+    def refused(self, table, first, count):
+        """Does the guard refuse this write from the request's source?"""
+        return self.source != SOURCE_LOCAL and self.guard is not None and self.guard.refuses(
+            table, first, count, self.source)
 
     def forget(self, waiter):
         """The transport no longer wants the answer it waits for with `waiter` (a connection
@@ -69,8 +133,9 @@ class Engine:
         if self.remote is not None:
             self.remote.forget(waiter)
 
-    def handle(self, req, ro, n, resp, wo, waiter=None):
+    def handle(self, req, ro, n, resp, wo, waiter=None, source=SOURCE_LOCAL):
         self.waiter = waiter
+        self.source = source
         fc = req[ro]
         try:
             if fc == 3 or fc == 4:
@@ -99,6 +164,8 @@ class Engine:
                 r = -ILLEGAL_FUNCTION
         except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving
             r = -SERVER_DEVICE_FAILURE
+        if source != SOURCE_LOCAL:
+            self.count(r < 0)
         if r < 0:
             resp[wo] = fc | 0x80
             resp[wo + 1] = -r
@@ -143,10 +210,16 @@ class Engine:
         table = HOLDING if fc == 3 else INPUT
         model = self.model
         if not model.is_present(table, first, qty):
-            return -ILLEGAL_DATA_ADDRESS
-        if self.remote is not None and self.remote.down(table, first, qty):
-            return -GATEWAY_TARGET_FAILED
-        fast.copy(resp, wo + 2, model.regs, model.reg_offset(table, first), 2 * qty)
+            b = self.block(table, first, qty) if self.blocks else None
+            if b is None:
+                return -ILLEGAL_DATA_ADDRESS
+            r = b.read(table, first, qty, resp, wo + 2)
+            if r < 0:
+                return r
+        else:
+            if self.remote is not None and self.remote.down(table, first, qty):
+                return -GATEWAY_TARGET_FAILED
+            fast.copy(resp, wo + 2, model.regs, model.reg_offset(table, first), 2 * qty)
         resp[wo] = fc
         resp[wo + 1] = 2 * qty
         return 2 * qty + 2
@@ -159,7 +232,7 @@ class Engine:
             return -ILLEGAL_DATA_VALUE
         addr = _u16(req, ro + 1)
         model = self.model
-        if not model.is_present(COILS, addr, 1):
+        if not model.is_present(COILS, addr, 1) or self.guard is not None and self.refused(COILS, addr, 1):
             return -ILLEGAL_DATA_ADDRESS
         if self.remote is not None and self.remote.claims(COILS, addr, 1):
             k = self._remote(COILS, addr, 1, None, 0, req, ro)  # the value: req's (FC05)
@@ -181,7 +254,7 @@ class Engine:
             return -ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
         model = self.model
-        if not model.is_present(COILS, first, qty):
+        if not model.is_present(COILS, first, qty) or self.guard is not None and self.refused(COILS, first, qty):
             return -ILLEGAL_DATA_ADDRESS
         if self.remote is not None and self.remote.claims(COILS, first, qty):
             k = self._remote(COILS, first, qty, req, ro + 6, req, ro)
@@ -219,17 +292,33 @@ class Engine:
         fast.copy(model.regs, model.reg_offset(HOLDING, first), src, so, 2 * qty)
         return 1 if model.outputs_written(HOLDING, first, qty) else -SERVER_DEVICE_FAILURE
 
+    def _target(self, first, qty):
+        """Where a write of holding registers first..first + qty - 1 goes: None (the map), a
+        register block, or -02 (neither has them all, or the guard refuses the write)."""
+        if self.guard is not None and self.refused(HOLDING, first, qty):
+            return -ILLEGAL_DATA_ADDRESS
+        if self.model.is_present(HOLDING, first, qty):
+            return None
+        b = self.block(HOLDING, first, qty) if self.blocks else None
+        return -ILLEGAL_DATA_ADDRESS if b is None else b
+
     def _write_reg(self, req, ro, n, resp, wo):
         if n != 5:
             return -ILLEGAL_DATA_VALUE
         addr = _u16(req, ro + 1)
-        if not self.model.is_present(HOLDING, addr, 1):
-            return -ILLEGAL_DATA_ADDRESS
-        if not self._check_ao(addr, 1, req, ro + 3):
-            return -ILLEGAL_DATA_VALUE
-        k = self._store(addr, 1, req, ro + 3, req, ro)
-        if k < 1:
-            return k
+        t = self._target(addr, 1)
+        if t is None:
+            if not self._check_ao(addr, 1, req, ro + 3):
+                return -ILLEGAL_DATA_VALUE
+            k = self._store(addr, 1, req, ro + 3, req, ro)
+            if k < 1:
+                return k
+        elif type(t) is int:
+            return t
+        else:
+            k = t.write(addr, 1, req, ro + 3, self.source)
+            if k < 0:
+                return k
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -241,13 +330,19 @@ class Engine:
         if qty < 1 or qty > MAX_WRITE_REGS or count != 2 * qty or n != 6 + count:
             return -ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
-        if not self.model.is_present(HOLDING, first, qty):
-            return -ILLEGAL_DATA_ADDRESS
-        if not self._check_ao(first, qty, req, ro + 6):
-            return -ILLEGAL_DATA_VALUE
-        k = self._store(first, qty, req, ro + 6, req, ro)
-        if k < 1:
-            return k
+        t = self._target(first, qty)
+        if t is None:
+            if not self._check_ao(first, qty, req, ro + 6):
+                return -ILLEGAL_DATA_VALUE
+            k = self._store(first, qty, req, ro + 6, req, ro)
+            if k < 1:
+                return k
+        elif type(t) is int:
+            return t
+        else:
+            k = t.write(first, qty, req, ro + 6, self.source)
+            if k < 0:
+                return k
         fast.copy(resp, wo, req, ro, 5)
         return 5
 
@@ -255,18 +350,25 @@ class Engine:
         if n != 7:
             return -ILLEGAL_DATA_VALUE
         addr = _u16(req, ro + 1)
-        model = self.model
-        if not model.is_present(HOLDING, addr, 1):
-            return -ILLEGAL_DATA_ADDRESS
+        t = self._target(addr, 1)
+        if type(t) is int:
+            return t
+        if t is None:
+            current = self.model.get_reg(HOLDING, addr)
+        else:
+            k = t.read(HOLDING, addr, 1, resp, wo)
+            if k < 0:
+                return k
+            current = _u16(resp, wo)
         and_mask = _u16(req, ro + 3)
-        value = (model.get_reg(HOLDING, addr) & and_mask) | (_u16(req, ro + 5) & (0xFFFF ^ and_mask))
-        if addr < ONBOARD and value > AO_MAX:
+        value = (current & and_mask) | (_u16(req, ro + 5) & (0xFFFF ^ and_mask))
+        if t is None and addr < ONBOARD and value > AO_MAX:
             return -ILLEGAL_DATA_VALUE
-        # The result goes through the response buffer so _store sees wire format.
+        # The result goes through the response buffer so the write sees wire format.
         resp[wo] = value >> 8
         resp[wo + 1] = value & 0xFF
-        k = self._store(addr, 1, resp, wo, req, ro)
-        if k < 1:
+        k = self._store(addr, 1, resp, wo, req, ro) if t is None else t.write(addr, 1, resp, wo, self.source)
+        if k < 1 and (t is None or k < 0):
             return k
         fast.copy(resp, wo, req, ro, 7)
         return 7
@@ -289,16 +391,33 @@ class Engine:
         rfirst = _u16(req, ro + 1)
         wfirst = _u16(req, ro + 5)
         model = self.model
-        if not model.is_present(HOLDING, wfirst, wqty) or not model.is_present(HOLDING, rfirst, rqty):
-            return -ILLEGAL_DATA_ADDRESS
-        if not self._check_ao(wfirst, wqty, req, ro + 10):
+        t = self._target(wfirst, wqty)
+        if type(t) is int:
+            return t
+        rb = None
+        if not model.is_present(HOLDING, rfirst, rqty):
+            rb = self.block(HOLDING, rfirst, rqty) if self.blocks else None
+            if rb is None:
+                return -ILLEGAL_DATA_ADDRESS
+        if t is None and not self._check_ao(wfirst, wqty, req, ro + 10):
             return -ILLEGAL_DATA_VALUE
-        if self.remote is not None and self.remote.down(HOLDING, rfirst, rqty):
+        if rb is None and self.remote is not None and self.remote.down(HOLDING, rfirst, rqty):
             return -GATEWAY_TARGET_FAILED
-        k = self._store(wfirst, wqty, req, ro + 10, req, ro)  # write before read (spec)
-        if k < 1:
-            return k
-        fast.copy(resp, wo + 2, model.regs, model.reg_offset(HOLDING, rfirst), 2 * rqty)
+        # Write before read (spec).
+        if t is None:
+            k = self._store(wfirst, wqty, req, ro + 10, req, ro)
+            if k < 1:
+                return k
+        else:
+            k = t.write(wfirst, wqty, req, ro + 10, self.source)
+            if k < 0:
+                return k
+        if rb is None:
+            fast.copy(resp, wo + 2, model.regs, model.reg_offset(HOLDING, rfirst), 2 * rqty)
+        else:
+            k = rb.read(HOLDING, rfirst, rqty, resp, wo + 2)
+            if k < 0:
+                return k
         resp[wo] = 23
         resp[wo + 1] = 2 * rqty
         return 2 * rqty + 2

@@ -160,13 +160,14 @@ class RtuServer:
             return 0
         if fc == 7 or fc == 11 or fc == 12 or (fc == 8 and (rx[o + 2] or rx[o + 3])):
             r = diag.handle(rx, o + 1, n - 3, tx, 1)
+            self.engine.count(r < 0)
             if r < 0:
                 tx[1] = fc | 0x80
                 tx[2] = -r
                 r = 2
         else:
             waiter = None if broadcast or was_listening or not reply else self.waiter
-            r = self.engine.handle(rx, o + 1, n - 3, tx, 1, waiter)
+            r = self.engine.handle(rx, o + 1, n - 3, tx, 1, waiter, 1)  # pdu.SOURCE_RTU
             if r == 0 and waiter is not None:
                 # pdu.PENDING: a write to extension modules; the answer comes to the link, which
                 # sends what late() makes of it, unless the line was used meanwhile (drop()).

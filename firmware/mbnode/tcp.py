@@ -108,6 +108,7 @@ class _Conn:
         self.last = 0  # ticks_ms of the last complete request, or of the accept
         self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
         self.fwd = None  # its transaction, when the TCP-to-RTU gateway is on (mbnode.tcpgateway)
+        self.source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (Engine.trusted, at the accept)
 
     def on_event(self, key, events):
         server = self.server
@@ -252,6 +253,7 @@ class TcpSlave:
         if self.allow and peer_ip(addr) not in self.allow:
             c.close()
             return
+        source = 2 if self.engine.guard is None else self.engine.trusted(peer_ip(addr))  # pdu.SOURCE_TCP
         slot = self._slot(now)
         if slot is None:
             c.close()
@@ -267,6 +269,7 @@ class TcpSlave:
         slot.fill = slot.out = 0
         slot.last = now
         slot.gap = -1
+        slot.source = source
         self.loop.add(key, slot)
 
     def _slot(self, now):
@@ -308,7 +311,7 @@ class TcpSlave:
             return
         if not own:
             return
-        n = self.engine.handle(rx, 7, length - 1, self.tx, 7, conn)
+        n = self.engine.handle(rx, 7, length - 1, self.tx, 7, conn, conn.source)
         if n == 0:  # PENDING: a write to extension modules, answered through conn.finish
             self.loop.modify(conn.key, 0)  # not read until answered (a hang-up still reports)
             return

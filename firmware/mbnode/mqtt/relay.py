@@ -121,7 +121,7 @@ class Relay:
             return textproto.no_such_server(req, self.unit_id)
         n = textproto.build_pdu(req, self.tx, 0)
         txn = self.free[-1] if self.free else None
-        n = self.engine.handle(self.tx, 0, n, self.rx, 0, txn)
+        n = self.engine.handle(self.tx, 0, n, self.rx, 0, txn, 3)  # pdu.SOURCE_MQTT
         if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
             txn.user = req
             self.free.pop()

@@ -89,7 +89,7 @@ class Telemetry:
             n = points.write_pdu(p, points.parse_set(payload), self.req)
         except ValueError as e:
             return points.result(unix_ms(), e.args[0])
-        if self.engine.handle(self.req, 0, n, self.resp, 0, _Later(self, p)) == 0:
+        if self.engine.handle(self.req, 0, n, self.resp, 0, _Later(self, p), 3) == 0:  # pdu.SOURCE_MQTT
             return None  # pdu.PENDING: a write to extension modules, answered by set_done
         return self.set_done(p, self.resp, 0)
 

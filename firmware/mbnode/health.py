@@ -1,0 +1,16 @@
+"""What the device knows of its own health, in one small object the parts share.
+
+app.build makes one and hands it to the parts that report (fail-safe, the saves to flash, the
+TCP slave, the slave's serial line) and to those that show it (the status registers of
+mbnode.sysregs, the MQTT status, the status LED). Each field has one writer; nobody reaches
+into another part's fields for these figures.
+"""
+
+
+class Health:
+    def __init__(self):
+        self.failsafe = 0  # 1 while fail-safe holds the outputs in their safe values (mbnode.failsafe)
+        self.flash_writes = 0  # saves to flash since boot (settings, retained memory), each counted once
+        self.tcp = None  # the TcpSlave, when Modbus TCP is on: its clients() is the connections served
+        self.line = None  # the slave line's LineDiagnostics (mbnode.diag), when there is one: CRC errors
+        self.fault = 0  # non-zero while something needs attention (the LED shows it): see mbnode.sysregs

@@ -18,6 +18,9 @@ def build(cfg, board, model=None):
         model = DataModel()
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
+    from mbnode.health import Health
+
+    health = Health()
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
@@ -78,6 +81,12 @@ def build(cfg, board, model=None):
         poller = start_poller(loop, engine, model, masters, cfg)
         publishers.append(poller)
         parts.append("poller %d" % len(poller.servers))
+    fs = cfg.get("failsafe")  # present only when configured (mbnode.failsafeconfig)
+    if fs and fs["enabled"]:
+        from mbnode.failsafe import start as start_failsafe
+
+        publishers.append(start_failsafe(loop, engine, model, health, fs))
+        parts.append("failsafe %dms" % fs["timeout_ms"])
     if cfg["mqtt"]["enabled"]:
         gc.collect()
         from mbnode.mqtt.bridge import start
@@ -87,6 +96,8 @@ def build(cfg, board, model=None):
 
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
+    if hasattr(board, "watch"):  # a pin board's watchdog and status LED (board.wdt_ms, board.led_pin)
+        parts.extend(board.watch(loop, engine, health))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

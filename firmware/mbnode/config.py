@@ -296,6 +296,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["extension"] = extconfig.SCHEMA
     else:
         schema["extension"] = {}  # named among the allowed keys; no section in the result
+    failsafe = type(given) is dict and "failsafe" in given
+    if failsafe:  # fail-safe outputs (mbnode.failsafeconfig), loaded only for its section
+        from mbnode import failsafeconfig
+
+        schema["failsafe"] = failsafeconfig.SCHEMA
+    else:
+        schema["failsafe"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -306,6 +313,8 @@ def validate(given, board_schema=None, base=None, check=None):
     cfg = _apply(schema, given, "")
     if not ext:
         del cfg["extension"]
+    if not failsafe:
+        del cfg["failsafe"]
     for key in ("rtu", "rtu2"):
         rtu = cfg[key]
         if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
@@ -316,6 +325,8 @@ def validate(given, board_schema=None, base=None, check=None):
         _check_gateway(cfg)
     if ext:
         extconfig.check(cfg)
+    if failsafe:
+        failsafeconfig.check(cfg)
     if mqtt:
         mqttconfig.check(cfg)
     if poller:

@@ -233,6 +233,7 @@ class Bridge:
         self.client_id = client_id
         self.relay = relay
         self.telemetry = None
+        self.greet = []  # parts to call after each connect (fail-safe publishes its state)
         base = m["prefix"] + "/" if m["prefix"] else ""
         self.t_request = (base + m["request_topic"]).encode()
         self.t_response = (base + m["response_topic"]).encode()
@@ -311,6 +312,9 @@ class Bridge:
         print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], self.client_id))
         if self.publish(self.t_status, b"online", True) and self.telemetry is not None:
             self.telemetry.scan(now, True)
+        for fn in self.greet:
+            if self.client is not None:
+                fn()
         self._work()
 
     def _drop(self, what, e):
@@ -585,4 +589,6 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
         n = part.attach(bridge.publish, base, bridge.t_root)
         if 9 + n > len(bridge.hdr):  # _send writes the topic into hdr
             bridge.hdr = bytearray(9 + n)
+        if hasattr(part, "connected"):  # a part that publishes its state on every connect
+            bridge.greet.append(part.connected)
     return ["mqtt", "%s:%d" % (m["host"], m["port"])]

@@ -19,8 +19,8 @@ class PinBoard:
 
     def board_api(self):
         """What a board module exports, in this order: config_rules, start, describe, open_rtu,
-        addresses (docs/boards.md)."""
-        return self.config_rules, self.start, self.describe, self.open_rtu, self.addresses
+        addresses, watch (docs/boards.md)."""
+        return self.config_rules, self.start, self.describe, self.open_rtu, self.addresses, self.watch
 
     def config_rules(self):
         """(schema, defaults, check) for mbnode.config: start-up only (pinrules.py)."""
@@ -30,6 +30,7 @@ class PinBoard:
 
     def start(self, loop, model, cfg):
         """The pin map mirrored into the data model; Wi-Fi joining in the background."""
+        self.cfg = cfg  # the board section, for watch()
         if cfg["pins"]:
             from pinio import PinIO
 
@@ -42,6 +43,23 @@ class PinBoard:
             from wifi import WifiJoin
 
             self.wifi = WifiJoin(loop, cfg["wifi_ssid"], cfg["wifi_password"], cfg["wifi_timeout"], self.ips)
+
+    def watch(self, loop, engine, health):
+        """The watchdog (board.wdt_ms) and the status LED (board.led_pin) on the loop, once the
+        engine and the health figures exist; returns the words for the ready line (the watchdog's
+        timeout and start delay, when it is on)."""
+        cfg = self.cfg
+        words = []
+        if cfg["led_pin"] >= 0:
+            from statusled import StatusLed
+
+            loop.add_timer(StatusLed(cfg["led_pin"], engine, health))
+        if cfg["wdt_ms"]:
+            from watchdog import Watchdog
+
+            loop.add_timer(Watchdog(cfg["wdt_ms"], cfg["wdt_delay_s"]))
+            words += ["wdt", "%dms-after-%ds" % (cfg["wdt_ms"], cfg["wdt_delay_s"])]
+        return words
 
     def open_rtu(self, rtu, cfg, key="rtu"):
         """The RS-485 port of serial line `key` ("rtu", "rtu2"): board.<key>_uart and pins."""

@@ -16,8 +16,18 @@ _ADC = 2
 _ROLE_WORDS = ("output pins ", "input pins ", "ADC pins ")
 # The keys that hold pins, in the order they are checked, and what each pin must do: each RTU
 # port's three (while its line is enabled), then the pin map's lists (while board.pins).
-_KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "rtu2_tx", "rtu2_rx", "rtu2_de", "do_pins", "di_pins", "ai_pins", "ao_pins")
-_ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT)
+_KEYS = ("rtu_tx", "rtu_rx", "rtu_de", "rtu2_tx", "rtu2_rx", "rtu2_de", "do_pins", "di_pins", "ai_pins", "ao_pins",
+         "led_pin")
+_ROLES = (_OUT, _IN, _OUT, _OUT, _IN, _OUT, _OUT, _IN, _ADC, _OUT, _OUT)
+
+# The longest the event loop can be held between two feeds of the watchdog, besides the feed
+# interval (docs/reliability.md, "How long the loop can be held"): per loop step, the MQTT
+# bridge's budget twice (a packet read, then its timer's turn), each serial line's send of the
+# longest frame twice (a reply or request written whole, with DE held until its last stop bit),
+# and an allowance for a save to flash and a garbage collection.
+BRIDGE_MS = 2 * 1000  # mbnode.mqtt.bridge.BUDGET_MS per turn, two turns per loop step
+FLASH_MS = 500  # a littlefs save of a small file, erasing and programming sectors
+MARGIN_MS = 100  # gc.collect, the other handlers' own work (each well under a millisecond)
 
 
 _NO_NET = "no network"
@@ -51,6 +61,11 @@ def rules(board):
         "rtu2_rx": (b.get("rtu2_rx", -1), "int", -1, 255),
         "rtu2_de": (b.get("rtu2_de", -1), "int", -1, 255),
         "rtu2_de_invert": (False, "bool"),
+        # The watchdog (boards/common/watchdog.py): 0 off, else machine.WDT's timeout, started
+        # wdt_delay_s after boot; and the status LED's pin (statusled.py), -1 none.
+        "wdt_ms": (b.get("wdt_ms", 0), "int", 0, 8000),
+        "wdt_delay_s": (b.get("wdt_delay_s", 30), "int", 0, 3600),
+        "led_pin": (b.get("led_pin", -1), "int", -1, 255),
     }
     if board.has_wifi:
         schema["wifi_ssid"] = ("", "text", 32)
@@ -58,7 +73,7 @@ def rules(board):
         schema["wifi_timeout"] = (20, "int", 1, 300)
 
     def check(cfg):
-        return _check(cfg, board, chip, board_config.RESERVED)
+        return _check(cfg, board, chip, board_config.RESERVED, b.get("led_pin", -1))
 
     return schema, defaults, check
 
@@ -108,7 +123,7 @@ def _usable(candidates, role, chip, reserved, wifi):
     return [p for p in candidates if _problem(p, role, chip, reserved, wifi) is None]
 
 
-def _check(cfg, board, chip, reserved):
+def _check(cfg, board, chip, reserved, board_led=-1):
     """One-line refusal of the configuration's pins, or None. Settles tcp.enabled on Wi-Fi boards
     (Modbus TCP is served once Wi-Fi is configured)."""
     b = cfg["board"]
@@ -169,7 +184,53 @@ def _check(cfg, board, chip, reserved):
                 problem = _refuse(b, n, pin, None, owner, chip, reserved, wifi)
                 if problem:
                     return problem
+    led = b["led_pin"]
+    if led >= 0:
+        if led == board_led:  # the board's own LED pin (reserved for it): only the LED may have it
+            if owner[led]:
+                return "config: board.%s = %s: %s%d is the board's LED; allowed other pins" % (
+                    _KEYS[owner[led] - 1], json.dumps(b[_KEYS[owner[led] - 1]]), chip.PIN, led)
+            owner[led] = 11
+        else:
+            problem = _refuse(b, 10, led, None, owner, chip, reserved, wifi)
+            if problem:
+                return problem
+    if b["wdt_ms"]:
+        return _check_wdt(cfg, b["wdt_ms"])
     return None
+
+
+def loop_hold_ms(cfg):
+    """(the longest the loop can be held in one step, ms; what holds it longest)."""
+    hold = MARGIN_MS
+    what = "its own work"
+    worst = 0
+    if cfg["mqtt"]["enabled"]:
+        hold += BRIDGE_MS
+        what, worst = "the MQTT bridge's budget, twice", BRIDGE_MS
+    for key in ("rtu", "rtu2"):
+        line = cfg[key]
+        if line["enabled"]:
+            bits = 9 + (line["parity"] != "N") + line["stopbits"]
+            ms = 2 * (256 * bits * 1000 + line["baud"] - 1) // line["baud"]
+            hold += ms
+            if ms > worst:
+                what, worst = "two 256-byte frames on %s at %d baud" % (key, line["baud"]), ms
+    return hold + FLASH_MS, what
+
+
+def _check_wdt(cfg, wdt_ms):
+    # The feed interval is wdt_ms // 4; a feed comes at most that plus the loop's hold late.
+    hold, what = loop_hold_ms(cfg)
+    least = (4 * hold + 2) // 3
+    if wdt_ms >= least:
+        return None
+    if least > 8000:
+        return ("config: board.wdt_ms = %d: the loop can be held up to %d ms (%s, a save to flash); allowed 0 "
+                "(off): no timeout up to 8000 ms covers that (lower the load: faster baud rates, no MQTT)"
+                % (wdt_ms, hold, what))
+    return ("config: board.wdt_ms = %d: the loop can be held up to %d ms (%s, a save to flash) plus the feed "
+            "interval (wdt_ms / 4); allowed 0 (off) or %d..8000" % (wdt_ms, hold, what, least))
 
 
 def _refuse(b, n, pin, route, owner, chip, reserved, wifi):

@@ -16,7 +16,7 @@ DEFAULTS = {
     "channels": channels(_PINS),
     "identity": {"model_name": "Raspberry Pi Pico"},
     "board": {"do_pins": _PINS["do_pins"], "di_pins": _PINS["di_pins"], "ai_pins": _PINS["ai_pins"],
-              "ao_pins": _PINS["ao_pins"], "rtu_uart": 0, "rtu_tx": 0, "rtu_rx": 1, "rtu_de": 22},
+              "ao_pins": _PINS["ao_pins"], "rtu_uart": 0, "rtu_tx": 0, "rtu_rx": 1, "rtu_de": 22, "led_pin": 25},
 }
 
 # (first, last, what the board does with them): Raspberry Pi Pico datasheet, "Pinout".

@@ -20,7 +20,7 @@ from mbnode_host import paths
 BOARDS = paths.BOARDS
 COMMON = BOARDS / "common"
 # The modules every pin board runs besides its own (boards/common); wifi.py only with a radio.
-PIN_BOARD_MODULES = ("pinboard", "pinrules", "pinio", "rs485")
+PIN_BOARD_MODULES = ("pinboard", "pinrules", "pinio", "rs485", "watchdog", "statusled")
 
 
 def names():

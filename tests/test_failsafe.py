@@ -109,6 +109,17 @@ def test_paths_allocate_nothing(bits):
     assert out.returncode == 0 and "8 passed, 0 failed" in out.stdout, out.stdout + out.stderr
 
 
+def test_pico_pins_led_and_watchdog():
+    """tests/core/board_watch.py: the Pico board with the fake machine module: fail-safe drives
+    the DO/AO pins (held ones keep their level), the LED flickers for traffic and flashes in
+    fail-safe, the watchdog starts after wdt_delay_s and is fed; a read ends fail-safe and the
+    pins stay until written."""
+    from test_boards_unix import run_script
+
+    out = run_script("pico", "board_watch.py")
+    assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout, out.stdout + out.stderr
+
+
 # --- the running firmware ---------------------------------------------------------------------------
 
 

@@ -212,7 +212,7 @@ def loop_hold_ms(cfg):
         line = cfg[key]
         if line["enabled"]:
             bits = 9 + (line["parity"] != "N") + line["stopbits"]
-            ms = 2 * (256 * bits * 1000 + line["baud"] - 1) // line["baud"]
+            ms = 2 * ((256 * bits * 1000 + line["baud"] - 1) // line["baud"])
             hold += ms
             if ms > worst:
                 what, worst = "two 256-byte frames on %s at %d baud" % (key, line["baud"]), ms

@@ -178,4 +178,28 @@ CASES = [
      "config: board.rtu2_tx = 6: UART1 cannot send on GP6; allowed UART1 TX pins GP4, 8, 20"),
     ("pico-rtu2-served", "allowed", "pico", {"rtu2": {"enabled": True}, "board": {"rtu2_uart": 1, "rtu2_tx": 8,
                                                                                    "rtu2_rx": 9, "pins": False}}, None),
+    # --- the status LED (board.led_pin) and the watchdog (board.wdt_ms)
+    ("pico-led-default", "allowed", "pico", {"board": {"led_pin": 25}}, None),
+    ("pico-led-moved", "allowed", "pico", {"board": {"led_pin": 16}}, None),
+    ("pico-led-taken", "led", "pico", {"board": {"led_pin": 2}},
+     "config: board.led_pin = 2: GP2 is also board.do_pins; allowed each pin once"),
+    ("pico-w-led-reserved", "led", "pico-w", {"board": {"led_pin": 25}},
+     "config: board.led_pin = 25: GP25 is the Pico W's Wi-Fi chip select; " + _RP_OUT),
+    ("esp32-led-input-only", "led", "esp32", {"board": {"led_pin": 34}},
+     "config: board.led_pin = 34: GPIO34 is input-only; " + _E32_OUT),
+    ("pico-wdt-default-line", "allowed", "pico", {"board": {"wdt_ms": 1192}}, None),
+    ("pico-wdt-short", "wdt", "pico", {"board": {"wdt_ms": 1191}},
+     "config: board.wdt_ms = 1191: the loop can be held up to 894 ms (two 256-byte frames on rtu at 19200 baud, "
+     "a save to flash) plus the feed interval (wdt_ms / 4); allowed 0 (off) or 1192..8000"),
+    ("pico-wdt-slow-line", "wdt", "pico", {"rtu": {"baud": 1200}, "board": {"wdt_ms": 7058}},
+     "config: board.wdt_ms = 7058: the loop can be held up to 5294 ms (two 256-byte frames on rtu at 1200 baud, "
+     "a save to flash) plus the feed interval (wdt_ms / 4); allowed 0 (off) or 7059..8000"),
+    ("pico-wdt-too-slow", "wdt", "pico", {"rtu": {"baud": 600}, "board": {"wdt_ms": 8000}},
+     "config: board.wdt_ms = 8000: the loop can be held up to 9988 ms (two 256-byte frames on rtu at 600 baud, "
+     "a save to flash); allowed 0 (off): no timeout up to 8000 ms covers that (lower the load: faster baud rates, "
+     "no MQTT)"),
+    ("esp32-wdt-mqtt", "wdt", "esp32", {"board": dict(_WIFI, wdt_ms=3000),
+                                        "mqtt": {"enabled": True, "host": "10.0.0.2"}},
+     "config: board.wdt_ms = 3000: the loop can be held up to 2894 ms (the MQTT bridge's budget, twice, a save "
+     "to flash) plus the feed interval (wdt_ms / 4); allowed 0 (off) or 3859..8000"),
 ]

@@ -80,13 +80,13 @@ def test_checked_section_checks_again_unchanged():
 def test_safe_state_as_requests():
     """The PDUs fail-safe sends through the Engine: runs of consecutive channels that are not
     held, within the present ranges, FC15 for coils and FC16 for AO and memory."""
-    from mbnode import failsafe
+    from mbnode import failsafebuild
     from mbnode.datamodel import DataModel
 
     cfg = config.validate({"channels": {"coils": ["0-7", "0x40-0x41"], "holding_registers": ["0-3", "0x1000-0x17FF"]},
                            "failsafe": dict(FAILSAFE, ao={"1": "hold", "2": 77})})
     m = DataModel([cfg["channels"][n] for n in ("coils", "discrete_inputs", "holding_registers", "input_registers")])
-    pdus = [bytes(p) for p in failsafe.requests(m.present, cfg["failsafe"])]
+    pdus = [bytes(p) for p in failsafebuild.requests(m.present, cfg["failsafe"])]
     assert pdus == [
         bytes([15, 0, 0, 0, 2, 1, 0b10]),  # coils 0-1: off, on (2-3 held)
         bytes([15, 0, 4, 0, 4, 1, 0]),  # coils 4-7 off

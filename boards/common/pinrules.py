@@ -221,6 +221,11 @@ def loop_hold_ms(cfg):
 
 def _check_wdt(cfg, wdt_ms):
     # The feed interval is wdt_ms // 4; a feed comes at most that plus the loop's hold late.
+    host = cfg["mqtt"].get("host", "")
+    if cfg["mqtt"]["enabled"] and not (host.count(".") == 3 and host.replace(".", "").isdigit()):
+        return ("config: board.wdt_ms = %d: mqtt.host %s is looked up by name, which blocks the loop outside any "
+                "bound (seconds when the DNS server does not answer); allowed 0 (off), or mqtt.host as an IPv4 "
+                "address" % (wdt_ms, json.dumps(host)))
     hold, what = loop_hold_ms(cfg)
     least = (4 * hold + 2) // 3
     if wdt_ms >= least:

@@ -8,7 +8,7 @@ Safe values are given per channel or range, in an object whose keys are an addre
   ao: a register value or "hold" per AO holding register (ao_default likewise);
   memory: a 32-bit value per memory position 1..1024 (positions not named are left alone).
 The checked section is the given one with its defaults filled in (a checked configuration
-checks again unchanged); mbnode.failsafe reads the keys again with failsafe.span().
+checks again unchanged); mbnode.failsafebuild reads the keys again with its span().
 """
 
 from mbnode.config import ConfigError, _number, refused

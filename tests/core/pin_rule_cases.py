@@ -202,4 +202,8 @@ CASES = [
                                         "mqtt": {"enabled": True, "host": "10.0.0.2"}},
      "config: board.wdt_ms = 3000: the loop can be held up to 2894 ms (the MQTT bridge's budget, twice, a save "
      "to flash) plus the feed interval (wdt_ms / 4); allowed 0 (off) or 3859..8000"),
+    ("esp32-wdt-broker-by-name", "wdt", "esp32", {"board": dict(_WIFI, wdt_ms=8000),
+                                                  "mqtt": {"enabled": True, "host": "broker.lan"}},
+     'config: board.wdt_ms = 8000: mqtt.host "broker.lan" is looked up by name, which blocks the loop outside any '
+     'bound (seconds when the DNS server does not answer); allowed 0 (off), or mqtt.host as an IPv4 address'),
 ]

@@ -23,7 +23,7 @@ from mbtest import ok, pymodbus_client, unit
 from mqtttest import WAIT, Topics, broker, needs_bridge_tools, sim_output, start_device  # noqa: F401
 from test_mbpoll import mbpoll, values
 
-TIMEOUT_MS = 700
+TIMEOUT_MS = 1500  # long enough that a busy machine never stalls the test between two of its requests
 FAILSAFE = {
     "timeout_ms": TIMEOUT_MS,
     "do_default": "off",

@@ -13,7 +13,7 @@ import machine
 from boardtest import check, report, rtu, run_until
 from mbnode import app, config
 
-TIMEOUT_MS = 300
+TIMEOUT_MS = 600
 
 
 def led_edges(first):

@@ -18,6 +18,10 @@ def build(cfg, board, model=None):
         model = DataModel()
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
+    if cfg.get("protect"):  # write protection (present only when configured: mbnode.protectconfig)
+        from mbnode.protect import Guard
+
+        engine.guard = Guard(cfg["protect"])
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
@@ -87,6 +91,8 @@ def build(cfg, board, model=None):
 
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
+    if engine.guard is not None:
+        parts.extend(engine.guard.describe())
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

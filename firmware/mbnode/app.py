@@ -92,7 +92,7 @@ def build(cfg, board, model=None):
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
     if engine.guard is not None:
-        parts.extend(engine.guard.describe())
+        parts.extend(("protect", str(engine.guard.ranges)))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

@@ -16,13 +16,7 @@ what a trusted source may not write (read_only) and what an untrusted one may no
 and trusted_only together), so one scan with an early end answers.
 """
 
-from mbnode.datamodel import COILS, HOLDING, _merge
-
-# The Engine's sources (mbnode.pdu's SOURCE_*; not imported: the constants are compiled away).
-_LOCAL = 0
-_RTU = 1
-_MQTT = 3
-_TCP_TRUSTED = 4
+from mbnode.datamodel import _merge
 
 
 class Guard:
@@ -30,25 +24,25 @@ class Guard:
         """cfg: the checked "protect" section (mbnode.protectconfig)."""
         ro = cfg["read_only"]
         tr = cfg["trusted_only"]
-        names = ("coils", None, "holding_registers", None)
-        self.fixed = tuple(_merge(ro[n]) if n else () for n in names)
-        self.locked = tuple(_merge(ro[n] + tr[n]) if n else () for n in names)
+        coils = ro["coils"]
+        regs = ro["holding_registers"]
+        # Per table (COILS 0, -, HOLDING 2, -) the merged ranges a trusted source may not write,
+        # and those an untrusted one may not.
+        self.fixed = (_merge(coils), None, _merge(regs), None)
+        self.locked = (_merge(coils + tr["coils"]), None, _merge(regs + tr["holding_registers"]), None)
+        self.ranges = (len(self.locked[0]) + len(self.locked[2])) // 2  # for the ready line
         self.clients = cfg["trusted_clients"]
-        # Sources that may write trusted_only, as bits (1 << source).
-        trusted = 1 << _LOCAL | 1 << _TCP_TRUSTED
-        if cfg["rtu_trusted"]:
-            trusted |= 1 << _RTU
-        if cfg["mqtt_trusted"]:
-            trusted |= 1 << _MQTT
-        self.trusted = trusted
+        # The sources (mbnode.pdu's SOURCE_*) that may write trusted_only, as bits 1 << source:
+        # local (0) and trusted TCP (4) always, RTU (1) and MQTT (3) when configured.
+        self.trusted = 0x11 | cfg["rtu_trusted"] << 1 | cfg["mqtt_trusted"] << 3
 
     def trusts(self, ip):
         """Is the TCP client at `ip` (text) a trusted source? Asked once per connection."""
         return ip in self.clients
 
     def refuses(self, table, first, count, source):
-        """Does a write of table[first:first + count] from `source` touch a channel that source
-        may not write? Allocates nothing."""
+        """Does a write of table[first:first + count] (COILS or HOLDING) from `source` touch a
+        channel that source may not write? Allocates nothing."""
         r = self.fixed[table] if (self.trusted >> source) & 1 else self.locked[table]
         last = first + count - 1
         i = 0
@@ -60,7 +54,3 @@ class Guard:
                 return True
             i += 2
         return False
-
-    def describe(self):
-        """The ready line's words: how many ranges (merged) are protected in all."""
-        return ["protect", str((len(self.locked[COILS]) + len(self.locked[HOLDING])) // 2)]

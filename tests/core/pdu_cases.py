@@ -1,41 +1,15 @@
-"""PDU engine test data, shared by CPython (pytest) and the MicroPython unix port.
+"""PDU engine test data, shared by CPython (pytest) and the MicroPython unix port; the runner and
+the form of a case are in pdu_run.py (the write protection and register block cases, which need
+the optional parts, are pdu_guard_cases.py: one table at a time fits an emulated MCU's heap).
 
-A case: (name, setup, steps, options). setup is a list of field-side writes done on a fresh data
-model before the steps: ("bit", table, address, value) | ("reg", table, address, value) |
-("u32", position, value). steps: (request PDU hex, expected response PDU hex[, source]); spaces in
-hex are ignored; source is the Engine's (mbnode.pdu SOURCE_*: 0 local, the default, 1 RTU, 2 TCP,
-3 MQTT, 4 TCP from a trusted address). options: {"present": per-table ranges, "identity": dict,
-"failing_output": True, "outputs": [(table, first, count), ...], "protect": a checked "protect"
-section (the Engine's guard is mbnode.protect.Guard of it), "block": (first, count): a register
-block outside the map (RamBlock) on the Engine}. Every case runs with two recording output subscribers
-(and, with failing_output, one that raises between them): each output change must reach both,
-in subscription order; "outputs" lists the changes the steps must make, in order.
 Expected bytes are written out by hand from the Modbus spec and seeds/001, never produced by the
 engine under test.
 """
 
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
 import binascii
-import gc
 
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
-from mbnode.devid import DeviceIdentification
-from mbnode.pdu import Engine
-
-IDENTITY = {
-    "vendor_name": "mbnode",
-    "product_code": "MBN-1",
-    "revision": "0.1.0",
-    "vendor_url": "",
-    "product_name": "Sim",
-    "model_name": "unix",
-    "user_application_name": "",
-    "device_name": "sim-node",
-}
-
-
-def hx(text):
-    return binascii.unhexlify(text.replace(" ", ""))
-
+from pdu_run import IDENTITY, hx, run_all, run_case  # noqa: F401 - run_case, hx: the tests' too
 
 def _ascii_hex(s):
     return binascii.hexlify(s.encode()).decode()
@@ -194,68 +168,6 @@ CASES = [
       ("05 0000 1234", "85 03"), ("10 0000 0001 02 0400", "90 03"), ("16 0000 0000 0400", "96 03")],
      {"outputs": [(COILS, 3, 1), (COILS, 0x10, 10), (HOLDING, 2, 1), (HOLDING, 0x40, 2), (HOLDING, 0x1000, 2),
                   (HOLDING, 0x41, 1), (HOLDING, 5, 1)]}),
-    # --- write protection (mbnode.protect; PROTECT below): every rule at its edge and one past it,
-    # per source (0 local, 1 RTU, 2 TCP, 3 MQTT, 4 trusted TCP). A refused write writes nothing
-    # and reaches no output subscriber; reads of protected channels still work.
-    ("protect: read-only coils, every source",  [],
-     [("05 0007 FF00", "05 0007 FF00", 2), ("05 0008 FF00", "85 02", 2), ("05 000F FF00", "85 02", 4),
-      ("05 0010 FF00", "05 0010 FF00", 2), ("05 0008 FF00", "85 02", 1), ("05 0008 FF00", "85 02", 3),
-      ("05 0008 FF00", "05 0008 FF00", 0), ("0F 0000 0008 01 FF", "0F 0000 0008", 2),
-      ("0F 0000 0009 02 0000", "8F 02", 2), ("0F 000F 0002 01 03", "8F 02", 4),
-      ("0F 0010 0010 02 FFFF", "0F 0010 0010", 2), ("01 0000 0018", "01 03 FF 01 FF", 2)],
-     {"protect": True, "outputs": [(COILS, 7, 1), (COILS, 0x10, 1), (COILS, 8, 1), (COILS, 0, 8),
-                                        (COILS, 0x10, 16)]}),
-    ("protect: trusted-only coils, trusted sources write (trusted TCP, MQTT here), the others 02", [],
-     [("05 001F FF00", "05 001F FF00", 2), ("05 0020 FF00", "85 02", 2), ("05 0027 FF00", "85 02", 1),
-      ("05 0028 FF00", "05 0028 FF00", 2), ("05 0020 FF00", "05 0020 FF00", 4), ("05 0027 FF00", "05 0027 FF00", 3),
-      ("05 0021 FF00", "05 0021 FF00", 0), ("0F 0018 0008 01 FF", "0F 0018 0008", 2),
-      ("0F 0018 0009 02 FF01", "8F 02", 2), ("0F 0018 0009 02 FF01", "8F 02", 1),
-      ("0F 0018 0010 02 FFFF", "0F 0018 0010", 4), ("0F 0008 0001 01 01", "8F 02", 4),
-      ("01 0018 0011", "01 03 FF FF 01", 1)],
-     {"protect": True, "outputs": [(COILS, 0x1F, 1), (COILS, 0x28, 1), (COILS, 0x20, 1), (COILS, 0x27, 1),
-                                        (COILS, 0x21, 1), (COILS, 0x18, 8), (COILS, 0x18, 16)]}),
-    ("protect: holding registers, every write function at the edges", [],
-     [("06 000F 0001", "06 000F 0001", 2), ("06 0010 0001", "86 02", 4), ("06 0011 0001", "86 02", 2),
-      ("06 0012 0001", "06 0012 0001", 2), ("10 000E 0002 04 00020003", "10 000E 0002", 2),
-      ("10 000E 0003 06 000200030004", "90 02", 4), ("10 0011 0002 04 00050006", "90 02", 2),
-      ("16 0010 0000 0001", "96 02", 2), ("16 0012 0000 0007", "16 0012 0000 0007", 2),
-      ("17 0010 0002 0011 0001 02 0009", "97 02", 4),
-      ("17 000F 0004 000F 0001 02 0009", "17 08 0009 0000 0000 0007", 2),
-      ("06 001F 0001", "06 001F 0001", 2), ("06 0020 0001", "86 02", 2), ("06 002F 0001", "86 02", 1),
-      ("06 0030 0001", "06 0030 0001", 2), ("06 0020 0002", "06 0020 0002", 4),
-      ("10 002E 0002 04 00030004", "10 002E 0002", 3), ("16 002F 0000 0001", "96 02", 1),
-      ("17 0000 0001 001F 0002 04 00010002", "97 02", 2), ("06 0010 0003", "06 0010 0003", 0),
-      ("03 0010 0002", "03 04 0003 0000", 2), ("03 001F 0002", "03 04 0001 0002", 1)],
-     {"protect": True, "outputs": [(HOLDING, 0xF, 1), (HOLDING, 0x12, 1), (HOLDING, 0xE, 2), (HOLDING, 0x12, 1),
-                                        (HOLDING, 0xF, 1), (HOLDING, 0x1F, 1), (HOLDING, 0x30, 1), (HOLDING, 0x20, 1),
-                                        (HOLDING, 0x2E, 2), (HOLDING, 0x10, 1)]}),
-    ("protect: memory positions 1-2 read-only", [("u32", 1, 0x12345678)],
-     [("10 1000 0002 04 00010002", "90 02", 4), ("06 1003 0001", "86 02", 2), ("06 1004 0001", "06 1004 0001", 2),
-      ("10 1002 0004 08 0001000200030004", "90 02", 2), ("16 1001 0000 0000", "96 02", 3),
-      ("04 1000 0003", "04 06 5678 1234 0000", 2), ("03 1003 0002", "03 04 0000 0001", 2)],
-     {"protect": True, "outputs": [(HOLDING, 0x1004, 1)]}),
-    ("protect: quantity and value (03) before the address (02), the address before the onboard AO limit", [],
-     [("05 0008 1234", "85 03", 2), ("06 0010 0400", "86 02", 2), ("06 0020 0400", "86 02", 1),
-      ("06 0020 0400", "86 03", 4), ("10 0010 0001 03 0001", "90 03", 2), ("0F 0008 0000 00", "8F 03", 2),
-      ("06 0140 0001", "86 02", 4)],
-     {"protect": True, "outputs": []}),
-    # --- a register block outside the map (Engine.blocks; RamBlock below)
-    ("block: read and written with FC03/04/06/16/22/23, no AO limit, nothing past its end", [],
-     [("03 2100 0002", "03 04 0000 0000", 2), ("06 2100 1234", "06 2100 1234", 2), ("04 2100 0001", "04 02 1234"),
-      ("10 2101 0002 04 ABCD0001", "10 2101 0002", 1), ("16 2101 FF00 0012", "16 2101 FF00 0012", 3),
-      ("17 2100 0003 2103 0001 02 0077", "17 06 1234 AB12 0001", 2),
-      ("17 0000 0001 2103 0001 02 0078", "17 02 0000", 2), ("17 2103 0001 0000 0001 02 0005", "17 02 0078", 2),
-      ("03 210F 0002", "83 02"), ("10 210F 0002 04 00010002", "90 02", 2), ("03 2110 0001", "83 02"),
-      ("06 2105 FFFF", "86 03", 2), ("16 2100 0000 FFFF", "96 03", 2), ("03 2105 0001", "03 02 0000"),
-      ("17 2100 0001 2104 0002 04 0001FFFF", "97 03", 2), ("03 2100 0001", "03 02 1234"),
-      ("03 0140 0001", "83 02"), ("06 2110 0001", "86 02", 2)],
-     {"block": (0x2100, 16), "outputs": [(HOLDING, 0, 1)]}),
-    ("block: protected like the map", [],
-     [("06 2100 0001", "86 02", 4), ("06 2101 0001", "86 02", 2), ("06 2101 0001", "06 2101 0001", 4),
-      ("10 2102 0002 04 00010002", "90 02", 1), ("10 2103 0002 04 00010002", "10 2103 0002", 1),
-      ("16 2100 0000 0001", "96 02", 4), ("17 2100 0001 2102 0001 02 0001", "97 02", 2),
-      ("06 2100 0009", "06 2100 0009", 0), ("03 2100 0004", "03 08 0009 0001 0000 0001", 2)],
-     {"protect": True, "block": (0x2100, 16), "outputs": []}),
     # --- configured presence
     ("configured presence", [],
      [("01 0000 0008", "01 01 00"), ("01 0000 0009", "81 02"), ("01 0040 0010", "01 02 0000"),
@@ -268,107 +180,8 @@ CASES = [
 ]
 
 
-# The "protect" section the protect cases run with (checked form, mbnode.protectconfig).
-PROTECT = {
-    "read_only": {"coils": [[8, 15]], "holding_registers": [[0x10, 0x11], [0x1000, 0x1003], [0x2100, 0x2100]]},
-    "trusted_only": {"coils": [[0x20, 0x27]], "holding_registers": [[0x20, 0x2F], [0x2101, 0x2102]]},
-    "trusted_clients": ["127.0.0.1"], "rtu_trusted": False, "mqtt_trusted": True,
-}
-
-
-class RamBlock:
-    """A register block outside the map (Engine.blocks), holding and input registers
-    first..first + count - 1 in RAM; a write of 0xFFFF is refused with exception 03."""
-
-    def __init__(self, first, count):
-        self.first = first
-        self.count = count
-        self.regs = bytearray(2 * count)
-
-    def holds(self, table, first, count):
-        return (table == HOLDING or table == INPUT) and first >= self.first and \
-            first + count <= self.first + self.count
-
-    def read(self, table, first, count, buf, off):
-        o = 2 * (first - self.first)
-        for i in range(2 * count):
-            buf[off + i] = self.regs[o + i]
-        return 0
-
-    def write(self, first, count, src, so, source):
-        for i in range(count):
-            if src[so + 2 * i] == 0xFF and src[so + 2 * i + 1] == 0xFF:
-                return -3
-        o = 2 * (first - self.first)
-        for i in range(2 * count):
-            self.regs[o + i] = src[so + i]
-        return 0
-
-
-def _failing_output(table, first, count):
-    raise RuntimeError("output driver failed")
-
-
-def run_case(case):
-    """Run one case; returns a list of failure messages (empty = passed)."""
-    name, setup, steps, options = case
-    # The last case's model is garbage now: collected first, so every case finds its 5 KB
-    # register buffer in one piece on the emulated MCUs' small heaps (tests/mcu/test_qemu.py).
-    gc.collect()
-    model = DataModel(options.get("present"))
-    calls = []
-    model.subscribe(lambda table, first, count: calls.append((1, table, first, count)))
-    if options.get("failing_output"):
-        model.subscribe(_failing_output)
-    model.subscribe(lambda table, first, count: calls.append((2, table, first, count)))
-    engine = Engine(model, DeviceIdentification(options.get("identity", IDENTITY), 1))
-    if "protect" in options:
-        from mbnode.protect import Guard
-
-        engine.guard = Guard(PROTECT)
-    if "block" in options:
-        engine.blocks.append(RamBlock(*options["block"]))
-    for op in setup:
-        if op[0] == "bit":
-            model.set_bit(op[1], op[2], op[3])
-        elif op[0] == "reg":
-            model.set_reg(op[1], op[2], op[3])
-        else:
-            model.set_u32(op[1], op[2])
-    failures = []
-    req = bytearray(300)
-    resp = bytearray(260)
-    for step in steps:
-        request, expected = step[0], step[1]
-        pdu = hx(request)
-        # Put the PDU at an offset, as the transports do, to prove offsets are honoured.
-        for i in range(len(pdu)):
-            req[7 + i] = pdu[i]
-        n = engine.handle(req, 7, len(pdu), resp, 3, None, step[2] if len(step) > 2 else 0)
-        got = bytes(resp[3:3 + n])
-        if got != hx(expected):
-            failures.append("%s: %s%s -> %s, expected %s" % (
-                name, request, " (source %d)" % step[2] if len(step) > 2 else "", binascii.hexlify(got).decode(), expected.replace(" ", "").lower()))
-    firsts = [c[1:] for c in calls if c[0] == 1]
-    if calls != [(k, ) + c for c in firsts for k in (1, 2)]:
-        failures.append("%s: not every output change reached both subscribers in order: %r" % (name, calls))
-    if "outputs" in options and firsts != options["outputs"]:
-        failures.append("%s: output changes %r, expected %r" % (name, firsts, options["outputs"]))
-    return failures
-
-
 def main():
-    passed = failed = 0
-    for case in CASES:
-        f = run_case(case)
-        if f:
-            failed += 1
-            for line in f:
-                print("FAIL", line)
-        else:
-            passed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return failed
+    return run_all(CASES)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from pdu_run import run_all
 
 # The "protect" section the protect cases run with (checked form, mbnode.protectconfig).
 PROTECT = {
-    "read_only": {"coils": [[8, 15]], "holding_registers": [[0x10, 0x11], [0x1000, 0x1003], [0x2100, 0x2100]]},
-    "trusted_only": {"coils": [[0x20, 0x27]], "holding_registers": [[0x20, 0x2F], [0x2101, 0x2102]]},
+    "read_only": {"coils": [[8, 15], [0x48, 0x4F]],
+                  "holding_registers": [[0x10, 0x11], [0x1000, 0x1003], [0x2100, 0x2100]]},
+    "trusted_only": {"coils": [[0x20, 0x27]], "holding_registers": [[0x20, 0x2F], [0x48, 0x4F], [0x2101, 0x2102]]},
     "trusted_clients": ["127.0.0.1"], "rtu_trusted": False, "mqtt_trusted": True,
 }
 
@@ -42,6 +43,23 @@ class RamBlock:
         for i in range(2 * count):
             self.regs[o + i] = src[so + i]
         return 0
+
+
+class OfflineModules:
+    """Engine.remote (mbnode.extension's hooks) with every extension channel, 0x0040 on, on a
+    module that is not online: a read or a write that reaches it is answered 0x0B."""
+
+    def claims(self, table, first, count):
+        return first + count > 0x40
+
+    def down(self, table, first, count):
+        return first + count > 0x40
+
+    def write(self, table, first, count, src, so, req, ro, waiter):
+        return -0x0B
+
+    def forget(self, waiter):
+        pass
 
 
 def ram_block():
@@ -95,6 +113,13 @@ CASES = [
       ("06 0020 0400", "86 03", 4), ("10 0010 0001 03 0001", "90 03", 2), ("0F 0008 0000 00", "8F 03", 2),
       ("06 0140 0001", "86 02", 4)],
      {"protect": PROTECT, "outputs": []}),
+    ("protect: extension modules' outputs are checked before the write goes out (0x0B: it went out)", [],
+     [("05 0048 FF00", "85 02", 4), ("05 0047 FF00", "85 0B", 2), ("05 0050 FF00", "85 0B", 1),
+      ("0F 0040 0009 02 FF01", "8F 02", 2), ("0F 0040 0008 01 FF", "8F 0B", 2), ("06 0048 0001", "86 02", 2),
+      ("06 0048 0001", "86 0B", 4), ("06 0048 0001", "86 0B", 3), ("10 0047 0002 04 00010002", "90 02", 1),
+      ("10 0046 0002 04 00010002", "90 0B", 1), ("16 004F 0000 0001", "96 02", 1), ("16 0050 0000 0001", "96 0B", 1),
+      ("17 0000 0001 0048 0001 02 0001", "97 02", 2), ("01 0048 0001", "81 0B", 2), ("03 0048 0001", "83 0B", 2)],
+     {"protect": PROTECT, "remote": OfflineModules, "outputs": []}),
     # --- a register block outside the map (Engine.blocks; RamBlock above)
     ("block: read and written with FC03/04/06/16/22/23, no AO limit, nothing past its end", [],
      [("03 2100 0002", "03 04 0000 0000", 2), ("06 2100 1234", "06 2100 1234", 2), ("04 2100 0001", "04 02 1234"),

@@ -8,7 +8,7 @@ hex are ignored; source is the Engine's (mbnode.pdu SOURCE_*: 0 local, the defau
 3 MQTT, 4 TCP from a trusted address). options: {"present": per-table ranges, "identity": dict,
 "failing_output": True, "outputs": [(table, first, count), ...], "protect": a checked "protect"
 section (the Engine's guard is mbnode.protect.Guard of it), "block": a function that makes a
-register block for Engine.blocks}. Every case runs with two recording output subscribers (and,
+register block for Engine.blocks, "remote": one that makes Engine.remote}. Every case runs with two recording output subscribers (and,
 with failing_output, one that raises between them): each output change must reach both, in
 subscription order; "outputs" lists the changes the steps must make, in order.
 """
@@ -60,6 +60,8 @@ def run_case(case):
         engine.guard = Guard(options["protect"])
     if "block" in options:
         engine.blocks.append(options["block"]())
+    if "remote" in options:
+        engine.remote = options["remote"]()
     for op in setup:
         if op[0] == "bit":
             model.set_bit(op[1], op[2], op[3])

@@ -7,7 +7,8 @@ and MQTT gateway requests with mosquitto and paho.
 Every rule is tried at its edge and one past it; a refused write (exception 02) must leave the
 channels as they were, which the simulator's control channel reads back; reads of protected
 channels still work. One simulator (TCP + RTU + MQTT) for the module; a second one for
-rtu_trusted/mqtt_trusted.
+rtu_trusted/mqtt_trusted; a third with a pymodbus TCP server as an extension module, whose
+outputs a refused write never reaches.
 """
 
 import subprocess
@@ -310,3 +311,45 @@ def test_rtu_and_mqtt_trusted_write_trusted_only_not_read_only(trusting):
         refused(c.write_register(0x21, 1, **unit()))
     assert d.io("get ao 0x20 2") == [1, 0]
     assert d.io("get do 0x27") == [1]
+
+
+# --- extension modules' outputs ------------------------------------------------------------------
+
+
+def test_extension_module_outputs_are_protected_before_they_go_out(tmp_path):
+    """A pymodbus TCP server is an extension module (DO 0x0040-0x0047 = its coils 0-7, AO
+    0x0040-0x0043 = its holding registers 10-13): a refused write never reaches it (read back
+    from the server directly), a permitted one does."""
+    import time
+
+    from conftest import Sim
+    from mqtttest import PymodbusServer
+
+    server = PymodbusServer(unit=5)
+    module = {"unit": 5, "tcp": "127.0.0.1:%d" % server.port, "do": 8, "ao": 4, "ao_address": 10}
+    protect = {"read_only": {"coils": ["0x0040-0x0041"]}, "trusted_only": {"holding_registers": ["0x0042-0x0043"]},
+               "trusted_clients": ["127.0.0.1"]}
+    sim = Sim(tmp_path=tmp_path, config={"extension": {"modules": [module]}, "protect": protect})
+    direct = server.client()
+    try:
+        with tcp_client(sim, "127.0.0.2") as c:
+            deadline = time.monotonic() + 10
+            while ok(c.read_holding_registers(0x1780, count=1, **unit())).registers[0] != 1:  # online
+                assert time.monotonic() < deadline, "the module never came online"
+                time.sleep(0.02)
+            refused(c.write_coil(0x41, True, **unit()))
+            refused(c.write_coils(0x41, [True, True], **unit()))
+            ok(c.write_coil(0x42, True, **unit()))
+            refused(c.write_register(0x42, 1, **unit()))
+            refused(c.write_registers(0x41, [1, 2], **unit()))
+            ok(c.write_register(0x41, 2, **unit()))
+        with tcp_client(sim) as c:
+            refused(c.write_coil(0x40, True, **unit()))
+            ok(c.write_registers(0x42, [77, 78], **unit()))
+        # Coming online the module got the map's outputs (0); the refused writes never reached it.
+        assert ok(direct.read_coils(0, count=3, **unit(5))).bits[:3] == [False, False, True]
+        assert ok(direct.read_holding_registers(10, count=4, **unit(5))).registers == [0, 2, 77, 78]
+    finally:
+        direct.close()
+        sim.stop()
+        server.stop()

@@ -18,10 +18,6 @@ def build(cfg, board, model=None):
         model = DataModel()
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
-    if cfg.get("protect"):  # write protection (present only when configured: mbnode.protectconfig)
-        from mbnode.protect import Guard
-
-        engine.guard = Guard(cfg["protect"])
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
@@ -91,8 +87,11 @@ def build(cfg, board, model=None):
 
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
-    if engine.guard is not None:
-        parts.extend(("protect", str(engine.guard.ranges)))
+    if cfg.get("protect"):  # write protection (present only when configured: mbnode.protectconfig);
+        from mbnode.protect import Guard  # set before the loop serves anything
+
+        engine.guard = Guard(cfg["protect"])
+        parts += ("protect", str(engine.guard.ranges))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

@@ -236,6 +236,21 @@ def test_rtu_pymodbus_edges(dev):
         assert ok(c.read_holding_registers(0x10, count=3, **unit())).registers[2] == 1
 
 
+def test_rtu_raw_frames_and_broadcast(dev):
+    """The bytes on the line (address, 86 02, CRC) and a broadcast: a protected write is not
+    executed, the one beside it is (neither is answered)."""
+    from rtutest import RtuPort, adu
+
+    dev.io("set ao 0x1F 0 0")
+    with RtuPort(dev.sim.rtu_path) as port:
+        assert port.request(bytes.fromhex("0600200001")) == bytes.fromhex("8602")
+        assert port.request(bytes.fromhex("06001F0001")) == bytes.fromhex("06001F0001")
+        port.send_unanswered(adu(0, bytes.fromhex("0600200007")))
+        port.send_unanswered(adu(0, bytes.fromhex("06001F0007")))
+        assert port.request(bytes.fromhex("03001F0002")) == bytes.fromhex("0304" "0007" "0000")
+    assert dev.io("get ao 0x1F 2") == [7, 0]
+
+
 # --- MQTT --------------------------------------------------------------------------------------
 
 

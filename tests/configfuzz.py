@@ -26,6 +26,9 @@ SEED = {
              "serial_devices": ["rs485"], "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2},
              "points": [{"name": "level", "table": "holding", "address": 3, "type": "uint16", "deadband": 2},
                         {"name": "run", "table": "coil", "address": "0x0001"}]},
+    "protect": {"read_only": {"coils": ["0x0008-0x000F"], "holding_registers": [[4096, 4099]]},
+                "trusted_only": {"holding_registers": ["0x0020-0x002F"]}, "trusted_clients": ["127.0.0.1"],
+                "mqtt_trusted": False},
 }
 
 LONG = 100000  # characters of the longest text value

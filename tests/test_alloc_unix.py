@@ -64,3 +64,12 @@ def test_poller_path_is_allocation_free(bits):
     plays both), every data type landed in memory and local registers, alarms compared and
     acting (a write, an output), a unit that never answers."""
     assert "6 passed, 0 failed" in probe(bits, "alloc_poller.py", line=True, port=True)
+
+
+def test_protected_writes_are_allocation_free(bits):
+    """Write protection (mbnode.protect): writes refused (02) and let through at the ranges'
+    edges, from a trusted TCP client (127.0.0.1) and another (bound to 127.0.0.2), a read of a
+    protected range, and the Engine with the RTU and MQTT sources."""
+    out = probe(bits, "alloc_protect.py", port=True)
+    assert "sources at accept: TCP, TCP trusted" in out and out.splitlines()[0].endswith(" protect 5"), out
+    assert "21 passed, 0 failed" in out, out

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_ranges_accept_lists_and_hex_text():
     ({"tcp": {"port": 70000}}, "config: tcp.port = 70000: allowed an integer 0..65535"),
     ({"unit_id": 248}, "config: unit_id = 248: allowed an integer 0..247"),
     ({"unit_id": True}, "config: unit_id = true: allowed an integer 0..247"),
-    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, extension, failsafe, gateway, identity, mqtt, poller, rtu, rtu2, tcp, unit_id"),
+    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, extension, failsafe, gateway, identity, mqtt, poller, protect, rtu, rtu2, tcp, unit_id"),
     ({"tcp": {"prot": 1}}, "config: tcp.prot = 1: unknown key"),
     ({"tcp": {"when_full": "drop"}}, 'allowed one of "refuse", "close_idlest"'),
     ({"tcp": {"allow": ["10.0.0"]}}, "config: tcp.allow"),
@@ -327,3 +328,57 @@ def test_brackets_inside_strings_do_not_count(tmp_path):
     f = tmp_path / "config.json"
     f.write_text('{"identity": {"device_name": "pump {7} \\" ]"}}')
     assert config.load(str(f))["identity"]["device_name"] == 'pump {7} " ]'
+
+
+# --- the protect section (write protection, mbnode.protectconfig) --------------------------------
+
+def test_protect_is_absent_without_its_section_and_its_module_not_loaded():
+    code = ("import sys; from mbnode import config; c = config.validate({}); "
+            "print(c.get('protect'), 'mbnode.protectconfig' in sys.modules, 'mbnode.protect' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(os.path.dirname(__file__), "..", "firmware"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[0] == "None False False"
+
+
+def test_protect_defaults_and_ranges():
+    cfg = config.validate({"protect": {}})["protect"]
+    assert cfg == {"read_only": {"coils": [], "holding_registers": []},
+                   "trusted_only": {"coils": [], "holding_registers": []},
+                   "trusted_clients": [], "rtu_trusted": False, "mqtt_trusted": False}
+    given = {"read_only": {"coils": ["0x0000-0x023F"], "holding_registers": [[0x1000, 0x17FF], "0x2100-0x2100"]},
+             "trusted_only": {"holding_registers": ["0-63", [0xFFFF, 0xFFFF]]},
+             "trusted_clients": ["192.168.1.10"], "mqtt_trusted": True}
+    cfg = config.validate({"protect": given})["protect"]
+    assert cfg["read_only"] == {"coils": [[0, 0x23F]], "holding_registers": [[0x1000, 0x17FF], [0x2100, 0x2100]]}
+    assert cfg["trusted_only"] == {"coils": [], "holding_registers": [[0, 63], [0xFFFF, 0xFFFF]]}
+    assert config.validate({"protect": cfg})["protect"] == cfg  # a checked section checks again unchanged
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"protect": []}, "config: protect = []: allowed a JSON object"),
+    ({"protect": {"read_only": {"coils": [[0, 0x240]]}}},
+     'config: protect.read_only.coils = [[0, 576]]: allowed a list of [first, last] or "0xFIRST-0xLAST" ranges '
+     'inside 0x0000-0x023F'),
+    ({"protect": {"read_only": {"holding_registers": [[0, 0x10000]]}}}, "inside 0x0000-0xFFFF"),
+    ({"protect": {"read_only": {"holding_registers": ["0x20-0x1F"]}}}, "config: protect.read_only.holding_registers"),
+    ({"protect": {"read_only": {"holding_registers": ["0b1-0b11"]}}}, "config: protect.read_only.holding_registers"),
+    ({"protect": {"read_only": {"holding_registers": [[0, True]]}}}, "config: protect.read_only.holding_registers"),
+    ({"protect": {"read_only": {"holding_registers": "0-1"}}}, "config: protect.read_only.holding_registers = \"0-1\""),
+    ({"protect": {"read_only": {"input_registers": []}}},
+     "config: protect.read_only.input_registers = []: unknown key; allowed keys: coils, holding_registers"),
+    ({"protect": {"trusted_clients": ["10.0.0"]}}, "config: protect.trusted_clients = [\"10.0.0\"]"),
+    ({"protect": {"rtu_trusted": 1}}, "config: protect.rtu_trusted = 1: allowed true or false"),
+    ({"protect": {"trusted_only": {"coils": [[0, 1]]}}},
+     "config: protect.trusted_clients = []: nobody could write protect.trusted_only; allowed at least one IPv4 "
+     "address, or rtu_trusted or mqtt_trusted true (or use read_only)"),
+])
+def test_protect_refusals(given, message):
+    with pytest.raises(config.ConfigError) as e:
+        config.validate(given)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("trust", [{"trusted_clients": ["10.0.0.1"]}, {"rtu_trusted": True}, {"mqtt_trusted": True}])
+def test_protect_trusted_only_needs_someone_trusted(trust):
+    p = dict({"trusted_only": {"coils": [[0, 1]]}}, **trust)
+    assert config.validate({"protect": p})["protect"]["trusted_only"]["coils"] == [[0, 1]]

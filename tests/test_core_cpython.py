@@ -3,12 +3,19 @@
 import pytest
 
 import pdu_cases
+import pdu_guard_cases
 from mbnode import datamodel
 from mbnode.datamodel import HOLDING, DataModel
 
 
 @pytest.mark.parametrize("case", pdu_cases.CASES, ids=[c[0] for c in pdu_cases.CASES])
 def test_pdu_case(case):
+    assert pdu_cases.run_case(case) == []
+
+
+@pytest.mark.parametrize("case", pdu_guard_cases.CASES, ids=[c[0] for c in pdu_guard_cases.CASES])
+def test_pdu_guard_case(case):
+    """Write protection (mbnode.protect) and a register block outside the map (Engine.blocks)."""
     assert pdu_cases.run_case(case) == []
 
 

@@ -98,6 +98,11 @@ def build(cfg, board, model=None):
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
     if hasattr(board, "watch"):  # a pin board's watchdog and status LED (board.wdt_ms, board.led_pin)
         parts.extend(board.watch(loop, engine, health))
+    if cfg.get("protect"):  # write protection (present only when configured: mbnode.protectconfig);
+        from mbnode.protect import Guard  # set before the loop serves anything
+
+        engine.guard = Guard(cfg["protect"])
+        parts += ("protect", str(engine.guard.ranges))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

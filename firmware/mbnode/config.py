@@ -303,6 +303,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["failsafe"] = failsafeconfig.SCHEMA
     else:
         schema["failsafe"] = {}  # named among the allowed keys; no section in the result
+    protect = type(given) is dict and "protect" in given
+    if protect:  # write protection (mbnode.protectconfig), loaded only for its section
+        from mbnode import protectconfig
+
+        schema["protect"] = protectconfig.SCHEMA
+    else:
+        schema["protect"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -333,6 +340,10 @@ def validate(given, board_schema=None, base=None, check=None):
         pollconfig.check(cfg)
     else:
         del cfg["poller"]
+    if protect:
+        protectconfig.check(cfg)
+    else:
+        del cfg["protect"]
     if check is not None:
         problem = check(cfg)
         if problem:

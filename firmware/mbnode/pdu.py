@@ -20,8 +20,8 @@ has) handle returns PENDING and the answer PDU comes later, once, to waiter.fini
 n). Without a waiter (a broadcast, a frame that gets no reply) the write goes out all the same
 and is answered as done. forget(waiter): the transport no longer wants that answer.
 
-Who asks (handle's `source`): SOURCE_RTU, SOURCE_TCP, SOURCE_MQTT for a master's request that
-came on a transport, SOURCE_LOCAL (the default) for the device's own parts (MQTT telemetry's
+Who asks (handle's `source`): SOURCE_RTU, SOURCE_TCP (SOURCE_TCP_TRUSTED from a client whose
+address the guard trusts), SOURCE_MQTT for a master's request that came on a transport, SOURCE_LOCAL (the default) for the device's own parts (MQTT telemetry's
 scans, the poller landing values, fail-safe). Requests from a transport are counted
 (`requests`, `exceptions`: each a 32-bit count kept in two 16-bit halves, so counting never
 allocates) and are what fail-safe watches; writes from a transport are checked by `guard`.
@@ -32,8 +32,10 @@ Two more hooks, both None/empty unless an optional part sets them (the Engine im
   unchanged: a block claims (table, first, count) when its `holds(table, first, count)` says so
   and then answers `read(table, first, count, buf, off)` / `write(first, count, src, so,
   source)`, each returning 0 or -exception. Whatever no block claims is exception 02.
-- `guard`: write protection; `guard.refuses(table, first, count, source)` true makes a write
-  from a transport exception 02 before anything is written (SOURCE_LOCAL is never refused).
+- `guard`: write protection (mbnode.protect.Guard, with a "protect" section);
+  `guard.refuses(table, first, count, source)` true makes a write from a transport exception 02
+  before anything is written, to the map, a register block or extension modules' outputs
+  (SOURCE_LOCAL is never refused); `guard.trusts(ip)`: see trusted().
 """
 
 from mbnode import fast

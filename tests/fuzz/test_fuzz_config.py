@@ -136,6 +136,13 @@ SPEC = {
                                         "model_name", "user_application_name", "device_name")},
     "board": {"io": host_port, "rtu_device": text(200), "rtu_peer": text(200), "rtu2_device": text(200),
               "rtu2_peer": text(200)},
+    # "Write protection": coils inside the coil map, holding registers anywhere 0x0000-0xFFFF.
+    "protect": {
+        "read_only": {"coils": ranges(BITS), "holding_registers": ranges([(0, 0xFFFF)])},
+        "trusted_only": {"coils": ranges(BITS), "holding_registers": ranges([(0, 0xFFFF)])},
+        "trusted_clients": lambda v: type(v) is list and all(ipv4(a) for a in v),
+        "rtu_trusted": is_bool, "mqtt_trusted": is_bool,
+    },
 }
 
 
@@ -165,15 +172,8 @@ def refusals(given):
         rule = SPEC.get(key)
         if rule is None:
             bad.add(shown(key))
-        elif type(rule) is dict:
-            if type(v) is not dict:
-                bad.add(key)
-                continue
-            for k, x in v.items():
-                if k not in rule or not rule[k](x):
-                    bad.add(key + "." + shown(k))
-        elif not rule(v):
-            bad.add(key)
+        else:
+            _refused(rule, v, key, bad)
     unit = given.get("unit_id", 1)
     for key in ("rtu", "rtu2"):
         rtu = given.get(key, {})
@@ -183,6 +183,21 @@ def refusals(given):
     if bad:
         return bad
     return _across(given)
+
+
+def _refused(rule, v, name, bad):
+    """Adds to bad the keys under `name` that `rule` (a check, or an object of rules) refuses."""
+    if type(rule) is not dict:
+        if not rule(v):
+            bad.add(name)
+    elif type(v) is not dict:
+        bad.add(name)
+    else:
+        for k, x in v.items():
+            if k not in rule:
+                bad.add(name + "." + shown(k))
+            else:
+                _refused(rule[k], x, name + "." + shown(k), bad)
 
 
 def _across(given):
@@ -212,6 +227,10 @@ def _across(given):
             bad.add("gateway.line")
         if any(u in own for u in units) or (not units and unit == 0):
             bad.add("gateway.units")
+    p = given.get("protect", {})
+    if any(p.get("trusted_only", {}).values()) and not (
+            p.get("trusted_clients") or p.get("rtu_trusted") is True or p.get("mqtt_trusted") is True):
+        bad.add("protect.trusted_clients")  # trusted-only ranges that nobody could write
     return bad
 
 
@@ -226,7 +245,9 @@ EDGES = [0, 1, 2, -1, 16, 17, 247, 248, 255, 256, 299, 300, 502, 65535, 65536, 8
          [[0x1000, 0x17FF]], [[0x13F, 0x1000]], ["0x0000-0x003F"], ["0-63"], [" 0x10 - 0x1F "], ["0x10-"],
          ["1-2-3"], ["0b1-0b11"], ["+1-2"], ["1_0-20"], ["\u0661-2"], ["0x-1"], [[True, 5]], [[0, 1.0]], [[0, 1, 2]],
          ["127.0.0.1"], ["1.2.3.400"], [["127.0.0.1"]], {}, {"a": 1}, [[[]]], "rs485", "rs485-2", "a b",
-         "x" * 16, "x" * 17, [1], [255], [0], [17, 18], [True], 10, 9, 60000, 60001]
+         "x" * 16, "x" * 17, [1], [255], [0], [17, 18], [True], 10, 9, 60000, 60001,
+         {"coils": [[0, 15]]}, {"coils": [[0, 0x240]]}, {"holding_registers": ["0x2100-0x2101", [0, 0xFFFF]]},
+         {"holding_registers": [[0, 0x10000]]}, {"input_registers": []}, {"coils": []}]
 KEYS = {section: list(rule) if type(rule) is dict else [] for section, rule in SPEC.items()}
 UNKNOWN = ["colis", "Port", "tcp_port", "unitid", "x", "enabled2"]
 
@@ -292,6 +313,15 @@ def one_line(message, path=""):
 @example({"rtu": {"enabled": True}, "rtu2": {"enabled": True, "mode": "slave"}})
 @example({"rtu": {"enabled": True, "name": "a"}, "rtu2": {"enabled": True, "name": "a"}})
 @example({"rtu2": {"enabled": True, "mode": "slave"}, "unit_id": 0})
+# Write protection (issue 12): the ranges' limits, and trusted-only ranges nobody could write.
+@example({"protect": {"read_only": {"coils": [[0, 0x23F]], "holding_registers": [[0, 0xFFFF]]}}})
+@example({"protect": {"read_only": {"coils": [[0, 0x240]]}}})
+@example({"protect": {"read_only": {"holding_registers": [[0xFFFF, 0x10000]]}}})
+@example({"protect": {"trusted_only": {"coils": [[0, 15]]}}})
+@example({"protect": {"trusted_only": {"coils": [[0, 15]]}, "trusted_clients": []}})
+@example({"protect": {"trusted_only": {"holding_registers": ["0x2100-0x2101"]}, "rtu_trusted": True}})
+@example({"protect": {"trusted_only": {"holding_registers": [[0, 0]]}, "mqtt_trusted": True}})
+@example({"protect": {"trusted_only": {"coils": []}, "read_only": {"input_registers": []}}})
 @PROPERTY
 @given(configurations())
 def test_validate_accepts_exactly_what_the_documentation_allows(given):
@@ -313,6 +343,8 @@ def test_validate_accepts_exactly_what_the_documentation_allows(given):
                     assert cfg["rtu"]["stopbits"] == (2 if cfg["rtu"]["parity"] == "N" else 1)
                 elif section == "channels":
                     assert len(cfg[section][key]) == len(v)
+                elif section == "protect" and key in ("read_only", "trusted_only"):
+                    assert all(len(cfg[section][key][t]) == len(r) for t, r in v.items())
                 else:
                     assert cfg[section][key] == v and type(cfg[section][key]) is type(v)
         elif section != "channels":

@@ -8,6 +8,9 @@ Invariants, whatever the request bytes:
 - a normal reply is well-formed for its request: the function code echoed, the byte count and
   length a read of that quantity needs, the echo a write of that kind sends;
 - a write changes exactly the addressed channels, to the values the request carries.
+With write protection (mbnode.protect's guard, ranges drawn near what the request writes, every
+source): the same, and the exception code is what an independent reading of the "protect"
+rules (docs/configuration.md) says: 02 for a write touching a channel its source may not write.
 """
 
 import struct
@@ -21,8 +24,9 @@ from fuzzing import u16
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
+from mbnode.protect import Guard
 
-PROPERTY = fuzzing.per_target(1)  # this target's properties share `make fuzz`'s inputs
+PROPERTY = fuzzing.per_target(2)  # this target's properties share `make fuzz`'s inputs
 
 PRESENTS = [
     None,  # the whole map
@@ -132,10 +136,15 @@ def inside(ranges, first, qty):
     return any(lo <= first and first + qty - 1 <= hi for lo, hi in ranges)
 
 
-def expected_code(req, present, regs):
+def never(table, first, qty):
+    return False
+
+
+def expected_code(req, present, regs, blocked=never):
     """0 when the request must succeed, else the exception code it must get (data functions:
-    quantity, byte count and length first (03), then the address (02), then values an address
-    limits (03: onboard AO is 10-bit)); None for the other functions."""
+    quantity, byte count and length first (03), then the address (02: absent, or a write that
+    blocked(table, first, qty) says write protection refuses), then values an address limits
+    (03: onboard AO is 10-bit)); None for the other functions."""
     fc, n = req[0], len(req)
     bits, holding = present[COILS if fc != 2 else DISCRETE_INPUTS], present[HOLDING]
 
@@ -152,11 +161,11 @@ def expected_code(req, present, regs):
     if fc == 5:
         if n != 5 or _u16(req, 3) not in (0, 0xFF00):
             return 3
-        return 0 if inside(bits, _u16(req, 1), 1) else 2
+        return 0 if inside(bits, _u16(req, 1), 1) and not blocked(COILS, _u16(req, 1), 1) else 2
     if fc == 6:
         if n != 5:
             return 3
-        if not inside(holding, _u16(req, 1), 1):
+        if not inside(holding, _u16(req, 1), 1) or blocked(HOLDING, _u16(req, 1), 1):
             return 2
         return 0 if ao_ok(_u16(req, 1), [_u16(req, 3)]) else 3
     if fc in (15, 16):
@@ -166,7 +175,7 @@ def expected_code(req, present, regs):
         limit, need = (0x240, (qty + 7) // 8) if fc == 15 else (123, 2 * qty)
         if not 1 <= qty <= limit or count != need or n != 6 + count:
             return 3
-        if not inside(bits if fc == 15 else holding, first, qty):
+        if not inside(bits if fc == 15 else holding, first, qty) or blocked(COILS if fc == 15 else HOLDING, first, qty):
             return 2
         if fc == 16 and not ao_ok(first, [_u16(req, 6 + 2 * i) for i in range(qty)]):
             return 3
@@ -175,7 +184,7 @@ def expected_code(req, present, regs):
         if n != 7:
             return 3
         addr = _u16(req, 1)
-        if not inside(holding, addr, 1):
+        if not inside(holding, addr, 1) or blocked(HOLDING, addr, 1):
             return 2
         off = 2 * addr if addr < 0x1000 else 4 * 0x140 + 2 * (addr - 0x1000)
         value = (_u16(regs, off) & _u16(req, 3)) | (_u16(req, 5) & ~_u16(req, 3) & 0xFFFF)
@@ -186,7 +195,7 @@ def expected_code(req, present, regs):
         rfirst, rqty, wfirst, wqty, count = _u16(req, 1), _u16(req, 3), _u16(req, 5), _u16(req, 7), req[9]
         if not 1 <= rqty <= 125 or not 1 <= wqty <= 121 or count != 2 * wqty or n != 10 + count:
             return 3
-        if not inside(holding, wfirst, wqty) or not inside(holding, rfirst, rqty):
+        if not inside(holding, wfirst, wqty) or not inside(holding, rfirst, rqty) or blocked(HOLDING, wfirst, wqty):
             return 2
         return 0 if ao_ok(wfirst, [_u16(req, 10 + 2 * i) for i in range(wqty)]) else 3
     return None
@@ -281,3 +290,133 @@ def test_engine_answers_every_request_well_formed(req, which, seed, offsets):
         assert got == want, "%s: got %s, the spec says %s" % (
             req.hex(), "exception %d" % got if got else "a normal reply", "exception %d" % want if want else
             "a normal reply")
+
+
+# --- with write protection (mbnode.protect): the same invariants, and a write from a transport
+# that touches a channel its source may not write is exception 02, whole, writing nothing.
+
+
+@st.composite
+def _protected_ranges(draw, anchors, limit):
+    """0..3 [first, last] ranges that start or end near an anchor (the written span's ends, the
+    map's edges), so that a range ending just before, at, or just after a write is common."""
+    out = []
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.sampled_from(anchors)) + draw(st.integers(-2, 2))
+        size = draw(st.one_of(st.integers(0, 3), st.integers(0, 0x200)))
+        lo, hi = (at, at + size) if draw(st.booleans()) else (at - size, at)
+        out.append([min(max(lo, 0), limit), min(max(hi, 0), limit)])
+    return out
+
+
+def _written(req):
+    """(first, last) of what a write request writes, as far as its bytes say; None otherwise."""
+    fc, n = req[0], len(req)
+    if fc in (5, 6, 22) and n >= 3:
+        return _u16(req, 1), _u16(req, 1)
+    if fc in (15, 16) and n >= 5:
+        return _u16(req, 1), _u16(req, 1) + max(_u16(req, 3), 1) - 1
+    if fc == 23 and n >= 9:
+        return _u16(req, 5), _u16(req, 5) + max(_u16(req, 7), 1) - 1
+    return None
+
+
+def section(read_only=((), ()), trusted_only=((), ()), rtu_trusted=False, mqtt_trusted=False):
+    """A checked "protect" section: (coil ranges, holding register ranges) of each kind."""
+    return {"read_only": {"coils": list(read_only[0]), "holding_registers": list(read_only[1])},
+            "trusted_only": {"coils": list(trusted_only[0]), "holding_registers": list(trusted_only[1])},
+            "trusted_clients": [], "rtu_trusted": rtu_trusted, "mqtt_trusted": mqtt_trusted}
+
+
+@st.composite
+def guarded(draw):
+    """(a request, a "protect" section with ranges near what it writes)."""
+    req = draw(st.one_of(valid_write(), valid_write(), REQUESTS))
+    anchors = list(fuzzing.EDGES)
+    span = _written(req)
+    if span is not None:  # the written span's ends, as often as all the edges together
+        anchors += list(span) * len(fuzzing.EDGES)
+    coils, regs = _protected_ranges(anchors, 0x23F), _protected_ranges(anchors, 0xFFFF)
+    return req, section((draw(coils), draw(regs)), (draw(coils), draw(regs)), draw(st.booleans()),
+                        draw(st.booleans()))
+
+
+@st.composite
+def valid_write(draw):
+    """A well-formed write in or near the map with values the onboard AO takes: what protection
+    has to tell apart (REQUESTS alone are mostly refused for their form)."""
+    fc = draw(st.sampled_from([5, 6, 15, 16, 22, 23]))
+    edges = st.sampled_from(fuzzing.EDGES)
+    if fc in (5, 15):
+        first = draw(st.one_of(st.integers(0, 0x23F), edges))
+    else:
+        first = draw(st.one_of(st.integers(0, 0x13F), st.integers(0x1000, 0x17FF), edges))
+    small = st.integers(0, 0x3FF)
+    if fc == 5:
+        return struct.pack(">BHH", 5, first, draw(st.sampled_from([0, 0xFF00])))
+    if fc == 6:
+        return struct.pack(">BHH", 6, first, draw(small))
+    qty = draw(st.integers(1, 40))
+    if fc == 15:
+        return struct.pack(">BHHB", 15, first, qty, (qty + 7) // 8) + draw(st.binary(min_size=(qty + 7) // 8,
+                                                                                      max_size=(qty + 7) // 8))
+    values = b"".join(struct.pack(">H", draw(small)) for _ in range(qty))
+    if fc == 16:
+        return struct.pack(">BHHB", 16, first, qty, 2 * qty) + values
+    if fc == 22:
+        return struct.pack(">BHHH", 22, first, 0, draw(small))
+    rfirst = draw(st.one_of(st.integers(0, 0x13F), edges))
+    return struct.pack(">BHHHHB", 23, rfirst, draw(st.integers(1, 8)), first, qty, 2 * qty) + values
+
+
+def refuses(sec, source, table, first, qty):
+    """What docs/configuration.md ("protect") says, written out on its own: a write from a
+    transport that overlaps a read_only range, or a trusted_only range unless its source is
+    trusted (TCP from a trusted address; RTU, MQTT when rtu_trusted, mqtt_trusted)."""
+    if source == 0:
+        return False
+    name = "coils" if table == COILS else "holding_registers"
+    last = first + qty - 1
+    overlaps = lambda ranges: any(lo <= last and first <= hi for lo, hi in ranges)  # noqa: E731
+    trusted = source == 4 or (source == 1 and sec["rtu_trusted"]) or (source == 3 and sec["mqtt_trusted"])
+    return overlaps(sec["read_only"][name]) or (not trusted and overlaps(sec["trusted_only"][name]))
+
+
+def _at_the_edges(test):
+    """Each rule at its edge and one past it, for every source: drawn too rarely by chance."""
+    ro, tr = [[0x20, 0x2F]], [[0x30, 0x3F]]
+    for fc, first in ((6, 0x1F), (6, 0x20), (6, 0x2F), (6, 0x30), (6, 0x3F), (6, 0x40), (5, 0x1F), (5, 0x20),
+                      (5, 0x2F), (5, 0x30), (5, 0x3F), (5, 0x40)):
+        req = struct.pack(">BHH", fc, first, 0xFF00 if fc == 5 else 1)
+        for source in range(5):
+            for trust in (False, True):
+                sec = section((ro, ro), (tr, tr), trust, trust)
+                test = example(case=(req, sec), which=0, seed=0, source=source)(test)
+    for first, qty in ((0x10, 0x10), (0x10, 0x11), (0x30, 0x10), (0x40, 0x10), (0x2F, 2)):
+        req = struct.pack(">BHHB", 16, first, qty, 2 * qty) + bytes(2 * qty)
+        test = example(case=(req, section((ro, ro), (tr, tr))), which=0, seed=0, source=2)(test)
+    return test
+
+
+@_at_the_edges
+@PROPERTY
+@given(case=guarded(), which=st.integers(0, len(PRESENTS) - 1), seed=st.integers(0, 255),
+       source=st.integers(0, 4))
+def test_engine_with_a_guard_refuses_exactly_the_protected_writes(case, which, seed, source):
+    req, sec = case
+    model = fresh(PRESENTS[which], seed)
+    engine = Engine(model, DeviceIdentification(pdu_cases.IDENTITY, 1))
+    engine.guard = Guard(sec)
+    resp = bytearray(260)
+    before = snapshot(model)
+    r = engine.handle(bytearray(req), 0, len(req), resp, 0, None, source)
+    check_reply(bytes(req), resp, r, before, snapshot(model))
+    if not resp[0] & 0x80:
+        check_write(bytes(req), model, before)
+    want = expected_code(bytes(req), PRESENTS[which] or FULL, before[0],
+                         lambda table, first, qty: refuses(sec, source, table, first, qty))
+    if want is not None:
+        got = resp[1] if resp[0] & 0x80 else 0
+        assert got == want, "%s from source %d under %r: got %s, expected %s" % (
+            req.hex(), source, sec, "exception %d" % got if got else "a normal reply",
+            "exception %d" % want if want else "a normal reply")

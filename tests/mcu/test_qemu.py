@@ -17,11 +17,12 @@ from mcu_common import need_mcu_tool
 from qemu import ARCH_CODES, BOARDS, QemuBoard, firmware, mpy_arch
 
 import pdu_cases
+import pdu_guard_cases
 import rtu_cases
 
 # What the cases import, as built by `mbnode build`.
-CORE = ["__init__", "datamodel", "pdu", "devid", "fast", "crc", "rtu", "diag"]
-CASE_SCRIPTS = ["pdu_cases.py", "rtu_cases.py"]
+CORE = ["__init__", "datamodel", "pdu", "devid", "fast", "crc", "rtu", "diag", "protect"]
+CASE_SCRIPTS = ["pdu_run.py", "pdu_cases.py", "pdu_guard_cases.py", "rtu_cases.py"]
 
 # What a board reports in sys.implementation._mpy where it is not the arch of the files it runs:
 # MicroPython names every Thumb-2 build without an FPU armv7em, and loads armv7m code on it.
@@ -78,6 +79,10 @@ def test_core_cases_on_mcu_isa(board, tmp_path):
             "pdu_cases.main()\n"
             "del sys.modules['pdu_cases'], pdu_cases\n"
             "gc.collect()\n"
+            "import pdu_guard_cases\n"
+            "pdu_guard_cases.main()\n"
+            "del sys.modules['pdu_guard_cases'], pdu_guard_cases\n"
+            "gc.collect()\n"
             "import rtu_cases\n"
             "rtu_cases.main()\n")
     with QemuBoard(board) as q:
@@ -87,5 +92,6 @@ def test_core_cases_on_mcu_isa(board, tmp_path):
     assert "fast from /ram/mbnode/fast.mpy" in output, output
     summaries = [line for line in output.splitlines() if line.endswith(" failed")]
     checks, _ = rtu_cases.run()
-    assert summaries == ["%d passed, 0 failed" % len(pdu_cases.CASES), "%d passed, 0 failed" % checks], output
+    assert summaries == ["%d passed, 0 failed" % len(pdu_cases.CASES), "%d passed, 0 failed" % len(pdu_guard_cases.CASES),
+                         "%d passed, 0 failed" % checks], output
     assert "FAIL" not in output, output

@@ -1,5 +1,5 @@
 """The whole TCP and RTU request paths (loop, framing, engine, line diagnostics), the
-TCP-to-RTU gateway, extension modules and the poller allocate nothing, proven with
+TCP-to-RTU gateway, extension modules, the poller and the system registers allocate nothing, proven with
 micropython.heap_lock() on the unix port by the tests/core/alloc_*.py scripts."""
 
 import os
@@ -64,3 +64,9 @@ def test_poller_path_is_allocation_free(bits):
     plays both), every data type landed in memory and local registers, alarms compared and
     acting (a write, an output), a unit that never answers."""
     assert "6 passed, 0 failed" in probe(bits, "alloc_poller.py", line=True, port=True)
+
+
+def test_system_registers_are_allocation_free(bits):
+    """The status block (FC03, FC04) and the settings block (FC03/06/16/22/23, their exceptions),
+    and the status block's timer tick (mbnode.sysregs, mbnode.settings)."""
+    assert "14 passed, 0 failed" in probe(bits, "alloc_sysregs.py", port=True)

@@ -129,6 +129,10 @@ class Settings:
         self.regs = bytearray(2 * COUNT)
         self.scratch = bytearray(2 * COUNT)
         r = self.regs
+        if saved is not None and saved.data is not None:  # as saved (overlay checked them)
+            copy(r, 0, saved.data, 1, _SAVED)
+            copy(status.buf, 2 * NAME, r, 2 * _NAME, 32)
+            return
         put_text(r, _NAME, cfg["identity"]["device_name"], 16)
         if _bad(r, 0, True) == "device name":  # a configured name the registers cannot hold
             put_text(r, _NAME, "", 16)

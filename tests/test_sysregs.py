@@ -81,7 +81,8 @@ def test_status_block_values_fc04_and_fc03(start_sim, tmp_path):
     t0 = time.monotonic()
     sim = start_sim(config=system(tmp_path))
     t1 = time.monotonic()
-    assert "system 0x2000" in sim.ready
+    assert "system 0x2000" in sim.ready and "ntp" not in sim.ready  # ntp "auto": none on the simulator
+    assert any("no intact saved state" in line for line in sim.before_ready), sim.before_ready
     with connect(sim) as s:
         for fc in (4, 3):
             r = read(s, fc, STATUS, 0x50)
@@ -259,6 +260,7 @@ def test_save_rate_limit_restore_after_restart(start_sim, tmp_path):
     sim = start_sim(config=cfg, rtu="pty", baud=19200)
     # Saved settings win over the configuration (and the command line's --baud).
     assert "unit 9" in sim.ready and "serial 9600-8N2" in sim.ready, sim.ready
+    assert any(line.endswith("settings.bin: restored save 2") for line in sim.before_ready), sim.before_ready
     with connect(sim) as s:
         request(s, struct.pack(">BHH", 3, 0, 1), unit=9)
         r = read_unit(s, 9, SETTINGS, 0x18)
@@ -267,6 +269,7 @@ def test_save_rate_limit_restore_after_restart(start_sim, tmp_path):
         assert u32(r, 0x16) == 0  # the clock is not saved
         assert text(read_unit(s, 9, STATUS + 0x20, 16)) == "other"
         assert u32(read_unit(s, 9, STATUS + 0x16, 2), 0) == 0  # flash writes since boot
+        assert request(s, bytes([17]), unit=9).endswith(b"other")  # FC17: identity.device_name replaced
     with RtuPort(sim.rtu_path, baud=9600, parity="N", stopbits=2) as port:
         assert port.request(bytes.fromhex("0321100001"), addr=9) == b"\x03\x02\x00\x09"
 
@@ -277,12 +280,30 @@ def read_unit(sock, unit_id, first, count):
     return list(struct.unpack(">%dH" % count, pdu[2:]))
 
 
-def test_damaged_settings_file_is_not_used(start_sim, tmp_path):
-    (tmp_path / "settings.bin").write_bytes(b"MBS1garbage")
+@pytest.mark.parametrize("damage", ["garbage", "bad unit id", "short"])
+def test_damaged_or_bad_settings_file_is_not_used(start_sim, tmp_path, damage):
+    from mbnode import store
+
+    path = tmp_path / "settings.bin"
+    good = bytes([1]) + bytes(regs_bytes("x")) + struct.pack(">HHHHHH", 9, 9600, 0, 0, 2, 0)
+    if damage == "garbage":
+        path.write_bytes(b"MBS1garbage")
+        says = "no intact saved state"
+    elif damage == "bad unit id":
+        store.save(str(path), good[:33] + struct.pack(">H", 248) + good[35:], 3)
+        says = "saved settings not used (unit id)"
+    else:
+        store.save(str(path), good[:-2], 3)
+        says = "saved settings not used (43 bytes; allowed 45)"
     sim = start_sim(config=system(tmp_path))
-    assert "unit 1" in sim.ready
+    assert "unit 1" in sim.ready and "serial" not in sim.ready
+    assert any(says in line for line in sim.before_ready), sim.before_ready
     with connect(sim) as s:
         assert text(read(s, 3, SETTINGS, 16)) == "mbnode"
+
+
+def regs_bytes(name):
+    return name.encode().ljust(32, b"\0")
 
 
 def test_reboot_command_ends_the_simulator_with_status_4(start_sim, tmp_path):

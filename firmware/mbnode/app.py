@@ -12,8 +12,11 @@ def build(cfg, board, model=None):
     # may call build() directly.
     from mbnode.devid import DeviceIdentification
     from mbnode.loop import Loop
-    from mbnode.health import Health
     from mbnode.pdu import Engine
+
+    if model is None:
+        model = DataModel()
+    from mbnode.health import Health
 
     health = Health()
     system = cfg.get("system")  # present only when configured (mbnode.sysconfig)
@@ -22,8 +25,6 @@ def build(cfg, board, model=None):
         from mbnode.settings import overlay
 
         saved = overlay(cfg)  # saved settings over config.json, before anything uses them
-    if model is None:
-        model = DataModel()
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     loop = Loop()

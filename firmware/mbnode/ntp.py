@@ -1,4 +1,4 @@
-"""Setting the clock of the status registers (mbnode.sysregs.Clock) from an NTP server (SNTP,
+"""Setting the clock of the status registers (mbnode.sysregs.Status.set_time) from an NTP server (SNTP,
 RFC 4330), without ever waiting for the server on the event loop.
 
 The status block's timer calls tick() once a second. When a question is due (at start-up once
@@ -23,14 +23,14 @@ _UNIX = sys.platform in ("linux", "darwin")  # the unix port's poll takes descri
 
 
 class Ntp:
-    def __init__(self, loop, clock, server, interval_s, needs_address):
+    def __init__(self, loop, status, server, interval_s, needs_address):
         """server: "HOST" or "HOST:PORT" (port 123 by default); needs_address: wait until the
         board has an IP address (a board with Wi-Fi) before asking."""
         host, port = server.rsplit(":", 1) if ":" in server else (server, "123")
         self.host = host
         self.port = int(port)
         self.loop = loop
-        self.clock = clock
+        self.status = status
         self.interval = 1000 * interval_s
         self.needs_address = needs_address
         self.sock = None
@@ -74,7 +74,7 @@ class Ntp:
         if len(data) >= 48 and data[0] & 7 == 4 and data[1]:
             secs = int.from_bytes(data[40:44], "big") - _NTP_TO_UNIX
             if secs > 0:
-                self.clock.set((secs >> 16) & 0xFFFF, secs & 0xFFFF)
+                self.status.set_time((secs >> 16) & 0xFFFF, secs & 0xFFFF)
                 self.answers += 1
                 self._close(now, self.interval)
 

@@ -26,9 +26,9 @@ except ImportError:
     def const(x):
         return x
 
-FIRST = const(0x2000)
-COUNT = const(0x50)
-# Register offsets from FIRST (docs/register-map.md).
+_FIRST = const(0x2000)
+_COUNT = const(0x50)
+# Register offsets from _FIRST (docs/register-map.md).
 _UPTIME = const(0x00)
 _FREE = const(0x02)
 _LEAST = const(0x04)
@@ -44,7 +44,7 @@ _FLASH = const(0x16)
 NAME = const(0x20)
 _VERSION = const(0x30)
 _MAC = const(0x40)
-NO_TEMPERATURE = const(0x8000)
+_NO_TEMPERATURE = const(0x8000)
 
 
 def put16(buf, reg, v):
@@ -66,46 +66,24 @@ def put_text(buf, reg, text, regs):
         buf[o + i] = ord(text[i]) & 0xFF if i < len(text) else 0
 
 
-class Clock:
-    """Unix time, s, as mbnode knows it: 0 while unknown; set by the settings block's time
-    registers or NTP. Kept as two 16-bit halves and the uptime when set, so that reading it
-    never makes a long int on a 32-bit port."""
-
-    def __init__(self, status):
-        self.status = status
-        self.hi = self.lo = 0
-        self.at = 0  # uptime (s) when set
-
-    def set(self, hi, lo):
-        self.hi = hi
-        self.lo = lo
-        self.at = self.status.uptime()
-
-    def put(self, buf, reg):
-        """The time now into buf at register `reg` (lower half first), allocation-free."""
-        if self.hi == 0 and self.lo == 0:
-            put16(buf, reg, 0)
-            put16(buf, reg + 1, 0)
-            return
-        lo = self.lo + self.status.uptime() - self.at
-        put16(buf, reg, lo & 0xFFFF)
-        put16(buf, reg + 1, (self.hi + (lo >> 16)) & 0xFFFF)
-
-
 class Status:
     def __init__(self, engine, health, board):
         self.engine = engine
         self.health = health
         self.board = board
-        self.buf = bytearray(2 * COUNT)
+        self.buf = bytearray(2 * _COUNT)
         self.secs = 0  # whole seconds of uptime counted by tick()
         self.ms = 0  # and the milliseconds not yet a second
         self.last = time.ticks_ms()
         self.least = gc.mem_free()
-        self.temp = NO_TEMPERATURE
+        self.temp = _NO_TEMPERATURE
         self.ips = board.addresses() if hasattr(board, "addresses") else ()  # the board's live list
         self.ip = None  # the text put into the IPv4 registers
-        self.clock = Clock(self)
+        # The clock: unix time, s, as mbnode knows it (0 while unknown), set by the settings
+        # block or NTP; kept as two 16-bit halves and the uptime when set, so that reading it
+        # never makes a long int on a 32-bit port.
+        self.t_hi = self.t_lo = 0
+        self.t_at = 0
         self.ntp = None  # mbnode.ntp.Ntp, when configured
         self.reboot_at = None  # ticks_ms when the settings block's reboot is due
         put_text(self.buf, _VERSION, VERSION, 16)
@@ -115,11 +93,11 @@ class Status:
     # --- the Engine's register block
 
     def holds(self, table, first, count):
-        return (table == HOLDING or table == INPUT) and first >= FIRST and first + count <= FIRST + COUNT
+        return (table == HOLDING or table == INPUT) and first >= _FIRST and first + count <= _FIRST + _COUNT
 
     def read(self, table, first, count, buf, off):
         self.refresh()
-        copy(buf, off, self.buf, 2 * (first - FIRST), 2 * count)
+        copy(buf, off, self.buf, 2 * (first - _FIRST), 2 * count)
         return 0
 
     def write(self, first, count, src, so, source):
@@ -151,8 +129,24 @@ class Status:
         put16(b, _TCP, h.tcp.clients() if h.tcp is not None else 0)
         put16(b, _FAILSAFE, h.failsafe)
         put16(b, _TEMP, self.temp)
-        self.clock.put(b, _TIME)
+        self.put_time(b, _TIME)
         put32(b, _FLASH, h.flash_writes)
+
+    def set_time(self, hi, lo):
+        """The clock is now hi * 65536 + lo (0: unknown)."""
+        self.t_hi = hi
+        self.t_lo = lo
+        self.t_at = self.uptime()
+
+    def put_time(self, buf, reg):
+        """The clock now into buf at register `reg` (lower half first), allocation-free."""
+        if self.t_hi == 0 and self.t_lo == 0:
+            put16(buf, reg, 0)
+            put16(buf, reg + 1, 0)
+            return
+        lo = self.t_lo + self.uptime() - self.t_at
+        put16(buf, reg, lo & 0xFFFF)
+        put16(buf, reg + 1, (self.t_hi + (lo >> 16)) & 0xFFFF)
 
     # --- the loop timer: once a second, and the reboot when one is due
 
@@ -175,7 +169,7 @@ class Status:
             self.least = free
         if hasattr(self.board, "temperature"):
             t = self.board.temperature()  # 0.1 degC, or None
-            self.temp = NO_TEMPERATURE if t is None else t & 0xFFFF
+            self.temp = _NO_TEMPERATURE if t is None else t & 0xFFFF
         ips = self.ips
         ip = ips[0] if ips else ""
         if ip is not self.ip:
@@ -200,13 +194,13 @@ def start(loop, engine, cfg, board, health, saved):
     engine.blocks.append(status)
     engine.blocks.append(settings)
     loop.add_timer(status)
-    words = ["system 0x%04X" % FIRST]
+    words = ["system 0x%04X" % _FIRST]
     ntp = cfg["system"]["ntp"]
     if ntp == "auto":
         ntp = "pool.ntp.org" if getattr(board, "WIFI", False) else ""
     if ntp:
         from mbnode.ntp import Ntp
 
-        status.ntp = Ntp(loop, status.clock, ntp, cfg["system"]["ntp_interval"], hasattr(board, "addresses"))
+        status.ntp = Ntp(loop, status, ntp, cfg["system"]["ntp_interval"], hasattr(board, "addresses"))
         words.append("ntp " + ntp)
     return words

@@ -89,7 +89,8 @@ def test_status_block_values_fc04_and_fc03(start_sim, tmp_path):
             up = u32(r, 0)
             assert time.monotonic() - t1 - 1 <= up <= time.monotonic() - t0 + 1
             free, least = u32(r, 2), u32(r, 4)
-            assert 0 < least <= free < HEAP
+            used, unused = (int(v) for v in sim.io_cmd("heap").split()[1:])  # after a collection
+            assert 0 < least <= free <= used + unused <= HEAP  # the heap's size
             assert r[0x0C] == 1  # this connection
             assert r[0x0D] == 0  # fail-safe: normal
             assert r[0x0E] == 0x8000  # the simulator has no temperature sensor
@@ -104,6 +105,14 @@ def test_status_block_values_fc04_and_fc03(start_sim, tmp_path):
         # Uptime grows, one second at a time.
         first = u32(read(s, 4, STATUS, 2), 0)
         wait_for("uptime to grow", lambda: u32(read(s, 4, STATUS, 2), 0) > first)
+
+
+def test_system_enabled_false_leaves_the_addresses_absent(start_sim, tmp_path):
+    sim = start_sim(config=system(tmp_path, enabled=False))
+    assert "system" not in sim.ready
+    with connect(sim) as s:
+        assert read(s, 4, STATUS, 1) == 2
+        assert read(s, 3, SETTINGS, 1) == 2
 
 
 def test_requests_and_exceptions_counted_exactly(start_sim, tmp_path):

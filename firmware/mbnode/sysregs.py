@@ -77,6 +77,7 @@ class Status:
         self.last = time.ticks_ms()
         self.least = gc.mem_free()
         self.temp = _NO_TEMPERATURE
+        self.temperature = getattr(board, "temperature", None)  # the board's reader, if it has one
         self.ips = board.addresses() if hasattr(board, "addresses") else ()  # the board's live list
         self.ip = None  # the text put into the IPv4 registers
         # The clock: unix time, s, as mbnode knows it (0 while unknown), set by the settings
@@ -167,8 +168,8 @@ class Status:
         free = gc.mem_free()
         if free < self.least:
             self.least = free
-        if hasattr(self.board, "temperature"):
-            t = self.board.temperature()  # 0.1 degC, or None
+        if self.temperature is not None:
+            t = self.temperature()  # 0.1 degC, or None
             self.temp = _NO_TEMPERATURE if t is None else t & 0xFFFF
         ips = self.ips
         ip = ips[0] if ips else ""

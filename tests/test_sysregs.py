@@ -283,6 +283,17 @@ def test_save_rate_limit_restore_after_restart(start_sim, tmp_path):
         assert port.request(bytes.fromhex("0321100001"), addr=9) == b"\x03\x02\x00\x09"
 
 
+def test_a_save_the_filesystem_refuses_is_04(start_sim, tmp_path):
+    sim = start_sim(config=system(tmp_path, settings=str(tmp_path / "missing-dir" / "settings.bin")))
+    with connect(sim) as s:
+        assert write(s, SETTINGS + 0x10, [5, 19200, 0, 2, 1, 0, 0, 0, 1]) == 4  # unit 5 and a save
+        assert read(s, 3, SETTINGS + 0x10, 1) == [5]  # written, not saved
+        assert u32(read(s, 4, STATUS + 0x16, 2), 0) == 0
+        assert write(s, SETTINGS + 0x18, [1]) == 4  # not rate-limited: nothing was saved
+    assert sim.stop() == 0
+    assert "settings not saved to" in sim.proc.stdout.read()
+
+
 def read_unit(sock, unit_id, first, count):
     pdu = request(sock, struct.pack(">BHH", 3, first, count), unit=unit_id)
     assert pdu[0] == 3, pdu.hex()
@@ -447,7 +458,7 @@ def test_system_section_errors_are_one_line():
         ({"settings": ""}, "config: system.settings = \"\": allowed a file path"),
         ({"ntp": "host:0"}, "config: system.ntp = \"host:0\": allowed"),
         ({"ntp": "host:x"}, "config: system.ntp = \"host:x\": allowed"),
-        ({"ntp_interval": 59}, "config: system.ntp_interval = 59: allowed an integer 60..604800"),
+        ({"ntp_interval": 59}, "config: system.ntp_interval = 59: allowed an integer 60..86400"),
         ({"nope": 1}, "config: system.nope = 1: unknown key"),
     ]:
         with pytest.raises(config.ConfigError) as e:

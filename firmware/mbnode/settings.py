@@ -115,12 +115,14 @@ class Settings:
         self.health = health
         system = cfg["system"]
         self.path = system["settings"]
-        self.interval = 1000 * system["save_interval"]
+        self.interval = system["save_interval"]  # s
         self.reboot_ok = system["reboot"]
         self.unit_ok = system["unit_id_writes"]
         self.unit0 = unit0(cfg)
         self.generation = saved.generation if saved is not None else 0
-        self.saved_at = None  # ticks_ms of the last save since boot
+        # Uptime (s) of the last save since boot: the rate limit counts whole seconds of uptime
+        # (a save is taken when more than save_interval s have passed), which never wraps.
+        self.saved_at = None
         self.regs = bytearray(2 * _COUNT)
         self.scratch = bytearray(2 * _COUNT)
         r = self.regs
@@ -167,8 +169,8 @@ class Settings:
         reboot = _u16(s, _REBOOT)
         if save > 1 or reboot > 1:
             return -3
-        now = time.ticks_ms()
-        if save and self.saved_at is not None and time.ticks_diff(now, self.saved_at) < self.interval:
+        up = self.status.uptime()
+        if save and self.saved_at is not None and up - self.saved_at <= self.interval:
             return -_BUSY
         copy(r, 0, s, 0, 2 * _COUNT)
         put16(r, _SAVE, 0)
@@ -178,18 +180,18 @@ class Settings:
         if i < _NAME + 16:
             copy(self.status.buf, 2 * NAME, r, 2 * _NAME, 32)
         if save:
-            k = self.save(now)
+            k = self.save(up)
             if k:
                 return k
         if reboot:
-            self.status.reboot_at = time.ticks_add(now, _REBOOT_MS)
+            self.status.reboot_at = time.ticks_add(time.ticks_ms(), _REBOOT_MS)
         return 0
 
-    def save(self, now):
+    def save(self, up):
         """The settings to flash (mbnode.settingsfile): 0, or -04 when the filesystem refused."""
         if _file("save", self.path, self.regs, SAVED, self.generation + 1):
             return -4
         self.generation += 1
-        self.saved_at = now
+        self.saved_at = up
         self.health.flash_writes += 1
         return 0

@@ -12,7 +12,7 @@ SCHEMA = {
     "reboot": (True, "bool"),  # the settings block's reboot command may be used
     "unit_id_writes": (True, "bool"),  # the settings block's unit id register may be written
     "ntp": ("auto", "text", 100),  # "HOST[:PORT]", "" (none) or "auto" (pool.ntp.org on a board with Wi-Fi)
-    "ntp_interval": (3600, "int", 60, 604800),  # s between two questions to the NTP server
+    "ntp_interval": (3600, "int", 60, 86400),  # s between two questions (at most a day: ticks_ms arithmetic)
 }
 
 

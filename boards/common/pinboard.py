@@ -90,9 +90,12 @@ class PinBoard:
         """The Wi-Fi station's MAC address as "AA:BB:CC:DD:EE:FF", "" without a radio."""
         if not self.has_wifi:
             return ""
-        import network
+        try:
+            import network
 
-        m = network.WLAN(network.STA_IF).config("mac")
+            m = network.WLAN(network.STA_IF).config("mac")
+        except Exception:  # noqa: BLE001 - a radio that does not answer yet: no MAC shown
+            return ""
         return ":".join("%02X" % b for b in m)
 
     def addresses(self):

@@ -104,13 +104,23 @@ class Sim:
 
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
+        # Read the descriptor itself: a line printed before the ready line (a boot log line) can
+        # arrive in one chunk with it, and readline() would keep the ready line in the text
+        # stream's buffer, where select() never sees it.
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        self.before_ready = []  # the lines printed before the ready line
         while time.monotonic() < deadline:
             if sel.select(timeout=0.2):
-                line = self.proc.stdout.readline()
-                if line.startswith("ready"):
-                    return line.strip()
-                if not line:
+                chunk = os.read(fd, 4096)
+                if not chunk:
                     break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.startswith(b"ready"):
+                        return line.decode().strip()
+                    self.before_ready.append(line.decode(errors="replace"))
         os.killpg(self.proc.pid, signal.SIGKILL)
         err = self.proc.stderr.read()
         raise RuntimeError("simulator did not print ready: %s" % err)

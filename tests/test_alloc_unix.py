@@ -1,5 +1,5 @@
 """The whole TCP and RTU request paths (loop, framing, engine, line diagnostics), the
-TCP-to-RTU gateway, extension modules and the poller allocate nothing, proven with
+TCP-to-RTU gateway, extension modules, the poller and the system registers allocate nothing, proven with
 micropython.heap_lock() on the unix port by the tests/core/alloc_*.py scripts."""
 
 import os
@@ -73,3 +73,9 @@ def test_protected_writes_are_allocation_free(bits):
     out = probe(bits, "alloc_protect.py", port=True)
     assert "sources at accept: TCP, TCP trusted" in out and out.splitlines()[0].endswith(" protect 5"), out
     assert "21 passed, 0 failed" in out, out
+
+
+def test_system_registers_are_allocation_free(bits):
+    """The status block (FC03, FC04) and the settings block (FC03/06/16/22/23, their exceptions),
+    and the status block's timer tick (mbnode.sysregs, mbnode.settings)."""
+    assert "14 passed, 0 failed" in probe(bits, "alloc_sysregs.py", port=True)

@@ -5,6 +5,7 @@ machine/network modules (tests/fakes); tests/core/board_start.py does the servin
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -39,6 +40,17 @@ def test_wifi_refused_then_joined_then_lost_keeps_rtu_serving(board):
                      "wifi: connected to plant, ip 10.0.0.5",
                      "wifi: lost plant; joining again",
                      "wifi: connected to plant, ip 10.0.0.5"])
+
+
+@pytest.mark.parametrize("board", ["pico-w", "esp32"])
+def test_system_registers_on_a_pin_board(board):
+    """MAC text, IPv4 once Wi-Fi joined, the RP2040's temperature (the ESP32 has none the port
+    reads calibrated), the reboot command's machine.reset 1 s after its answer."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    ntp_port = udp.getsockname()[1]
+    udp.close()
+    passed(run_script(board, "board_start.py", "system", free_port("127.0.0.1"), ntp_port))
 
 
 def test_wifi_attempt_that_never_ends_is_given_up_after_wifi_timeout():

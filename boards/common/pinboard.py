@@ -16,6 +16,7 @@ class PinBoard:
         self.has_wifi = wifi
         self.wifi = None  # the WifiJoin, when board.wifi_ssid is set
         self.ips = []  # this board's IP addresses, kept up to date in place
+        self.adc = None  # the RP2040's temperature sensor, once read (temperature())
 
     def board_api(self):
         """What a board module exports, in this order: config_rules, start, describe, open_rtu,
@@ -73,6 +74,47 @@ class PinBoard:
         if self.wifi is not None:
             words.append("ip " + self.ips[0] if self.ips else "wifi connecting")
         return words
+
+    def system_api(self):
+        """What the status and settings registers (mbnode.sysregs) ask of a board: reboot,
+        temperature, mac."""
+        return self.reboot, self.temperature, self.mac
+
+    def reboot(self):
+        """The settings block's reboot command (1 s after its reply was made)."""
+        import machine
+
+        machine.reset()
+
+    def temperature(self):
+        """The chip's temperature in 0.1 degC, or None where it has no sensor the port reads
+        (the ESP32's raw_temperature is uncalibrated: not used). Called once a second by the
+        status block's timer, never on a request: it allocates (floats, the ADC object once)."""
+        if self.chip == "rp2040":
+            if self.adc is None:
+                from machine import ADC
+
+                self.adc = ADC(4)  # the temperature sensor (RP2040 datasheet 4.9.5)
+            volts = self.adc.read_u16() * 3.3 / 65535
+            return int(round(10 * (27 - (volts - 0.706) / 0.001721)))
+        try:
+            import esp32
+
+            return int(round(10 * esp32.mcu_temperature()))  # ESP32-S2/S3/C3 (IDF 5)
+        except (ImportError, AttributeError, OSError, RuntimeError):
+            return None
+
+    def mac(self):
+        """The Wi-Fi station's MAC address as "AA:BB:CC:DD:EE:FF", "" without a radio."""
+        if not self.has_wifi:
+            return ""
+        try:
+            import network
+
+            m = network.WLAN(network.STA_IF).config("mac")
+        except Exception:  # noqa: BLE001 - a radio that does not answer yet: no MAC shown
+            return ""
+        return ":".join("%02X" % b for b in m)
 
     def addresses(self):
         """This board's own IP addresses (a gateway request to one of them stays local): the

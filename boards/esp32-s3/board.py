@@ -24,4 +24,6 @@ MPY_ARCH = "xtensawin"  # mpy-cross -march (fast.py and crc.py hold viper code)
 WIFI = True
 KEEP_SERVING = True  # a broken config.json: one line, then the defaults (docs/boards.md)
 
-config_rules, start, describe, open_rtu, addresses, watch = PinBoard(NAME, CHIP, WIFI).board_api()
+_board = PinBoard(NAME, CHIP, WIFI)
+config_rules, start, describe, open_rtu, addresses, watch = _board.board_api()
+reboot, temperature, mac = _board.system_api()

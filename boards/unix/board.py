@@ -86,6 +86,18 @@ def describe():
     return ["io %s:%d" % io.address] if io else []
 
 
+REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
+
+
+def reboot():
+    """The settings block's reboot command: the simulator exits with status 4 (`mbnode sim`
+    passes it on; whoever runs it may start it again)."""
+    import sys
+
+    print("mbnode: reboot requested; the simulator exits with status %d" % REBOOT_STATUS)
+    sys.exit(REBOOT_STATUS)
+
+
 def open_rtu(rtu, cfg, key="rtu"):
     """The serial port of line `key` ("rtu", "rtu2"): board.<key>_device is a tty path (set up
     raw with the line's settings) or "fd:N", a descriptor the process inherited (mbnode sim

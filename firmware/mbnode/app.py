@@ -16,11 +16,17 @@ def build(cfg, board, model=None):
 
     if model is None:
         model = DataModel()
-    model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
-    engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     from mbnode.health import Health
 
     health = Health()
+    system = cfg.get("system")  # present only when configured (mbnode.sysconfig)
+    saved = None
+    if system and system["enabled"]:
+        from mbnode.settings import overlay
+
+        saved = overlay(cfg)  # saved settings over config.json, before anything uses them
+    model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
+    engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
@@ -36,6 +42,7 @@ def build(cfg, board, model=None):
 
             cannot_listen("tcp", cfg["tcp"]["host"], cfg["tcp"]["port"], e)
         parts.append("tcp %s:%d" % tcp.address)
+        health.tcp = tcp
     masters = None
     ext = cfg.get("extension")  # present only when configured (mbnode.extconfig)
     slave_line = None  # the name of the line this device is a slave on, if any
@@ -46,7 +53,7 @@ def build(cfg, board, model=None):
         if line["mode"] == "slave":
             from mbnode.rtulink import start
 
-            parts.extend(start(loop, engine, cfg, board, key))
+            parts.extend(start(loop, engine, cfg, board, key, health))
             slave_line = line["name"]
             continue
         if masters is None:
@@ -61,6 +68,10 @@ def build(cfg, board, model=None):
         TcpGateway(tcp, masters.rtu(gw["line"]) if gw["line"] else masters.first(), gw)
         parts.append("gateway %s" % (",".join(str(u) for u in gw["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
+    if saved is not None:
+        from mbnode.sysregs import start as start_system
+
+        parts.extend(start_system(loop, engine, cfg, board, health, saved))
     if ext and ext["modules"]:
         from mbnode.extension import start
 

@@ -310,6 +310,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["protect"] = protectconfig.SCHEMA
     else:
         schema["protect"] = {}  # named among the allowed keys; no section in the result
+    system = type(given) is dict and "system" in given
+    if system:  # the system registers (mbnode.sysconfig), loaded only for their section
+        from mbnode import sysconfig
+
+        schema["system"] = sysconfig.SCHEMA
+    else:
+        schema["system"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -322,6 +329,10 @@ def validate(given, board_schema=None, base=None, check=None):
         del cfg["extension"]
     if not failsafe:
         del cfg["failsafe"]
+    if system:
+        sysconfig.check(cfg)
+    else:
+        del cfg["system"]
     for key in ("rtu", "rtu2"):
         rtu = cfg[key]
         if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity

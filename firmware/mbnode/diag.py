@@ -50,6 +50,9 @@ class LineDiagnostics:
         self.head = 0
         self.logged = 0
         self.listen_only = False
+        # Frames dropped for a bad CRC (or cut by a gap) since boot, 32-bit in 16-bit halves: the
+        # status registers' RTU CRC errors (mbnode.sysregs); FC08's clear leaves them.
+        self.crc_lo = self.crc_hi = 0
         self.clear()
 
     def clear(self):
@@ -68,6 +71,11 @@ class LineDiagnostics:
 
     def bad_frame(self):
         self.comm = (self.comm + 1) & 0xFFFF
+        n = self.crc_lo + 1
+        if n > 0xFFFF:
+            n = 0
+            self.crc_hi = (self.crc_hi + 1) & 0xFFFF
+        self.crc_lo = n
         self.register |= DIAG_CRC
         self.event(EV_RECEIVE | 0x02)
 

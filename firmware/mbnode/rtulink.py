@@ -282,13 +282,17 @@ class RtuLink:
                 self._look()
 
 
-def start(loop, engine, cfg, board, key="rtu"):
-    """Modbus RTU slave on serial line `key`; returns the words for the ready line."""
+def start(loop, engine, cfg, board, key="rtu", health=None):
+    """Modbus RTU slave on serial line `key`; returns the words for the ready line. health
+    (mbnode.health.Health) gets the line's diagnostics."""
     from mbnode.diag import LineDiagnostics
     from mbnode.rtu import RtuServer, open_port
 
     rtu = cfg[key]
     port, words = open_port(board, cfg, key)
     char, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
-    RtuLink(loop, RtuServer(engine, LineDiagnostics(), cfg["unit_id"]), port, char, t35, rtu["early_reply"])
+    diag = LineDiagnostics()
+    if health is not None:
+        health.line = diag
+    RtuLink(loop, RtuServer(engine, diag, cfg["unit_id"]), port, char, t35, rtu["early_reply"])
     return words

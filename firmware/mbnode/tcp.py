@@ -358,6 +358,14 @@ class TcpSlave:
             conn.sock = conn.key = None
             conn.fill = conn.out = 0
 
+    def clients(self):
+        """The connections served now (the status registers' TCP clients)."""
+        n = 0
+        for conn in self.conns:
+            if conn.sock is not None:
+                n += 1
+        return n
+
     def due_in(self, now):
         if self.deferred == 1:
             return 0  # the listener's second look, right after this poll round

@@ -8,6 +8,7 @@ port with the fake machine/network modules (tests/fakes).
     board_start.py no_umqtt PORT      mqtt enabled but umqtt.simple missing: the bridge stays off
     board_start.py bad_config FILE    a broken config file: one line, then the board's defaults
     board_start.py mqtt_checks FILE   an "mqtt" section that is off: checked, its modules unloaded
+    board_start.py system PORT NTP    the system registers: MAC, IPv4 once joined, NTP, temperature, reboot
 
 The pytest side (tests/test_board_start.py) checks the printed lines; this script checks the
 serving and prints "1 passed, 0 failed" or the failures."""
@@ -113,6 +114,65 @@ def mqtt_checks(path):
     check("RTU answers", rtu(loop, uart_of(cfg), READ_MEM), b"\x03\x02\x00\x00")
 
 
+def system(port, ntp_port):
+    """The system registers on a pin board: the MAC text from the radio, the IPv4 address once
+    Wi-Fi has joined, the RP2040's ADC4 temperature (pico-w) or the ESP32's none, and the reboot
+    command calling machine.reset 1 s after its answer."""
+    import socket
+    import time
+
+    from mbnode import sysregs
+    from parts import made
+
+    statuses = made(sysregs, "Status")
+    network.ATTEMPTS[:] = ["ok"]
+    cfg, loop, ready = build({"tcp": {"host": "127.0.0.1", "port": port}, "system": {"settings": "/nonexistent/s"},
+                              "board": {"wifi_ssid": "plant", "wifi_password": "secret", "wifi_timeout": 5}})
+    check("ready", "system 0x2000" in ready and "ntp pool.ntp.org" in ready, True)  # ntp "auto" with Wi-Fi
+    # The NTP questions go to a socket of this script instead (tests never leave 127.0.0.1).
+    ntp = statuses[0].ntp
+    ntp.host = "127.0.0.1"
+    ntp.port = ntp_port
+    ntp_server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ntp_server.bind(socket.getaddrinfo("127.0.0.1", ntp.port)[0][-1])
+    ntp_server.setblocking(False)
+    tcp = Tcp(loop, port)
+    loop.step(50)
+    check("no NTP question before an address", ntp.sock, None)
+
+    def status(first, count):
+        r = tcp.request(struct.pack(">BHH", 4, first, count))
+        return list(struct.unpack(">%dH" % count, r[2:])) if r and r[0] == 4 else r
+
+    mac = b"".join(struct.pack(">H", v) for v in status(0x2040, 16)).rstrip(b"\0")
+    check("MAC text", mac, b"28:CD:C1:0A:0B:FE")
+    check("joined", run_until(loop, lambda: board.addresses() == ["10.0.0.5"], 10000), True)
+    check("IPv4 within 1 s", run_until(loop, lambda: status(0x2012, 4) == [10, 0, 0, 5], 1500), True)
+    asked = []
+
+    def question():
+        try:
+            q = ntp_server.recv(100)
+        except OSError:
+            return False
+        asked.append(q)
+        return True
+
+    check("NTP asked once joined", (run_until(loop, question, 1500), len(asked[0]) if asked else 0), (True, 48))
+    if board.CHIP == "rp2040":
+        board._board.adc.raw = 14021  # 0.706 V: 27.0 degC by the datasheet's formula
+        run_until(loop, lambda: status(0x200E, 1) == [270], 1500)
+        check("RP2040 temperature", status(0x200E, 1), [270])
+    else:
+        check("no temperature on the ESP32", status(0x200E, 1), [0x8000])
+    resets = []
+    machine.reset = lambda: resets.append(time.ticks_ms())
+    t0 = time.ticks_ms()
+    check("reboot answered", tcp.request(struct.pack(">BHH", 6, 0x2119, 1)), struct.pack(">BHH", 6, 0x2119, 1))
+    check("machine.reset after 1 s", (run_until(loop, lambda: resets, 3000),
+                                      resets and time.ticks_diff(resets[0], t0) >= 1000), (True, True))
+
+
 def main():
     what = sys.argv[1]
     args = sys.argv[2:]
@@ -122,6 +182,8 @@ def main():
         mqtt_checks(args[0])
     elif what == "no_umqtt":
         no_umqtt(int(args[0]))
+    elif what == "system":
+        system(int(args[0]), int(args[1]))
     elif what == "broker":
         broker(int(args[0]), int(args[1]))
     else:

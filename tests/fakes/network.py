@@ -27,6 +27,7 @@ _OUTCOMES = {"ok": STAT_GOT_IP, "no_ap": STAT_NO_AP_FOUND, "wrong_password": STA
 ATTEMPTS = []  # outcomes of the coming connect() calls, in order; when empty: "ok"
 JOIN_MS = 30
 IP = "10.0.0.5"
+MAC = b"\x28\xcd\xc1\x0a\x0b\xfe"  # WLAN.config("mac")
 joined = []  # (ssid, password) of every connect()
 LOG = []  # ("active", on), ("connect", ssid), ("disconnect",)
 _interfaces = {}
@@ -75,6 +76,11 @@ class WLAN:
 
     def isconnected(self):
         return self.status() == STAT_GOT_IP
+
+    def config(self, key):
+        if key == "mac":  # the system registers' MAC text (mbnode.sysregs)
+            return MAC
+        raise ValueError("unknown config param")
 
     def ifconfig(self, config=None):
         return (IP if self.isconnected() else "0.0.0.0", "255.255.255.0", "10.0.0.1", "10.0.0.1")

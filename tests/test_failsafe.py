@@ -130,8 +130,9 @@ def dev(tmp_path_factory, broker):  # noqa: F811
     started: the fixture sees that ("0" at the connect, then "1"), then ends it with a read, so
     every test starts in the normal state with every state message so far taken."""
     topics = Topics(root="fs")
-    d = start_device(tmp_path_factory.mktemp("failsafe"), broker, topics,
-                     sim_kw={"rtu": "pty", "mpy": True, "heap": "192K"}, config={"failsafe": FAILSAFE},
+    tmp = tmp_path_factory.mktemp("failsafe")
+    d = start_device(tmp, broker, topics, sim_kw={"rtu": "pty", "mpy": True, "heap": "192K"},
+                     config={"failsafe": FAILSAFE, "system": {"settings": str(tmp / "settings.bin"), "ntp": ""}},
                      points=[{"name": "scanned", "table": "input", "address": 5, "every_s": 1},
                              {"name": "relay", "table": "coil", "address": 5}])
     try:
@@ -198,6 +199,17 @@ def test_outputs_go_safe_after_the_timeout_and_stay_after_a_read(dev):
     with pymodbus_client(dev.sim) as c:
         ok(c.write_coils(0, [True] * 8, **unit()))
     assert outputs(dev)[0] == [1] * 8
+
+
+def test_status_register_shows_failsafe_to_the_request_that_ends_it(dev):
+    # 0x200D (mbnode.sysregs) reads health.failsafe: the read that ends fail-safe is answered
+    # while it still holds (1), the next one after it (0).
+    command(dev)
+    state(dev, b"1")
+    with pymodbus_client(dev.sim) as c:
+        assert ok(c.read_input_registers(0x200D, count=1, **unit())).registers == [1]
+        assert ok(c.read_holding_registers(0x200D, count=1, **unit())).registers == [0]
+    state(dev, b"0")
 
 
 def test_state_is_retained_and_published_again_after_the_broker_restarts(dev, broker):  # noqa: F811

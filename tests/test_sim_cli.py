@@ -495,6 +495,8 @@ BAD_ARGS = [
     (["mem", "--unit", "300", "get", "1"], "--unit 300: allowed 0..255"),
     (["mem", "--unit", "x", "get", "1"], "invalid int value: 'x'"),
     (["mem"], "no request: allowed"),
+    (["mem", "--timeout", "0", "get", "1"], "--timeout 0: allowed more than 0 and at most 3600 seconds"),
+    (["sim-io", "--timeout", "-1", "get", "do", "0"], "--timeout -1: allowed more than 0 and at most 3600 seconds"),
     (["sim", "--bogus"], "unrecognized arguments: --bogus"),
 ]
 
@@ -509,10 +511,12 @@ def test_bad_arguments_are_one_line_with_the_allowed_forms(args, words):
         assert python_text not in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("args", [["sim-io", "--io", "127.0.0.1:{port}", "get", "do", "0"],
-                                  ["mem", "--tcp", "127.0.0.1:{port}", "get", "1"]], ids=["sim-io", "mem"])
+@pytest.mark.parametrize("args", [["sim-io", "--io", "127.0.0.1:{port}", "--timeout", "600", "get", "do", "0"],
+                                  ["mem", "--tcp", "127.0.0.1:{port}", "--timeout", "600", "get", "1"]],
+                         ids=["sim-io", "mem"])
 def test_ctrl_c_exits_130_without_a_traceback(args):
-    """A peer that accepts and never answers; Ctrl-C while the command waits for it."""
+    """A peer that accepts and never answers; Ctrl-C while the command waits for it (a wait of
+    600 s: a busy machine that holds this test back must not let the command give up first)."""
     with listener() as srv:
         port = srv.getsockname()[1]
         run = Run([a.format(port=port) for a in args])

@@ -75,12 +75,18 @@ def _connect(host, port, what, timeout):
         raise OSError("no answer from %s:%d within %g s" % (host, port, timeout))
 
 
+def _timeout(seconds):
+    if not 0 < seconds <= 3600:
+        raise UsageError("--timeout %g: allowed more than 0 and at most 3600 seconds" % seconds)
+    return seconds
+
+
 def _sim_io(args):
     from mbnode_host.sim import parse_hostport
 
     line = sim_io_request(args.words)
     host, port = parse_hostport(args.io, "--io")
-    timeout = 5.0
+    timeout = _timeout(args.timeout)
     with _connect(host, port, "simulator", timeout) as s:
         try:
             s.sendall(line.encode() + b"\n")
@@ -120,7 +126,7 @@ def _mem(args):
     if not 0 <= args.unit <= 255:
         raise UsageError("--unit %d: allowed 0..255" % args.unit)
     host, port = parse_hostport(args.tcp, "--tcp")
-    timeout = 3.0
+    timeout = _timeout(args.timeout)
     c = TcpClient(_connect(host, port, "Modbus TCP slave", timeout), args.unit)
     try:
         if value is None:
@@ -225,6 +231,7 @@ def parser():
                                    "(docs/simulator.md): " + SIM_IO_FORMS + ". Exit 0: done, 1: refused or "
                                    "no simulator, 2: bad arguments, 130: interrupted.")
     s.add_argument("--io", default="127.0.0.1:5021", help="control channel HOST:PORT")
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply (default 5)")
     s.add_argument("words", nargs="*", metavar="REQUEST", help=SIM_IO_FORMS)
     s.set_defaults(func=_sim_io)
 
@@ -236,6 +243,8 @@ def parser():
     s.add_argument("--tcp", default="127.0.0.1:5020", help="slave HOST:PORT")
     s.add_argument("--unit", type=int, default=1, help="unit id 0..255 (default 1)")
     s.add_argument("--signed", action="store_true", help="print as signed 32-bit")
+    s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the connection and each "
+                   "reply (default 3)")
     s.add_argument("words", nargs="*", metavar="get POSITION | set POSITION VALUE")
     s.set_defaults(func=_mem)
 

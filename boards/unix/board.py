@@ -71,6 +71,13 @@ _state = {}
 
 def start(loop, model, cfg):
     _state["model"] = model
+    import os
+
+    step = os.getenv("MBNODE_STOP_AT")  # tests only (docs/simulator.md): a save stops at this step
+    if step:
+        from mbnode import store
+
+        store.hook = lambda name: _stop(name) if name == step else None
     if cfg["io"]:
         host, port = cfg["io"].rsplit(":", 1)
         try:
@@ -79,6 +86,29 @@ def start(loop, model, cfg):
             from mbnode.listenerror import cannot_listen
 
             cannot_listen("io", host, int(port), e)
+
+
+def _stop(step):
+    # The test hook: the process waits here to be killed (SIGKILL), as a power cut would stop it.
+    import time
+
+    print("mbnode: test hook: stopped at save step %s" % step)
+    while True:
+        time.sleep(1)
+
+
+def _retain(op):
+    # Control channel `save` (a save at the next quiet moment: the generation that will hold
+    # every write so far) and `saved` (the last save complete, saves to flash since boot).
+    import sys
+
+    r = sys.modules.get("mbnode.retain")
+    if r is None:
+        return "err no retain section in the configuration"
+    r = r.ACTIVE
+    if op == "save":
+        return "ok %d" % r.save_now()
+    return "ok %d %d" % (r.saved, r.health.flash_writes)
 
 
 def describe():
@@ -99,6 +129,8 @@ def execute(model, line):
     """One control request (text without the newline) -> reply text (without newline)."""
     words = line.split()
     try:
+        if words == ["save"] or words == ["saved"]:
+            return _retain(words[0])
         if words == ["heap"]:
             import gc
 
@@ -106,7 +138,7 @@ def execute(model, line):
             return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
         op = words[0] if words else ""
         if not (op == "get" and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) or words[1] not in _TABLES:
-            raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap; "
+            raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved; "
                              "TABLE: do di ao ai mem")
         kind, table, size = _TABLES[words[1]]
         try:

@@ -19,6 +19,9 @@ def build(cfg, board, model=None):
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     loop = Loop()
+    from mbnode.health import Health
+
+    health = Health()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
     tcp = None
@@ -43,7 +46,7 @@ def build(cfg, board, model=None):
         if line["mode"] == "slave":
             from mbnode.rtulink import start
 
-            parts.extend(start(loop, engine, cfg, board, key))
+            parts.extend(start(loop, engine, cfg, board, key, health))
             slave_line = line["name"]
             continue
         if masters is None:
@@ -87,6 +90,15 @@ def build(cfg, board, model=None):
 
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
+    blk = cfg.get("custom_block")  # present only when configured (mbnode.retainconfig)
+    if blk and blk["enabled"]:
+        from mbnode.customblock import start
+
+        parts.extend(start(engine, cfg, health))
+    if "retain" in cfg:  # last: the restored positions reach every output subscriber
+        from mbnode.retain import start
+
+        start(loop, model, cfg, health, [health.link] if health.link else [])
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

@@ -13,4 +13,5 @@ class Health:
         self.flash_writes = 0  # saves to flash since boot (settings, retained memory), each counted once
         self.tcp = None  # the TcpSlave, when Modbus TCP is on: its clients() is the connections served
         self.line = None  # the slave line's LineDiagnostics (mbnode.diag), when there is one: CRC errors
+        self.link = None  # the slave line's RtuLink (mbnode.rtulink.start): retained memory saves at its quiet moments
         self.fault = 0  # non-zero while something needs attention (the LED shows it): see mbnode.sysregs

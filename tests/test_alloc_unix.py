@@ -1,5 +1,6 @@
 """The whole TCP and RTU request paths (loop, framing, engine, line diagnostics), the
-TCP-to-RTU gateway, extension modules and the poller allocate nothing, proven with
+TCP-to-RTU gateway, extension modules, the poller, retained memory and the custom register block
+allocate nothing, proven with
 micropython.heap_lock() on the unix port by the tests/core/alloc_*.py scripts."""
 
 import os
@@ -64,3 +65,9 @@ def test_poller_path_is_allocation_free(bits):
     plays both), every data type landed in memory and local registers, alarms compared and
     acting (a write, an output), a unit that never answers."""
     assert "6 passed, 0 failed" in probe(bits, "alloc_poller.py", line=True, port=True)
+
+
+def test_retain_and_custom_block_paths_are_allocation_free(bits, tmp_path):
+    # The custom register block's reads and writes (file seek, readinto, write in place, flush),
+    # retained memory's dirty flag, and its timer and after-reply call between saves.
+    assert "11 passed, 0 failed" in probe(bits, "alloc_retain.py", str(tmp_path))

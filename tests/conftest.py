@@ -99,21 +99,40 @@ class Sim:
             raise RuntimeError("ready line %r lacks or garbles %s" % (self.ready, e))
 
     def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if sel.select(timeout=0.2):
-                line = self.proc.stdout.readline()
-                if line.startswith("ready"):
-                    return line.strip()
-                if not line:
-                    break
+        # The lines before the ready line are kept in .early (start-up log lines: a restored
+        # save, a file created). Read by a thread, as a select() on the pipe cannot see lines
+        # the text file's buffer already holds (two lines in one chunk).
+        self.early = []
+        line = self.next_line(timeout, lambda s: s.startswith("ready"), self.early)
+        if line is not None:
+            return line
         os.killpg(self.proc.pid, signal.SIGKILL)
         err = self.proc.stderr.read()
         raise RuntimeError("simulator did not print ready: %s" % err)
+
+    def next_line(self, timeout, want, others=None):
+        """The next stdout line `want` accepts (stripped), the lines before it appended to
+        `others`; None at the end of the output or after `timeout` s (the simulator is killed
+        then, the only way to end the blocked read)."""
+        import threading
+
+        found = []
+
+        def read():
+            for line in self.proc.stdout:
+                if want(line.strip()):
+                    found.append(line.strip())
+                    return
+                if others is not None:
+                    others.append(line.rstrip("\n"))
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            t.join(10)
+        return found[0] if found else None
 
     def io_cmd(self, line):
         with socket.create_connection(self.io, timeout=5) as s:

@@ -10,7 +10,6 @@ in one line, and serve it.
 """
 
 import os
-import selectors
 import signal
 import socket
 import struct
@@ -39,36 +38,11 @@ def _need_pymodbus():
 
 
 class LoggedSim(Sim):
-    """A Sim that keeps the lines printed before its ready line (.log) and can wait for later ones."""
+    """A Sim with its start-up lines as .log and a power cut."""
 
-    def _wait_ready(self, timeout):
-        self.log = []
-        self._buf = b""
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self.proc.stdout.fileno(), selectors.EVENT_READ)
-        line = self.next_line(timeout, lambda s: s.startswith("ready"))
-        if line is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            raise RuntimeError("simulator did not print ready: %s" % self.proc.stderr.read())
-        return line
-
-    def next_line(self, timeout, want):
-        """The first stdout line `want` accepts (the others go to .log), or None at EOF/timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buf:
-                raw, self._buf = self._buf.split(b"\n", 1)
-                line = raw.decode(errors="replace").strip()
-                if want(line):
-                    return line
-                self.log.append(line)
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sel.select(timeout=left):
-                return None
-            data = os.read(self.proc.stdout.fileno(), 4096)
-            if not data:
-                return None
-            self._buf += data
+    @property
+    def log(self):
+        return self.early
 
     def kill(self):
         """Power cut: SIGKILL to the wrapper and the MicroPython process alike."""

@@ -96,9 +96,12 @@ def build(cfg, board, model=None):
 
         parts.extend(start(engine, cfg, health))
     if "retain" in cfg:  # last: the restored positions reach every output subscriber
-        from mbnode.retain import start
+        import mbnode
+        from mbnode import retainboot
 
-        start(loop, model, cfg, health, [health.link] if health.link else [])
+        retainboot.start(loop, model, cfg, health, [health.link] if health.link else [])
+        del sys.modules["mbnode.retainboot"]
+        delattr(mbnode, "retainboot")
     parts.extend(board.describe())
     return loop, " ".join(parts)
 

@@ -1,9 +1,9 @@
 """Retained memory: configured memory positions kept over a restart (docs/configuration.md,
 "Retained memory"; docs/reliability.md, "Power loss").
 
-At start-up (app.build, after every other part) the last intact save is loaded with mbnode.store
-and written into the memory registers, every output subscriber told, before the first request
-is served; one line says which save it was. From then on a DataModel subscriber sets a dirty
+At start-up (app.build, after every other part) mbnode.retainboot, loaded for that alone, loads
+the last intact save with mbnode.store and writes it into the memory registers, every output
+subscriber told, before the first request is served; one line says which save it was. From then on a DataModel subscriber sets a dirty
 flag when a write touches a retained position (nothing else per write). A save starts when the
 flag is set and `every_s` has passed since the last one began, or when save_now() asks (the
 settings block's "save" command, the simulator's control channel `save`): the retained
@@ -16,16 +16,13 @@ only at a quiet moment: right after this device's reply left the wire (the link'
 the master is reading it), or at a tick that finds the line idle (no frame in hand, nothing
 read) when no reply has gone out for a second. Each completed save adds 1 to
 health.flash_writes.
-
-File: mbnode.store's header, then the ranges (count, then first and last position of each, 16
-bits little-endian), then each range's registers in wire format (lower half first, as in the
-map). Ranges saved under another configuration are restored where they still are retained.
+(The file's layout: mbnode.retainboot.)
 """
 
 import time
 
 from mbnode import store
-from mbnode.datamodel import HOLDING, MEM_BASE
+from mbnode.datamodel import HOLDING
 from mbnode.fast import copy
 
 try:
@@ -38,70 +35,27 @@ _IDLE_MS = const(1000)  # a serial line no reply went out on for this long may t
 _RETRY_MS = const(20)  # how often a tick looks for a quiet moment while a save waits for one
 
 
-def _regs(first, last):
-    """Holding register addresses of memory positions first..last: (lowest, highest)."""
-    return MEM_BASE + 2 * (first - 1), MEM_BASE + 2 * last - 1
-
-
 class Retained:
-    def __init__(self, model, cfg, health, links):
+    """Made by mbnode.retainboot: lims, flat [lowest, highest, ...] holding register addresses
+    of the retained ranges; copies, flat [offset in model.regs, bytes, ...] of the same; snap,
+    the save's data with the ranges' header filled in up to `head`."""
+
+    def __init__(self, model, cfg, health, links, lims, copies, snap, head, generation):
         self.model = model
         self.health = health
         self.links = links  # the serial slave lines (RtuLink): steps wait for their quiet moments
         self.path = cfg["file"]
         self.every = cfg["every_s"] * 1000
-        self.ranges = [tuple(r) for r in cfg["positions"]]
-        lims = []
-        size = 2 + 4 * len(self.ranges)
-        for first, last in self.ranges:
-            lo, hi = _regs(first, last)
-            lims.append(lo)
-            lims.append(hi)
-            size += 4 * (last - first + 1)
-        self.lims = lims  # flat [lowest, highest, ...] register addresses of the ranges
-        self.snap = bytearray(size)
-        self._put(0, len(self.ranges))
-        o = 2
-        for first, last in self.ranges:
-            self._put(o, first)
-            self._put(o + 2, last)
-            o += 4
-        self.head = o  # where the registers start in snap
+        self.lims = lims
+        self.copies = copies
+        self.snap = snap
+        self.head = head
         self.dirty = False
         self.asked = False  # save_now() was called
         self.steps = None  # the save on its way (store.saving), or None
-        self.generation = 0  # of the last save begun
-        self.saved = 0  # of the last save completed
+        self.generation = self.saved = generation  # of the last save begun / completed
         self.began = time.ticks_ms()
         self.replied = time.ticks_add(self.began, -_IDLE_MS)
-
-    def _put(self, o, v):
-        self.snap[o] = v & 0xFF
-        self.snap[o + 1] = v >> 8
-
-    # --- start-up
-
-    def restore(self):
-        """Load the newest intact save into memory; returns the one log line."""
-        got = store.load(self.path)
-        self.generation = self.saved = got.generation
-        data = got.data
-        if data is not None:
-            model = self.model
-            n = data[0] | (data[1] << 8)
-            o = 2 + 4 * n
-            for i in range(n):
-                first = data[2 + 4 * i] | (data[3 + 4 * i] << 8)
-                last = data[4 + 4 * i] | (data[5 + 4 * i] << 8)
-                for lo, hi in self.ranges:  # the part still retained
-                    a = first if first > lo else lo
-                    b = last if last < hi else hi
-                    if a <= b and o + 4 * (last - first + 1) <= len(data):
-                        r = _regs(a, b)[0]
-                        copy(model.regs, model.reg_offset(HOLDING, r), data, o + 4 * (a - first), 4 * (b - a + 1))
-                        model.outputs_written(HOLDING, r, 2 * (b - a + 1))
-                o += 4 * (last - first + 1)
-        return "mbnode: retain " + got.describe()
 
     # --- following writes (a DataModel subscriber: no allocation)
 
@@ -139,25 +93,24 @@ class Retained:
 
     def _step(self, now):
         if self.steps is None:
+            regs = self.model.regs
+            copies = self.copies
+            o = self.head
+            for i in range(0, len(copies), 2):
+                copy(self.snap, o, regs, copies[i], copies[i + 1])
+                o += copies[i + 1]
+            self.steps = store.saving(self.path, self.snap, self.generation + 1)
+            self.generation += 1
             self.asked = self.dirty = False
             self.began = now
-            self.generation += 1
-            model = self.model
-            snap = self.snap
-            o = self.head
-            for first, last in self.ranges:
-                n = 4 * (last - first + 1)
-                copy(snap, o, model.regs, model.reg_offset(HOLDING, _regs(first, last)[0]), n)
-                o += n
-            self.steps = store.saving(self.path, snap, self.generation)
         try:
             next(self.steps)
             return
         except StopIteration:
             self.saved = self.generation
             self.health.flash_writes += 1
-        except OSError as e:
-            print("mbnode: retain: saving %s failed (%s); the last save is kept" % (self.path, e))
+        except Exception as e:  # noqa: BLE001 - OSError (flash full), MemoryError: the device serves on
+            print("mbnode: retain: saving %s failed (%r); the last save is kept" % (self.path, e))
             self.dirty = True  # tried again after every_s
         self.steps = None
 
@@ -189,16 +142,4 @@ class Retained:
             self.began = time.ticks_add(now, -self.every)  # never so old that ticks_diff wraps
 
 
-ACTIVE = None  # the one Retained (the simulator's control channel asks it)
-
-
-def start(loop, model, cfg, health, links):
-    """Retained memory restored (one log line printed) and followed from now on."""
-    global ACTIVE
-    r = ACTIVE = Retained(model, cfg["retain"], health, links)
-    print(r.restore())
-    model.subscribe(r.written)
-    loop.add_timer(r)
-    for link in links:
-        link.after_reply = r.after_reply
-    return r
+ACTIVE = None  # the one Retained (mbnode.retainboot sets it; the simulator's control channel asks it)

@@ -95,14 +95,23 @@ export class Board {
     this.onReboot = onReboot;
     this.logger = new Logger(verbose);
     const patched = patchRom(rom, {
-      RE: (core) => eraseRange(this.flash, core.registers[0], core.registers[1]),
+      RE: (core) => {
+        this.flashOps.erase_calls += 1;
+        this.flashOps.erased_bytes += core.registers[1];
+        eraseRange(this.flash, core.registers[0], core.registers[1]);
+      },
       RP: (core) => {
         const [addr, data, count] = core.registers;
+        this.flashOps.program_calls += 1;
+        this.flashOps.programmed_bytes += count;
         programRange(this.flash, addr, count, (i) => this.mcu.readUint8(data + i));
       },
     });
     this.rom = new Uint32Array(patched.rom.buffer, patched.rom.byteOffset, patched.rom.length / 4);
     this.romHooks = patched.byAddress;
+    // Calls of the ROM's flash_range_erase/program (each one runs with interrupts off on the
+    // chip: rp2_flash.c) and their sizes, since the runner started.
+    this.flashOps = { erase_calls: 0, erased_bytes: 0, program_calls: 0, programmed_bytes: 0 };
     this.epoch = 0;
     this.boots = 0;
     this.halted = null;
@@ -370,6 +379,7 @@ export class Board {
     return {
       sim_ns: sim,
       wall_s: wall,
+      flash: { ...this.flashOps },
       instructions: this.totals.instructions,
       cycles: this.totals.cycles + this.mcu.core.cycles,
       busy_ns: this.totals.busy_ns,

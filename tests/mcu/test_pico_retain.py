@@ -26,7 +26,7 @@ def delta(a, b):
 def test_retained_memory_and_custom_block_over_a_power_cycle(tmp_path):
     cfg = board_config(19200, "E")
     cfg["retain"] = {"positions": [[1, 100]], "every_s": 1}
-    cfg["custom_block"] = {"count": 128}
+    cfg["custom_block"] = {"count": 3072}  # 6 KiB: two littlefs blocks
     pico, _ = deployed(tmp_path, cfg)
     master = Master(pico, *line_settings(cfg))
     try:
@@ -36,6 +36,9 @@ def test_retained_memory_and_custom_block_over_a_power_cycle(tmp_path):
         assert not master.write_registers(BLOCK + 10, [0x1111, 0x2222, 0x3333], device_id=1).isError()
         block_write = delta(before, flash(pico))
         assert master.read_holding_registers(BLOCK + 10, count=3, device_id=1).registers == [0x1111, 0x2222, 0x3333]
+        before = flash(pico)
+        assert not master.write_registers(BLOCK + 3000, [0x4444], device_id=1).isError()
+        block_end_write = delta(before, flash(pico))
         # Retained memory: one write, then polled (each reply is a save's moment) until 3 s of the
         # board's time have passed: the save every_s (1 s) allows has begun and ended in them.
         before = flash(pico)
@@ -47,7 +50,8 @@ def test_retained_memory_and_custom_block_over_a_power_cycle(tmp_path):
             polls += 1
             assert polls < 5000, "3 s of board time not over after 5000 polls"
         save = delta(before, flash(pico))
-        print("flash work of one custom block FC16 (3 registers): %s" % block_write)
+        print("flash work of one custom block FC16 (3 registers at its start, 6 KiB file): %s" % block_write)
+        print("flash work of one custom block FC16 (1 register near its end): %s" % block_end_write)
         print("flash work of one retained-memory save (100 positions, 406 bytes), %d polls: %s" % (polls, save))
         assert master.sent == master.answered
         # Power cycle: the device comes back with both.
@@ -61,6 +65,7 @@ def test_retained_memory_and_custom_block_over_a_power_cycle(tmp_path):
         master = Master(pico, *line_settings(cfg))
         assert master.read_holding_registers(0x1000, count=120, device_id=1).registers == values
         assert master.read_holding_registers(BLOCK + 10, count=3, device_id=1).registers == [0x1111, 0x2222, 0x3333]
+        assert master.read_holding_registers(BLOCK + 3000, count=1, device_id=1).registers == [0x4444]
         assert master.sent == master.answered
     finally:
         master.close()

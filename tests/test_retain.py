@@ -347,3 +347,29 @@ def test_saves_wait_for_the_rtu_lines_quiet_moments(boot, tmp_path):
     sim.kill()
     sim = boot(retain_cfg(tmp_path), rtu="pty")
     assert read_memory(sim, 1, 1) == [4242]
+
+
+def test_store_steps_on_cpython(tmp_path):
+    """mbnode.store on CPython (the host tools' side): a save in steps, cut after any of them
+    (the generator dropped), leaves the old state or the new one."""
+    from mbnode import store
+
+    path = str(tmp_path / "s.dat")
+    store.save(path, b"old" * 200, 1)
+    data = bytes(range(256)) * 3
+    steps = list(store.saving(path, data, 2))
+    assert steps == ["opened", "header", "data", "data", "closed"]
+    got = store.load(path)
+    assert (got.data, got.generation, got.describe()) == (data, 2, "%s: restored save 2" % path)
+    names = ["opened", "header", "data", "data", "data", "closed"]  # 900 bytes: four chunks
+    for cut, name in enumerate(names):
+        steps = store.saving(path, b"new" * 300, 3)
+        for _ in range(cut + 1):
+            last = next(steps)
+        assert last == name
+        steps.close()  # the power goes: nothing more is written, nothing renamed
+        got = store.load(path)
+        if name != "closed":
+            assert (got.data, got.which) == (data, "saved"), name
+        else:  # .new complete, not renamed
+            assert (got.data, got.which, got.generation) == (b"new" * 300, "new", 3)

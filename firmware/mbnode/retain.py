@@ -82,12 +82,21 @@ class Retained:
         return self.generation + (1 if self.steps is None else 2)
 
     def _due(self, now):
-        return self.asked or self.dirty and time.ticks_diff(now, self.began) >= self.every
+        # ticks_diff below 0: `began` lies more than half the ticks period back (days): long ago.
+        if self.asked:
+            return True
+        if not self.dirty:
+            return False
+        d = time.ticks_diff(now, self.began)
+        return d < 0 or d >= self.every
 
     def _quiet(self, now):
         # A tick's own look: every slave line idle and no reply of ours for _IDLE_MS.
+        d = time.ticks_diff(now, self.replied)
+        if 0 <= d < _IDLE_MS:  # below 0: so long ago that ticks_diff wrapped
+            return False
         for link in self.links:
-            if link.waiting or link.fill or time.ticks_diff(now, self.replied) < _IDLE_MS:
+            if link.waiting or link.fill:
                 return False
         return True
 
@@ -124,22 +133,13 @@ class Retained:
     # --- loop timer
 
     def due_in(self, now):
-        if self.steps is None:
-            if self.asked:
-                return 0 if not self.links else _RETRY_MS
-            if not self.dirty:
-                return -1
-            d = time.ticks_diff(time.ticks_add(self.began, self.every), now)
-            if d > 0:
-                return d
-        return 0 if not self.links else _RETRY_MS
+        if self.steps is None and not self._due(now):
+            return self.every - time.ticks_diff(now, self.began) if self.dirty else -1
+        return 0 if not self.links else _RETRY_MS  # a step now, or a look for a quiet moment
 
     def tick(self, now):
-        if self.steps is not None or self._due(now):
-            if self._quiet(now):
-                self._step(now)
-        elif not self.dirty and time.ticks_diff(now, self.began) > self.every:
-            self.began = time.ticks_add(now, -self.every)  # never so old that ticks_diff wraps
+        if (self.steps is not None or self._due(now)) and self._quiet(now):
+            self._step(now)
 
 
 ACTIVE = None  # the one Retained (mbnode.retainboot sets it; the simulator's control channel asks it)

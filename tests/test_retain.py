@@ -225,6 +225,21 @@ def test_retained_positions_survive_a_power_cut(boot, tmp_path):
     assert read_memory(sim, 150, 1) == [0]
 
 
+def test_a_stop_saves_what_changed(boot, tmp_path):
+    # SIGTERM (mbnode sim makes it SIGINT): the firmware's normal way out saves first.
+    sim = boot(retain_cfg(tmp_path))
+    write_memory(sim, [31337], 7)
+    assert saved(sim) == (0, 0)
+    assert sim.stop() == 0
+    sim = boot(retain_cfg(tmp_path))
+    assert retain_lines(sim) == ["mbnode: retain %s: restored save 1" % (tmp_path / "retain.dat")]
+    assert read_memory(sim, 7, 1) == [31337]
+    # Nothing changed: a stop writes nothing.
+    assert sim.stop() == 0
+    sim = boot(retain_cfg(tmp_path))
+    assert retain_lines(sim) == ["mbnode: retain %s: restored save 1" % (tmp_path / "retain.dat")]
+
+
 def test_saves_follow_changes_at_most_every_n_seconds(boot, tmp_path):
     sim = boot(retain_cfg(tmp_path, every_s=1))
     began = time.monotonic()

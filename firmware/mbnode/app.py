@@ -189,7 +189,9 @@ def run(config_path="config.json"):
         print(ready)
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
-        pass
+        retain = sys.modules.get("mbnode.retain")
+        if retain is not None and retain.ACTIVE is not None:
+            retain.ACTIVE.flush()  # retained memory's changes since its last save
     except MemoryError:
         # The heap is too small to start (`mbnode sim` then measures the smallest that does).
         # The simulator's board (KEEP_SERVING false) exits with status 3; a board stays at its REPL.

@@ -123,6 +123,16 @@ class Retained:
             self.dirty = True  # tried again after every_s
         self.steps = None
 
+    def flush(self):
+        """The device stops (Ctrl-C; SIGTERM through `mbnode sim`): the save on its way is
+        finished and whatever changed since is saved, at once."""
+        for _ in range(2):  # a save that fails is tried once more, no more
+            if self.steps is None and not self.dirty and not self.asked:
+                return
+            self._step(0)
+            while self.steps is not None:
+                self._step(0)
+
     def after_reply(self):
         """The slave line's call right after a reply left the wire: the moment for a step."""
         now = time.ticks_ms()

@@ -93,7 +93,7 @@ def save(sim, timeout=10):
         saved, writes = (int(v) for v in sim.io_cmd("saved").split()[1:])
         if saved >= want:
             return saved, writes
-        assert time.monotonic() < deadline, "save %d not complete after %d s (last complete %d)" % (want, timeout, saved)
+        assert time.monotonic() < deadline, "save %d not complete after %d s (last: %d)" % (want, timeout, saved)
         time.sleep(0.02)
 
 
@@ -125,7 +125,7 @@ def read_memory(sim, position, count):
 
 def test_custom_block_every_function_and_its_edges(boot, tmp_path):
     sim = boot(block_cfg(tmp_path))
-    assert any("custom_block" in line and "missing; created with 300 registers of 0" in line for line in sim.log), sim.log
+    assert "mbnode: custom_block %s: missing; created with 300 registers of 0" % (tmp_path / "regfile.dat") in sim.log
     first, last = 1024, 1024 + 299  # register numbers 1025..1324, as the router counts
     with pymodbus_client(sim) as c:
         ok(c.write_registers(first, list(range(1, 11)), **unit()))

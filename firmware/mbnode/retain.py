@@ -3,12 +3,14 @@
 
 At start-up (app.build, after every other part) mbnode.retainboot, loaded for that alone, loads
 the last intact save with mbnode.store and writes it into the memory registers, every output
-subscriber told, before the first request is served; one line says which save it was. From then on a DataModel subscriber sets a dirty
-flag when a write touches a retained position (nothing else per write). A save starts when the
-flag is set and `every_s` has passed since the last one began, or when save_now() asks (the
-settings block's "save" command, the simulator's control channel `save`): the retained
-registers are copied into a preallocated snapshot at once, then written with mbnode.store's
-steps (open, header, 256 bytes of data at a time, close, rename), one step per loop tick.
+subscriber told, before the first request is served; one line says which save it was. From
+then on a DataModel subscriber sets a dirty flag when a write touches a retained position
+(nothing else per write). A save starts when the flag is set and `every_s` has passed since the
+last one began, or when save_now() asks (the settings block's "save" command, through
+health.retain; the simulator's control channel `save`, through ACTIVE): the retained registers
+are copied into a preallocated snapshot at once, then written with mbnode.store's steps (open,
+header, 256 bytes of data at a time, close, rename), one step per loop tick. flush() saves at
+once when the firmware stops the normal way (app.run).
 
 On the RP2040 each flash erase or program runs with every interrupt off (rp2_flash.c), and the
 UART's receive FIFO holds 32 characters meanwhile. So with a serial slave line a step is taken

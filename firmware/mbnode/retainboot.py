@@ -58,6 +58,7 @@ def start(loop, model, cfg, health, links):
     print("mbnode: retain " + got.describe())
     r = retain.ACTIVE = retain.Retained(model, c, health, links, lims, copies, snap, 2 + 4 * len(ranges),
                                         got.generation)
+    health.retain = r
     model.subscribe(r.written)
     loop.add_timer(r)
     for link in links:

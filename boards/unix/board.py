@@ -73,11 +73,10 @@ def start(loop, model, cfg):
     _state["model"] = model
     import os
 
-    step = os.getenv("MBNODE_STOP_AT")  # tests only (docs/simulator.md): a save stops at this step
-    if step:
-        from mbnode import store
+    if os.getenv("MBNODE_STOP_AT"):  # tests only: a save held at a named step (simsave.py)
+        from simsave import hold
 
-        store.hook = lambda name: _stop(name) if name == step else None
+        hold()
     if cfg["io"]:
         host, port = cfg["io"].rsplit(":", 1)
         try:
@@ -86,29 +85,6 @@ def start(loop, model, cfg):
             from mbnode.listenerror import cannot_listen
 
             cannot_listen("io", host, int(port), e)
-
-
-def _stop(step):
-    # The test hook: the process waits here to be killed (SIGKILL), as a power cut would stop it.
-    import time
-
-    print("mbnode: test hook: stopped at save step %s" % step)
-    while True:
-        time.sleep(1)
-
-
-def _retain(op):
-    # Control channel `save` (a save at the next quiet moment: the generation that will hold
-    # every write so far) and `saved` (the last save complete, saves to flash since boot).
-    import sys
-
-    r = sys.modules.get("mbnode.retain")
-    if r is None:
-        return "err no retain section in the configuration"
-    r = r.ACTIVE
-    if op == "save":
-        return "ok %d" % r.save_now()
-    return "ok %d %d" % (r.saved, r.health.flash_writes)
 
 
 def describe():
@@ -130,7 +106,9 @@ def execute(model, line):
     words = line.split()
     try:
         if words == ["save"] or words == ["saved"]:
-            return _retain(words[0])
+            from simsave import command
+
+            return command(words[0])
         if words == ["heap"]:
             import gc
 

@@ -90,18 +90,10 @@ def build(cfg, board, model=None):
 
             masters = Masters(loop)
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
-    blk = cfg.get("custom_block")  # present only when configured (mbnode.retainconfig)
-    if blk and blk["enabled"]:
-        from mbnode.customblock import start
+    if "retain" in cfg or "custom_block" in cfg:  # last: restored memory reaches every subscriber
+        from mbnode import retainboot  # start-up only: it unloads itself
 
-        parts.extend(start(engine, cfg, health))
-    if "retain" in cfg:  # last: the restored positions reach every output subscriber
-        import mbnode
-        from mbnode import retainboot
-
-        retainboot.start(loop, model, cfg, health, [health.link] if health.link else [])
-        del sys.modules["mbnode.retainboot"]
-        delattr(mbnode, "retainboot")
+        parts.extend(retainboot.start(loop, engine, model, cfg, health))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 
@@ -189,9 +181,9 @@ def run(config_path="config.json"):
         print(ready)
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
-        retain = sys.modules.get("mbnode.retain")
-        if retain is not None and retain.ACTIVE is not None:
-            retain.ACTIVE.flush()  # retained memory's changes since its last save
+        r = sys.modules.get("mbnode.retain")
+        if r and r.ACTIVE:
+            r.ACTIVE.flush()  # retained memory's changes since its last save
     except MemoryError:
         # The heap is too small to start (`mbnode sim` then measures the smallest that does).
         # The simulator's board (KEEP_SERVING false) exits with status 3; a board stays at its REPL.

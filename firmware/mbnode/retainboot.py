@@ -1,12 +1,12 @@
-"""Start-up only: retained memory made, restored and subscribed (mbnode.retain); app.build
-loads this module for that and unloads it again.
+"""Start-up only: the custom register block opened (mbnode.customblock) and retained memory
+made, restored and subscribed (mbnode.retain); app.build loads this module for that, and it
+unloads itself when done.
 
 The file's data (after mbnode.store's header): the number of ranges, each range's first and
 last position (16 bits little-endian each), then each range's registers as the map holds them.
 A save made under another configuration is restored where its positions are still retained.
 """
 
-from mbnode import retain, store
 from mbnode.datamodel import HOLDING, MEM_BASE
 from mbnode.fast import copy
 
@@ -20,8 +20,29 @@ def _u16(b, o):
     return b[o] | (b[o + 1] << 8)
 
 
-def start(loop, model, cfg, health, links):
+def start(loop, engine, model, cfg, health):
+    """Both parts as configured; words for the ready line."""
+    words = []
+    blk = cfg.get("custom_block")
+    if blk and blk["enabled"]:
+        from mbnode.customblock import start as block
+
+        words = block(engine, cfg, health)
+    if "retain" in cfg:
+        _retain(loop, model, cfg, health, [health.link] if health.link else [])
+    import sys
+
+    import mbnode
+
+    del sys.modules["mbnode.retainboot"]
+    delattr(mbnode, "retainboot")
+    return words
+
+
+def _retain(loop, model, cfg, health, links):
     """The Retained part, its saved state restored (the one log line printed), following writes."""
+    from mbnode import retain, store
+
     c = cfg["retain"]
     ranges = c["positions"]
     lims = []

@@ -162,6 +162,15 @@ def test_custom_block_every_function_and_its_edges(boot, tmp_path):
         assert ok(c.read_holding_registers(first, count=3, **unit())).registers == [0, 0, 0]
 
 
+def test_custom_block_turned_off(boot, tmp_path):
+    cfg = block_cfg(tmp_path)
+    cfg["custom_block"]["enabled"] = False
+    sim = boot(cfg)
+    with pymodbus_client(sim) as c:
+        assert exception_code(c.read_holding_registers(1024, count=1, **unit())) == 2
+    assert not (tmp_path / "regfile.dat").exists() and "custom_block" not in sim.ready
+
+
 @pytest.mark.parametrize("first, count, refused", [
     (1025, 3072, None),  # ends at 0x0FFF, below the memory registers
     (1025, 3073, "overlap the memory registers"),
@@ -178,7 +187,7 @@ def test_custom_block_every_function_and_its_edges(boot, tmp_path):
     (1025, 64513, "custom_block.count = 64513: allowed an integer 1..64512"),
 ])
 def test_custom_block_placement(first, count, refused):
-    given = {"custom_block": {"first": first, "count": count}}
+    given = {"custom_block": {"first": first, "count": count, "enabled": count % 2 == 0}}  # off: checked too
     if refused is None:
         cfg = config.validate(given)
         assert cfg["custom_block"]["first"] == first and "retain" not in cfg

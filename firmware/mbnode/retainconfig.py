@@ -70,7 +70,7 @@ def check(cfg):
     b = cfg.get("custom_block")
     if r is not None and not r["file"]:
         raise ConfigError("config: retain.file = \"\": allowed a file name (where the retained positions are saved)")
-    if b is None or not b["enabled"]:
+    if b is None:  # (a block turned off is checked too: turning it on must not meet a refusal)
         return
     if not b["file"]:
         raise ConfigError("config: custom_block.file = \"\": allowed a file name (where the block's registers live)")

@@ -123,6 +123,10 @@ class Retained:
         except Exception as e:  # noqa: BLE001 - OSError (flash full), MemoryError: the device serves on
             print("mbnode: retain: saving %s failed (%r); the last save is kept" % (self.path, e))
             self.dirty = True  # tried again after every_s
+        except KeyboardInterrupt:  # the stop came in the middle of a step: flush() saves anew
+            self.steps = None
+            self.dirty = True
+            raise
         self.steps = None
 
     def flush(self):

@@ -1,5 +1,5 @@
 """Retained memory and the custom register block: what they cost in heap, 32-bit unix port,
-firmware as .mpy (`.cache/venv/bin/python bench/retain.py`, about 20 s).
+firmware as .mpy (`.cache/venv/bin/python bench/retain.py`, a few seconds).
 
 Each configuration is the default one (TCP, full map, I/O control channel) plus the section(s)
 named; the figure is the heap in use after start (`heap` on the I/O control channel:

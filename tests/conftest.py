@@ -106,7 +106,10 @@ class Sim:
         line = self.next_line(timeout, lambda s: s.startswith("ready"), self.early)
         if line is not None:
             return line
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         err = self.proc.stderr.read()
         raise RuntimeError("simulator did not print ready: %s" % err)
 
@@ -130,7 +133,10 @@ class Sim:
         t.start()
         t.join(timeout)
         if t.is_alive():
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             t.join(10)
         return found[0] if found else None
 

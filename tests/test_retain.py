@@ -19,7 +19,7 @@ import pytest
 
 from conftest import Sim, need
 from mbnode import config
-from mbtest import exception_code, ok, pymodbus, pymodbus_client, unit
+from mbtest import cli, exception_code, ok, pymodbus, pymodbus_client, unit
 from rtutest import sim_refusal
 
 if pymodbus is not None:
@@ -169,6 +169,9 @@ def test_custom_block_turned_off(boot, tmp_path):
     with pymodbus_client(sim) as c:
         assert exception_code(c.read_holding_registers(1024, count=1, **unit())) == 2
     assert not (tmp_path / "regfile.dat").exists() and "custom_block" not in sim.ready
+    # Without a retain section `mbnode sim-io save` is refused on one line.
+    r = cli("sim-io", "--io", "%s:%d" % sim.io, "save")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "mbnode sim-io: no retain section in the configuration\n")
 
 
 @pytest.mark.parametrize("first, count, refused", [
@@ -238,7 +241,8 @@ def test_a_stop_saves_what_changed(boot, tmp_path):
     # SIGTERM (mbnode sim makes it SIGINT): the firmware's normal way out saves first.
     sim = boot(retain_cfg(tmp_path))
     write_memory(sim, [31337], 7)
-    assert saved(sim) == (0, 0)
+    r = cli("sim-io", "--io", "%s:%d" % sim.io, "saved")
+    assert (r.returncode, r.stdout) == (0, "0 0\n")  # no save yet: every_s is an hour
     assert sim.stop() == 0
     sim = boot(retain_cfg(tmp_path))
     assert retain_lines(sim) == ["mbnode: retain %s: restored save 1" % (tmp_path / "retain.dat")]

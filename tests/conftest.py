@@ -99,31 +99,46 @@ class Sim:
             raise RuntimeError("ready line %r lacks or garbles %s" % (self.ready, e))
 
     def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        # Read the descriptor itself: a line printed before the ready line (a boot log line) can
-        # arrive in one chunk with it, and readline() would keep the ready line in the text
-        # stream's buffer, where select() never sees it.
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        self.before_ready = []  # the lines printed before the ready line
-        while time.monotonic() < deadline:
-            if sel.select(timeout=0.2):
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.startswith(b"ready"):
-                        return line.decode().strip()
-                    self.before_ready.append(line.decode(errors="replace"))
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        # The lines before the ready line are kept in .early (start-up log lines: a restored
+        # save, a file created). Read by a thread, as a select() on the pipe cannot see lines
+        # the text file's buffer already holds (two lines in one chunk).
+        self.early = []
+        line = self.next_line(timeout, lambda s: s.startswith("ready"), self.early)
+        if line is not None:
+            return line
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         err = self.proc.stderr.read()
         raise RuntimeError("simulator did not print ready: %s" % err)
+
+    def next_line(self, timeout, want, others=None):
+        """The next stdout line `want` accepts (stripped), the lines before it appended to
+        `others`; None at the end of the output or after `timeout` s (the simulator is killed
+        then, the only way to end the blocked read)."""
+        import threading
+
+        found = []
+
+        def read():
+            for line in self.proc.stdout:
+                if want(line.strip()):
+                    found.append(line.strip())
+                    return
+                if others is not None:
+                    others.append(line.rstrip("\n"))
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            t.join(10)
+        return found[0] if found else None
 
     def io_cmd(self, line):
         with socket.create_connection(self.io, timeout=5) as s:

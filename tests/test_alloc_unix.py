@@ -1,5 +1,6 @@
 """The whole TCP and RTU request paths (loop, framing, engine, line diagnostics), the
-TCP-to-RTU gateway, extension modules, the poller and the system registers allocate nothing, proven with
+TCP-to-RTU gateway, extension modules, the poller, the system registers, write protection, retained
+memory and the custom register block allocate nothing, proven with
 micropython.heap_lock() on the unix port by the tests/core/alloc_*.py scripts."""
 
 import os
@@ -79,3 +80,9 @@ def test_system_registers_are_allocation_free(bits):
     """The status block (FC03, FC04) and the settings block (FC03/06/16/22/23, their exceptions),
     and the status block's timer tick (mbnode.sysregs, mbnode.settings)."""
     assert "14 passed, 0 failed" in probe(bits, "alloc_sysregs.py", port=True)
+
+
+def test_retain_and_custom_block_paths_are_allocation_free(bits, tmp_path):
+    # The custom register block's reads and writes (file seek, readinto, write in place, flush),
+    # retained memory's dirty flag, and its timer and after-reply call between saves.
+    assert "11 passed, 0 failed" in probe(bits, "alloc_retain.py", str(tmp_path))

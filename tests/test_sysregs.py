@@ -81,7 +81,7 @@ def test_status_block_values_fc04_and_fc03(start_sim, tmp_path):
     sim = start_sim(config=system(tmp_path))
     t1 = time.monotonic()
     assert "system 0x2000" in sim.ready and "ntp" not in sim.ready  # ntp "auto": none on the simulator
-    assert any("no intact saved state" in line for line in sim.before_ready), sim.before_ready
+    assert any("no intact saved state" in line for line in sim.early), sim.early
     with connect(sim) as s:
         for fc in (4, 3):
             r = read(s, fc, STATUS, 0x50)
@@ -268,7 +268,7 @@ def test_save_rate_limit_restore_after_restart(start_sim, tmp_path):
     sim = start_sim(config=cfg, rtu="pty", baud=19200)
     # Saved settings win over the configuration (and the command line's --baud).
     assert "unit 9" in sim.ready and "serial 9600-8N2" in sim.ready, sim.ready
-    assert any(line.endswith("settings.bin: restored save 2") for line in sim.before_ready), sim.before_ready
+    assert any(line.endswith("settings.bin: restored save 2") for line in sim.early), sim.early
     with connect(sim) as s:
         request(s, struct.pack(">BHH", 3, 0, 1), unit=9)
         r = read_unit(s, 9, SETTINGS, 0x18)
@@ -316,7 +316,7 @@ def test_damaged_or_bad_settings_file_is_not_used(start_sim, tmp_path, damage):
         says = "saved settings not used (43 bytes; allowed 45)"
     sim = start_sim(config=system(tmp_path))
     assert "unit 1" in sim.ready and "serial" not in sim.ready
-    assert any(says in line for line in sim.before_ready), sim.before_ready
+    assert any(says in line for line in sim.early), sim.early
     with connect(sim) as s:
         assert text(read(s, 3, SETTINGS, 16)) == "mbnode"
 

@@ -71,6 +71,12 @@ _state = {}
 
 def start(loop, model, cfg):
     _state["model"] = model
+    import os
+
+    if os.getenv("MBNODE_STOP_AT"):  # tests only: a save held at a named step (simsave.py)
+        from simsave import hold
+
+        hold()
     if cfg["io"]:
         host, port = cfg["io"].rsplit(":", 1)
         try:
@@ -111,6 +117,10 @@ def execute(model, line):
     """One control request (text without the newline) -> reply text (without newline)."""
     words = line.split()
     try:
+        if words == ["save"] or words == ["saved"]:
+            from simsave import command
+
+            return command(words[0])
         if words == ["heap"]:
             import gc
 
@@ -118,7 +128,7 @@ def execute(model, line):
             return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
         op = words[0] if words else ""
         if not (op == "get" and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) or words[1] not in _TABLES:
-            raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap; "
+            raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved; "
                              "TABLE: do di ao ai mem")
         kind, table, size = _TABLES[words[1]]
         try:

@@ -28,6 +28,9 @@ def build(cfg, board, model=None):
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     loop = Loop()
+    from mbnode.health import Health
+
+    health = Health()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
     tcp = None
@@ -114,6 +117,10 @@ def build(cfg, board, model=None):
 
         engine.guard = Guard(cfg["protect"])
         parts += ("protect", str(engine.guard.ranges))
+    if "retain" in cfg or "custom_block" in cfg:  # last: restored memory reaches every subscriber
+        from mbnode import retainboot  # start-up only: it unloads itself
+
+        parts.extend(retainboot.start(loop, engine, model, cfg, health))
     parts.extend(board.describe())
     return loop, " ".join(parts)
 
@@ -201,7 +208,9 @@ def run(config_path="config.json"):
         print(ready)
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
-        pass
+        r = sys.modules.get("mbnode.retain")
+        if r and r.ACTIVE:
+            r.ACTIVE.flush()  # retained memory's changes since its last save
     except MemoryError:
         # The heap is too small to start (`mbnode sim` then measures the smallest that does).
         # The simulator's board (KEEP_SERVING false) exits with status 3; a board stays at its REPL.

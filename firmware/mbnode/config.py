@@ -317,6 +317,14 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["system"] = sysconfig.SCHEMA
     else:
         schema["system"] = {}  # named among the allowed keys; no section in the result
+    kept = type(given) is dict and ("retain" in given or "custom_block" in given)
+    if kept:  # retained memory and the custom register block (mbnode.retainconfig), loaded only for them
+        from mbnode import retainconfig
+
+        schema["retain"] = retainconfig.RETAIN
+        schema["custom_block"] = retainconfig.CUSTOM_BLOCK
+    else:
+        schema["retain"] = schema["custom_block"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -333,6 +341,11 @@ def validate(given, board_schema=None, base=None, check=None):
         sysconfig.check(cfg)
     else:
         del cfg["system"]
+    for key in ("retain", "custom_block"):
+        if key not in given:
+            del cfg[key]
+    if kept:
+        retainconfig.check(cfg)
     for key in ("rtu", "rtu2"):
         rtu = cfg[key]
         if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity

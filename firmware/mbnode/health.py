@@ -10,7 +10,10 @@ into another part's fields for these figures.
 class Health:
     def __init__(self):
         self.failsafe = 0  # 1 while fail-safe holds the outputs in their safe values (mbnode.failsafe)
-        self.flash_writes = 0  # saves to flash since boot (settings, retained memory), each counted once
+        # Saves to flash since boot (settings, retained memory, custom block writes), each counted once.
+        self.flash_writes = 0
         self.tcp = None  # the TcpSlave, when Modbus TCP is on: its clients() is the connections served
         self.line = None  # the slave line's LineDiagnostics (mbnode.diag), when there is one: CRC errors
+        self.link = None  # the slave line's RtuLink (mbnode.rtulink.start): retained memory saves when it is quiet
+        self.retain = None  # mbnode.retain's part, when configured: the settings block's "save" calls save_now()
         self.fault = 0  # non-zero while something needs attention (the LED shows it): see mbnode.sysregs

@@ -64,6 +64,7 @@ class RtuLink:
         self.overrun = False
         self.pending = 0  # length of a reply in tx waiting for t3.5
         self.held = 0  # length of a write request in rx waiting for t3.5 before it executes
+        self.after_reply = None  # called right after each reply left the wire (mbnode.retain's saves)
         server.waiter = self  # answers that come later (writes to extension modules): finish()
         loop.add(port.stream, self)
         loop.add_timer(self)
@@ -166,7 +167,7 @@ class RtuLink:
         if self.early:
             r = self.server.serve(self.rx, 0, n, self.tx)
             if r:
-                self.port.send(self.tx, r)
+                self._reply(r)
             self._listen()
             return
         if changes_state(self.rx, 0):
@@ -200,8 +201,13 @@ class RtuLink:
             r = self.server.serve(self.rx, 0, self.held, self.tx)
         self.pending = self.held = 0
         if r:
-            self.port.send(self.tx, r)
+            self._reply(r)
         self._listen()
+
+    def _reply(self, n):
+        self.port.send(self.tx, n)
+        if self.after_reply is not None:
+            self.after_reply()
 
     def finish(self, status, buf, o, n):
         """The Engine's later answer (pdu.PENDING: a write to extension modules) to the request
@@ -214,7 +220,7 @@ class RtuLink:
         due = time.ticks_add(self.seen, self.t35)
         while time.ticks_diff(due, time.ticks_us()) > 0:
             pass
-        self.port.send(self.tx, r)
+        self._reply(r)
 
     # --- silence
 
@@ -264,7 +270,7 @@ class RtuLink:
         # At silence: t3.5 has passed already.
         r = self.server.serve(self.rx, 0, n, self.tx)
         if r:
-            self.port.send(self.tx, r)
+            self._reply(r)
 
     # --- loop timer: the next look, or the reply's t3.5 wait
 
@@ -284,7 +290,7 @@ class RtuLink:
 
 def start(loop, engine, cfg, board, key="rtu", health=None):
     """Modbus RTU slave on serial line `key`; returns the words for the ready line. health
-    (mbnode.health.Health) gets the line's diagnostics."""
+    (mbnode.health.Health) gets the line's diagnostics and the link."""
     from mbnode.diag import LineDiagnostics
     from mbnode.rtu import RtuServer, open_port
 
@@ -292,7 +298,8 @@ def start(loop, engine, cfg, board, key="rtu", health=None):
     port, words = open_port(board, cfg, key)
     char, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
     diag = LineDiagnostics()
+    link = RtuLink(loop, RtuServer(engine, diag, cfg["unit_id"]), port, char, t35, rtu["early_reply"])
     if health is not None:
         health.line = diag
-    RtuLink(loop, RtuServer(engine, diag, cfg["unit_id"]), port, char, t35, rtu["early_reply"])
+        health.link = link
     return words

@@ -20,6 +20,7 @@ the request path. Core: runs on CPython too.
 """
 
 import os
+import sys
 
 from mbnode.crc import crc16
 
@@ -87,17 +88,40 @@ def save(path, data, generation):
     """Write `data` (bytes-like) as save number `generation` (one more than the last) so that a
     cut at any moment leaves the old or the new state loadable. Raises OSError when the
     filesystem refuses (full, read-only): the old state is then still there."""
+    for _ in saving(path, data, generation, len(data) or 1):
+        pass
+
+
+hook = None  # tests on the unix board only: hook(step) at each step of a save (boards/unix)
+
+
+def saving(path, data, generation, chunk=256):
+    """save() one step at a time: a generator that writes at most `chunk` bytes of data (or
+    opens, closes, renames) per step, for a caller that spaces the steps out (mbnode.retain: a
+    flash write on the RP2040 stops interrupts). Each step is named for the test hook:
+    "opened" (.new created, empty), "header", "data" (after each chunk but the last: the
+    write cut in the middle), "closed" (.new complete, not yet renamed), "renamed"."""
     head = bytearray(HEADER)
     head[:4] = MAGIC
     _put32(head, 4, generation)
-    _put32(head, 8, len(data))
-    c = crc16(data, 0, len(data))
+    n = len(data)
+    _put32(head, 8, n)
+    c = crc16(data, 0, n)
     head[12] = c & 0xFF
     head[13] = c >> 8
     tmp = path + ".new"
     with open(tmp, "wb") as f:
+        yield _step("opened")
         f.write(head)
-        f.write(data)
+        yield _step("header")
+        o = 0
+        while o < n:
+            k = n - o if n - o < chunk else chunk
+            f.write(data, o, k) if _OFFSET_WRITE else f.write(memoryview(data)[o:o + k])
+            o += k
+            if o < n:
+                yield _step("data")
+    yield _step("closed")
     try:
         os.rename(tmp, path)
     except OSError:
@@ -107,3 +131,14 @@ def save(path, data, generation):
         except OSError:
             pass
         os.rename(tmp, path)
+    _step("renamed")
+
+
+def _step(name):
+    if hook is not None:
+        hook(name)
+    return name
+
+
+# MicroPython's stream write(buf, off, n) writes a part without a memoryview; CPython's cannot.
+_OFFSET_WRITE = sys.implementation.name == "micropython"

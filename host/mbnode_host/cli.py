@@ -22,7 +22,7 @@ def _sim(args):
     return sim.run(args)
 
 
-SIM_IO_FORMS = "get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap (TABLE: do, di, ao, ai, mem)"
+SIM_IO_FORMS = "get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved (TABLE: do, di, ao, ai, mem)"
 _TABLES = ("do", "di", "ao", "ai", "mem")
 
 
@@ -42,10 +42,10 @@ def _number(word, what, low=None):
 
 def sim_io_request(words):
     """The control channel's request line for `mbnode sim-io WORDS`, or UsageError."""
-    if words[:1] == ["heap"]:
+    if words[:1] in (["heap"], ["save"], ["saved"]):
         if len(words) > 1:
-            raise UsageError("heap takes no arguments; allowed: " + SIM_IO_FORMS)
-        return "heap"
+            raise UsageError("%s takes no arguments; allowed: %s" % (words[0], SIM_IO_FORMS))
+        return words[0]
     if len(words) < 3 or words[0] not in ("get", "set") or words[1] not in _TABLES:
         raise UsageError("%s: allowed: %s" % (" ".join(words) or "no request", SIM_IO_FORMS))
     op, table = words[0], words[1]

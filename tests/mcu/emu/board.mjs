@@ -95,14 +95,28 @@ export class Board {
     this.onReboot = onReboot;
     this.logger = new Logger(verbose);
     const patched = patchRom(rom, {
-      RE: (core) => eraseRange(this.flash, core.registers[0], core.registers[1]),
+      RE: (core) => {
+        this.flashOps.erase_calls += 1;
+        this.flashOps.erased_bytes += core.registers[1];
+        eraseRange(this.flash, core.registers[0], core.registers[1]);
+        this.flashTime(this.flashTiming.erase_ns * Math.ceil(core.registers[1] / 4096), true);
+      },
       RP: (core) => {
         const [addr, data, count] = core.registers;
+        this.flashOps.program_calls += 1;
+        this.flashOps.programmed_bytes += count;
         programRange(this.flash, addr, count, (i) => this.mcu.readUint8(data + i));
+        this.flashTime(this.flashTiming.page_ns * Math.ceil(count / 256), false);
       },
     });
     this.rom = new Uint32Array(patched.rom.buffer, patched.rom.byteOffset, patched.rom.length / 4);
     this.romHooks = patched.byAddress;
+    // Calls of the ROM's flash_range_erase/program (each one runs with interrupts off on the
+    // chip: rp2_flash.c) and their sizes, since the runner started.
+    this.flashOps = { erase_calls: 0, erased_bytes: 0, program_calls: 0, programmed_bytes: 0 };
+    // Simulated time a call takes (0: none, the default), and bytes the host puts on the UART
+    // line as the next erase starts (the control command flash_timing).
+    this.flashTiming = { erase_ns: 0, page_ns: 0, inject: null };
     this.epoch = 0;
     this.boots = 0;
     this.halted = null;
@@ -364,12 +378,25 @@ export class Board {
     return sleepMs;
   }
 
+  // A flash call holds the core for `ns` of simulated time. It runs with interrupts off
+  // (rp2_flash.c), so what the clock's alarms do meanwhile (UART characters arriving) waits for
+  // the core as on a chip; the first erase after flash_timing's inject also starts those bytes.
+  flashTime(ns, erase) {
+    const inject = this.flashTiming.inject;
+    if (erase && inject) {
+      this.flashTiming.inject = null;
+      this.line.hostWrite(inject);
+    }
+    if (ns > 0) this.clock.tick(ns);
+  }
+
   stats() {
     const wall = (performance.now() - this.wallStart) / 1000;
     const sim = this.now();
     return {
       sim_ns: sim,
       wall_s: wall,
+      flash: { ...this.flashOps },
       instructions: this.totals.instructions,
       cycles: this.totals.cycles + this.mcu.core.cycles,
       busy_ns: this.totals.busy_ns,

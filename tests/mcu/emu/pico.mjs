@@ -282,6 +282,16 @@ async function main() {
       board.wake();
       return { queued: req.hex.length / 2 };
     },
+    flash_timing: (req) => {
+      const erase = Number(req.erase_ns || 0);
+      const page = Number(req.page_ns || 0);
+      if (!(erase >= 0 && page >= 0)) throw new Error('erase_ns, page_ns: allowed numbers >= 0');
+      if (req.inject_hex !== undefined && !/^([0-9a-fA-F]{2})+$/.test(req.inject_hex)) {
+        throw new Error('inject_hex: allowed an even number of hex digits');
+      }
+      board.flashTiming = { erase_ns: erase, page_ns: page, inject: req.inject_hex ? Buffer.from(req.inject_hex, 'hex') : null };
+      return { erase_ns: erase, page_ns: page, inject: req.inject_hex ? req.inject_hex.length / 2 : 0 };
+    },
     save_flash: (req) => {
       const file = req.path || opts.saveFlash;
       if (!file) throw new Error('save_flash: give "path" (no --save-flash was set)');

@@ -28,9 +28,6 @@ def build(cfg, board, model=None):
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
     engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
     loop = Loop()
-    from mbnode.health import Health
-
-    health = Health()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
     tcp = None

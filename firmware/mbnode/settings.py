@@ -185,6 +185,8 @@ class Settings:
             k = self.save(up)
             if k:
                 return k
+            if self.health.retain is not None:  # retained memory too, at its next quiet moment
+                self.health.retain.save_now()
         if reboot:
             self.status.reboot_at = time.ticks_add(time.ticks_ms(), _REBOOT_MS)
         return 0

@@ -401,3 +401,23 @@ def test_store_steps_on_cpython(tmp_path):
             assert (got.data, got.which) == (data, "saved"), name
         else:  # .new complete, not renamed
             assert (got.data, got.which, got.generation) == (b"new" * 300, "new", 3)
+
+
+def test_the_settings_save_command_saves_retained_memory_too(boot, tmp_path):
+    # The settings block's save command (0x2118 = 1, mbnode.settings) asks retained memory for a
+    # save as well (health.retain.save_now): after it, the retained values survive a power cut
+    # although every_s (an hour) has not passed.
+    cfg = retain_cfg(tmp_path)
+    cfg["system"] = {"settings": str(tmp_path / "settings.bin"), "ntp": ""}
+    sim = boot(cfg, mpy=True)
+    write_memory(sim, [0x12345678, 7])
+    before = saved(sim)
+    with pymodbus_client(sim) as c:
+        ok(c.write_register(0x2118, 1, **unit()))
+    deadline = time.monotonic() + 10
+    while saved(sim)[0] == before[0]:
+        assert time.monotonic() < deadline, "no save of retained memory after the settings' save command"
+        time.sleep(0.02)
+    sim.kill()
+    sim = boot(cfg, mpy=True)
+    assert read_memory(sim, 1, 2) == [0x12345678, 7]

@@ -49,18 +49,53 @@ def _hook(name, *args):
         _stack[-1] += n
         if n > 0:
             _records.append((name, n, kids))
-builtins.__import__ = _hook
+# what the parts app.build makes cost (their objects, not the imports they make): wrapped once
+# their module is loaded
+_WRAP = {"mbnode.datamodel": ("DataModel",), "mbnode.pdu": ("Engine",), "mbnode.loop": ("Loop",),
+         "mbnode.devid": ("DeviceIdentification",), "mbnode.tcp": ("TcpSlave",), "mbnode.rtulink": ("start",),
+         "board": ("start",), "mbnode.masters": ("Masters",), "mbnode.tcpmaster": ("TcpMaster",),
+         "mbnode.mqtt.relay": ("Relay",), "mbnode.mqtt.bridge": ("Bridge",),
+         "mbnode.mqtt.telemetry": ("Telemetry",)}
+def _wrap(mod, attr):
+    fn = getattr(mod, attr)
+    label = "%s.%s" % (mod.__name__, attr)
+    def call(*a, **k):
+        _stack.append(0)
+        gc.collect()
+        b = gc.mem_alloc()
+        try:
+            return fn(*a, **k)
+        finally:
+            gc.collect()
+            n = gc.mem_alloc() - b
+            kids = _stack.pop()
+            _stack[-1] += n
+            _records.append(("()" + label, n, kids))
+    setattr(mod, attr, call)
+def _hook2(name, *args):
+    first = name not in sys.modules
+    m = _hook(name, *args)
+    if first and name in _WRAP and name in sys.modules:
+        for attr in _WRAP[name]:
+            _wrap(sys.modules[name], attr)
+    return m
+gc.collect()
+_a = gc.mem_alloc()
 from mbnode import loop as _loop
+gc.collect()
+_records.append(("mbnode.loop", gc.mem_alloc() - _a, 0))
 def _stop(self):
     builtins.__import__ = _imp
     gc.collect()
     used = gc.mem_alloc()
     print("TOTAL", used, gc.mem_free())
     for name, n, kids in _records:
-        print("IMPORT", name, n, n - kids)
+        print("CALL" if name[0] == "(" else "IMPORT", name.lstrip("()"), n, n - kids)
     print("MODULES", " ".join(sorted(sys.modules)))
     micropython.qstr_info()
 _loop.Loop.run = _stop
+_wrap(_loop, "Loop")
+builtins.__import__ = _hook2
 from mbnode import app
 app.run(sys.argv[1])
 """
@@ -101,8 +136,7 @@ def main(argv=None):
 
 def report(out):
     total = free = 0
-    imports = []
-    modules = []
+    imports, calls, modules = [], [], []
     qstr = ""
     for line in out.splitlines():
         w = line.split()
@@ -110,27 +144,35 @@ def report(out):
             continue
         if w[0] == "TOTAL":
             total, free = int(w[1]), int(w[2])
-        elif w[0] == "IMPORT":
-            imports.append((w[1], int(w[2]), int(w[3])))
+        elif w[0] in ("IMPORT", "CALL"):
+            (imports if w[0] == "IMPORT" else calls).append((w[1], int(w[2]), int(w[3])))
         elif w[0] == "MODULES":
             modules = w[1:]
         elif line.startswith("qstr pool"):
             qstr = line.strip()
         elif w[0] == "ready":
             print(line)
-    kept = [r for r in imports if r[0] in modules or r[0].split(".")[-1] in modules
-            or any(m.endswith("." + r[0]) for m in modules)]
+    last = {}
+    for i, r in enumerate(imports):
+        last[r[0]] = i
+    kept = [r for i, r in enumerate(imports) if r[0] in modules and last[r[0]] == i]
     gone = [r for r in imports if r not in kept]
     kept_self = sum(r[2] for r in kept)
+    calls_self = sum(r[2] for r in calls)
     print("in use where the loop would start: %d bytes (%.1f KiB), %d free" % (total, total / 1024, free))
-    print("\nmodules loaded, own import cost (bytes):")
+    print("\nmodules loaded, own import cost (bytes; a qstr pool that grows is counted to the import that grew it):")
     for name, n, own in sorted(kept, key=lambda r: -r[2]):
-        print("  %-28s %6d" % (name, own))
-    print("  %-28s %6d (%.1f KiB)" % ("sum", kept_self, kept_self / 1024))
-    print("\nimported during start-up and unloaded again:")
+        print("  %-34s %6d" % (name, own))
+    print("  %-34s %6d (%.1f KiB)" % ("sum", kept_self, kept_self / 1024))
+    print("\nimported during start-up and unloaded again (their names stay interned):")
     for name, n, own in gone:
-        print("  %-28s %6d" % (name, own))
-    print("\nthe rest (objects built at start, interpreter, sys.modules): %d bytes" % (total - kept_self))
+        print("  %-34s %6d" % (name, own))
+    print("\nobjects start-up made (bytes kept after each call, without the imports it made):")
+    for name, n, own in calls:
+        print("  %-34s %6d" % (name, own))
+    print("  %-34s %6d (%.1f KiB)" % ("sum", calls_self, calls_self / 1024))
+    print("\nthe rest (interpreter, sys.modules, main, the checked configuration, what the wrapped calls"
+          " do not cover): %d bytes" % (total - kept_self - calls_self))
     print(qstr)
 
 

@@ -1,0 +1,90 @@
+"""Heap in use of the cabinet module on the emulated Pico with mbnode frozen (issue 12, section
+6): `.cache/venv/bin/python bench/cabinet_pico.py [CONFIG.json] [--image UF2]`.
+
+The `mbnode build --board pico --image` firmware (built here from the checkout unless --image
+names one) boots on the emulated Pico (tests/mcu/pico.py; docs/mcu-emulation.md) from a blank
+flash; CONFIG (default bench/cabinet-pico.json: the RTU slave at 115200 8N2 and every channel of
+the seed RTU's map; the Pico has no TCP and no MQTT) is copied to its flash as config.json. Then
+tests/mcu/picoheap.py's probe starts mbnode as main.py does and reads gc.mem_alloc() after
+gc.collect() where the event loop starts, and again after a counting master on UART0 has sent
+every kind of request of picoheap.requests() (each answer checked). Printed: both figures (the
+probe's own objects taken away), and the verdict against the 48 KiB target. Exit status 1 when
+something failed; the figure itself is reported, not asserted (tests/mcu/test_pico_heap.py
+asserts it). Figures: docs/benchmarks.md, "The cabinet module's heap".
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR.parent / "tests"))  # rtutest, for picotest.Master.raw
+sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "mcu"))
+
+from common import verdict  # noqa: E402
+from pico import Pico, missing  # noqa: E402
+from picotest import DE_PIN, Master, line_settings, mbnode, wait_ready, write_config  # noqa: E402
+import picoheap  # noqa: E402
+
+TARGET = 48 * 1024
+
+
+def build_image(out):
+    r = mbnode("build", "--board", "pico", "--image", "--out", str(out), timeout=1800)
+    if r.returncode:
+        raise SystemExit("cabinet_pico: mbnode build --image failed: %s" % (r.stdout + r.stderr).strip()[-600:])
+    return r.stdout.strip().splitlines()[-1]
+
+
+def serve_all(master):
+    """Every request of picoheap.requests() once; raises on a wrong or missing answer."""
+    for name, pdu, fc in picoheap.requests():
+        answer = master.raw(pdu)
+        if answer[0] != fc:
+            raise RuntimeError("%s: answer %s" % (name, answer.hex()))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", nargs="?", default=str(BENCH_DIR / "cabinet-pico.json"))
+    ap.add_argument("--image", help="a built mbnode-pico.uf2 (default: build one from the checkout)")
+    args = ap.parse_args(argv)
+    cfg = json.loads(Path(args.config).read_text())
+    lacking = missing()
+    if lacking:
+        print("cabinet_pico: SKIP: %s" % "; ".join("%s (%s)" % m for m in lacking))
+        return 1
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mbnode-cabinet-pico-") as tmp:
+        image = args.image or build_image(Path(tmp) / "image")
+        pico = Pico(firmware=image, workdir=tmp, watch=[DE_PIN])
+        try:
+            wait_ready(pico, 0)
+            pico.mpremote("fs", "cp", str(write_config(tmp, cfg)), ":config.json")
+            mark = pico.cdc_mark()
+            pico.reset()
+            ready = wait_ready(pico, mark)
+            master = Master(pico, *line_settings(cfg))
+            try:
+                n = len(picoheap.requests())
+                fig = picoheap.measure(pico, lambda: serve_all(master), served=n)
+            finally:
+                master.close()
+        finally:
+            pico.stop()
+    print("cabinet_pico: %s" % ready)
+    print("cabinet_pico: %s, mbnode frozen on the emulated Pico: %d bytes in use where the loop starts, %d after "
+          "%d requests (%d free); the probe's own %d bytes taken away [%.0f s]"
+          % (Path(args.config).name, fig.start, fig.served, fig.count, fig.free_served, fig.overhead,
+             time.monotonic() - t0))
+    worst = max(fig.start, fig.served)
+    print("cabinet_pico: target <= %d: %s" % (TARGET, verdict(worst <= TARGET)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,6 +105,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", nargs="?", default=str(BENCH_DIR / "cabinet.json"))
     ap.add_argument("--heap", default="256K")
+    ap.add_argument("--romfs", action="store_true", help="the .mpy files from a ROMFS image (cabinet_heap.py --romfs)")
     args = ap.parse_args(argv)
     given = json.loads(Path(args.config).read_text())
     fw_fd, peer, client_fd = sim.make_pty()
@@ -121,7 +122,13 @@ def main(argv=None):
             probe.write_text(PROBE)
             fw = firmware_mpy(32)
             env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(fw), str(umqtt_path(32, True))]))
-            r = subprocess.run([micropython(32), "-X", "heapsize=%d" % sim.parse_size(args.heap, 32), str(probe),
+            binary = micropython(32)
+            if args.romfs:
+                from cabinet_heap import romfs_image
+
+                binary, image = romfs_image(tmp)
+                env = dict(os.environ, MICROPYPATH=".frozen:/rom", MICROPY_ROMFS=str(image))
+            r = subprocess.run([str(binary), "-X", "heapsize=%d" % sim.parse_size(args.heap, 32), str(probe),
                                 str(cfg_path)], env=env, capture_output=True, text=True, timeout=60,
                                pass_fds=[fw_fd])
     finally:

@@ -580,6 +580,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
         from mbnode.mqtt.telemetry import Telemetry
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
+        m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
     base = (m["prefix"] + "/" if m["prefix"] else "").encode()
     for part in publishers:
         n = part.attach(bridge.publish, base, bridge.t_root)

@@ -225,6 +225,22 @@ def measure(given, heap, romfs=None):
             broker.stop()
 
 
+def run(config=DEFAULT_CONFIG, heap=HEAP):
+    """bench/run.py section (c): summary rows for the .mpy and (when built) the ROMFS figure."""
+    given = read_config(config)
+    rows = []
+    for romfs in (False, True):
+        what = "(c) heap in use, unix 32-bit, .mpy %s, %s" % ("from ROMFS" if romfs else "in the heap",
+                                                               Path(config).name)
+        if romfs and not ROMFS_BINARY.exists():
+            rows.append((what, "not measured: bash tools/build-micropython.sh romfs", "SKIP"))
+            continue
+        ready, done, (used, free), uses = measure(given, heap, romfs)
+        print("cabinet_heap: %s: %d bytes in use (requests: %s)" % (what, used, ", ".join("%s %d" % kv for kv in done.items())))
+        rows.append((what + ": <= %d" % TARGET, "%d B" % used, verdict(used <= TARGET)))
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(BENCH_DIR.parent / "tests"))  # rtutest, for picotest.Master.raw
+sys.path.append(str(BENCH_DIR.parent / "tests"))  # rtutest, for picotest.Master.raw
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "mcu"))
 
 from common import verdict  # noqa: E402
@@ -48,19 +48,25 @@ def serve_all(master):
             raise RuntimeError("%s: answer %s" % (name, answer.hex()))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config", nargs="?", default=str(BENCH_DIR / "cabinet-pico.json"))
-    ap.add_argument("--image", help="a built mbnode-pico.uf2 (default: build one from the checkout)")
-    args = ap.parse_args(argv)
-    cfg = json.loads(Path(args.config).read_text())
+DEFAULT_CONFIG = BENCH_DIR / "cabinet-pico.json"
+
+
+def run(config=DEFAULT_CONFIG, image=None):
+    """bench/run.py section (c): the summary row (SKIP without the MCU set-up)."""
+    what = "(c) heap in use, emulated Pico, frozen, %s" % Path(config).name
     lacking = missing()
     if lacking:
-        print("cabinet_pico: SKIP: %s" % "; ".join("%s (%s)" % m for m in lacking))
-        return 1
-    t0 = time.monotonic()
+        return [(what, "not measured: " + "; ".join("%s (%s)" % m for m in lacking), "SKIP")]
+    ready, fig = measure(json.loads(Path(config).read_text()), image)
+    worst = max(fig.start, fig.served)
+    return [(what + ": <= %d" % TARGET, "%d B (%d at the loop's start)" % (fig.served, fig.start),
+             verdict(worst <= TARGET))]
+
+
+def measure(cfg, image=None):
+    """(ready line, picoheap.Figures) of the image (built from the checkout when None)."""
     with tempfile.TemporaryDirectory(prefix="mbnode-cabinet-pico-") as tmp:
-        image = args.image or build_image(Path(tmp) / "image")
+        image = image or build_image(Path(tmp) / "image")
         pico = Pico(firmware=image, workdir=tmp, watch=[DE_PIN])
         try:
             wait_ready(pico, 0)
@@ -76,6 +82,20 @@ def main(argv=None):
                 master.close()
         finally:
             pico.stop()
+    return ready, fig
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--image", help="a built mbnode-pico.uf2 (default: build one from the checkout)")
+    args = ap.parse_args(argv)
+    lacking = missing()
+    if lacking:
+        print("cabinet_pico: SKIP: %s" % "; ".join("%s (%s)" % m for m in lacking))
+        return 1
+    t0 = time.monotonic()
+    ready, fig = measure(json.loads(Path(args.config).read_text()), args.image)
     print("cabinet_pico: %s" % ready)
     print("cabinet_pico: %s, mbnode frozen on the emulated Pico: %d bytes in use where the loop starts, %d after "
           "%d requests (%d free); the probe's own %d bytes taken away [%.0f s]"

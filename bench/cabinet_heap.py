@@ -17,7 +17,7 @@ load of every function code with 4 connections, then each data operation of the 
 the same operations and FC08/FC11 (the line's diagnostics); over MQTT each gateway request of the
 soak once to the device's TCP address (format 0) and once to its serial device (format 1), and a
 `/set` write of every writable point with its `/res`; with a `system` section, reads of the status
-registers (FC03 and FC04 at 0x2000). Then, with nothing in flight, the heap is read three times
+registers (FC03 and FC04 at 0x2000 x15 and 0x2020 x16). Then, with nothing in flight, the heap is read three times
 through the control channel's `heap` request (gc.collect(), gc.mem_alloc(), gc.mem_free();
 docs/simulator.md) and the last figure printed: bytes in use after gc, the issue's figure.
 
@@ -149,7 +149,9 @@ def set_ops(broker, root):
 def exercise(fw, given, broker, prefix):
     """Requests of every kind the configuration serves; returns {kind: count}."""
     done = {}
-    system = [struct.pack(">BHH", fc, 0x2000, 0x10) for fc in (3, 4)] if "system" in given else []
+    # the status registers 0x2000-0x200E and the device name (issue 12, section 3)
+    system = [struct.pack(">BHH", fc, a, n) for fc in (3, 4) for a, n in ((0x2000, 15), (0x2020, 16))
+              ] if "system" in given else []
     # The mixed load first: its 4 connections take every slot (tcp.max_clients), and a 5th
     # arriving while the server has not yet seen one of them close would take its slot.
     ok, err = client.mixed_load(fw.port, frames.mbnode_mixed(), conns=4, per_conn=25, timeout=20)

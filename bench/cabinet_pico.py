@@ -40,9 +40,9 @@ def build_image(out):
     return r.stdout.strip().splitlines()[-1]
 
 
-def serve_all(master):
-    """Every request of picoheap.requests() once; raises on a wrong or missing answer."""
-    for name, pdu, fc in picoheap.requests():
+def serve_all(master, cfg):
+    """Every request of picoheap.requests(cfg) once; raises on a wrong or missing answer."""
+    for name, pdu, fc in picoheap.requests(cfg):
         answer = master.raw(pdu)
         if answer[0] != fc:
             raise RuntimeError("%s: answer %s" % (name, answer.hex()))
@@ -76,8 +76,8 @@ def measure(cfg, image=None):
             ready = wait_ready(pico, mark)
             master = Master(pico, *line_settings(cfg))
             try:
-                n = len(picoheap.requests())
-                fig = picoheap.measure(pico, lambda: serve_all(master), served=n)
+                n = len(picoheap.requests(cfg))
+                fig = picoheap.measure(pico, lambda: serve_all(master, cfg), served=n)
             finally:
                 master.close()
         finally:

@@ -80,11 +80,16 @@ class Figures:
         self.count = values.get("count", 0)
 
 
-def requests():
+def requests(cfg=None):
     """(name, PDU, function code of a right answer) of every kind the RTU slave serves, on the
     full map (picotest.board_config(full_map=True)): the largest reads, writes to the RAM
-    channels past the onboard pins, memory, diagnostics, identification, an absent address."""
-    return [
+    channels past the onboard pins, memory, diagnostics, identification, an absent address;
+    with a `system` section in cfg, reads of the status registers (issue 12, section 3)."""
+    system = []
+    if cfg and "system" in cfg:
+        system = [("FC%02d status 0x2000 x15" % fc, bytes([fc, 0x20, 0, 0, 15]), fc) for fc in (3, 4)]
+        system.append(("FC03 device name 0x2020 x16", bytes([3, 0x20, 0x20, 0, 16]), 3))
+    return system + [
         ("FC01 x576", bytes([1, 0, 0, 0x02, 0x40]), 1),
         ("FC02 x576", bytes([2, 0, 0, 0x02, 0x40]), 2),
         ("FC03 x125", bytes([3, 0, 0, 0, 125]), 3),

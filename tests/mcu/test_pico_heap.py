@@ -31,19 +31,19 @@ def test_heap_in_use_within_48_kib(tmp_path, tmp_path_factory):
         wrong = []
 
         def serve():
-            for name, pdu, fc in picoheap.requests():
+            for name, pdu, fc in picoheap.requests(cfg):
                 answer = master.raw(pdu)
                 if answer[0] != fc:
                     wrong.append("%s: %s" % (name, answer.hex()))
 
         try:
-            fig = picoheap.measure(pico, serve, served=len(picoheap.requests()))
+            fig = picoheap.measure(pico, serve, served=len(picoheap.requests(cfg)))
         finally:
             master.close()
     finally:
         pico.stop()
     assert not wrong, wrong
-    assert master.sent == master.answered == fig.count == len(picoheap.requests()), (
+    assert master.sent == master.answered == fig.count == len(picoheap.requests(cfg)), (
         master.sent, master.answered, fig.count)
     assert fig.start <= LIMIT, "%d bytes in use where the loop starts (%s)" % (fig.start, ready)
     assert fig.served <= LIMIT, "%d bytes in use after %d requests (%s)" % (fig.served, fig.count, ready)

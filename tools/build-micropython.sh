@@ -199,6 +199,7 @@ build_unix() {   # build_unix 64|32
 ROMFS_PATCH=$ROOT/tools/unix-romfs.patch
 if [[ ${1:-} == romfs ]]; then
     target=micropython-32-romfs
+    if [[ -f $SRC_BASE/ready ]]; then read -r MP_VERSION MP_SRC <"$SRC_BASE/ready"; fi
     want="$(recipe micropython-32) romfs=$(sha256sum <"$ROMFS_PATCH" | cut -c1-16)"
     if [[ -x $BIN/$target && -f $BIN/.$target.recipe && $(cat "$BIN/.$target.recipe") == "$want" ]]; then
         say "$target: up to date"

@@ -10,7 +10,8 @@ gc.collect() where the event loop starts, and again after a counting master on U
 every kind of request of picoheap.requests() (each answer checked). Printed: both figures (the
 probe's own objects taken away), and the verdict against the 48 KiB target. Exit status 1 when
 something failed; the figure itself is reported, not asserted (tests/mcu/test_pico_heap.py
-asserts it). Figures: docs/benchmarks.md, "The cabinet module's heap".
+asserts it). --deployed measures mbnode put onto the stock firmware as .mpy files with `mbnode
+deploy` instead (its bytecode then on the heap), for comparison. Figures: docs/benchmarks.md, "The cabinet module's heap".
 """
 
 import argparse
@@ -26,7 +27,7 @@ sys.path.append(str(BENCH_DIR.parent / "tests"))  # rtutest, for picotest.Master
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "mcu"))
 
 from common import verdict  # noqa: E402
-from pico import Pico, missing  # noqa: E402
+from pico import Pico, missing, stock_firmware  # noqa: E402
 from picotest import DE_PIN, Master, line_settings, mbnode, wait_ready, write_config  # noqa: E402
 import picoheap  # noqa: E402
 
@@ -63,16 +64,28 @@ def run(config=DEFAULT_CONFIG, image=None):
              verdict(worst <= TARGET))]
 
 
-def measure(cfg, image=None):
-    """(ready line, picoheap.Figures) of the image (built from the checkout when None)."""
+def measure(cfg, image=None, deployed=False):
+    """(ready line, picoheap.Figures) of the image (built from the checkout when None), or with
+    deployed, of mbnode put onto the stock firmware as .mpy files by `mbnode deploy`."""
     with tempfile.TemporaryDirectory(prefix="mbnode-cabinet-pico-") as tmp:
-        image = image or build_image(Path(tmp) / "image")
-        pico = Pico(firmware=image, workdir=tmp, watch=[DE_PIN])
+        if deployed:
+            pico = Pico(firmware=stock_firmware(), workdir=tmp, watch=[DE_PIN])
+        else:
+            image = image or build_image(Path(tmp) / "image")
+            pico = Pico(firmware=image, workdir=tmp, watch=[DE_PIN])
         try:
-            wait_ready(pico, 0)
-            pico.mpremote("fs", "cp", str(write_config(tmp, cfg)), ":config.json")
-            mark = pico.cdc_mark()
-            pico.reset()
+            if deployed:
+                pico.wait_cdc(rb">>> ", timeout=180)
+                mark = pico.cdc_mark()
+                r = mbnode("deploy", "--board", "pico", "--port", pico.repl_url, "--config",
+                           str(write_config(tmp, cfg)))
+                if r.returncode:
+                    raise SystemExit("cabinet_pico: mbnode deploy failed: %s" % (r.stdout + r.stderr)[-600:])
+            else:
+                wait_ready(pico, 0)
+                pico.mpremote("fs", "cp", str(write_config(tmp, cfg)), ":config.json")
+                mark = pico.cdc_mark()
+                pico.reset()
             ready = wait_ready(pico, mark)
             master = Master(pico, *line_settings(cfg))
             try:
@@ -89,17 +102,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG))
     ap.add_argument("--image", help="a built mbnode-pico.uf2 (default: build one from the checkout)")
+    ap.add_argument("--deployed", action="store_true",
+                    help="mbnode as .mpy on the stock firmware (`mbnode deploy`) instead of frozen")
     args = ap.parse_args(argv)
     lacking = missing()
     if lacking:
         print("cabinet_pico: SKIP: %s" % "; ".join("%s (%s)" % m for m in lacking))
         return 1
     t0 = time.monotonic()
-    ready, fig = measure(json.loads(Path(args.config).read_text()), args.image)
+    ready, fig = measure(json.loads(Path(args.config).read_text()), args.image, args.deployed)
     print("cabinet_pico: %s" % ready)
-    print("cabinet_pico: %s, mbnode frozen on the emulated Pico: %d bytes in use where the loop starts, %d after "
+    print("cabinet_pico: %s, mbnode %s on the emulated Pico: %d bytes in use where the loop starts, %d after "
           "%d requests (%d free); the probe's own %d bytes taken away [%.0f s]"
-          % (Path(args.config).name, fig.start, fig.served, fig.count, fig.free_served, fig.overhead,
+          % (Path(args.config).name, "as .mpy (mbnode deploy)" if args.deployed else "frozen", fig.start, fig.served, fig.count, fig.free_served, fig.overhead,
              time.monotonic() - t0))
     worst = max(fig.start, fig.served)
     print("cabinet_pico: target <= %d: %s" % (TARGET, verdict(worst <= TARGET)))

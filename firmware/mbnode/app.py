@@ -149,9 +149,17 @@ def load_config(path, board):
 def _forget_start():
     """Once the parts are built, the start-up code goes (as .mpy on a board without frozen
     firmware its bytecode is on the heap; docs/benchmarks.md, "The cabinet module's heap"): run()
-    serves on, build() and load_config() are gone from this module until it is imported anew."""
+    serves on, build() and load_config() are gone from this module until it is imported anew,
+    and so are the functions a loaded module names in its START_ONLY tuple (its start(), what
+    only that calls; a module's own promise that nothing calls them once the parts are built)."""
     global build, load_config, _master_line
     del build, load_config, _master_line
+    for m in list(sys.modules.values()):
+        names = getattr(m, "START_ONLY", None)
+        if names:
+            for name in names:
+                delattr(m, name)
+            delattr(m, "START_ONLY")
     gc.collect()
 
 

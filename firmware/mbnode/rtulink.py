@@ -282,6 +282,9 @@ class RtuLink:
                 self._look()
 
 
+START_ONLY = ("start",)  # dropped by app.run once the parts are built
+
+
 def start(loop, engine, cfg, board, key="rtu"):
     """Modbus RTU slave on serial line `key`; returns the words for the ready line."""
     from mbnode.diag import LineDiagnostics

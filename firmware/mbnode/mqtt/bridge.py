@@ -528,6 +528,9 @@ class Bridge:
             self.telemetry.scan(now)
 
 
+START_ONLY = ("start", "_client_id")  # dropped by app.run once the parts are built
+
+
 def _client_id(m):
     if m["client_id"]:
         return m["client_id"]

@@ -44,6 +44,12 @@ and prints one table per section, with targets and PASS/MISS:
       cycles per FC03 x125 / FC16 x123, busy while receiving and idle. Not run (a SKIP row)
       without the MCU set-up. About 13 minutes; --mcu-count 200 --mcu-timing 20: about 4.
                                                                              (bench/mcu.py)
+  (c) the cabinet module's heap (issue 12, section 6): bytes in use after gc once started and
+      after requests of every kind, 32-bit unix port with bench/cabinet.json (TCP, RTU, MQTT,
+      full map) as .mpy, and from a ROMFS image when micropython-32-romfs is built; the
+      emulated Pico with mbnode frozen and bench/cabinet-pico.json (SKIP without the MCU
+      set-up). Target: <= 48 KiB. About 30 s, plus an image build.
+                                                  (bench/cabinet_heap.py, bench/cabinet_pico.py)
 
 Only 127.0.0.1 is used; every server is started and stopped by the bench itself; every loop is
 bounded in count and time. Total runtime is about 6 minutes on a 2-core machine without (m)
@@ -59,6 +65,8 @@ import sys
 import time
 
 import alloc
+import cabinet_heap
+import cabinet_pico
 import extension
 import fetch
 import heap
@@ -75,7 +83,7 @@ from common import ROOT, micropython, mpy_cross, table
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="1234rpmxoe", help="which sections to run, e.g. 13r (default 1234rpmxoe)")
+    p.add_argument("--sections", default="1234rpmxoec", help="which sections to run, e.g. 13r (default 1234rpmxoec)")
     p.add_argument("--bits", default="32,64", help="unix-port builds for mbnode/umodbus (default 32,64)")
     p.add_argument("--runs", type=int, default=throughput.RUNS, help="runs per target and request in (1)")
     p.add_argument("--seconds", type=float, default=throughput.SECONDS, help="length of one run in (1)")
@@ -132,6 +140,7 @@ def main(argv=None):
         "x": lambda: extension.run(),
         "o": lambda: poller.run(),
         "e": lambda: mcu.run(count=args.mcu_count, timing=args.mcu_timing),
+        "c": lambda: cabinet_heap.run() + cabinet_pico.run(),
     }
     summary = []
     failed = False

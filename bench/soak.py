@@ -839,19 +839,28 @@ class Firmware:
     whose client end stays open here. Its output is read by a thread: the ready line, and every
     line after it but the first `mqtt: connected` is a problem."""
 
-    def __init__(self, heap, mqtt_section, tmp, with_rtu=True):
+    def __init__(self, heap, mqtt_section, tmp, with_rtu=True, given=None, romfs=None):
+        """given: the configuration laid under the bench's (bench/cabinet_heap.py), instead of
+        {"mqtt": mqtt_section}; its rtu section's settings are kept. romfs: (binary, image) to
+        run the firmware from a ROMFS image instead (bench/cabinet_heap.py --romfs)."""
         fw_fd, self.rtu_path, self.client_fd = sim.make_pty()
         try:
-            rtu = {"device": "fd:%d" % fw_fd, "peer": self.rtu_path, "baud": RTU_BAUD, "parity": "N"}
+            rtu = {"device": "fd:%d" % fw_fd, "peer": self.rtu_path}
+            if given is None:
+                given = {"mqtt": mqtt_section}
+                rtu.update(baud=RTU_BAUD, parity="N")
             if not with_rtu:  # --only without the rtu client: the configuration without RTU either
                 rtu = None
-            cfg, ours = sim.overlay({"mqtt": mqtt_section}, (HOST, 0), None, (HOST, 0), rtu)
+            cfg, ours = sim.overlay(given, (HOST, 0), None, (HOST, 0), rtu)
             sim.check_config(cfg, None, ours)
             cfg_path = Path(tmp) / "soak-config.json"
             cfg_path.write_text(json.dumps(cfg))
             fw, lib = firmware_mpy(BITS), umqtt_path(BITS, True)
             env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(fw), str(lib)]))
             self.argv = [micropython(BITS), "-X", "heapsize=%d" % heap, str(fw / "main.py"), str(cfg_path)]
+            if romfs:  # the bundle's files on /rom, mapped outside the heap; main found on sys.path
+                env = dict(os.environ, MICROPYPATH=".frozen:/rom", MICROPY_ROMFS=str(romfs[1]))
+                self.argv = [str(romfs[0]), "-X", "heapsize=%d" % heap, "-m", "main", str(cfg_path)]
             self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, pass_fds=[fw_fd])
         finally:

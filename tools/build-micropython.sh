@@ -192,6 +192,37 @@ build_unix() {   # build_unix 64|32
     recipe "micropython-$bits" >"$BIN/.micropython-$bits.recipe"
 }
 
+# `build-micropython.sh romfs`: .cache/bin/micropython-32-romfs, the 32-bit unix port with the
+# ROMFS image $MICROPY_ROMFS mapped outside the heap (tools/unix-romfs.patch; bench/cabinet_heap.py
+# --romfs, docs/benchmarks.md). Built in a copy of the source tree (the tree itself stays as
+# Debian's), only when asked for; nothing else uses it.
+ROMFS_PATCH=$ROOT/tools/unix-romfs.patch
+if [[ ${1:-} == romfs ]]; then
+    target=micropython-32-romfs
+    if [[ -f $SRC_BASE/ready ]]; then read -r MP_VERSION MP_SRC <"$SRC_BASE/ready"; fi
+    want="$(recipe micropython-32) romfs=$(sha256sum <"$ROMFS_PATCH" | cut -c1-16)"
+    if [[ -x $BIN/$target && -f $BIN/.$target.recipe && $(cat "$BIN/.$target.recipe") == "$want" ]]; then
+        say "$target: up to date"
+        exit 0
+    fi
+    command -v gcc >/dev/null || die "gcc missing: run tools/setup.sh (installs build-essential, gcc-multilib)"
+    up_to_date mpy-cross || build_mpy_cross
+    ensure_source
+    copy=$CACHE/romfs-src
+    say "building $target (a copy of the source tree with $ROMFS_PATCH) ..."
+    rm -rf "$copy" && mkdir -p "$copy"
+    (cd "$MP_SRC" && tar cf - --exclude='./ports/unix/build-*' --exclude='./ports/*/build*' .) | (cd "$copy" && tar xf -)
+    patch -d "$copy" -p1 --forward --quiet <"$ROMFS_PATCH" || die "$ROMFS_PATCH does not apply to $MP_SRC"
+    logged "build-$target" make -C "$copy/ports/unix" -j"$JOBS" BUILD=build-32 PROG=$target \
+        MICROPY_FORCE_32BIT=1 CFLAGS_EXTRA=-DMICROPY_VFS_ROM_IOCTL=1 "${PORT_VARS[@]}"
+    rm -f "$BIN/$target"
+    cp "$copy/ports/unix/build-32/$target" "$BIN/$target"
+    rm -rf "$copy"
+    echo "$want" >"$BIN/.$target.recipe"
+    say "$target: $("$BIN/$target" -c 'import sys, vfs; print(sys.version.split("; ", 1)[-1], "rom_ioctl" if hasattr(vfs, "rom_ioctl") else "NO rom_ioctl")')"
+    exit 0
+fi
+
 # --------------------------------------------------------------------------------------------
 todo=()
 adopt 64 || up_to_date micropython-64 || todo+=(micropython-64)

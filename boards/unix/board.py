@@ -46,6 +46,9 @@ CONFIG_SCHEMA = {
 }
 
 
+START_ONLY = ("config_rules", "_check", "start", "describe", "open_rtu")  # dropped by app.run once built
+
+
 def config_rules():
     """(schema of the board section, default configuration, check): the global defaults."""
     return CONFIG_SCHEMA, None, _check

@@ -177,6 +177,23 @@ def load_config(path, board):
         gc.collect()
 
 
+def _forget_start():
+    """Once the parts are built, the start-up code goes (as .mpy on a board without frozen
+    firmware its bytecode is on the heap; docs/benchmarks.md, "The cabinet module's heap"): run()
+    serves on, build() and load_config() are gone from this module until it is imported anew,
+    and so are the functions a loaded module names in its START_ONLY tuple (its start(), what
+    only that calls; a module's own promise that nothing calls them once the parts are built)."""
+    global build, load_config, _master_line
+    del build, load_config, _master_line
+    for m in list(sys.modules.values()):
+        names = getattr(m, "START_ONLY", None)
+        if names:
+            for name in names:
+                delattr(m, name)
+            delattr(m, "START_ONLY")
+    gc.collect()
+
+
 def run(config_path="config.json"):
     try:
         # The data model's 5 KB register buffer comes first, while the heap is still one piece.
@@ -202,6 +219,7 @@ def run(config_path="config.json"):
         gc.collect()
         loop, ready = build(cfg, board, model)
         cfg = None
+        _forget_start()
         print(ready)
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out

@@ -70,6 +70,9 @@ _F32_MAX = 3.4028234663852886e38
 _HEX = "0123456789ABCDEF"
 
 
+START_ONLY = ("setup",)  # dropped by app.run once the parts are built (each user has its layout)
+
+
 def setup(obj, t, byte_order="BE", word_order="BE", signed=False, count=0):
     """Give obj the layout of type t (see the module docstring); count: registers of a text.
     Six attributes only: a device may hold 64 points (each attribute more is a bigger

@@ -31,6 +31,9 @@ def char_times(baud, parity, stopbits):
     return bits * 1000000 // baud, 1750 if baud > 19200 else 35 * bits * 100000 // baud
 
 
+START_ONLY = ("open_port",)  # dropped by app.run once the parts are built
+
+
 def open_port(board, cfg, key="rtu"):
     """The board's serial port for line `key` ("rtu", "rtu2") with its settings, and the ready
     line's words for it; exits, as a bad configuration does, when the port cannot be had."""

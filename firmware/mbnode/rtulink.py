@@ -288,6 +288,9 @@ class RtuLink:
                 self._look()
 
 
+START_ONLY = ("start",)  # dropped by app.run once the parts are built
+
+
 def start(loop, engine, cfg, board, key="rtu", health=None):
     """Modbus RTU slave on serial line `key`; returns the words for the ready line. health
     (mbnode.health.Health) gets the line's diagnostics and the link."""

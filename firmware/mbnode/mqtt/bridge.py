@@ -532,6 +532,9 @@ class Bridge:
             self.telemetry.scan(now)
 
 
+START_ONLY = ("start", "_client_id")  # dropped by app.run once the parts are built
+
+
 def _client_id(m):
     if m["client_id"]:
         return m["client_id"]
@@ -584,6 +587,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
         from mbnode.mqtt.telemetry import Telemetry
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
+        m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
     base = (m["prefix"] + "/" if m["prefix"] else "").encode()
     for part in publishers:
         n = part.attach(bridge.publish, base, bridge.t_root)

@@ -144,6 +144,9 @@ class Batch:
         return [(p, decode(p, pdu, scale * off + o)) for p, o in self.items]
 
 
+START_ONLY = ("plan",)  # dropped by app.run once the parts are built (Telemetry has its batches)
+
+
 def plan(points, present=None, reg_gap=MAX_REG_GAP, bit_gap=MAX_BIT_GAP):
     """Batches reading every point: points of one table whose channels are contiguous, or apart
     by at most reg_gap registers / bit_gap bits, share one request of at most the engine's own

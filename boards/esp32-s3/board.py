@@ -24,4 +24,4 @@ MPY_ARCH = "xtensawin"  # mpy-cross -march (fast.py and crc.py hold viper code)
 WIFI = True
 KEEP_SERVING = True  # a broken config.json: one line, then the defaults (docs/boards.md)
 
-config_rules, start, describe, open_rtu, addresses = PinBoard(NAME, CHIP, WIFI).board_api()
+config_rules, start, describe, open_rtu, addresses, field = PinBoard(NAME, CHIP, WIFI).board_api()

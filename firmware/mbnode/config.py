@@ -296,6 +296,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["extension"] = extconfig.SCHEMA
     else:
         schema["extension"] = {}  # named among the allowed keys; no section in the result
+    io = type(given) is dict and "io" in given
+    if io:  # input and output modes (docs/configuration.md): their checks are loaded only when configured
+        from mbnode import ioconfig
+
+        schema["io"] = ioconfig.SCHEMA
+    else:
+        schema["io"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -306,6 +313,8 @@ def validate(given, board_schema=None, base=None, check=None):
     cfg = _apply(schema, given, "")
     if not ext:
         del cfg["extension"]
+    if not io:
+        del cfg["io"]
     for key in ("rtu", "rtu2"):
         rtu = cfg[key]
         if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
@@ -316,6 +325,8 @@ def validate(given, board_schema=None, base=None, check=None):
         _check_gateway(cfg)
     if ext:
         extconfig.check(cfg)
+    if io:
+        ioconfig.check(cfg)
     if mqtt:
         mqttconfig.check(cfg)
     if poller:

@@ -1,5 +1,5 @@
 """The whole TCP and RTU request paths (loop, framing, engine, line diagnostics), the
-TCP-to-RTU gateway, extension modules and the poller allocate nothing, proven with
+TCP-to-RTU gateway, extension modules, the poller and the io modes allocate nothing, proven with
 micropython.heap_lock() on the unix port by the tests/core/alloc_*.py scripts."""
 
 import os
@@ -64,3 +64,11 @@ def test_poller_path_is_allocation_free(bits):
     plays both), every data type landed in memory and local registers, alarms compared and
     acting (a write, an output), a unit that never answers."""
     assert "6 passed, 0 failed" in probe(bits, "alloc_poller.py", line=True, port=True)
+
+
+def test_io_mode_paths_are_allocation_free(bits):
+    """The io section's modes (tests/core/alloc_io.py): the pin interrupt handler, the loop
+    timer publishing counters, latches, frequencies, debounced and inverted levels, averaged and
+    scaled AI, a pulse output falling back through the Engine, and a master's writes of the
+    positions (reset, preset, latch cleared); the scaling's rounding and clamping."""
+    assert "28 passed, 0 failed" in probe(bits, "alloc_io.py")

@@ -178,4 +178,15 @@ CASES = [
      "config: board.rtu2_tx = 6: UART1 cannot send on GP6; allowed UART1 TX pins GP4, 8, 20"),
     ("pico-rtu2-served", "allowed", "pico", {"rtu2": {"enabled": True}, "board": {"rtu2_uart": 1, "rtu2_tx": 8,
                                                                                    "rtu2_rx": 9, "pins": False}}, None),
+    # --- the io section's modes on the pin map (mbnode.ioconfig, then the board's rules)
+    ("pico-io-temp", "io", "pico", {"channels": {"input_registers": ["0x0000-0x0003"]},
+                                    "io": {"ai": [{"channel": 3, "source": "temp"}]}}, None),
+    ("esp32-io-no-temp", "io", "esp32", {"channels": {"input_registers": ["0x0000-0x0003"]},
+                                         "io": {"ai": [{"channel": 3, "source": "temp"}]}},
+     'config: io.ai[0].source = "temp": board esp32 has no RP2040 temperature sensor; allowed "pin"'),
+    ("pico-io-no-pin", "io", "pico", {"channels": {"discrete_inputs": ["0x0000-0x0005"]},
+                                      "io": {"di": [{"channel": 4}]}},
+     "config: io.di[0].channel = 4: board.di_pins has 4 pins; allowed 0..3"),
+    ("pico-io-pins-off", "io", "pico", {"board": {"pins": False}, "io": {"do": [{"channel": 0, "pulse_ms": 5}]}},
+     "config: board.pins = false: the io section has channels; allowed true (io acts on the pin map)"),
 ]

@@ -114,25 +114,19 @@ def execute(model, line):
             gc.collect()
             return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
         op = words[0] if words else ""
-        f = _state.get("field")
-        if op == "pulse" and f and len(words) in (5, 6) and words[1] == "di":
-            n = [int(w, 0) for w in words[2:]]
-            if min(n) < 0 or n[1] < 1:
-                raise ValueError("allowed ADDR, COUNT >= 1, HIGH_MS and LOW_MS >= 0")
-            f.pulse(n[0], n[1], n[2], n[-1])
-            return "ok"
-        if not (op in ("get", "field") and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) \
-                or words[1] not in _TABLES or op == "field" and (not f or words[1] == "mem"):
+        f = _state.get("field")  # the io section's field side (simfield.py), when configured
+        if f and op in ("field", "pulse"):
+            return f.command(words)
+        if not (op == "get" and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) or words[1] not in _TABLES:
             raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap; "
-                             "TABLE: do di ao ai mem; with an io section also field TABLE ADDR [COUNT] | "
-                             "pulse di ADDR COUNT HIGH_MS [LOW_MS]")
+                             "TABLE: do di ao ai mem")
         kind, table, size = _TABLES[words[1]]
         try:
             numbers = [int(w, 0) for w in words[2:]]
         except ValueError:
             raise ValueError("allowed decimal or 0x hex integers after the table: " + " ".join(words[2:]))
         first = numbers[0]
-        if op != "set":
+        if op == "get":
             count = numbers[1] if len(numbers) > 1 else 1
             if count < 1:
                 raise ValueError("COUNT %d: allowed 1 or more" % count)
@@ -147,10 +141,7 @@ def execute(model, line):
         out = []
         for i in range(count):
             a = first + i
-            if op == "field":
-                out.append(f.field(table, a))
-            elif values is not None and f and kind != "mem" and 0 <= values[i] <= (1 if kind == "bit" else 0xFFFF) \
-                    and f.set_input(table, a, values[i]):
+            if values is not None and f and f.set_input(table, a, values[i]):
                 pass  # the raw input of a channel the io modes own
             elif kind == "bit":
                 if values is None:

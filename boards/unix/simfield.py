@@ -12,7 +12,7 @@ frequency of an AO.
 
 import time
 
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, INPUT
+from mbnode.datamodel import BIT_CHANNELS, COILS, DISCRETE_INPUTS, HOLDING, INPUT, REG_CHANNELS
 
 
 class SimPin:
@@ -73,14 +73,34 @@ class Field:
     def ao_freq(self, n, hz):
         self.freqs[n] = hz
 
+    def command(self, words):
+        """`field TABLE ADDR [COUNT]` or `pulse di ADDR COUNT HIGH_MS [LOW_MS]` -> reply text;
+        ValueError says what is allowed."""
+        tables = {"do": COILS, "di": DISCRETE_INPUTS, "ao": HOLDING, "ai": INPUT}
+        if words[0] == "pulse" and len(words) in (5, 6) and words[1] == "di":
+            n = [int(w, 0) for w in words[2:]]
+            if min(n) < 0 or n[1] < 1:
+                raise ValueError("allowed ADDR, COUNT >= 1, HIGH_MS and LOW_MS >= 0")
+            self.pulse(n[0], n[1], n[2], n[-1])
+            return "ok"
+        if words[0] != "field" or len(words) not in (3, 4) or words[1] not in tables:
+            raise ValueError("allowed: field TABLE ADDR [COUNT] (TABLE: do di ao ai) | pulse di ADDR COUNT HIGH_MS "
+                             "[LOW_MS]")
+        n = [int(w, 0) for w in words[2:]] + [1]
+        size = BIT_CHANNELS if words[1] in ("do", "di") else REG_CHANNELS
+        if n[0] < 0 or n[1] < 1 or n[0] + n[1] > size:
+            raise ValueError("addresses %d..%d outside %s 0..%d" % (n[0], n[0] + n[1] - 1, words[1], size - 1))
+        return " ".join(["ok"] + [str(self.field(tables[words[1]], a)) for a in range(n[0], n[0] + n[1])])
+
     def set_input(self, table, n, v):
-        """`set di` / `set ai` of a channel the modes own: the raw input. False: not owned."""
-        if table == DISCRETE_INPUTS and n in self.pins:
+        """`set di` / `set ai` of a channel the modes own: the raw input. False: not owned (or a
+        value the table does not take: the board's own check refuses it)."""
+        if table == DISCRETE_INPUTS and n in self.pins and v in (0, 1):
             p = self.pins[n]
             p.train = None
             p.set(v)
             return True
-        if table == INPUT and n in self.adcs:
+        if table == INPUT and n in self.adcs and 0 <= v <= 0xFFFF:
             self.adcs[n].raw = v
             return True
         return False

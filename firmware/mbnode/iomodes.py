@@ -22,7 +22,7 @@ debounce or a pulse ends), allocation-free in steady state (tests/core/alloc_io.
 
 import time
 
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, MEM_BASE
 
 try:
     from micropython import const
@@ -32,33 +32,16 @@ except ImportError:
 
 _WRAP = const(0x3FFFFFFF)  # interrupt counters wrap here: small ints on every port
 _FREQ_MAX = const(1000000)  # edges in one gate counted at most (x1000 stays a small int)
-_LEVEL = const(0)
-_COUNTER = const(1)
+_COUNTER = const(1)  # the modes as iobuild.MODES numbers them (0: level)
 _LATCH = const(2)
 _FREQUENCY = const(3)
-_MODES = ("level", "counter", "latch", "frequency")
 
 ticks_ms = time.ticks_ms
 ticks_diff = time.ticks_diff
 
 
 class _DI:
-    def __init__(self, e, pin, regs_off):
-        self.n = e["channel"]
-        self.reg = MEM_BASE + 2 * (e["position"] - 1)  # the position's lower half (when off >= 0)
-        self.pin = pin
-        self.mode = _MODES.index(e["mode"])
-        self.inv = 1 if e["invert"] else 0
-        self.deb = e["debounce_ms"]
-        self.gate = e["gate_ms"]
-        self.active = 1 if e["edge"] == "rising" else 0  # the logical level an edge counted goes to
-        self.off = regs_off  # the position's offset in model.regs (-1: none)
-        self.edges = 0  # written by the interrupt handler only
-        self.t = ticks_ms()  # of the last edge (interrupt handler)
-        self.seen = 0  # edges already taken into account
-        self.stable = pin.value() ^ self.inv
-        self.acc = 0  # frequency: edges in this gate
-        self.g = ticks_ms()  # frequency: when this gate began
+    """A DI channel with a mode (its fields: mbnode.iobuild.di)."""
 
     def edge(self, pin):
         # The pin interrupt (hard): two small-int stores, nothing allocated.
@@ -67,27 +50,11 @@ class _DI:
 
 
 class _AI:
-    def __init__(self, e, adc, model):
-        self.adc = adc
-        self.off = model.reg_offset(INPUT, e["channel"])
-        self.period = e["period_ms"]
-        self.ring = [0] * e["average"]
-        self.i = 0
-        self.filled = 0
-        self.sum = 0
-        self.next = ticks_ms()
-        self.rl = e["raw_low"]
-        self.den = e["raw_high"] - e["raw_low"]
-        self.low = e["low"]
-        self.span = e["high"] - e["low"]
+    """An AI channel (its fields: mbnode.iobuild.ai)."""
 
 
 class _Pulse:
-    def __init__(self, n, ms):
-        self.n = n
-        self.ms = ms
-        self.on = False
-        self.end = 0
+    """A DO channel in pulse mode (its fields: mbnode.iobuild)."""
 
 
 def scale(a, x):
@@ -138,53 +105,7 @@ def _add32(regs, o, delta):
 
 
 class IoModes:
-    def __init__(self, loop, engine, model, io, field):
-        self.engine = engine
-        self.model = model
-        self.regs = model.regs
-        self.scan = io["scan_ms"]
-        self.next = ticks_ms()
-        self.req = bytearray(6)
-        self.resp = bytearray(8)
-        self.di = []
-        for e in io["di"]:
-            n = e["channel"]
-            pin = field.pin(n)
-            field.own(DISCRETE_INPUTS, n)
-            off = model.reg_offset(HOLDING, MEM_BASE + 2 * (e["position"] - 1)) if e["position"] else -1
-            c = _DI(e, pin, off)
-            if c.mode != _LEVEL or c.deb:
-                # Debounced: every edge restarts the debounce time; else only the edge that counts.
-                if c.deb:
-                    trigger = field.IRQ_RISING | field.IRQ_FALLING
-                else:
-                    trigger = field.IRQ_RISING if c.active ^ c.inv else field.IRQ_FALLING
-                pin.irq(handler=c.edge, trigger=trigger, hard=True)
-            model.set_bit(DISCRETE_INPUTS, n, c.stable)
-            self.di.append(c)
-        self.ai = []
-        for e in io["ai"]:
-            n = e["channel"]
-            field.own(INPUT, n)
-            self.ai.append(_AI(e, field.adc(n, e["source"] == "temp"), model))
-        self.pulses = []
-        for e in io["do"]:
-            if e["invert"]:
-                field.do_invert(e["channel"])
-            if e["pulse_ms"]:
-                self.pulses.append(_Pulse(e["channel"], e["pulse_ms"]))
-        for e in io["ao"]:
-            field.ao_freq(e["channel"], e["freq"])
-        if self.di or self.pulses:
-            model.subscribe(self.written)
-        # Power-on values, written as the device's own part: every output subscriber (the
-        # pins) hears them, before any transport serves.
-        for e in io["do"]:
-            self._write(5, e["channel"], 0xFF00 if e["power_on"] else 0)
-        for e in io["ao"]:
-            self._write(6, e["channel"], e["power_on"])
-        self.tick(ticks_ms())
-        loop.add_timer(self)
+    """The channels' state and the loop timer (its fields: mbnode.iobuild.build)."""
 
     def _write(self, fc, n, value):
         r = self.req
@@ -301,10 +222,19 @@ class IoModes:
 
 
 def start(loop, engine, model, io, board):
-    """The io section's modes on the board's field side; the ready line's words."""
+    """The io section's modes on the board's field side; the ready line's words. The objects are
+    made by mbnode.iobuild, unloaded again afterwards (start-up code only: its RAM comes back)."""
+    import sys
+
+    import mbnode
+
     field = board.field() if hasattr(board, "field") else None
     if field is None:
-        print("io: board has no field side for the io section (board.pins false?); modes not applied")
+        print("io: the board has no pin map (board.pins false); the io section is not applied")
         return []
-    IoModes(loop, engine, model, io, field)
+    from mbnode import iobuild
+
+    iobuild.build(IoModes(), loop, engine, model, io, field)
+    del sys.modules["mbnode.iobuild"]
+    delattr(mbnode, "iobuild")
     return ["io_modes %d" % (len(io["di"]) + len(io["ai"]) + len(io["do"]) + len(io["ao"]))]

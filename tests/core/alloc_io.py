@@ -11,7 +11,7 @@ line per case, then "N passed, M failed".
 import time
 
 from heaplock import Heard, Report, locked
-from mbnode import config
+from mbnode import config, iobuild
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.iomodes import IoModes, scale
@@ -50,7 +50,8 @@ loop = Loop()
 field = Field(loop, model)
 heard = Heard()
 model.subscribe(heard.changed)
-io = IoModes(loop, engine, model, cfg["io"], field)
+io = IoModes()
+iobuild.build(io, loop, engine, model, cfg["io"], field)
 pins = field.pins
 report = Report(40)
 req = bytearray(12)

@@ -9,7 +9,8 @@ time; after the last one and SETTLE_MS of simulated quiet a pymodbus master (ret
 count over RTU and resets it. A train lasts at least TRAIN_MS (and --count pulses); the CPU's
 busy fraction over it is the runner's busy time over simulated time (the pin interrupt's cost with
 the loop's own work; the window may overrun the train by a few ms). Rates double until one loses
-pulses, then bisection between the last rate without loss and the first with loss to 2 %. Then
+pulses, then bisection between the last rate without loss and the first with loss to 2 % (the first row,
+0 Hz, is the same window without pulses: the baseline busy fraction). Then
 the same with the master reading the counter over RTU back to back from before the first pulse
 to after the last ("busy": the UART's interrupts, the RTU link and the Engine compete with the
 pin interrupt); there a request without its answer (MASTER_TIMEOUT_S of wall time: a saturated
@@ -69,8 +70,8 @@ class Bench:
         pulse to after the last. Sets self.sent, .lost (pulses), .reads, .unanswered, .busy."""
         pico = self.pico
         self.reset()
-        half = max(1, round(1e9 / rate / 2))
-        self.sent = max(self.count, rate * TRAIN_MS // 1000)
+        half = max(1, round(1e9 / rate / 2)) if rate else 0
+        self.sent = max(self.count, rate * TRAIN_MS // 1000) if rate else 0
         stop = threading.Event()
         reads = [0, 0]  # answered, unanswered
 
@@ -88,9 +89,12 @@ class Bench:
             pico.wait_for(lambda: reads[0] >= 3, 60, "the master's first reads")
         start = list(reads)
         before = pico.stats()
-        pico.pulses(PIN, self.sent, half, half)
         try:
-            pico.wait_for(lambda: pico.pulses_left(PIN) == 0, 900, "the pulses' end", interval=0.02)
+            if rate:
+                pico.pulses(PIN, self.sent, half, half)
+                pico.wait_for(lambda: pico.pulses_left(PIN) == 0, 900, "the pulses' end", interval=0.02)
+            else:  # the baseline: the same window without pulses
+                pico.wait_for(lambda: pico.sim_ns() > before["sim_ns"] + TRAIN_MS * 1e6, 900, "the window's end")
             after = pico.stats()
         finally:
             stop.set()
@@ -113,6 +117,7 @@ def highest(bench, busy, start, log):
             ", %d reads answered, %d unanswered" % (bench.reads, bench.unanswered) if busy else ""))
         return not bench.lost and not (busy and bench.unanswered)
 
+    lossless(0)  # the baseline: no pulses
     ok, bad = None, None
     rate = start
     while rate <= 2_000_000:

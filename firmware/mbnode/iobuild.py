@@ -65,7 +65,10 @@ def build(m, loop, engine, model, io, field):
                 trigger = field.IRQ_RISING | field.IRQ_FALLING
             else:
                 trigger = field.IRQ_RISING if c.active ^ c.inv else field.IRQ_FALLING
-            c.pin.irq(handler=c.edge, trigger=trigger, hard=True)
+            try:
+                c.pin.irq(handler=c.edge, trigger=trigger, hard=True)  # rp2: in the interrupt itself
+            except TypeError:  # esp32's Pin.irq has no hard=: the handler is scheduled
+                c.pin.irq(handler=c.edge, trigger=trigger)
         model.set_bit(DISCRETE_INPUTS, n, c.stable)
         m.di.append(c)
     m.ai = []

@@ -283,4 +283,4 @@ def test_absent_channel_and_position_refused():
     with pytest.raises(config.ConfigError, match="io.di\\[0\\].position = 1: its registers 0x1000-0x1001 are absent"):
         config.validate(cfg)
     assert json.dumps(config.validate({"io": {}})["io"]) == json.dumps(
-        {"scan_ms": 10, "di": [], "ai": [], "do": [], "ao": []})
+        {"scan_ms": 20, "di": [], "ai": [], "do": [], "ao": []})

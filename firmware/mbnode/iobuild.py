@@ -98,4 +98,8 @@ def build(m, loop, engine, model, io, field):
     for e in io["ao"]:
         m._write(6, e["channel"], e["power_on"])
     m.tick(time.ticks_ms())
+    if hasattr(field, "scan_ms") and field.scan_ms == m.scan:
+        # The board's input scan (PinIO) due when the modes' is: one wake of the loop serves both
+        # (on the RP2040 each wake costs about as much as the scans themselves).
+        field.next = m.next
     loop.add_timer(m)

@@ -58,7 +58,7 @@ def _entries(rules):
 
 
 SCHEMA = {
-    "scan_ms": (10, "int", 1, 1000),  # inputs sampled and counts published this often
+    "scan_ms": (20, "int", 1, 1000),  # inputs sampled and counts published this often (board.scan_ms's default)
     "di": ([], "call", _entries(DI)),
     "ai": ([], "call", _entries(AI)),
     "do": ([], "call", _entries(DO)),

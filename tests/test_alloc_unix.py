@@ -1,6 +1,6 @@
 """The whole TCP and RTU request paths (loop, framing, engine, line diagnostics), the
-TCP-to-RTU gateway, extension modules, the poller, the system registers, write protection, retained
-memory and the custom register block allocate nothing, proven with
+TCP-to-RTU gateway, extension modules, the poller, the io modes, the system registers, write
+protection, retained memory and the custom register block allocate nothing, proven with
 micropython.heap_lock() on the unix port by the tests/core/alloc_*.py scripts."""
 
 import os
@@ -86,3 +86,11 @@ def test_retain_and_custom_block_paths_are_allocation_free(bits, tmp_path):
     # The custom register block's reads and writes (file seek, readinto, write in place, flush),
     # retained memory's dirty flag, and its timer and after-reply call between saves.
     assert "11 passed, 0 failed" in probe(bits, "alloc_retain.py", str(tmp_path))
+
+
+def test_io_mode_paths_are_allocation_free(bits):
+    """The io section's modes (tests/core/alloc_io.py): the pin interrupt handler, the loop
+    timer publishing counters, latches, frequencies, debounced and inverted levels, averaged and
+    scaled AI, a pulse output falling back through the Engine, and a master's writes of the
+    positions (reset, preset, latch cleared); the scaling's rounding and clamping."""
+    assert "28 passed, 0 failed" in probe(bits, "alloc_io.py")

@@ -61,3 +61,12 @@ def test_control_channel_sets_reach_the_output_subscribers():
         model.subscribe(broken)
         assert board.execute(model, "set do 9 1").startswith("err the values are set, but an output subscriber failed")
         assert model.get_bit(COILS, 9) == 1 and heard[-1] == (COILS, 9, 1)
+
+
+@pytest.mark.parametrize("board", boards.MCU_BOARDS)
+def test_pin_board_io_modes(board):
+    """tests/core/board_io.py: the io section's modes with PinIO as the field side (a counter fed
+    by Pin.irq, invert, DO power-on and pulse on the pins, AO PWM frequency, scaled AI, the
+    RP2040's temperature sensor)."""
+    out = run_script(board, "board_io.py")
+    assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout, out.stdout + out.stderr

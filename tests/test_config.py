@@ -38,7 +38,7 @@ def test_ranges_accept_lists_and_hex_text():
     ({"tcp": {"port": 70000}}, "config: tcp.port = 70000: allowed an integer 0..65535"),
     ({"unit_id": 248}, "config: unit_id = 248: allowed an integer 0..247"),
     ({"unit_id": True}, "config: unit_id = true: allowed an integer 0..247"),
-    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, custom_block, extension, failsafe, gateway, identity, mqtt, poller, protect, retain, rtu, rtu2, system, tcp, unit_id"),
+    ({"colis": []}, "config: colis = []: unknown key; allowed keys: board, channels, custom_block, extension, failsafe, gateway, identity, io, mqtt, poller, protect, retain, rtu, rtu2, system, tcp, unit_id"),
     ({"tcp": {"prot": 1}}, "config: tcp.prot = 1: unknown key"),
     ({"tcp": {"when_full": "drop"}}, 'allowed one of "refuse", "close_idlest"'),
     ({"tcp": {"allow": ["10.0.0"]}}, "config: tcp.allow"),

@@ -17,11 +17,12 @@ class PinBoard:
         self.wifi = None  # the WifiJoin, when board.wifi_ssid is set
         self.ips = []  # this board's IP addresses, kept up to date in place
         self.adc = None  # the RP2040's temperature sensor, once read (temperature())
+        self.pinio = None  # the PinIO, once started: the io modes' field side
 
     def board_api(self):
         """What a board module exports, in this order: config_rules, start, describe, open_rtu,
-        addresses, watch (docs/boards.md)."""
-        return self.config_rules, self.start, self.describe, self.open_rtu, self.addresses, self.watch
+        addresses, watch, field (docs/boards.md)."""
+        return self.config_rules, self.start, self.describe, self.open_rtu, self.addresses, self.watch, self.field
 
     def config_rules(self):
         """(schema, defaults, check) for mbnode.config: start-up only (pinrules.py)."""
@@ -36,8 +37,9 @@ class PinBoard:
             from pinio import PinIO
 
             try:
-                loop.add_timer(PinIO(model, cfg["do_pins"], cfg["di_pins"], cfg["ai_pins"], cfg["ao_pins"],
-                                         scan_ms=cfg["scan_ms"]))
+                self.pinio = PinIO(model, cfg["do_pins"], cfg["di_pins"], cfg["ai_pins"], cfg["ao_pins"],
+                                   scan_ms=cfg["scan_ms"])
+                loop.add_timer(self.pinio)
             except (ValueError, OSError) as e:  # a pin this firmware build lacks (e.g. PSRAM's)
                 print("board: pins not driven: %s; serving without them" % e)
         if self.has_wifi and cfg["wifi_ssid"]:
@@ -61,6 +63,10 @@ class PinBoard:
             loop.add_timer(Watchdog(cfg["wdt_ms"], cfg["wdt_delay_s"]))
             words += ["wdt", "%dms-after-%ds" % (cfg["wdt_ms"], cfg["wdt_delay_s"])]
         return words
+
+    def field(self):
+        """The field side of the io section's modes (mbnode/iomodes.py): the PinIO, or None."""
+        return self.pinio
 
     def open_rtu(self, rtu, cfg, key="rtu"):
         """The RS-485 port of serial line `key` ("rtu", "rtu2"): board.<key>_uart and pins."""

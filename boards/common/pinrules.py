@@ -184,6 +184,13 @@ def _check(cfg, board, chip, reserved, board_led=-1):
                 problem = _refuse(b, n, pin, None, owner, chip, reserved, wifi)
                 if problem:
                     return problem
+    io = cfg.get("io")  # the io section's modes (mbnode.ioconfig) act on the pin map
+    if io and not b["pins"] and (io["di"] or io["ai"] or io["do"] or io["ao"]):
+        return "config: board.pins = false: the io section has channels; allowed true (io acts on the pin map)"
+    for i, e in enumerate(io["ai"] if io else ()):
+        if e["source"] == "temp" and board.chip != "rp2040":
+            return ("config: io.ai[%d].source = \"temp\": board %s has no RP2040 temperature sensor; allowed \"pin\""
+                    % (i, board.name))
     led = b["led_pin"]
     if led >= 0:
         if led == board_led:  # the board's own LED pin (reserved for it): only the LED may have it

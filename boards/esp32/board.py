@@ -27,5 +27,5 @@ WIFI = True
 KEEP_SERVING = True  # a broken config.json: one line, then the defaults (docs/boards.md)
 
 _board = PinBoard(NAME, CHIP, WIFI)
-config_rules, start, describe, open_rtu, addresses, watch = _board.board_api()
+config_rules, start, describe, open_rtu, addresses, watch, field = _board.board_api()
 reboot, temperature, mac = _board.system_api()

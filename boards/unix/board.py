@@ -74,6 +74,7 @@ _state = {}
 
 def start(loop, model, cfg):
     _state["model"] = model
+    _state["loop"] = loop
     import os
 
     if os.getenv("MBNODE_STOP_AT"):  # tests only: a save held at a named step (simsave.py)
@@ -107,6 +108,14 @@ def reboot():
     sys.exit(REBOOT_STATUS)
 
 
+def field():
+    """The field side of the io section's modes (simfield.py, loaded only then)."""
+    from simfield import Field
+
+    f = _state["field"] = Field(_state["loop"], _state["model"])
+    return f
+
+
 def open_rtu(rtu, cfg, key="rtu"):
     """The serial port of line `key` ("rtu", "rtu2"): board.<key>_device is a tty path (set up
     raw with the line's settings) or "fd:N", a descriptor the process inherited (mbnode sim
@@ -130,6 +139,9 @@ def execute(model, line):
             gc.collect()
             return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
         op = words[0] if words else ""
+        f = _state.get("field")  # the io section's field side (simfield.py), when configured
+        if f and op in ("field", "pulse"):
+            return f.command(words)
         if not (op == "get" and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) or words[1] not in _TABLES:
             raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved; "
                              "TABLE: do di ao ai mem")
@@ -154,7 +166,9 @@ def execute(model, line):
         out = []
         for i in range(count):
             a = first + i
-            if kind == "bit":
+            if values is not None and f and f.set_input(table, a, values[i]):
+                pass  # the raw input of a channel the io modes own
+            elif kind == "bit":
                 if values is None:
                     out.append(model.get_bit(table, a))
                 elif values[i] in (0, 1):

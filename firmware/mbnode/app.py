@@ -30,6 +30,10 @@ def build(cfg, board, model=None):
     loop = Loop()
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
+    if "io" in cfg:  # input and output modes (mbnode.ioconfig): power-on values before any transport
+        from mbnode.iomodes import start as start_io
+
+        io_words = start_io(loop, engine, model, cfg["io"], board)
     tcp = None
     if cfg["tcp"]["enabled"]:
         gc.collect()  # start-up garbage out of the way before the connection buffers
@@ -68,6 +72,8 @@ def build(cfg, board, model=None):
         TcpGateway(tcp, masters.rtu(gw["line"]) if gw["line"] else masters.first(), gw)
         parts.append("gateway %s" % (",".join(str(u) for u in gw["units"]) or "other-units"))
     parts.append("unit %d" % cfg["unit_id"])
+    if "io" in cfg:
+        parts.extend(io_words)
     if saved is not None:
         from mbnode.sysregs import start as start_system
 

@@ -325,6 +325,13 @@ def validate(given, board_schema=None, base=None, check=None):
         schema["custom_block"] = retainconfig.CUSTOM_BLOCK
     else:
         schema["retain"] = schema["custom_block"] = {}  # named among the allowed keys; no section in the result
+    io = type(given) is dict and "io" in given
+    if io:  # input and output modes (docs/configuration.md): their checks are loaded only when configured
+        from mbnode import ioconfig
+
+        schema["io"] = ioconfig.SCHEMA
+    else:
+        schema["io"] = {}  # named among the allowed keys; no section in the result
     unit = given.get("unit_id", SCHEMA["unit_id"][0]) if type(given) is dict else None
     for key in ("rtu", "rtu2"):
         rtu = given.get(key) if type(given) is dict else None
@@ -346,6 +353,8 @@ def validate(given, board_schema=None, base=None, check=None):
             del cfg[key]
     if kept:
         retainconfig.check(cfg)
+    if not io:
+        del cfg["io"]
     for key in ("rtu", "rtu2"):
         rtu = cfg[key]
         if rtu["stopbits"] is None:  # the serial line spec: 2 stop bits when there is no parity
@@ -358,6 +367,8 @@ def validate(given, board_schema=None, base=None, check=None):
         extconfig.check(cfg)
     if failsafe:
         failsafeconfig.check(cfg)
+    if io:
+        ioconfig.check(cfg)
     if mqtt:
         mqttconfig.check(cfg)
     if poller:

@@ -22,7 +22,8 @@ def _sim(args):
     return sim.run(args)
 
 
-SIM_IO_FORMS = "get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved (TABLE: do, di, ao, ai, mem)"
+SIM_IO_FORMS = ("get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved (TABLE: do, di, ao, ai, "
+                "mem); with an io section: field TABLE ADDR [COUNT] | pulse di ADDR COUNT HIGH_MS [LOW_MS]")
 _TABLES = ("do", "di", "ao", "ai", "mem")
 
 
@@ -46,6 +47,15 @@ def sim_io_request(words):
         if len(words) > 1:
             raise UsageError("%s takes no arguments; allowed: %s" % (words[0], SIM_IO_FORMS))
         return words[0]
+    if words[:2] == ["pulse", "di"]:
+        if len(words) not in (5, 6):
+            raise UsageError("pulse di takes ADDR COUNT HIGH_MS [LOW_MS]; allowed: " + SIM_IO_FORMS)
+        for w, what, low in zip(words[2:], ("ADDR", "COUNT", "HIGH_MS", "LOW_MS"), (0, 1, 0, 0)):
+            _number(w, what, low)
+        return " ".join(words)
+    if words[:1] == ["field"] and words[1:2] != ["mem"]:
+        words = ["get"] + words[1:]  # checked as a get, sent as itself
+        return "field " + sim_io_request(words)[4:]
     if len(words) < 3 or words[0] not in ("get", "set") or words[1] not in _TABLES:
         raise UsageError("%s: allowed: %s" % (" ".join(words) or "no request", SIM_IO_FORMS))
     op, table = words[0], words[1]

@@ -206,4 +206,15 @@ CASES = [
                                                   "mqtt": {"enabled": True, "host": "broker.lan"}},
      'config: board.wdt_ms = 8000: mqtt.host "broker.lan" is looked up by name, which blocks the loop outside any '
      'bound (seconds when the DNS server does not answer); allowed 0 (off), or mqtt.host as an IPv4 address'),
+    # --- the io section's modes on the pin map (mbnode.ioconfig, then the board's rules)
+    ("pico-io-temp", "io", "pico", {"channels": {"input_registers": ["0x0000-0x0003"]},
+                                    "io": {"ai": [{"channel": 3, "source": "temp"}]}}, None),
+    ("esp32-io-no-temp", "io", "esp32", {"channels": {"input_registers": ["0x0000-0x0003"]},
+                                         "io": {"ai": [{"channel": 3, "source": "temp"}]}},
+     'config: io.ai[0].source = "temp": board esp32 has no RP2040 temperature sensor; allowed "pin"'),
+    ("pico-io-no-pin", "io", "pico", {"channels": {"discrete_inputs": ["0x0000-0x0005"]},
+                                      "io": {"di": [{"channel": 4}]}},
+     "config: io.di[0].channel = 4: board.di_pins has 4 pins; allowed 0..3"),
+    ("pico-io-pins-off", "io", "pico", {"board": {"pins": False}, "io": {"do": [{"channel": 0, "pulse_ms": 5}]}},
+     "config: board.pins = false: the io section has channels; allowed true (io acts on the pin map)"),
 ]

@@ -14,6 +14,8 @@ class Pin:
     IN = 0
     OUT = 1
     PULL_UP = 2
+    IRQ_FALLING = 4  # the rp2 port's values
+    IRQ_RISING = 8
 
     def __init__(self, id, mode=IN, pull=None, value=0):
         self.id = id
@@ -24,9 +26,15 @@ class Pin:
     def value(self, v=None):
         if v is None:
             return self.level
-        self.level = v
+        was, self.level = self.level, v
         if self.mode == Pin.OUT:
             LOG.append(("pin", self.id, v))
+        elif v != was and getattr(self, "handler", None) and self.trigger & (Pin.IRQ_RISING if v else Pin.IRQ_FALLING):
+            self.handler(self)  # an input level set by a test: its interrupt, as the pin's would run
+
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, hard=False):
+        self.handler = handler
+        self.trigger = trigger
 
 
 class ADC:
@@ -41,7 +49,7 @@ class ADC:
 class PWM:
     def __init__(self, pin, freq=0, duty_u16=0):
         self.pin = pin
-        self.freq = freq
+        self.freq_hz = freq
         self.duty = duty_u16
         pin.pwm = self
 
@@ -49,6 +57,11 @@ class PWM:
         if v is None:
             return self.duty
         self.duty = v
+
+    def freq(self, hz=None):
+        if hz is None:
+            return self.freq_hz
+        self.freq_hz = hz
 
 
 class UART(io.IOBase):

@@ -268,6 +268,19 @@ class Pico:
     def watch(self, pins):
         return self.control("watch", pins=list(pins))
 
+    def pulses(self, pin, count, high_ns, low_ns=None):
+        """The runner's signal generator: count pulses on pin away from its level now, high_ns
+        each with low_ns (default high_ns) between, in simulated time. {pin, pulses_left, level}."""
+        return self.control("pulses", pin=pin, count=count, high_ns=high_ns,
+                            low_ns=high_ns if low_ns is None else low_ns)["train"]
+
+    def pulses_left(self, pin):
+        return self.control("train", pin=pin)["train"]["pulses_left"]
+
+    def adc(self, channel, value):
+        """What the ADC reads on channel 0..4 (4: the temperature sensor), 12 bits, until a reset."""
+        return self.control("adc", channel=channel, value=value)
+
     def edges(self, since=0, pins=None):
         """Level changes of watched pins: ([{seq, pin, level, t_ns}], next_since)."""
         reply = self.control("edges", since=since, pins=list(pins) if pins is not None else None)

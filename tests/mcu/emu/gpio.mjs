@@ -23,16 +23,20 @@ export class Pads {
     this.edges = [];
     this.edgeSeq = 0;
     this.gpio = null;
+    this.trains = new Map(); // pin -> pulse train (pulses())
   }
 
   attach(mcu) {
     this.gpio = mcu.gpio;
+    this.clock = mcu.clock;
     this.unlisten = this.gpio.map((pin, i) => pin.addListener(() => this.update(i)));
     for (let i = 0; i < PINS; i++) this.update(i);
   }
 
   detach() {
     for (const off of this.unlisten || []) off();
+    for (const train of this.trains.values()) train.alarm.cancel();
+    this.trains.clear(); // a reset stops the signal generator's trains; the pins stay driven as they were
     this.gpio = null;
   }
 
@@ -75,6 +79,35 @@ export class Pads {
     if (level !== null && level !== 0 && level !== 1) throw new Error(`level ${JSON.stringify(level)}: allowed 0, 1 or null (released)`);
     this.drive[pin] = level;
     this.update(pin);
+  }
+
+  // A signal generator on a pin, in simulated time: `count` pulses away from the pin's level now
+  // (a pull-up's 1: pulses to 0), each `highNs` long with `lowNs` between them; the pin is then
+  // left driven at that level. A new train on the pin replaces the one running.
+  pulses(pin, count, highNs, lowNs) {
+    this.checkPin(pin);
+    if (!this.gpio) throw new Error('pulses: the chip is not running');
+    for (const [name, v, low] of [['count', count, 1], ['high_ns', highNs, 1], ['low_ns', lowNs, 1]]) {
+      if (!Number.isInteger(v) || v < low) throw new Error(`${name} ${JSON.stringify(v)}: allowed an integer >= ${low}`);
+    }
+    this.trains.get(pin)?.alarm.cancel();
+    const base = this.resolve(pin);
+    const train = { pin, left: 2 * count, base, highNs, lowNs, started_ns: this.now(), alarm: null };
+    train.alarm = this.clock.createAlarm(() => {
+      train.left--;
+      this.setDrive(pin, train.left % 2 ? 1 - base : base);
+      if (train.left > 0) train.alarm.schedule(train.left % 2 ? highNs : lowNs);
+      else this.trains.delete(pin);
+    });
+    this.trains.set(pin, train);
+    this.drive[pin] = base;
+    train.alarm.schedule(0);
+    return this.trainStatus(pin);
+  }
+
+  trainStatus(pin) {
+    const t = this.trains.get(pin);
+    return { pin, pulses_left: t ? Math.ceil(t.left / 2) : 0, level: this.level[pin] };
   }
 
   watch(pins) {

@@ -254,6 +254,19 @@ async function main() {
       board.wake();
       return { pin: pads.status([req.pin])[0] };
     },
+    pulses: (req) => {
+      const train = pads.pulses(req.pin, req.count, req.high_ns, req.low_ns === undefined ? req.high_ns : req.low_ns);
+      board.wake();
+      return { train };
+    },
+    train: (req) => ({ train: pads.trainStatus(pads.checkPin(req.pin)) }),
+    adc: (req) => {
+      const ch = req.channel;
+      if (!Number.isInteger(ch) || ch < 0 || ch > 4) throw new Error(`channel ${JSON.stringify(ch)}: allowed 0..4 (4: the temperature sensor)`);
+      if (!Number.isInteger(req.value) || req.value < 0 || req.value > 4095) throw new Error(`value ${JSON.stringify(req.value)}: allowed 0..4095 (12 bits)`);
+      board.mcu.adc.channelValues[ch] = req.value;
+      return { channel: ch, value: req.value };
+    },
     watch: (req) => {
       pads.watch(req.pins || []);
       return { watched: [...pads.watched] };

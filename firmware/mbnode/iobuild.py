@@ -1,0 +1,105 @@
+"""Start-up only: the io modes' objects (mbnode/iomodes.py) from the checked "io" section, the
+pin interrupts registered and the power-on values written; unloaded again once built."""
+
+import time
+
+from mbnode.datamodel import DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
+from mbnode.iomodes import _AI, _DI, _Pulse
+
+MODES = ("level", "counter", "latch", "frequency")
+
+
+def di(e, pin, model):
+    c = _DI()
+    c.n = e["channel"]
+    c.reg = MEM_BASE + 2 * (e["position"] - 1)  # the position's lower half (when off >= 0)
+    c.off = model.reg_offset(HOLDING, c.reg) if e["position"] else -1  # its offset in model.regs
+    c.pin = pin
+    c.mode = MODES.index(e["mode"])
+    c.inv = 1 if e["invert"] else 0
+    c.deb = e["debounce_ms"]
+    c.gate = e["gate_ms"]
+    c.active = 1 if e["edge"] == "rising" else 0  # the logical level an edge counted goes to
+    c.edges = 0  # written by the interrupt handler only
+    c.t = time.ticks_ms()  # of the last edge (interrupt handler)
+    c.seen = 0  # edges already taken into account
+    c.stable = pin.value() ^ c.inv  # the debounced level
+    c.acc = 0  # frequency: edges in this gate
+    c.g = c.t  # frequency: when this gate began
+    return c
+
+
+def ai(e, adc, model):
+    a = _AI()
+    a.adc = adc
+    a.off = model.reg_offset(INPUT, e["channel"])
+    a.period = e["period_ms"]
+    a.ring = [0] * e["average"]  # the last readings
+    a.i = 0
+    a.filled = 0
+    a.sum = 0
+    a.next = time.ticks_ms()
+    a.rl = e["raw_low"]
+    a.den = e["raw_high"] - e["raw_low"]
+    a.low = e["low"]
+    a.span = e["high"] - e["low"]
+    return a
+
+
+def build(m, loop, engine, model, io, field):
+    m.engine = engine
+    m.model = model
+    m.regs = model.regs
+    m.scan = io["scan_ms"]
+    m.next = time.ticks_ms()
+    m.req = bytearray(6)
+    m.resp = bytearray(8)
+    m.di = []
+    for e in io["di"]:
+        n = e["channel"]
+        c = di(e, field.pin(n), model)
+        field.own(DISCRETE_INPUTS, n)
+        if c.mode or c.deb:
+            # Debounced: every edge restarts the debounce time; else only the edge that counts.
+            if c.deb:
+                trigger = field.IRQ_RISING | field.IRQ_FALLING
+            else:
+                trigger = field.IRQ_RISING if c.active ^ c.inv else field.IRQ_FALLING
+            try:
+                c.pin.irq(handler=c.edge, trigger=trigger, hard=True)  # rp2: in the interrupt itself
+            except TypeError:  # esp32's Pin.irq has no hard=: the handler is scheduled
+                c.pin.irq(handler=c.edge, trigger=trigger)
+        model.set_bit(DISCRETE_INPUTS, n, c.stable)
+        m.di.append(c)
+    m.ai = []
+    for e in io["ai"]:
+        n = e["channel"]
+        field.own(INPUT, n)
+        m.ai.append(ai(e, field.adc(n, e["source"] == "temp"), model))
+    m.pulses = []
+    for e in io["do"]:
+        if e["invert"]:
+            field.do_invert(e["channel"])
+        if e["pulse_ms"]:
+            p = _Pulse()
+            p.n = e["channel"]
+            p.ms = e["pulse_ms"]
+            p.on = False
+            p.end = 0
+            m.pulses.append(p)
+    for e in io["ao"]:
+        field.ao_freq(e["channel"], e["freq"])
+    if m.di or m.pulses:
+        model.subscribe(m.written)
+    # Power-on values, written as the device's own part: every output subscriber (the pins)
+    # hears them, before any transport serves.
+    for e in io["do"]:
+        m._write(5, e["channel"], 0xFF00 if e["power_on"] else 0)
+    for e in io["ao"]:
+        m._write(6, e["channel"], e["power_on"])
+    m.tick(time.ticks_ms())
+    if hasattr(field, "scan_ms") and field.scan_ms == m.scan:
+        # The board's input scan (PinIO) due when the modes' is: one wake of the loop serves both
+        # (on the RP2040 each wake costs about as much as the scans themselves).
+        field.next = m.next
+    loop.add_timer(m)

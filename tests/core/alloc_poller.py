@@ -21,7 +21,7 @@ import board
 from heaplock import Heard, Report, locked
 from mbnode import app, config, poller
 from mbnode.crc import crc16
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from parts import made
 
 FD = int(sys.argv[1])
@@ -162,13 +162,15 @@ def put(buf, reg, data):
 
 def main():
     global loop, pol, lsock, conn, dev
+    # The data model's 5 KB buffer first, while the heap is one piece, as app.run does.
+    model = DataModel()
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
     lsock.listen(1)
     made_pollers = made(poller, "Poller")
     cfg = config.validate(CONFIG, board.CONFIG_SCHEMA)
-    loop, ready = app.build(cfg, board)
+    loop, ready = app.build(cfg, board, model)
     pol = made_pollers[0]
     heard_out = Heard()
     pol.model.subscribe(heard_out.changed)

@@ -361,3 +361,31 @@ def test_the_seed_rtu_slave_on_one_line_and_master_of_modules_on_the_other(tmp_p
             assert [mod.value(3, a) for a in range(4)] == [11, 12, 13, 14]
         finally:
             sim.stop()
+
+
+def test_a_write_through_answered_0x0b_later_counts_as_an_exception_answer(tmp_path):
+    """A write to an online module that does not answer is answered 0x0B once its timeout has
+    passed (pdu.PENDING, then the job's answer): the status registers count it among the
+    exception answers (0x2008), as they count the request itself (0x2006)."""
+    need_pymodbus()
+    quiet = []
+    c5 = EmulatedSlave(SETTING, unit=5, holding=[(10, 11)], miss=lambda n: bool(quiet), name="C")
+    with LineEmulator([PtyEnd(), c5]) as line:
+        cfg = ext_config([{"unit": 5, "ao": 2, "ao_address": 10, "misses": 1000, "period_ms": 3600000}])
+        cfg["system"] = {"settings": str(tmp_path / "settings.bin"), "ntp": ""}
+        sim = Sim(tmp_path=tmp_path, config=cfg, rtu=line.url(0), parity="N", stopbits=2)
+        try:
+            with pymodbus_client(sim) as c:
+                wait_state(c, 0, ONLINE)
+                quiet.append(True)
+                before = ok(c.read_input_registers(0x2006, count=4)).registers  # requests, exceptions
+                assert exception_code(c.write_register(0x41, 5)) == 0x0B
+                after = ok(c.read_input_registers(0x2006, count=4)).registers
+        finally:
+            sim.stop()
+    requests = lambda r: r[0] | r[1] << 16  # noqa: E731 - lower half first
+    exceptions = lambda r: r[2] | r[3] << 16  # noqa: E731
+    # Between the two reads: the first read itself, the write; the second read is counted after
+    # its answer was made.
+    assert requests(after) - requests(before) == 2, (before, after)
+    assert exceptions(after) - exceptions(before) == 1, (before, after)

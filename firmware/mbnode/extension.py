@@ -257,6 +257,7 @@ class _Write:
         self.head = bytearray(7)  # the request's first bytes: the answer echoes them
         self.busy = False
         self.waiter = None
+        self.counted = False  # the request came from a transport (the Engine counted it)
         self.table = self.first = self.last = 0
         self.k = 0  # the module whose part is on its way
         self.a = self.q = 0  # that part: first local channel, count
@@ -265,6 +266,8 @@ class _Write:
     def start(self, table, first, qty, src, so, req, ro, waiter):
         self.busy = True
         self.waiter = waiter
+        engine = self.ext.engine
+        self.counted = engine is not None and engine.source != 0  # handle() counted it (not SOURCE_LOCAL)
         self.table = table
         self.first = first
         self.last = first + qty - 1
@@ -369,6 +372,8 @@ class _Write:
                 pdu[0] = fc | 0x80
                 pdu[1] = self.code
                 n = 2
+                if self.counted:  # the exception answers of the status registers (0x2008)
+                    self.ext.engine.exception_late()
             elif fc == 23:  # the read after the write: from the data model, now
                 first = (h[1] << 8) | h[2]
                 q = (h[3] << 8) | h[4]
@@ -388,6 +393,7 @@ class _Write:
 class Extension:
     def __init__(self, loop, model, masters, ext):
         """ext: the checked "extension" section."""
+        self.engine = None  # the Engine, set by start(): it counts the exception answers that come later
         self.model = model
         mods = ext["modules"]
         self.offline = len(mods)  # modules not online: their channels answer 0x0B
@@ -479,4 +485,5 @@ def start(loop, engine, model, cfg, masters):
     """The modules on the loop, registered with the engine; the ready line's words."""
     ext = Extension(loop, model, masters, cfg["extension"])
     engine.remote = ext
+    ext.engine = engine  # its exception answers that come later are counted there
     return ["extension", "%d" % len(ext.modules)]

@@ -105,11 +105,17 @@ class Engine:
             self.requests_hi = (self.requests_hi + 1) & 0xFFFF
         self.requests_lo = n
         if exception:
-            n = self.exceptions_lo + 1
-            if n > 0xFFFF:
-                n = 0
-                self.exceptions_hi = (self.exceptions_hi + 1) & 0xFFFF
-            self.exceptions_lo = n
+            self.exception_late()
+
+    def exception_late(self):
+        """One more exception answer to a request from a transport: count() calls it, and so
+        does the part that answers a PENDING request with an exception later (extension
+        modules' write-through: 0x0B, 04), the request itself counted when handle() ran."""
+        n = self.exceptions_lo + 1
+        if n > 0xFFFF:
+            n = 0
+            self.exceptions_hi = (self.exceptions_hi + 1) & 0xFFFF
+        self.exceptions_lo = n
 
     def trusted(self, ip):
         """The source of a TCP client at `ip` (text): SOURCE_TCP_TRUSTED when the guard trusts it

@@ -551,3 +551,10 @@ def text(m):
                 v["name"], v["table"], v["address"], where, v["type"], order, v["access"], v["source"],
                 ", retained" if v.get("retained") else ""))
     return "\n".join(lines)
+
+
+def run(args):
+    """`mbnode map [--config FILE] [--board NAME] [--json]`."""
+    m = build(load(args.config, args.board), args.board, args.config)
+    print(json.dumps(m, indent=1) if args.json else text(m))
+    return 0

@@ -208,6 +208,12 @@ def _export(args):
     return export.run(args)
 
 
+def _interval(text):
+    from mbnode_host import export
+
+    return export.interval(text)
+
+
 def board_names():
     from mbnode_host import boards
 
@@ -337,7 +343,7 @@ def parser():
                                                          "and tcp.port of the configuration; 0.0.0.0 as 127.0.0.1)")
     s.add_argument("--serial", metavar="PORT", help="ha and nodered: a serial hub on this port (of the machine "
                                                     "that polls) instead of TCP (default: TCP when tcp.enabled)")
-    s.add_argument("--interval", type=int, default=10, help="scan interval / update interval / poll rate, s "
+    s.add_argument("--interval", type=_interval, default=10, help="scan interval / update interval / poll rate, s "
                                                             "(default 10)")
     s.add_argument("--out", help="write to this file (default: standard output)")
     s.set_defaults(func=_export)

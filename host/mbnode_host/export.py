@@ -319,14 +319,23 @@ def export(m, fmt, **kw):
     raise ValueError("format %r: allowed %s" % (fmt, ", ".join(FORMATS)))
 
 
+def interval(text):
+    """argparse type of --interval: whole seconds 1..86400."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 86400:
+        raise argparse.ArgumentTypeError("%s: allowed whole seconds 1..86400" % text)
+    return n
+
+
 def run(args):
     """`mbnode export --format FORMAT [--config FILE] [--board NAME] ...`: the text on stdout."""
     from mbnode_host import regmap
 
-    from mbnode_host.cli import UsageError
-
-    if not 1 <= args.interval <= 86400:
-        raise UsageError("--interval %d: allowed 1..86400 seconds" % args.interval)
     host = port = None
     if args.host:
         from mbnode_host.sim import parse_hostport

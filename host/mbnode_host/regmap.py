@@ -125,7 +125,7 @@ def _cut(ranges, points):
     """The [first, last] ranges cut at each of `points` (a range starting there)."""
     out = []
     for first, last in ranges:
-        cuts = sorted(p for p in points if first < p <= last)
+        cuts = sorted(set(p for p in points if first < p <= last))
         for p in cuts:
             out.append((first, p - 1))
             first = p

@@ -21,7 +21,7 @@ import mbnode
 from conftest import ROOT, need
 from mbtest import cli, pymodbus, pymodbus_client, unit
 
-yaml = pytest.importorskip("yaml")  # PyYAML: the project's test dependency (pyproject.toml)
+import yaml  # PyYAML: a test dependency (pyproject.toml)
 
 DOC = (ROOT / "docs" / "register-map.md").read_text()
 
@@ -545,3 +545,19 @@ def test_exported_entries_read_back_what_the_simulator_holds(tmp_path, start_sim
     assert sim.io_cmd("get do 2") == "ok 1"
     r = cli("mem", "--tcp", "%s:%d" % (sim.host, sim.port), "get", 5, "--signed")
     assert r.stdout.strip() == "-123456"
+
+
+def test_io_counters_are_named_values():
+    """The io section (DI modes with a memory position) is read as data: a configuration that has
+    one (checked by its own module, mbnode.ioconfig) names those positions. Built directly from a
+    checked configuration with the section's checked form laid in."""
+    from mbnode_host import regmap
+
+    cfg = regmap.load(None, "unix")
+    cfg["io"] = {"scan_ms": 20, "di": [{"channel": 3, "mode": "counter", "position": 40},
+                                       {"channel": 4, "mode": "level", "position": 0}], "ai": [], "do": [], "ao": []}
+    m = regmap.build(cfg)
+    v = value(m, "DI3_counter")
+    assert (v["table"], v["address"], v["type"], v["word_order"], v["position"]) == (
+        "holding_registers", 0x1000 + 2 * 39, "uint32", "LE", 40)
+    assert not [x for x in m["values"] if x["name"].startswith("DI4_")]

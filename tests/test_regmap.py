@@ -264,13 +264,16 @@ def test_map_refusals_are_one_line(tmp_path):
 
 # --- exports: parsed with their own format's parser, checked against the map -------------------
 
-HA_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
-            "float64", "string", "custom")
-HA_COMMON = {"name", "address", "slave", "scan_interval", "unique_id", "lazy_error_count", "device_class"}
+# Home Assistant's modbus schema (its SENSOR_SCHEMA and friends, recent versions): data_type and
+# swap as it allows them (swap has no "none": leave it out), slave or device_address.
+HA_TYPES = ("int16", "int32", "int64", "uint16", "uint32", "uint64", "float16", "float32", "float64", "string",
+            "custom")
+HA_COMMON = {"name", "address", "slave", "device_address", "scan_interval", "unique_id", "device_class"}
 HA_PLATFORMS = {
-    "binary_sensors": HA_COMMON | {"input_type", "slave_count"},
+    "binary_sensors": HA_COMMON | {"input_type", "slave_count", "virtual_count"},
     "sensors": HA_COMMON | {"input_type", "data_type", "count", "swap", "scale", "offset", "precision",
-                            "unit_of_measurement", "state_class", "structure", "slave_count"},
+                            "unit_of_measurement", "state_class", "structure", "slave_count", "virtual_count",
+                            "min_value", "max_value", "nan_value", "zero_suppress"},
     "switches": HA_COMMON | {"write_type", "command_on", "command_off", "verify"},
 }
 HA_INPUT_TYPES = {"binary_sensors": ("coil", "discrete_input", "holding", "input"), "sensors": ("holding", "input")}
@@ -306,6 +309,7 @@ def check_ha_schema(doc):
                 assert e.get("unique_id") not in ids
                 ids.add(e.get("unique_id"))
                 assert type(e["address"]) is int and 0 <= e["address"] <= 0xFFFF
+                assert not ("slave" in e and "device_address" in e)  # one or the other
                 assert type(e.get("slave", 0)) is int and 0 <= e.get("slave", 0) <= 255
                 assert type(e.get("scan_interval", 10)) is int and e.get("scan_interval", 10) >= 0
                 if platform in HA_INPUT_TYPES:
@@ -313,8 +317,8 @@ def check_ha_schema(doc):
                 if platform == "sensors":
                     t = e.get("data_type", "int16")
                     assert t in HA_TYPES
-                    swap = e.get("swap", "none")
-                    assert swap in ("none", "byte", "word", "word_byte")
+                    swap = e.get("swap")
+                    assert swap in (None, "byte", "word", "word_byte")
                     if swap in ("word", "word_byte"):
                         assert HA_WIDTH.get(t, 0) > 1, e  # a word swap needs more than one register
                     if t == "string":
@@ -357,7 +361,7 @@ def test_home_assistant_yaml(tmp_path):
             assert platform == "sensors"
             assert e["input_type"] == {"input_registers": "input", "holding_registers": "holding"}[v["table"]]
             assert e["data_type"] == ("string" if v["type"] == "ascii" else v["type"])
-            assert e.get("swap", "none") == ("word" if v.get("word_order") == "LE" else "none")
+            assert e.get("swap") == ("word" if v.get("word_order") == "LE" else None)
     assert by["mbnode flow"][1]["data_type"] == "int32" and by["mbnode flow"][1]["swap"] == "word"
     assert by["mbnode flow"][1]["address"] == 0x1008
     assert by["mbnode DO10"][0] == "binary_sensors"  # read-only: no switch
@@ -375,7 +379,8 @@ def test_the_ha_schema_check_refuses_what_home_assistant_refuses():
     good = {"modbus": [{"name": "h", "type": "tcp", "host": "h", "port": 502,
                         "sensors": [{"name": "a", "address": 1, "data_type": "int32", "swap": "word"}]}]}
     check_ha_schema(good)
-    for change in ({"swap": "words"}, {"data_type": "int24"}, {"input_type": "coil"}, {"address": 70000},
+    for change in ({"swap": "words"}, {"swap": "none"}, {"data_type": "int8"}, {"input_type": "coil"},
+                   {"address": 70000}, {"device_address": 1, "slave": 1},
                    {"slave": 256}, {"data_type": "int16", "swap": "word"}, {"colour": 1}):
         bad = json.loads(json.dumps(good))
         bad["modbus"][0]["sensors"][0].update(change)

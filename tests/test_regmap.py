@@ -407,7 +407,7 @@ def test_esphome_yaml(tmp_path):
     ctrl = doc["modbus_controller"][0]
     assert ctrl["address"] == 1 and ctrl["modbus_id"] == doc["modbus"][0]["id"]
     kinds = {"binary_sensor": ("discrete_input", "coil"), "switch": ("coil",), "sensor": ("read", "holding"),
-             "number": (None,)}
+             "number": (None,), "text_sensor": ("read", "holding")}
     seen = {}
     for key, allowed in kinds.items():
         for e in doc.get(key, []):
@@ -418,10 +418,11 @@ def test_esphome_yaml(tmp_path):
             assert e["name"] not in seen
             seen[e["name"]] = (key, e)
     for v in m["values"]:
-        if v["type"] == "ascii":
-            assert "mbnode " + v["name"] not in seen
-            continue
         key, e = seen["mbnode " + v["name"]]
+        if v["type"] == "ascii":
+            assert (key, e["register_count"], e["response_size"], e["raw_encode"]) == (
+                "text_sensor", v["count"], 2 * v["count"], "ANSI")
+            continue
         assert e["address"] == v["address"]
         if v.get("word_order") == "LE":
             assert e["value_type"].endswith("_R")
@@ -566,3 +567,13 @@ def test_io_counters_are_named_values():
     assert (v["table"], v["address"], v["type"], v["word_order"], v["position"]) == (
         "holding_registers", 0x1000 + 2 * 39, "uint32", "LE", 40)
     assert not [x for x in m["values"] if x["name"].startswith("DI4_")]
+
+
+def test_export_out_file(tmp_path):
+    out = tmp_path / "map.csv"
+    r = cli("export", "--format", "csv", "--board", "pico", "--out", out)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+    assert out.read_text() == export("--format", "csv", "--board", "pico")
+    r = cli("export", "--format", "csv", "--out", tmp_path / "no" / "such" / "dir.csv")
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "mbnode export: cannot write --out %s: No such file or directory" % (tmp_path / "no" / "such" / "dir.csv")]

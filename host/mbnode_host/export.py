@@ -9,8 +9,9 @@
               a sensor there, and a write goes through its modbus.write_register action.
     esphome   ESPHome's uart:, modbus: and modbus_controller: blocks and the entities:
               binary_sensor (register_type discrete_input | coil), switch (coil), sensor
-              (register_type read | holding), number (writable holding registers), value_type
-              U_WORD / S_WORD / U_DWORD_R / S_DWORD_R / FP32_R ... (_R: low word first).
+              (register_type read | holding), number (writable holding registers), text_sensor
+              (text: register_count, raw_encode ANSI), value_type U_WORD / S_WORD / U_DWORD_R /
+              S_DWORD_R / FP32_R ... (_R: low word first).
     nodered   a Node-RED flow (node-red-contrib-modbus): a tab, a modbus-client config node, a
               modbus-read node per present range in pieces the device answers (at most
               mbnode.pdu's MAX_READ_REGS registers, MAX_BITS bits; memory in whole positions),
@@ -178,7 +179,7 @@ def esphome(m, update_interval=10, tx_pin="GPIO17", rx_pin="GPIO16"):
         "modbus_controller": [{"id": cid, "modbus_id": cid + "_modbus", "address": m["unit_id"],
                                "update_interval": "%ds" % update_interval}],
     }
-    binary, switches, sensors, numbers, skipped = [], [], [], [], []
+    binary, switches, sensors, numbers, texts, skipped = [], [], [], [], [], []
     for v in m["values"]:
         base = {"platform": "modbus_controller", "modbus_controller_id": cid, "name": "%s %s" % (m["device_name"], v["name"]),
                 "address": v["address"]}
@@ -187,6 +188,10 @@ def esphome(m, update_interval=10, tx_pin="GPIO17", rx_pin="GPIO16"):
                 switches.append(dict(base, register_type="coil"))
             else:
                 binary.append(dict(base, register_type="coil" if v["table"] == "coils" else "discrete_input"))
+            continue
+        if v["type"] == "ascii":  # text: the registers' bytes, zero padding dropped (raw_encode ANSI)
+            texts.append(dict(base, register_type="read" if v["table"] == "input_registers" else "holding",
+                              register_count=v["count"], response_size=2 * v["count"], raw_encode="ANSI"))
             continue
         vt = esphome_value_type(v)
         if vt is None:
@@ -203,7 +208,8 @@ def esphome(m, update_interval=10, tx_pin="GPIO17", rx_pin="GPIO16"):
         else:
             sensors.append(dict(base, register_type="read" if v["table"] == "input_registers" else "holding",
                                 value_type=vt))
-    for key, entries in (("binary_sensor", binary), ("switch", switches), ("sensor", sensors), ("number", numbers)):
+    for key, entries in (("binary_sensor", binary), ("switch", switches), ("sensor", sensors), ("number", numbers),
+                         ("text_sensor", texts)):
         if entries:
             doc[key] = entries
     head = ["# ESPHome: %s (unit %d) on RS-485 at %d-8%s%d, made by mbnode %s from its register map."
@@ -211,7 +217,7 @@ def esphome(m, update_interval=10, tx_pin="GPIO17", rx_pin="GPIO16"):
             "# tx_pin and rx_pin are the ESPHome board's UART pins: set yours. Addresses are 0-based;",
             "# *_R value types read 32-bit values low word first, as mbnode keeps them."]
     if skipped:
-        head.append("# Not exported (ESPHome has no byte-swapped 16-bit type, nor text here): " + ", ".join(skipped))
+        head.append("# Not exported (ESPHome has no byte-swapped 16-bit value type): " + ", ".join(skipped))
     return "\n".join(head + yaml(doc)) + "\n"
 
 
@@ -347,8 +353,11 @@ def run(args):
     m = regmap.build(regmap.load(args.config, args.board), args.board, args.config)
     text = export(m, args.format, interval=args.interval, host=host, port=port, serial_port=args.serial)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        try:
+            with open(args.out, "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise OSError("cannot write --out %s: %s" % (args.out, e.strerror or e))
     else:
         print(text, end="")
     return 0

@@ -577,3 +577,59 @@ def test_export_out_file(tmp_path):
     r = cli("export", "--format", "csv", "--out", tmp_path / "no" / "such" / "dir.csv")
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         "mbnode export: cannot write --out %s: No such file or directory" % (tmp_path / "no" / "such" / "dir.csv")]
+
+
+def esphome_read(c, e, table_of):
+    """Read ESPHome entity e as modbus_controller documents it: register_type read (FC04) or
+    holding (FC03), registers by value_type, *_R low word first; text_sensor bytes as text."""
+    fn = c.read_input_registers if table_of(e) == "read" else c.read_holding_registers
+    if "register_count" in e:
+        rr = fn(e["address"], count=e["register_count"], **unit())
+        assert not rr.isError(), rr
+        raw = b"".join(struct.pack(">H", r) for r in rr.registers)[:e["response_size"]]
+        return bytes(b for b in raw if b >= 0x20).decode()  # raw_encode ANSI: bytes below 0x20 dropped
+    vt = e["value_type"]
+    n = {"U_WORD": 1, "S_WORD": 1}.get(vt, 2)
+    rr = fn(e["address"], count=n, **unit())
+    assert not rr.isError(), rr
+    regs = list(rr.registers)
+    if vt.endswith("_R"):
+        regs.reverse()
+    raw = b"".join(struct.pack(">H", r) for r in regs)
+    fmt = {"U_WORD": "H", "S_WORD": "h", "U_DWORD": "I", "S_DWORD": "i", "FP32": "f"}[vt.replace("_R", "")]
+    return struct.unpack(">" + fmt, raw)[0]
+
+
+def test_esphome_and_node_red_entries_against_the_simulator(tmp_path, start_sim):
+    """ESPHome's entities read as it reads them, and a Node-RED write node's request (FC16,
+    quantity 2, lower half first) as node-red-contrib-modbus sends it, against the firmware."""
+    need("pymodbus", pymodbus)
+    cfg = rich_config(tmp_path)
+    sim = start_sim(config=cfg, heap="256K")
+    conf = write_config(tmp_path, cfg)
+    doc = yaml.safe_load(export("--format", "esphome", "--config", conf))
+    ents = {e["name"][len("mbnode "):]: e for key in ("sensor", "number", "text_sensor") for e in doc.get(key, [])}
+    flow = json.loads(export("--format", "nodered", "--config", conf, "--host", "%s:%d" % (sim.host, sim.port)))
+    writes = {n["name"]: n for n in flow if n["type"] == "modbus-write"}
+    assert sim.io_cmd("set ai 7 4321") == "ok"
+    tcp = "%s:%d" % (sim.host, sim.port)
+    for position, v in ((5, "-7"), (20, "4000000000"), (9, str(struct.unpack(">I", struct.pack(">f", -0.75))[0]))):
+        assert cli("mem", "--tcp", tcp, "set", position, v).returncode == 0
+
+    def table_of(e):
+        return e.get("register_type", "holding")
+
+    with pymodbus_client(sim) as c:
+        assert esphome_read(c, ents["level"], table_of) == 4321
+        assert esphome_read(c, ents["flow"], table_of) == -7
+        assert esphome_read(c, ents["count"], table_of) == 4000000000
+        assert esphome_read(c, ents["tempf"], table_of) == -0.75
+        assert esphome_read(c, ents["firmware_version"], table_of) == mbnode.VERSION
+        # Node-RED's write node for "flow": its dataType, address and quantity as exported.
+        w = writes["flow"]
+        assert w["dataType"] == "MHoldingRegisters"
+        value = -1000000 & 0xFFFFFFFF
+        rr = c.write_registers(int(w["adr"]), [value & 0xFFFF, value >> 16][:int(w["quantity"])], **unit())
+        assert not rr.isError(), rr
+    r = cli("mem", "--tcp", tcp, "get", 5, "--signed")
+    assert r.returncode == 0 and r.stdout.strip() == "-1000000"

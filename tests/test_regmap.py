@@ -16,12 +16,11 @@ import re
 import struct
 
 import pytest
+import yaml  # PyYAML: a test dependency (pyproject.toml)
 
 import mbnode
 from conftest import ROOT, need
 from mbtest import cli, pymodbus, pymodbus_client, unit
-
-import yaml  # PyYAML: a test dependency (pyproject.toml)
 
 DOC = (ROOT / "docs" / "register-map.md").read_text()
 

@@ -181,8 +181,8 @@ def esphome(m, update_interval=10, tx_pin="GPIO17", rx_pin="GPIO16"):
     }
     binary, switches, sensors, numbers, texts, skipped = [], [], [], [], [], []
     for v in m["values"]:
-        base = {"platform": "modbus_controller", "modbus_controller_id": cid, "name": "%s %s" % (m["device_name"], v["name"]),
-                "address": v["address"]}
+        base = {"platform": "modbus_controller", "modbus_controller_id": cid,
+                "name": "%s %s" % (m["device_name"], v["name"]), "address": v["address"]}
         if _bits(v):
             if v["table"] == "coils" and _writable(v):
                 switches.append(dict(base, register_type="coil"))

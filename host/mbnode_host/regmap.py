@@ -95,22 +95,16 @@ def load(config_file=None, board="unix"):
         raise config.ConfigError("config: %s: %s" % (config_file or "board %s defaults" % board, str(e)[8:]))
 
 
-def _layout(t, byte_order="BE", word_order="BE", signed=False, count=0):
-    """(registers, word order) of a value of type t, from mbnode.datatypes."""
-    class L:
-        pass
+class _Layout:
+    """A value's layout (mbnode.datatypes.setup): .width is its registers (1 for a bit)."""
 
-    obj = L()
-    datatypes.setup(obj, t, byte_order, word_order, signed, count)
-    return obj
+    def __init__(self, t, count=0):
+        datatypes.setup(self, t, "BE", "BE", False, count)
 
 
 def _value(name, table, address, t, access, source, what, word_order=None, byte_order="BE", count=0, **extra):
-    """One named value; registers (or bits) and word order from mbnode.datatypes."""
-    if t == "bool":
-        n = 1
-    else:
-        n = _layout(t, count=count).width if t in datatypes.TEXT else max(1, datatypes.TYPES[t][1] >> 1)
+    """One named value; registers (or bits) from mbnode.datatypes."""
+    n = _Layout(t, count).width
     v = {"name": name, "table": table, "address": address, "count": n, "type": t, "access": access,
          "source": source, "what": what}
     if n > 1 and t not in datatypes.TEXT:
@@ -145,7 +139,8 @@ def _modules(cfg):
     out = []
     p = ext["status_position"]
     for k, m in enumerate(ext["modules"]):
-        d = {"index": k, "unit": m["unit"], "via": ("tcp " + m["tcp"]) if m["tcp"] else "line %s" % (m["line"] or "(first master line)")}
+        via = ("tcp " + m["tcp"]) if m["tcp"] else "line %s" % (m["line"] or "(first master line)")
+        d = {"index": k, "unit": m["unit"], "via": via}
         for t, (key, what, _) in enumerate(extconfig.TABLE_KEYS):
             name = TABLE_NAMES[t]
             if m[key]:

@@ -632,3 +632,23 @@ def test_esphome_and_node_red_entries_against_the_simulator(tmp_path, start_sim)
         assert not rr.isError(), rr
     r = cli("mem", "--tcp", tcp, "get", 5, "--signed")
     assert r.returncode == 0 and r.stdout.strip() == "-1000000"
+
+
+def test_every_range_ends_where_the_firmware_says(tmp_path, start_sim):
+    """The map's ranges are exact: the first and last address of each answer, the address just
+    before and just after each (when no other range has it) is exception 02 from the firmware."""
+    need("pymodbus", pymodbus)
+    cfg = rich_config(tmp_path)
+    m = run_json("--config", write_config(tmp_path, cfg))
+    sim = start_sim(config=cfg, heap="256K")
+    with pymodbus_client(sim) as c:
+        fns = {"coils": c.read_coils, "discrete_inputs": c.read_discrete_inputs,
+               "holding_registers": c.read_holding_registers, "input_registers": c.read_input_registers}
+        for table, rs in m["tables"].items():
+            for r in rs:
+                for a in (r["first"], r["last"]):
+                    assert not fns[table](a, count=1, **unit()).isError(), (table, hex(a))
+                for a in (r["first"] - 1, r["last"] + 1):
+                    if 0 <= a <= 0xFFFF and not present(m, table, a, 1):
+                        rr = fns[table](a, count=1, **unit())
+                        assert rr.isError() and rr.exception_code == 2, (table, hex(a), rr)

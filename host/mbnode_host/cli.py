@@ -206,6 +206,24 @@ def _probe(args):
     return probe.run(args)
 
 
+def _map(args):
+    from mbnode_host import regmap
+
+    return regmap.run(args)
+
+
+def _export(args):
+    from mbnode_host import export
+
+    return export.run(args)
+
+
+def _interval(text):
+    from mbnode_host import export
+
+    return export.interval(text)
+
+
 def board_names():
     from mbnode_host import boards
 
@@ -310,6 +328,35 @@ def parser():
                    help="show progress on stderr even when it is not a terminal")
     s.add_argument("--quiet", dest="progress", action="store_false", help="no progress on stderr")
     s.set_defaults(func=_probe)
+
+    # issue 13: the register map as data, and its exports (docs/register-map.md, docs/integrations.md)
+    s = sub.add_parser("map", help="the register map of a configuration (ranges, values, access) as a table or JSON",
+                       description="The device's register map as configured, from the checked configuration and "
+                                   "the firmware's own map (docs/register-map.md). Addresses 0-based. Exit 0: done, "
+                                   "2: bad arguments or configuration.")
+    s.add_argument("--config", help="JSON configuration file (default: the board's defaults)")
+    s.add_argument("--board", default="unix", choices=board_names(), metavar="NAME",
+                   help="board whose rules and defaults apply: %s (default: unix, the simulator)"
+                        % ", ".join(board_names()))
+    s.add_argument("--json", action="store_true", help="print the map as JSON")
+    s.set_defaults(func=_map)
+
+    s = sub.add_parser("export", help="the register map as Home Assistant, ESPHome, Node-RED or CSV configuration",
+                       description="The register map (mbnode map) as a Home Assistant modbus: block, ESPHome "
+                                   "modbus_controller entities, a Node-RED flow or CSV (docs/integrations.md). "
+                                   "Exit 0: done, 1: cannot write --out, 2: bad arguments or configuration.")
+    s.add_argument("--format", required=True, choices=("ha", "esphome", "nodered", "csv"), help="output format")
+    s.add_argument("--config", help="JSON configuration file (default: the board's defaults)")
+    s.add_argument("--board", default="unix", choices=board_names(), metavar="NAME",
+                   help="board: %s (default: unix, the simulator)" % ", ".join(board_names()))
+    s.add_argument("--host", metavar="HOST[:PORT]", help="the device's address for ha and nodered (default: tcp.host "
+                                                         "and tcp.port of the configuration; 0.0.0.0 as 127.0.0.1)")
+    s.add_argument("--serial", metavar="PORT", help="ha and nodered: a serial hub on this port (of the machine "
+                                                    "that polls) instead of TCP (default: TCP when tcp.enabled)")
+    s.add_argument("--interval", type=_interval, default=10, help="scan interval / update interval / poll rate, s "
+                                                            "(default 10)")
+    s.add_argument("--out", help="write to this file (default: standard output)")
+    s.set_defaults(func=_export)
     return p
 
 

@@ -9,6 +9,8 @@ limit: 06 inside it), restored by a restarted simulator, and the reboot command 
 simulator with status 4.
 """
 
+import inspect
+import os
 import socket
 import struct
 import threading
@@ -17,13 +19,13 @@ import time
 import pytest
 
 import mbnode
-from conftest import need, need_tool
+from conftest import Sim, need, need_tool
 from mbtest import connect, pymodbus, pymodbus_client, request, unit
 from rtutest import RtuPort, adu
 
 STATUS = 0x2000
 SETTINGS = 0x2100
-HEAP = 128 * 1024  # the Sim fixture's --heap
+HEAP = int(inspect.signature(Sim).parameters["heap"].default[:-1]) * 1024  # the Sim fixture's --heap
 
 
 def system(tmp_path, **keys):
@@ -96,7 +98,8 @@ def test_status_block_values_fc04_and_fc03(start_sim, tmp_path):
             assert u32(r, 0x10) == 0  # unix time: not known yet
             assert r[0x12:0x16] == [0, 0, 0, 0]  # the simulator has no network interface of its own
             assert u32(r, 0x16) == 0  # flash writes
-            assert r[0x0F] == 0 and r[0x18:0x20] == [0] * 8  # reserved
+            assert r[0x0F] == 0  # faults: none
+            assert r[0x18:0x20] == [0] * 8  # reserved
             assert u32(r, 0x0A) == 0  # no RTU line
             assert text(r[0x20:0x30]) == "mbnode"  # identity.device_name
             assert text(r[0x30:0x40]) == mbnode.VERSION
@@ -288,7 +291,11 @@ def test_a_save_the_filesystem_refuses_is_04(start_sim, tmp_path):
         assert write(s, SETTINGS + 0x10, [5, 19200, 0, 2, 1, 0, 0, 0, 1]) == 4  # unit 5 and a save
         assert read(s, 3, SETTINGS + 0x10, 1) == [5]  # written, not saved
         assert u32(read(s, 4, STATUS + 0x16, 2), 0) == 0
+        assert read(s, 4, STATUS + 0x0F, 1) == [2]  # faults: the last save to flash failed
         assert write(s, SETTINGS + 0x18, [1]) == 4  # not rate-limited: nothing was saved
+        os.mkdir(tmp_path / "missing-dir")
+        assert write(s, SETTINGS + 0x18, [1]) == 0  # the directory is there now: saved
+        assert read(s, 4, STATUS + 0x0F, 1) == [0]  # and the fault is over
     assert sim.stop() == 0
     assert "settings not saved to" in sim.proc.stdout.read()
 

@@ -6,6 +6,9 @@ import sys
 from mbnode.datamodel import DataModel, TABLE_NAMES
 
 
+_config_refused = False  # load_config fell back to the board's defaults
+
+
 def build(cfg, board, model=None):
     """Everything the slave needs, wired together; returns (loop, ready line)."""
     # run() has loaded these before the configuration check (see there); a test or the bench
@@ -19,6 +22,8 @@ def build(cfg, board, model=None):
     from mbnode.health import Health
 
     health = Health()
+    if _config_refused:
+        health.fault = 1  # mbnode.health.FAULT_CONFIG
     system = cfg.get("system")  # present only when configured (mbnode.sysconfig)
     saved = None
     if system and system["enabled"]:
@@ -171,6 +176,8 @@ def load_config(path, board):
                 print(e, file=sys.stderr)
                 sys.exit(2)
             print("%s; starting with the defaults of board %s" % (e, board.NAME), file=sys.stderr)
+            global _config_refused
+            _config_refused = True  # a fault the device shows (Health.fault, mbnode.health)
             return config.validate({}, *rules)
     finally:
         for name in set(sys.modules) - loaded:

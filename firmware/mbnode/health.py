@@ -16,4 +16,11 @@ class Health:
         self.line = None  # the slave line's LineDiagnostics (mbnode.diag), when there is one: CRC errors
         self.link = None  # the slave line's RtuLink (mbnode.rtulink.start): retained memory saves when it is quiet
         self.retain = None  # mbnode.retain's part, when configured: the settings block's "save" calls save_now()
-        self.fault = 0  # non-zero while something needs attention (the LED shows it): see mbnode.sysregs
+        # Faults, bits (status register 0x200F, the status LED's fast blinking): FAULT_CONFIG set by
+        # app.build when config.json was refused and the board runs its defaults; FAULT_FLASH set by a
+        # save to flash that failed (settings, retained memory), cleared by the next that succeeds.
+        self.fault = 0
+
+
+FAULT_CONFIG = 1
+FAULT_FLASH = 2

@@ -120,9 +120,11 @@ class Retained:
         except StopIteration:
             self.saved = self.generation
             self.health.flash_writes += 1
+            self.health.fault &= ~2  # mbnode.health.FAULT_FLASH: this save went through
         except Exception as e:  # noqa: BLE001 - OSError (flash full), MemoryError: the device serves on
             print("mbnode: retain: saving %s failed (%r); the last save is kept" % (self.path, e))
             self.dirty = True  # tried again after every_s
+            self.health.fault |= 2  # mbnode.health.FAULT_FLASH
         except KeyboardInterrupt:  # the stop came in the middle of a step: flush() saves anew
             self.steps = None
             self.dirty = True

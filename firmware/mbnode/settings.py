@@ -194,8 +194,10 @@ class Settings:
     def save(self, up):
         """The settings to flash (mbnode.settingsfile): 0, or -04 when the filesystem refused."""
         if _file("save", self.path, self.regs, SAVED, self.generation + 1):
+            self.health.fault |= 2  # mbnode.health.FAULT_FLASH
             return -4
         self.generation += 1
         self.saved_at = up
         self.health.flash_writes += 1
+        self.health.fault &= ~2  # FAULT_FLASH: this save went through
         return 0

@@ -55,6 +55,7 @@ STATUS = (
     ("tcp_clients", "_TCP", "uint16", "TCP clients connected"),
     ("failsafe", "_FAILSAFE", "uint16", "fail-safe: 0 normal, 1 outputs safe"),
     ("temperature", "_TEMP", "int16", "chip temperature, 0.1 degC; -32768 (0x8000): none"),
+    ("faults", "_FAULT", "uint16", "faults, bits: 1 config.json refused (board defaults), 2 last flash save failed"),
     ("unix_time", "_TIME", "uint32", "unix time, s; 0 while unknown"),
     ("ipv4", "_IPV4", ("uint16", 4), "IPv4 address, one byte per register"),
     ("flash_writes", "_FLASH", "uint32", "flash writes since boot"),

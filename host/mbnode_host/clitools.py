@@ -185,8 +185,9 @@ def bar_text(done, total, text="", with_bar=True, width=24):
     """`[#########---------------]  37%  text` (with_bar False: `37%  text`)."""
     frac = 1.0 if total <= 0 else min(1.0, max(0.0, done / total))
     filled = int(round(frac * width))
-    head = ("[%s%s] " % ("#" * filled, "-" * (width - filled))) if with_bar else ""
-    return ("%s%3d%%  %s" % (head, int(frac * 100), text)).rstrip()
+    if not with_bar:
+        return ("%d%%  %s" % (int(frac * 100), text)).rstrip()
+    return ("[%s%s] %3d%%  %s" % ("#" * filled, "-" * (width - filled), int(frac * 100), text)).rstrip()
 
 
 def kb(n):

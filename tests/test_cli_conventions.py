@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from serial.tools import list_ports
@@ -381,6 +380,6 @@ def test_docs_exit_code_table_and_readme_command_table():
     readme = (ROOT / "README.md").read_text()
     table = re.findall(r"^\| `mbnode ([a-z-]+)[^`]*` \|", readme, re.M)
     assert sorted(set(table)) == sorted(subcommands()), table
-    for name in subcommands():
-        assert "`mbnode %s`" % name in doc or "mbnode %s" % name in doc, name
-    assert Path(ROOT / "docs" / "cli.md").is_file()
+    per_command = " ".join(re.findall(r"^\| (`[a-z-]+`(?:, `[a-z-]+`)*) \|", doc, re.M))
+    for name in subcommands():  # every command has its row in the exit-code table
+        assert "`%s`" % name in per_command, (name, per_command)

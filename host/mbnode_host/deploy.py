@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from mbnode import VERSION
-from mbnode_host import clitools, paths
+from mbnode_host import clitools
 
 # Oldest MicroPython that loads mbnode's .mpy files: native code needs .mpy sub-version 3 (1.23+).
 MIN_VERSION = (1, 23)

@@ -260,7 +260,7 @@ def parser():
                         "line) or on the serial device / pty at PATH (default: no RTU)")
     s.add_argument("--baud", type=int, help="RTU baud rate (default: rtu.baud of --config, else 19200)")
     s.add_argument("--parity", choices=("N", "E", "O"), help="RTU parity (default: rtu.parity of --config, else E)")
-    s.add_argument("--stopbits", type=int, choices=(1, 2), help="RTU stop bits (default: 1, 2 without parity)")
+    s.add_argument("--stopbits", type=int, choices=(1, 2), help="RTU stop bits (default: rtu.stopbits of --config, else 1, 2 without parity)")
     s.add_argument("--no-tcp", action="store_true", help="do not serve Modbus TCP")
     s.set_defaults(func=_sim)
 

@@ -785,7 +785,7 @@ class Prober:
     def print(self):
         res = self.public()
         if self.args.json:
-            self.out.write(json.dumps(res, indent=2) + "\n")
+            clitools.print_json(res, self.out)
         else:
             self.out.write(format_text(res))
         self.out.flush()

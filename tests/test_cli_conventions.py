@@ -383,3 +383,37 @@ def test_docs_exit_code_table_and_readme_command_table():
     per_command = " ".join(re.findall(r"^\| (`[a-z-]+`(?:, `[a-z-]+`)*) \|", doc, re.M))
     for name in subcommands():  # every command has its row in the exit-code table
         assert "`%s`" % name in per_command, (name, per_command)
+
+
+def test_deploy_shows_a_bar_of_the_bytes_copied_and_prints_json(monkeypatch, capsys):
+    """deploy's steps with mpremote and the board replaced (the real runs are in
+    tests/mcu/test_deploy.py): on a terminal a bar of the bytes copied under the step lines,
+    and --json the one document."""
+    from mbnode_host import deploy
+
+    facts = {"version": [1, 25, 0], "mpy": 0x306 | (4 << 10), "platform": "rp2",
+             "machine": "Raspberry Pi Pico with RP2040", "release": "1.25.0", "files": {}, "root": [],
+             "mbnode": [], "umqtt": False, "network": False, "frozen": None}
+    monkeypatch.setattr(deploy, "device_facts", lambda port, want: facts)
+    monkeypatch.setattr(deploy, "read_ready", lambda port: "ready rtu uart0 serial 19200-8E1 unit 1 board pico")
+
+    def mpremote(args, timeout=300, stream=False):
+        for i, word in enumerate(args):
+            if word == "cp":
+                stream("cp %s %s" % (args[i + 2], args[i + 3]))
+        return ""
+
+    monkeypatch.setattr(deploy, "_run", mpremote)
+    t = Terminal()
+    assert deploy.deploy("pico", "socket://127.0.0.1:9", json_out=True, progress=clitools.Progress(None, t)) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["serving"] == "rtu uart0 serial 19200-8E1 unit 1 board pico" and doc["dry_run"] is False
+    assert doc["config"] is True and doc["up_to_date"] == 0 and len(doc["copy"]) > 10
+    total = sum(f["bytes"] for f in doc["copy"])
+    shown = t.getvalue()
+    for f in doc["copy"]:
+        assert "copy %s (%d bytes)\n" % (f["path"], f["bytes"]) in shown
+    steps = len(doc["copy"]) + 1  # and config.json
+    assert "[########################] 100%%  %d/%d files  %s" % (steps, steps, clitools.kb(total + len(
+        deploy.config_for("pico", None, None)[0]))) in shown
+    assert shown.endswith("resetting the board and waiting for mbnode to start ...\n")

@@ -134,6 +134,6 @@ def test_bad_config_refused_before_touching_the_device(tmp_path, bad):
     r = subprocess.run([sys.executable, "-m", "mbnode_host.cli", "deploy", "--board", "pico", "--port",
                         "socket://127.0.0.1:9", "--config", str(cfg)], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
-    assert r.returncode == 1
+    assert r.returncode == 2  # refused before anything was done (docs/cli.md)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mbnode deploy: --config %s" % cfg), r.stderr

@@ -136,10 +136,10 @@ def test_arch_override_for_other_cores(tmp_path):
 
 
 def test_unknown_board_lists_the_names(tmp_path, capsys):
-    assert cli.main(["build", "--board", "avr", "--out", str(tmp_path / "x")]) == 1
+    assert cli.main(["build", "--board", "avr", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip() == (
         "mbnode build: board 'avr': allowed esp32, esp32-c3, esp32-s3, pico, pico-w, unix")
-    assert cli.main(["build"]) == 1
+    assert cli.main(["build"]) == 2
     assert "allowed esp32, esp32-c3, esp32-s3, pico, pico-w, unix" in capsys.readouterr().err
 
 
@@ -150,7 +150,7 @@ def test_old_target_names_still_build(tmp_path, capsys):
     assert arch_of(tmp_path / "rp2" / "device" / "mbnode" / "fast.mpy") == ARCH_CODE["armv6m"]
     assert cli.main(["build", "--target", "unix-32", "--out", str(tmp_path / "u")]) == 0
     assert arch_of(tmp_path / "u" / "device" / "mbnode" / "fast.mpy") == ARCH_CODE["x86"]
-    assert cli.main(["build", "--target", "avr"]) == 1
+    assert cli.main(["build", "--target", "avr"]) == 2
     assert "allowed esp32, esp32c3, rp2, unix-32, unix-64" in capsys.readouterr().err
 
 

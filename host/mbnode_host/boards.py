@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mbnode_host import paths
+from mbnode_host.clitools import UsageError
 
 BOARDS = paths.BOARDS
 COMMON = BOARDS / "common"
@@ -44,7 +45,7 @@ class BoardInfo:
 
 def _check_name(name):
     if name not in names():
-        raise ValueError("board %r: allowed %s" % (name, ", ".join(names())))
+        raise UsageError("board %r: allowed %s" % (name, ", ".join(names())))
 
 
 class _BoardImport:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mbnode_host import boards, paths
+from mbnode_host.clitools import UsageError
 
 ARCHES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa", "xtensawin",
           "rv32imc")
@@ -66,7 +67,7 @@ def compile_mpy(board, out, arch=None):
     info = boards.info(board)
     arch = arch or info.arch
     if arch not in ARCHES:
-        raise ValueError("arch %r: allowed %s" % (arch, ", ".join(ARCHES)))
+        raise UsageError("arch %r: allowed %s" % (arch, ", ".join(ARCHES)))
     out = Path(out)
     _clear(out, ("main.py", "mbnode"))
     (out / "mbnode").mkdir(parents=True)

@@ -1,19 +1,14 @@
-"""The `mbnode` command."""
+"""The `mbnode` command: one parser block per subcommand, the work in a module of its own.
+The rules every subcommand follows (exit codes, --json, --help defaults, progress) are in
+clitools.py and docs/cli.md."""
 
 import argparse
 import socket
 import sys
 
 from mbnode import VERSION
-from mbnode.config import ConfigError
-from mbnode_host import paths
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with its refusals on one line (usage errors: exit status 2, as argparse's)."""
-
-    def error(self, message):
-        self.exit(2, "%s: %s (see %s -h)\n" % (self.prog, message, self.prog))
+from mbnode_host import clitools
+from mbnode_host.clitools import Parser, UsageError, add_json_option  # noqa: F401 (Parser, UsageError: API)
 
 
 def _sim(args):
@@ -25,10 +20,6 @@ def _sim(args):
 SIM_IO_FORMS = ("get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved (TABLE: do, di, ao, ai, "
                 "mem); with an io section: field TABLE ADDR [COUNT] | pulse di ADDR COUNT HIGH_MS [LOW_MS]")
 _TABLES = ("do", "di", "ao", "ai", "mem")
-
-
-class UsageError(ValueError):
-    """Arguments refused before anything is sent: exit status 2, as argparse's own."""
 
 
 def _number(word, what, low=None):
@@ -73,6 +64,20 @@ def sim_io_request(words):
     return " ".join(words)
 
 
+def sim_io_result(words, values):
+    """The JSON document of `mbnode sim-io --json WORDS` from the reply's values."""
+    numbers = [int(v) for v in values]
+    if words[0] == "heap":
+        return {"alloc": numbers[0], "free": numbers[1]}
+    if words[0] == "save":
+        return {"generation": numbers[0]}
+    if words[0] == "saved":
+        return {"generation": numbers[0], "flash_writes": numbers[1]}
+    if words[0] == "set":
+        numbers = [int(w, 0) for w in words[3:]]
+    return {"table": words[1], "address": int(words[2], 0), "values": numbers}
+
+
 def _connect(host, port, what, timeout):
     try:
         return socket.create_connection((host, port), timeout=timeout)
@@ -110,7 +115,9 @@ def _sim_io(args):
             raise OSError("no reply from the simulator at %s:%d within %g s" % (host, port, timeout))
     text = reply.decode(errors="replace").strip()
     if text == "ok" or text.startswith("ok "):
-        if text[3:]:
+        if args.json:
+            clitools.print_json(sim_io_result(args.words, text[3:].split()))
+        elif text[3:]:
             print(text[3:])
         return 0
     print("mbnode sim-io: %s" % (text[4:] if text.startswith("err ") else text), file=sys.stderr)
@@ -140,9 +147,16 @@ def _mem(args):
     c = TcpClient(_connect(host, port, "Modbus TCP slave", timeout), args.unit)
     try:
         if value is None:
-            print(c.get_position(position, args.signed))
+            value = c.get_position(position, args.signed)
+            if not args.json:
+                print(value)
         else:
             c.set_position(position, value)
+        if args.json:
+            from mbnode.datamodel import mem_register
+
+            clitools.print_json({"position": position, "register": mem_register(position), "value": value,
+                                 "op": words[0]})
     except socket.timeout:
         raise OSError("no reply from unit %d at %s:%d within %g s (is the unit id right?)" % (args.unit, host, port, timeout))
     except ModbusError as e:
@@ -163,30 +177,42 @@ def _build(args):
     board, arch = args.board, args.arch
     if args.target is not None:
         if board is not None:
-            raise ValueError("--target is the old name of --board: give one of them")
+            raise UsageError("--target is the old name of --board: give one of them")
         if args.target not in _TARGETS:
-            raise ValueError("target %r: allowed %s (or --board %s)" % (args.target, ", ".join(sorted(_TARGETS)),
+            raise UsageError("target %r: allowed %s (or --board %s)" % (args.target, ", ".join(sorted(_TARGETS)),
                                                                        ", ".join(boards.names())))
         board, target_arch = _TARGETS[args.target]
         arch = arch or target_arch
         print("mbnode build: --target %s is --board %s%s" % (args.target, board, " --arch " + arch if arch else ""),
               file=sys.stderr)
     if board is None:
-        raise ValueError("--board is needed: allowed %s" % ", ".join(boards.names()))
+        raise UsageError("--board is needed: allowed %s" % ", ".join(boards.names()))
     b = build.bundle(board, args.out, arch)
-    width = max(len(name) for name, _ in b.device_files) + len("device/")
-    for name, size in b.device_files:
-        print("%-*s %7d" % (width, "device/" + name, size))
-    print("%-*s %7d bytes in %d files (.mpy for %s)" % (width, "device total", b.total, len(b.device_files), b.arch))
     frozen = sorted(p for p in (b.path / "frozen").rglob("*") if p.is_file())
-    print("%-*s %7d bytes in %d files (manifest.py and the sources it freezes)"
-          % (width, "frozen total", sum(p.stat().st_size for p in frozen), len(frozen)))
+    result = {"board": board, "arch": b.arch, "folder": str(b.path),
+              "device_files": [{"path": "device/" + name, "bytes": size} for name, size in b.device_files],
+              "device_bytes": b.total,
+              "frozen_files": len(frozen), "frozen_bytes": sum(p.stat().st_size for p in frozen), "image": None}
+    width = max(len(name) for name, _ in b.device_files) + len("device/")
+    if not args.json:
+        for name, size in b.device_files:
+            print("%-*s %7d" % (width, "device/" + name, size))
+        print("%-*s %7d bytes in %d files (.mpy for %s)" % (width, "device total", b.total, len(b.device_files),
+                                                          b.arch))
+        print("%-*s %7d bytes in %d files (manifest.py and the sources it freezes)"
+              % (width, "frozen total", result["frozen_bytes"], len(frozen)))
+    if args.image:
+        from mbnode_host import image
+
+        bin_path, uf2_path = image.build_image(b, clitools.Progress(args.progress))
+        result["image"] = {"bin": str(bin_path), "bin_bytes": bin_path.stat().st_size,
+                           "uf2": str(uf2_path), "uf2_bytes": uf2_path.stat().st_size}
+    if args.json:
+        clitools.print_json(result)
+        return 0
     if not args.image:
         print(b.path)
         return 0
-    from mbnode_host import image
-
-    bin_path, uf2_path = image.build_image(b)
     print("%-*s %7d bytes (MicroPython with mbnode frozen, flash image)" % (width, bin_path.name, bin_path.stat().st_size))
     print("%-*s %7d bytes (the same for the USB boot loader: drag it onto RPI-RP2)"
           % (width, uf2_path.name, uf2_path.stat().st_size))
@@ -197,7 +223,14 @@ def _build(args):
 def _deploy(args):
     from mbnode_host import deploy
 
-    return deploy.deploy(args.board, args.port, args.config, args.wifi, args.dry_run, args.mip_index)
+    return deploy.deploy(args.board, args.port, args.config, args.wifi, args.dry_run, args.mip_index,
+                         json_out=args.json, progress=clitools.Progress(args.progress))
+
+
+def _devices(args):
+    from mbnode_host import devices
+
+    return devices.run(args)
 
 
 def _probe(args):
@@ -231,26 +264,31 @@ def board_names():
 
 
 def parser():
-    p = Parser(prog="mbnode", description="mbnode host tools")
+    p = Parser(prog="mbnode", description="mbnode host tools. Exit status of every command: 0 done, 1 error, "
+                                          "2 usage or configuration, 130 interrupted (docs/cli.md).")
     p.add_argument("--version", action="version", version="mbnode %s" % VERSION)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("sim", help="run the firmware on the MicroPython unix port")
+    s = sub.add_parser("sim", help="run the firmware on the MicroPython unix port",
+                       description="Run the firmware on the MicroPython unix port (docs/simulator.md). Exit 0: "
+                                   "stopped by SIGINT/SIGTERM, 1: could not start, 2: bad arguments or "
+                                   "configuration, 4: the firmware asked for a reboot.")
     s.add_argument("--config", help="JSON configuration file (default: built-in defaults)")
-    s.add_argument("--tcp", help="Modbus TCP HOST:PORT (port 0: pick one; default: tcp.host and tcp.port "
+    s.add_argument("--tcp", help="Modbus TCP HOST:PORT (port 0: pick one) (default: tcp.host and tcp.port "
                                  "of --config, else 127.0.0.1:5020)")
-    s.add_argument("--unit", type=int, help="unit id (0 answers every id)")
+    s.add_argument("--unit", type=int, help="unit id, 0 answers every id (default: unit_id of --config, else 1)")
     s.add_argument("--io", help="I/O control channel HOST:PORT (default: board.io of --config, else the TCP "
                                 "port + 1 or, when that is taken, a free port)")
     s.add_argument("--bits", type=int, choices=(32, 64), default=32, help="unix port word size")
-    s.add_argument("--heap", default="256K", help="MicroPython heap size, e.g. 32K (the bridge compiled from source needs more than 128K)")
+    s.add_argument("--heap", default="256K", help="MicroPython heap size, e.g. 32K (the bridge compiled from "
+                                                  "source needs more than 128K)")
     s.add_argument("--mpy", action="store_true", help="run the firmware compiled to .mpy")
     s.add_argument("--rtu", metavar="pty|PATH",
                    help="also serve Modbus RTU: on a new pty pair (its client end is printed in the ready "
-                        "line) or on the serial device / pty at PATH")
-    s.add_argument("--baud", type=int, help="RTU baud rate (default 19200)")
-    s.add_argument("--parity", choices=("N", "E", "O"), help="RTU parity (default E)")
-    s.add_argument("--stopbits", type=int, choices=(1, 2), help="RTU stop bits (default 1, 2 without parity)")
+                        "line) or on the serial device / pty at PATH (default: no RTU)")
+    s.add_argument("--baud", type=int, help="RTU baud rate (default: rtu.baud of --config, else 19200)")
+    s.add_argument("--parity", choices=("N", "E", "O"), help="RTU parity (default: rtu.parity of --config, else E)")
+    s.add_argument("--stopbits", type=int, choices=(1, 2), help="RTU stop bits (default: rtu.stopbits of --config, else 1, 2 without parity)")
     s.add_argument("--no-tcp", action="store_true", help="do not serve Modbus TCP")
     s.set_defaults(func=_sim)
 
@@ -259,7 +297,8 @@ def parser():
                                    "(docs/simulator.md): " + SIM_IO_FORMS + ". Exit 0: done, 1: refused or "
                                    "no simulator, 2: bad arguments, 130: interrupted.")
     s.add_argument("--io", default="127.0.0.1:5021", help="control channel HOST:PORT")
-    s.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply (default 5)")
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply")
+    add_json_option(s, "the reply")
     s.add_argument("words", nargs="*", metavar="REQUEST", help=SIM_IO_FORMS)
     s.set_defaults(func=_sim_io)
 
@@ -269,10 +308,10 @@ def parser():
                                    "0x hex allowed. Exit 0: done, 1: refused or no slave, 2: bad arguments, "
                                    "130: interrupted.")
     s.add_argument("--tcp", default="127.0.0.1:5020", help="slave HOST:PORT")
-    s.add_argument("--unit", type=int, default=1, help="unit id 0..255 (default 1)")
+    s.add_argument("--unit", type=int, default=1, help="unit id 0..255")
     s.add_argument("--signed", action="store_true", help="print as signed 32-bit")
-    s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the connection and each "
-                   "reply (default 3)")
+    s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the connection and each reply")
+    add_json_option(s, "the position and its value")
     s.add_argument("words", nargs="*", metavar="get POSITION | set POSITION VALUE")
     s.set_defaults(func=_mem)
 
@@ -282,12 +321,14 @@ def parser():
                                    "sources it freezes into a MicroPython firmware); print the sizes, and the "
                                    "folder as the last line (docs/boards.md).")
     s.add_argument("--board", help="board name: %s" % ", ".join(board_names()))
-    s.add_argument("--arch", help="mpy-cross -march instead of the board's (e.g. armv7m)")
-    s.add_argument("--out", help="output folder (default build/BOARD)")
+    s.add_argument("--arch", help="mpy-cross -march instead of the board's, e.g. armv7m (default: the board's)")
+    s.add_argument("--out", help="output folder (default: build/BOARD)")
     s.add_argument("--target", help=argparse.SUPPRESS)  # the old name: esp32, esp32c3, rp2, unix-32, unix-64
     s.add_argument("--image", action="store_true",
                    help="also build a complete MicroPython firmware with mbnode frozen in (board pico: "
                         "build/pico/mbnode-pico.uf2 and .bin; needs make setup-mcu)")
+    add_json_option(s, "the files and sizes")
+    clitools.add_progress_options(s, "lines")
     s.set_defaults(func=_build)
 
     s = sub.add_parser("deploy", help="install mbnode on a board running MicroPython (mpremote)",
@@ -295,38 +336,39 @@ def parser():
                                    "write config.json, reset and check that mbnode starts (docs/boards.md).")
     s.add_argument("--board", required=True, help="board name: %s" % ", ".join(board_names()))
     s.add_argument("--port", required=True,
-                   help="the board's REPL: a device (/dev/ttyACM0) or a URL mpremote connects to "
-                        "(socket://127.0.0.1:7701, rfc2217://HOST:PORT)")
+                   help="the board's REPL: a device (/dev/ttyACM0, see mbnode devices) or a URL mpremote "
+                        "connects to (socket://127.0.0.1:7701, rfc2217://HOST:PORT)")
     s.add_argument("--config", help="configuration file to write as config.json (default: the board's defaults)")
     s.add_argument("--wifi", metavar="SSID:PASS", help="Wi-Fi network to join (sets board.wifi_ssid/wifi_password)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     s.add_argument("--mip-index", metavar="URL", help="package index for mpremote mip (default: mpremote's)")
+    add_json_option(s, "the device, the plan and the ready line")
+    clitools.add_progress_options(s, "lines")
     s.set_defaults(func=_deploy)
 
     s = sub.add_parser("probe", help="find a Modbus device on a serial line or TCP address, identify and map it",
                        description="Find a Modbus slave without knowing its settings (docs/probe.md). "
-                                   "Exit 0: found, 3: none found, 1: error, 130: interrupted.")
+                                   "Exit 0: found, 1: none found or error, 2: bad arguments, 130: interrupted.")
     s.add_argument("port", help="serial device (/dev/ttyUSB0), pyserial URL (rfc2217://HOST:PORT, "
                                 "socket://HOST:PORT) or tcp://HOST[:PORT] for Modbus TCP")
-    s.add_argument("--baud", help="baud rates to try, e.g. 9600,19200 (default 9600,19200,38400,57600,"
+    s.add_argument("--baud", help="baud rates to try, e.g. 9600,19200 (default: 9600,19200,38400,57600,"
                                   "115200,1200,2400,4800)")
-    s.add_argument("--parity", help="parities to try: E, N, O or several, e.g. E,N (default E,N,O; "
+    s.add_argument("--parity", help="parities to try: E, N, O or several, e.g. E,N (default: E,N,O; "
                                     "stop bits 1 with parity, 2 without)")
-    s.add_argument("--ids", help="unit ids to try, e.g. 1-10,17 (default 1-247; over TCP also 0 and 255, "
+    s.add_argument("--ids", help="unit ids to try, e.g. 1-10,17 (default: 1-247; over TCP also 0 and 255, "
                                  "0-255 allowed)")
     s.add_argument("--timeout", type=float, help="fixed wait per request in seconds (default: from the "
                                                   "baud rate and frame lengths, see --turnaround)")
     s.add_argument("--turnaround", type=float, default=0.040,
-                   help="device processing + host latency allowance added to the wire times (default 0.040 s)")
+                   help="seconds of device processing + host latency added to the wire times")
     s.add_argument("--listen", type=float, metavar="SECONDS",
-                   help="first listen SECONDS at each setting for bus traffic and start where it is")
+                   help="first listen SECONDS at each setting for bus traffic and start where it is "
+                        "(default: no listening)")
     s.add_argument("--all", action="store_true", help="after a find, scan the other ids at that setting too")
     s.add_argument("--no-identify", action="store_true", help="only discover: no identification, no map")
     s.add_argument("--no-map", action="store_true", help="identify but do not map the address space")
-    s.add_argument("--json", action="store_true", help="print the result as JSON")
-    s.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="show progress on stderr even when it is not a terminal")
-    s.add_argument("--quiet", dest="progress", action="store_false", help="no progress on stderr")
+    add_json_option(s)
+    clitools.add_progress_options(s, "off")
     s.set_defaults(func=_probe)
 
     # issue 13: the register map as data, and its exports (docs/register-map.md, docs/integrations.md)
@@ -357,28 +399,29 @@ def parser():
                                                             "(default 10)")
     s.add_argument("--out", help="write to this file (default: standard output)")
     s.set_defaults(func=_export)
+
+    s = sub.add_parser("devices", help="list serial ports with USB ids; mark MicroPython boards",
+                       description="The serial ports of this machine with device path, USB vid:pid, serial "
+                                   "number and description; MICROPYTHON says whether the USB id is MicroPython's "
+                                   "own (yes), an Espressif chip's built-in USB (likely) or a USB-UART bridge "
+                                   "(maybe) (docs/cli.md). No ports is no error. Exit 0: listed, 130: "
+                                   "interrupted.")
+    s.add_argument("--micropython", action="store_true", help="only the ports that may be a MicroPython board")
+    add_json_option(s, "the ports")
+    s.set_defaults(func=_devices)
     return p
 
 
 def main(argv=None):
     try:
         args = parser().parse_args(argv)
-        if args.command == "sim" and not args.rtu:
-            given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
-            if given or args.no_tcp:
-                parser().error("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp").replace("_", "-"))
-        return args.func(args)
     except KeyboardInterrupt:
-        return 130
-    except ConfigError as e:  # "config: FILE: key = value: allowed ...", as the firmware says it
-        print(e, file=sys.stderr)
-        return 2
-    except UsageError as e:
-        print("mbnode %s: %s" % (args.command, e), file=sys.stderr)
-        return 2
-    except (ValueError, OSError, paths.MissingTool, RuntimeError) as e:
-        print("mbnode %s: %s" % (args.command, e), file=sys.stderr)
-        return 1
+        return clitools.INTERRUPTED
+    if args.command == "sim" and not args.rtu:
+        given = [o for o in ("baud", "parity", "stopbits") if getattr(args, o) is not None]
+        if given or args.no_tcp:
+            parser().error("--%s needs --rtu pty|PATH" % (given[0] if given else "no-tcp").replace("_", "-"))
+    return clitools.guard(args.command, args.func, args)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from mbnode import VERSION
-from mbnode_host import paths
+from mbnode_host import clitools
 
 # Oldest MicroPython that loads mbnode's .mpy files: native code needs .mpy sub-version 3 (1.23+).
 MIN_VERSION = (1, 23)
@@ -46,7 +46,11 @@ READY_TIMEOUT = 60  # s for mbnode to print its ready line after the reset (emul
 
 
 class DeployError(RuntimeError):
-    """A deploy that cannot go on; the message says why and what to do (one line)."""
+    """A deploy that cannot go on; the message says why and what to do (one line, exit 1)."""
+
+
+class DeployUsageError(DeployError, clitools.UsageError):
+    """Its arguments or configuration refused before the device is touched (exit 2)."""
 
 
 def mpremote():
@@ -256,17 +260,17 @@ def config_for(board_name, config_file, wifi):
         try:
             given = json.loads(Path(config_file).read_text())
         except OSError as e:
-            raise DeployError("--config %s: %s" % (config_file, e.strerror))
+            raise DeployUsageError("--config %s: %s" % (config_file, e.strerror))
         except ValueError as e:
-            raise DeployError("--config %s is not valid JSON: %s" % (config_file, e))
+            raise DeployUsageError("--config %s is not valid JSON: %s" % (config_file, e))
     else:
         given = boards.default_config(board_name)
     if wifi:
         ssid, sep, password = wifi.partition(":")
         if not sep or not ssid:
-            raise DeployError("--wifi %r: allowed SSID:PASSWORD" % wifi)
+            raise DeployUsageError("--wifi %r: allowed SSID:PASSWORD" % wifi)
         if not boards.info(board_name).wifi:
-            raise DeployError("--wifi: board %s has no Wi-Fi" % board_name)
+            raise DeployUsageError("--wifi: board %s has no Wi-Fi" % board_name)
         if type(given) is dict:
             given.setdefault("board", {})
             given["board"]["wifi_ssid"] = ssid
@@ -275,18 +279,14 @@ def config_for(board_name, config_file, wifi):
     try:
         cfg = config.validate(given, schema, defaults, check)
     except config.ConfigError as e:
-        raise DeployError("%s%s" % (("--config %s: " % config_file) if config_file else "", e))
+        raise DeployUsageError("%s%s" % (("--config %s: " % config_file) if config_file else "", e))
     return build.config_text(given), cfg["mqtt"]["enabled"]
 
 
-def install_umqtt(port, index=None):
+def install_umqtt(port, index=None, progress=None):
     """umqtt.simple onto the device with `mpremote mip` (from `index`, else mpremote's default)."""
-    _progress("installing umqtt.simple (mpremote mip) ...")
+    (progress or clitools.Progress()).event("installing umqtt.simple (mpremote mip) ...")
     _run(["connect", port, "mip", "install"] + (["--index", index] if index else []) + ["umqtt.simple"], timeout=300)
-
-
-def _progress(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _soft_reset(s):
@@ -336,18 +336,28 @@ def read_ready(port, timeout=READY_TIMEOUT):
         s.close()
 
 
-def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_index=None):
+def deploy(board_name, port, config_file=None, wifi=None, dry_run=False, mip_index=None, json_out=False,
+           progress=None):
     """The whole deploy (module docstring); the bundle is built in a temporary folder, so build/
-    (and a firmware image built there) is left alone."""
+    (and a firmware image built there) is left alone. Steps go to `progress` (clitools.Progress:
+    one line per step, a bar of the bytes copied on a terminal); the result to stdout, as text
+    or (json_out) one JSON document."""
     import tempfile
 
+    progress = progress or clitools.Progress()
     with tempfile.TemporaryDirectory(prefix="mbnode-deploy-") as tmp:
-        return _deploy(board_name, port, config_file, wifi, dry_run, mip_index, Path(tmp) / board_name)
+        result = _deploy(board_name, port, config_file, wifi, dry_run, mip_index, Path(tmp) / board_name, progress)
+    if json_out:
+        clitools.print_json({k: v for k, v in result.items() if k != "text"})
+    else:
+        print(result["text"])
+    return clitools.OK
 
 
-def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
+def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out, progress):
     from mbnode_host import boards, build
 
+    _progress = progress.event
     board = boards.info(board_name)
     config_bytes, mqtt = config_for(board_name, config_file, wifi)
     config_bytes = config_bytes.encode()
@@ -366,6 +376,11 @@ def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
     summary = "%s%d files up to date, %d to copy, %d to remove, config.json %s%s" % (
         frozen, len(files) - len(todo["copy"]) if not frozen else 0, len(todo["copy"]), len(todo["remove"]),
         "to write" if todo["config"] else "unchanged", ", umqtt.simple to install" if todo["umqtt"] else "")
+    result = {"port": port, "board": board_name, "device": device, "micropython": facts["version"],
+              "frozen": facts.get("frozen"), "dry_run": dry_run,
+              "copy": [{"path": p, "bytes": len(files[p])} for p in todo["copy"]], "remove": todo["remove"],
+              "up_to_date": 0 if frozen else len(files) - len(todo["copy"]),
+              "config": todo["config"], "umqtt": todo["umqtt"], "serving": None}
     if dry_run:
         lines = ["device: " + device, summary]
         lines += ["copy %s (%d bytes)" % (p, len(files[p])) for p in todo["copy"]]
@@ -375,9 +390,9 @@ def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
         if todo["umqtt"]:
             lines.append("install umqtt.simple with mpremote mip")
         lines.append("then reset the board and check that mbnode starts")
-        print("\n".join(["plan (dry run, nothing changed):"] + ["  " + x for x in lines]))
+        result["text"] = "\n".join(["plan (dry run, nothing changed):"] + ["  " + x for x in lines])
         restart(port)  # asking stopped what the board ran: let it run again
-        return 0
+        return result
     _progress("device: " + device)
     _progress(summary)
     args = ["connect", port]
@@ -396,19 +411,29 @@ def _deploy(board_name, port, config_file, wifi, dry_run, mip_index, out):
             args.append("+")
         args += cmd
     if len(args) > 2:
-        names = iter([label for _, label in steps])
+        sizes = [len(files[p]) for p in todo["copy"]] + [0] * len(todo["remove"]) + (
+            [len(config_bytes)] if todo["config"] else [])
+        total = sum(sizes)
+        names = iter(enumerate([label for _, label in steps]))
+        done = [0, 0]  # steps started, bytes of the steps before the current one
 
         def show(line):
             # mpremote names each file as it starts on it ("cp SRC :DST", "rm :PATH").
             if re.match(r"^(cp|rm) ", line):
-                label = next(names, None)
+                i, label = next(names, (None, None))
                 if label:
                     _progress(label)
+                    done[1] = sum(sizes[:i])
+                    progress.bar(done[1], total, "%d/%d files  %s/%s" % (i, len(steps), clitools.kb(done[1]),
+                                                                         clitools.kb(total)))
 
         _run(args, stream=show)
+        progress.bar(total, total, "%d/%d files  %s" % (len(steps), len(steps), clitools.kb(total)))
+        progress.clear()
     if todo["umqtt"]:
-        install_umqtt(port, mip_index)
+        install_umqtt(port, mip_index, progress)
     _progress("resetting the board and waiting for mbnode to start ...")
     ready = read_ready(port)
-    print("mbnode is serving on %s: %s" % (port, ready[len("ready "):]))
-    return 0
+    result["serving"] = ready[len("ready "):]
+    result["text"] = "mbnode is serving on %s: %s" % (port, result["serving"])
+    return result

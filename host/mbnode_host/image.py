@@ -14,11 +14,11 @@ is for users who build MicroPython themselves.
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
-import sys
 
-from mbnode_host import paths, uf2
+from mbnode_host import clitools, paths, uf2
 
 IMAGE_BOARDS = {"pico": "RPI_PICO"}
 
@@ -27,9 +27,30 @@ def _setup_mcu():
     return paths.ROOT / "tools" / "setup-mcu.sh"
 
 
-def build_image(bundle):
+MAKE_PERCENT = re.compile(rb"^\[ *(\d+)%\]")  # CMake's makefiles: "[ 45%] Building C object ..."
+
+
+def follow_build(stream, log, progress):
+    """Copy the build's output to `log`, showing its percentages: a bar on a terminal, and a
+    line at every 10 % step (when progress lines are shown off a terminal)."""
+    step = -1
+    for raw in stream:
+        log.write(raw.decode(errors="replace"))
+        m = MAKE_PERCENT.match(raw)
+        if not m:
+            continue
+        pct = min(100, int(m.group(1)))
+        progress.bar(pct, 100, "building MicroPython")
+        if not progress.tty and pct // 10 > step:
+            step = pct // 10
+            progress.event("building MicroPython: %d%%" % pct)
+    log.flush()
+
+
+def build_image(bundle, progress=None):
     """Build the firmware image for a bundle (build.bundle's result); returns (bin path, uf2 path).
-    Progress of the MicroPython build goes to stderr."""
+    Progress of the MicroPython build goes to `progress` (clitools.Progress): a bar from make's
+    percentages on a terminal, a line per 10 % otherwise."""
     board = bundle.board.name
     if board not in IMAGE_BOARDS:
         raise ValueError("--image: allowed for board %s only (the firmware of board %s needs a MicroPython build "
@@ -51,14 +72,19 @@ def build_image(bundle):
     build_dir = paths.CACHE / "mcu" / ("image-%s-%s" % (board, tag))
     log = paths.CACHE / "logs" / ("image-%s.log" % board)
     log.parent.mkdir(parents=True, exist_ok=True)
-    print("mbnode build: building MicroPython %s with mbnode frozen (log: %s) ..." % (IMAGE_BOARDS[board], log),
-          file=sys.stderr)
+    progress = progress or clitools.Progress()
+    progress.event("mbnode build: building MicroPython %s with mbnode frozen (log: %s) ..." % (IMAGE_BOARDS[board], log))
     with open(log, "w") as f:
-        r = subprocess.run(["bash", str(_setup_mcu()), "rp2-build", str(build_dir), str(manifest)],
-                           stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ))
-    if r.returncode:
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise RuntimeError("the MicroPython build failed (full log %s):\n%s" % (log, "\n".join(tail)))
+        proc = subprocess.Popen(["bash", str(_setup_mcu()), "rp2-build", str(build_dir), str(manifest)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+        follow_build(proc.stdout, f, progress)
+        code = proc.wait()
+    progress.clear()
+    if code:
+        lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
+        errors = [x for x in lines if "error" in x.lower()]
+        said = (errors or lines or ["no output"])[-1]
+        raise RuntimeError("the MicroPython build failed: %s (full log %s)" % (said, log))
     image = (build_dir / "firmware.bin").read_bytes()
     name = "mbnode-%s" % board
     bin_path = bundle.path / (name + ".bin")

@@ -29,7 +29,8 @@ import time
 
 import serial
 
-from mbnode_host import serialline
+from mbnode_host import clitools, serialline
+from mbnode_host.clitools import UsageError
 from mbnode_host.rtuclient import RtuLink, TcpLink, find_frames
 from mbnode_host.serialline import Line, ProbeError
 
@@ -52,7 +53,8 @@ MAX_SPAN = 125      # addresses one verifying read covers (the FC03 limit; FC01/
 MAP_BUDGET = 120    # requests per table at most (typically 40-70: 33 samples + the ends)
 OBJECT_NAMES = ("VendorName", "ProductCode", "MajorMinorRevision", "VendorUrl", "ProductName",
                 "ModelName", "UserApplicationName")
-EXIT_FOUND, EXIT_ERROR, EXIT_NONE, EXIT_INTERRUPTED = 0, 1, 3, 130
+# docs/cli.md: nothing found is "could not do what was asked" (1), with the report still on stdout.
+EXIT_FOUND, EXIT_ERROR, EXIT_NONE, EXIT_INTERRUPTED = clitools.OK, clitools.ERROR, clitools.ERROR, clitools.INTERRUPTED
 RETRIES = 2          # a device known to be there is asked up to 3 times before a read counts as unanswered
 LATE_MIN = 0.050     # after a known device's timeout, wait at least this much more for its answer
 FENCE_TRIES = 3
@@ -67,10 +69,10 @@ def parse_ids(text, lo, hi):
         part = part.strip()
         a, sep, b = part.partition("-")
         if not a.strip().isdigit() or (sep and not b.strip().isdigit()):
-            raise ValueError("ids %r: expected numbers and ranges, e.g. 1-10,17" % text)
+            raise UsageError("ids %r: expected numbers and ranges, e.g. 1-10,17" % text)
         first, last = int(a), int(b) if sep else int(a)
         if not lo <= first <= last <= hi:
-            raise ValueError("ids %r: each id must be in %d..%d, ranges low-high" % (text, lo, hi))
+            raise UsageError("ids %r: each id must be in %d..%d, ranges low-high" % (text, lo, hi))
         for u in range(first, last + 1):
             if u not in out:
                 out.append(u)
@@ -84,47 +86,8 @@ def parse_tcp(port):
         host, p = hostport, "502"
     host = host.strip("[]")
     if not host or not p.isdigit() or not 0 < int(p) < 65536:
-        raise ValueError("%r: expected tcp://HOST:PORT, e.g. tcp://192.168.1.20:502" % port)
+        raise UsageError("%r: expected tcp://HOST:PORT, e.g. tcp://192.168.1.20:502" % port)
     return host, int(p)
-
-
-class Progress:
-    """Status on stderr while sweeping. On a terminal one line redrawn in place; otherwise (with
-    --progress) plain lines, at most one every 2 s, so logs and tests stay readable."""
-
-    def __init__(self, enabled, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = enabled and self.stream.isatty()
-        self._last = 0.0
-        self._shown = False
-
-    def status(self, text, force=False):
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < (0.2 if self.tty else 2.0):
-            return
-        self._last = now
-        if self.tty:
-            self.stream.write("\r\x1b[K" + text)
-            self._shown = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def event(self, text):
-        if not self.enabled:
-            return
-        self.clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def clear(self):
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
 
 
 class Plan:
@@ -197,7 +160,7 @@ class Prober:
     def __init__(self, args, out=None):
         self.args = args
         self.out = out or sys.stdout
-        self.progress = Progress(args.progress if args.progress is not None else sys.stderr.isatty())
+        self.progress = clitools.Progress(args.progress, off_tty="off")
         self.t0 = time.monotonic()
         self.link = None
         self.parities = ()
@@ -451,7 +414,7 @@ class Prober:
             self._collect(plan)
             if found and not self.args.all:
                 break
-            self.progress.status("%s unit %3d  %d/%d tried  %.0f s" % (
+            self.progress.bar(tried, plan.total, "%s unit %3d  %d/%d tried  %.0f s" % (
                 line.label if line else "tcp", unit, tried, plan.total, time.monotonic() - self._t0))
 
     def _collect(self, plan):
@@ -758,11 +721,12 @@ class Prober:
         a = self.args
         for name, value, hi in (("timeout", a.timeout, 60), ("turnaround", a.turnaround, 10), ("listen", a.listen, 60)):
             if value is not None and not (0 < value <= hi or (name == "turnaround" and value == 0)):
-                raise ValueError("--%s %s: expected seconds, more than 0 and at most %d" % (name, value, hi))
+                raise UsageError("--%s %s: expected seconds, more than 0 and at most %d" % (name, value, hi))
         if a.ids:
             ids = parse_ids(a.ids, 0 if self.tcp else 1, 255 if self.tcp else 247)
         else:  # over TCP also 0 and 255, which many TCP-only devices expect
             ids = list(range(1, 248)) + ([0, 255] if self.tcp else [])
+        lost = None
         try:
             lines = self.open()
             self.discover([ln for ln in lines if ln not in self._dead], ids)
@@ -800,8 +764,11 @@ class Prober:
                 self.link.close()
             self.result["stats"]["seconds"] = round(time.monotonic() - self.t0, 3)
         self.print()
-        if code == EXIT_ERROR:
-            print("mbnode probe: %s" % lost, file=sys.stderr)
+        if lost is not None:
+            clitools.fail("probe", lost)
+        elif code == EXIT_NONE and not self.result["devices"]:
+            clitools.fail("probe", "no device answered (%d requests); the report is on stdout"
+                          % self.result["stats"]["requests"])
         return code
 
     # ---- output -------------------------------------------------------------------------------
@@ -818,7 +785,7 @@ class Prober:
     def print(self):
         res = self.public()
         if self.args.json:
-            self.out.write(json.dumps(res, indent=2) + "\n")
+            clitools.print_json(res, self.out)
         else:
             self.out.write(format_text(res))
         self.out.flush()
@@ -1063,6 +1030,7 @@ def format_text(res):
 
 
 def run(args):
-    """Entry point of `mbnode probe` (cli.py): exit code 0 found, 3 none found, 130 interrupted;
-    ProbeError/ValueError go to cli.main (one line, exit 1)."""
+    """Entry point of `mbnode probe` (cli.py): exit code 0 found, 1 none found (or the port lost),
+    130 interrupted; UsageError (bad options) and ProbeError go to clitools.guard (one line,
+    exit 2 and 1)."""
     return Prober(args).run()

@@ -21,6 +21,8 @@ from collections import namedtuple
 
 import serial
 
+from mbnode_host.clitools import UsageError
+
 # The sweep order: the common rates first, the slow ones last (they cost the most per attempt).
 SWEEP_BAUDS = (9600, 19200, 38400, 57600, 115200, 1200, 2400, 4800)
 PARITIES = ("E", "N", "O")
@@ -68,11 +70,11 @@ def parse_parities(text):
     out = []
     for ch in text.upper().replace(",", "").replace(" ", ""):
         if ch not in PARITIES:
-            raise ValueError("parity %r: expected E, N or O (several allowed, e.g. E,N)" % text)
+            raise UsageError("parity %r: expected E, N or O (several allowed, e.g. E,N)" % text)
         if ch not in out:
             out.append(ch)
     if not out:
-        raise ValueError("parity %r: expected E, N or O" % text)
+        raise UsageError("parity %r: expected E, N or O" % text)
     return tuple(out)
 
 
@@ -81,7 +83,7 @@ def parse_bauds(text):
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or not 50 <= int(part) <= 4000000:
-            raise ValueError("baud rate %r: expected numbers from 50 to 4000000, e.g. 9600,19200" % part)
+            raise UsageError("baud rate %r: expected numbers from 50 to 4000000, e.g. 9600,19200" % part)
         if int(part) not in out:
             out.append(int(part))
     return tuple(out)

@@ -23,6 +23,7 @@ import tty
 from pathlib import Path
 
 from mbnode_host import build, paths
+from mbnode_host.clitools import UsageError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5020
 OUT_OF_MEMORY = b"mbnode: out of memory while starting"  # firmware/main.py's line
@@ -39,7 +40,7 @@ def parse_hostport(text, what):
 
     host, sep, port = text.rpartition(":")
     if not _host_port(text):
-        raise ValueError("%s %s: allowed HOST:PORT with an IPv4 host (or localhost) and a port 0..65535, "
+        raise UsageError("%s %s: allowed HOST:PORT with an IPv4 host (or localhost) and a port 0..65535, "
                          "e.g. 127.0.0.1:5020" % (what, text))
     return host, int(port)
 
@@ -64,12 +65,12 @@ def parse_size(text, bits=32):
     mult = {"K": 1024, "M": 1024 * 1024}.get(t[-1:], 1)
     digits = t[:-1] if t[-1:] in "KM" else t
     if not digits.isdigit() or int(digits) == 0:
-        raise ValueError("--heap %s: allowed a number of bytes with optional K or M, e.g. 32K" % text)
+        raise UsageError("--heap %s: allowed a number of bytes with optional K or M, e.g. 32K" % text)
     n = int(digits) * mult
     limit = heap_limit(bits)
     if n > limit:
         why = ("the %d-bit unix port's largest" % bits if limit == 2 ** (bits - 1) - 1 else "this machine's memory")
-        raise ValueError("--heap %s: allowed up to %s (%s)" % (text, show_size(limit >> 20 << 20), why))
+        raise UsageError("--heap %s: allowed up to %s (%s)" % (text, show_size(limit >> 20 << 20), why))
     return n
 
 

@@ -378,7 +378,7 @@ def parser():
                                    "2: bad arguments or configuration.")
     s.add_argument("--config", help="JSON configuration file (default: the board's defaults)")
     s.add_argument("--board", default="unix", choices=board_names(), metavar="NAME",
-                   help="board whose rules and defaults apply: %s (default: unix, the simulator)"
+                   help="board whose rules and defaults apply (unix: the simulator): %s (default: unix)"
                         % ", ".join(board_names()))
     s.add_argument("--json", action="store_true", help="print the map as JSON")
     s.set_defaults(func=_map)
@@ -390,13 +390,13 @@ def parser():
     s.add_argument("--format", required=True, choices=("ha", "esphome", "nodered", "csv"), help="output format")
     s.add_argument("--config", help="JSON configuration file (default: the board's defaults)")
     s.add_argument("--board", default="unix", choices=board_names(), metavar="NAME",
-                   help="board: %s (default: unix, the simulator)" % ", ".join(board_names()))
+                   help="board (unix: the simulator): %s (default: unix)" % ", ".join(board_names()))
     s.add_argument("--host", metavar="HOST[:PORT]", help="the device's address for ha and nodered (default: tcp.host "
                                                          "and tcp.port of the configuration; 0.0.0.0 as 127.0.0.1)")
     s.add_argument("--serial", metavar="PORT", help="ha and nodered: a serial hub on this port (of the machine "
                                                     "that polls) instead of TCP (default: TCP when tcp.enabled)")
     s.add_argument("--interval", type=_interval, default=10, help="scan interval / update interval / poll rate, s "
-                                                            "(default 10)")
+                                                            "(default: 10)")
     s.add_argument("--out", help="write to this file (default: standard output)")
     s.set_defaults(func=_export)
 

@@ -228,3 +228,47 @@ def test_frozen_manifest_names_the_packages_files(board, tmp_path):
     frozen = {f.target_path for f in m.files()}
     packaged = {dest for dest, _ in mip.firmware_urls()} | {dest for dest, _ in mip.board_urls(board)}
     assert frozen == packaged
+
+
+class _Raw:
+    """What urlopen returns, enough for mip (a context manager with read())."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        return self.data
+
+
+def test_github_form_fetches_the_repository_paths(tmp_path, monkeypatch):
+    """`github:OWNER/mbnode[@REF]` and `github:OWNER/mbnode/boards/pico.json[@REF]` as mpremote
+    rewrites them: every file is asked for at OWNER/mbnode/REF/<path in the repository> of
+    mpremote's own raw-file host (taken from mpremote, not written here), which this test answers
+    from the checkout instead of the network."""
+    host_format = mpremote_mip._HOSTS["github:"]
+    prefix = "https://" + host_format.split("{", 1)[0]  # the host part before the owner
+    asked = []
+
+    def urlopen(url):
+        assert url.startswith(prefix), url
+        owner, repo, ref, path = url[len(prefix):].split("/", 3)
+        assert (owner, repo) == ("OWNER", "mbnode"), url
+        asked.append((ref, path))
+        return _Raw((ROOT / path).read_bytes())
+
+    monkeypatch.setattr(mpremote_mip.urllib.request, "urlopen", urlopen)
+    target = FolderBoard(tmp_path / "board")
+    target.folder.mkdir()
+    for package, ref in [("github:OWNER/mbnode", None), ("github:OWNER/mbnode/boards/pico.json", "v0.1.0")]:
+        mpremote_mip._install_package(target, package, "http://127.0.0.1:9/no-index", "/", ref, True)
+    assert target.files() == expected_py("pico", tmp_path)
+    firmware = [path for ref, path in asked if ref == "HEAD"]
+    board = [path for ref, path in asked if ref == "v0.1.0"]
+    assert firmware == ["package.json"] + [url for _, url in mip.firmware_urls()]
+    assert board == ["boards/pico.json"] + ["boards/" + url for _, url in mip.board_urls("pico")]

@@ -87,7 +87,8 @@ def main(argv=None):
         print("mip_pico: SKIP: %s" % "; ".join("%s (%s)" % m for m in lacking))
         return 1
     rows = [measure(k) for k in ([args.only] if args.only else ["mpy", "py"])]
-    print("| package | files | bytes | install (wall) | soft reset to ready (wall) | heap in use at the loop's start | free |")
+    print("| package | files | bytes | install (wall) | soft reset to ready (wall) | heap in use at the loop's start "
+          "| free |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print("| %s | %d | %d | %.0f s | %.1f s | %d B | %d B |" % (

@@ -222,8 +222,9 @@ def test_frozen_manifest_names_the_packages_files(board, tmp_path):
     b = build.bundle(board, tmp_path / board)
     info = boards.info(board)
     port = src / "ports" / info.port
-    m = mf.ManifestFile(mf.MODE_FREEZE, {"MPY_DIR": str(src), "PORT_DIR": str(port),
-                                         "BOARD_DIR": str(port / "boards" / info.micropython_board), "MPY_LIB_DIR": None})
+    path_vars = {"MPY_DIR": str(src), "PORT_DIR": str(port), "BOARD_DIR": str(port / "boards" / info.micropython_board),
+                 "MPY_LIB_DIR": None}
+    m = mf.ManifestFile(mf.MODE_FREEZE, path_vars)
     m.execute("include(%r, base=None, main=True)" % str(b.path / "frozen" / "manifest.py"))
     frozen = {f.target_path for f in m.files()}
     packaged = {dest for dest, _ in mip.firmware_urls()} | {dest for dest, _ in mip.board_urls(board)}

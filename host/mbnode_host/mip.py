@@ -20,7 +20,7 @@ config.json, as the .mpy files mpy-cross made for the board's -march:
 
     committed() -> {path relative to the checkout: text}
     stale() -> [paths whose committed text differs from committed(), or that are missing]
-    built_text(device_files) -> the text of build/BOARD/package.json
+    built_text(device_files, board) -> the text of build/BOARD/package.json
 """
 
 import json
@@ -41,7 +41,8 @@ def package_text(urls, deps=()):
             return "[]"
         return "[\n" + ",\n".join("    " + json.dumps(list(p)) for p in items) + "\n  ]"
 
-    return '{\n  "urls": %s,\n  "deps": %s,\n  "version": %s\n}\n' % (pairs(urls), pairs(list(deps)), json.dumps(VERSION))
+    return '{\n  "urls": %s,\n  "deps": %s,\n  "version": %s\n}\n' % (pairs(urls), pairs(list(deps)),
+                                                                       json.dumps(VERSION))
 
 
 def firmware_urls():

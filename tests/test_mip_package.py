@@ -273,3 +273,24 @@ def test_github_form_fetches_the_repository_paths(tmp_path, monkeypatch):
     board = [path for ref, path in asked if ref == "v0.1.0"]
     assert firmware == ["package.json"] + [url for _, url in mip.firmware_urls()]
     assert board == ["boards/pico.json"] + ["boards/" + url for _, url in mip.board_urls("pico")]
+
+
+def test_deploy_after_the_py_packages_replaces_them(tmp_path):
+    """`mbnode deploy`'s plan on a board holding what the .py packages installed: every .mpy to
+    copy, every .py beside one removed, main.py (the same file) left alone. The facts are those
+    deploy's device script reports (paths, SHA-256), read here from the folder."""
+    from mbnode_host import deploy
+
+    target = FolderBoard(tmp_path / "board")
+    target.folder.mkdir()
+    have = install(target, [str(ROOT / "package.json"), str(ROOT / "boards" / "pico.json")])
+    b = build.bundle("pico", tmp_path / "pico")
+    device = b.path / "device"
+    files = {n: (device / n).read_bytes() for n, _ in b.device_files if n != "config.json"}
+    facts = {"files": {"/" + n: hashlib.sha256(have[n]).hexdigest() for n in files if n in have},
+             "mbnode": sorted(n[len("mbnode/"):] for n in have if n.startswith("mbnode/")),
+             "root": sorted({n.split("/")[0] for n in have}), "umqtt": False, "frozen": None}
+    todo = deploy.plan(files, facts, b"{}", want_umqtt=False)
+    assert todo["copy"] == sorted(n for n in files if n.endswith(".mpy"))
+    assert todo["remove"] == sorted(n for n in have if n != "main.py")
+    assert "main.py" not in todo["copy"] and todo["config"] is True

@@ -10,6 +10,9 @@
                         the folder freezes mbnode into a MicroPython firmware wherever it lies
                         (make BOARD=... FROZEN_MANIFEST=<abs>/frozen/manifest.py); the board's
                         default configuration is frozen with it (board_config.py)
+          package.json  mip's package of device/ without config.json, URLs relative to the
+                        folder: `mpremote mip install --target / build/<board>/package.json`
+                        (mip.py; the repository's own package.json files list the .py sources)
         Bundle: .path, .board (boards.BoardInfo), .arch, .device_files [(relative path, bytes)]
     compile_mpy(board, out, arch=None) -> Path
         Only the device files without config.json (what `mbnode sim --mpy` runs: board "unix",
@@ -46,12 +49,17 @@ class Bundle:
         return sum(size for _, size in self.device_files)
 
 
-def _sources(info):
-    """[(source path, name on the device without extension)]: the firmware package with its
-    subpackages (mbnode/mqtt/...), the board's modules, main."""
+def firmware_sources():
+    """[(source path, name on the device without extension)] of the firmware package with its
+    subpackages (mbnode/mqtt/...); main.py comes beside them as source."""
     pkg = paths.FIRMWARE / "mbnode"
-    out = [(p, "mbnode/" + p.relative_to(pkg).with_suffix("").as_posix()) for p in sorted(pkg.rglob("*.py"))]
-    return out + [(p, m) for p, m in info.sources]
+    return [(p, "mbnode/" + p.relative_to(pkg).with_suffix("").as_posix()) for p in sorted(pkg.rglob("*.py"))]
+
+
+def _sources(info):
+    """[(source path, name on the device without extension)]: the firmware package, then the
+    board's modules (BoardInfo.sources); the mip packages list the same (mip.py)."""
+    return firmware_sources() + [(p, m) for p, m in info.sources]
 
 
 def _clear(out, marks):
@@ -139,4 +147,7 @@ def bundle(board, out=None, arch=None):
     shutil.copy(paths.FIRMWARE / "main.py", frozen / "main.py")
     (frozen / "manifest.py").write_text(manifest_text(info, modules))
     files = sorted((p.relative_to(device).as_posix(), p.stat().st_size) for p in device.rglob("*") if p.is_file())
+    from mbnode_host import mip
+
+    (out / "package.json").write_text(mip.built_text([name for name, _ in files], board))
     return Bundle(out, info, arch or info.arch, files)

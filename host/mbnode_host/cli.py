@@ -196,6 +196,12 @@ def _probe(args):
     return probe.run(args)
 
 
+def _monitor(args):
+    from mbnode_host import monitor
+
+    return monitor.run(args)
+
+
 def board_names():
     from mbnode_host import boards
 
@@ -300,6 +306,23 @@ def parser():
                    help="show progress on stderr even when it is not a terminal")
     s.add_argument("--quiet", dest="progress", action="store_false", help="no progress on stderr")
     s.set_defaults(func=_probe)
+
+    s = sub.add_parser("monitor", help="watch a Modbus RTU line passively: one line per transaction",
+                       description="Listen on an RS-485 line without sending (docs/monitor.md): frames by "
+                                   "length, CRC and silence, requests paired with responses, one line per "
+                                   "transaction, CRC error and noise burst; a summary on Ctrl-C or when the "
+                                   "port goes away. Exit 130: stopped with Ctrl-C, 1: port error or gone, "
+                                   "2: bad arguments.")
+    s.add_argument("port", help="serial device (/dev/ttyUSB0) or pyserial URL (rfc2217://HOST:PORT, "
+                                "socket://HOST:PORT)")
+    s.add_argument("--baud", type=int, help="baud rate (default 19200)")
+    s.add_argument("--parity", type=str.upper, choices=("N", "E", "O"), help="parity (default E)")
+    s.add_argument("--stopbits", type=int, choices=(1, 2), help="stop bits (default 1 with parity, 2 without)")
+    s.add_argument("--timeout", type=float, help="seconds after which a request counts as unanswered (default 1)")
+    s.add_argument("--gap", type=float, help="silence in seconds that ends a frame of unknown length (default "
+                                             "t3.5 of the setting + 0.020 for host latency)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line (transactions, errors, summary)")
+    s.set_defaults(func=_monitor)
     return p
 
 

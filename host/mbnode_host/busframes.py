@@ -178,17 +178,24 @@ class Framer:
                 elif self._may_complete(n, k):
                     break
                 else:
-                    out.append(self._take_junk(k))
+                    out.append(self._take_junk(self._junk_end(k)))
                 continue
             if final:
                 hit = self._valid_at(0, n, None)
-                out.append(self._take_frame(*hit) if hit else self._take_junk(n))
+                out.append(self._take_frame(*hit) if hit else self._take_junk(self._junk_end(n)))
+                continue
+            if not self._may_complete(n) and (self._junk_end(n) < n or n in self.bounds):
+                out.append(self._take_junk(self._junk_end(n)))  # silence ended what cannot be a frame
                 continue
             if n >= 2 * MAX_FRAME:  # no valid frame in two frames' worth of bytes: let them go
                 out.append(self._take_junk(n - MAX_FRAME))
                 continue
             break
         return out
+
+    def _junk_end(self, limit):
+        """Junk ends at the first silence after its start, at the latest at limit."""
+        return min([b for b in self.bounds if 0 < b < limit] + [limit])
 
     def _take(self, size):
         data = bytes(self.buf[:size])

@@ -199,7 +199,10 @@ def _probe(args):
 def _monitor(args):
     from mbnode_host import monitor
 
-    return monitor.run(args)
+    try:
+        return monitor.run(args)
+    except monitor.UsageError as e:
+        raise UsageError(str(e))
 
 
 def board_names():

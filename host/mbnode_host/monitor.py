@@ -45,10 +45,12 @@ class Setting(namedtuple("Setting", "baud parity stopbits")):
         return "%d 8%s%d" % (self.baud, self.parity, self.stopbits)
 
 
+class UsageError(ValueError):
+    """Arguments refused before the port is opened (the command exits with status 2)."""
+
+
 def settings(args):
     """The Setting of the arguments, or UsageError."""
-    from mbnode_host.cli import UsageError
-
     baud = 19200 if args.baud is None else args.baud
     if not 50 <= baud <= 4000000:
         raise UsageError("--baud %d: allowed 50 to 4000000" % baud)

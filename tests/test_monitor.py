@@ -351,3 +351,20 @@ def test_turnaround_only_where_the_reads_tell_it():
     assert recs[0]["turnaround_ms"] == pytest.approx(5.0, abs=0.2)
     recs, _ = frames_of([(REQ + RSP, 1.0)])
     assert recs[0]["turnaround_ms"] is None
+
+
+def test_monitor_stops_on_sigterm_with_its_summary():
+    master_fd, slave_fd = os.openpty()
+    try:
+        mon = Monitor(os.ttyname(slave_fd), "--json")
+        try:
+            status, out = mon.stop(signal.SIGTERM)
+        finally:
+            mon.kill()
+    finally:
+        os.close(master_fd)
+        os.close(slave_fd)
+    assert status == 130
+    [summary] = [json.loads(s) for s in out]
+    assert summary["kind"] == "summary" and summary["transactions"] == 0 and summary["per_unit_function"] == []
+    assert any("pseudo-terminal" in e for e in mon.err), mon.err

@@ -52,6 +52,7 @@ class Framer:
         self.reads = []    # per byte: the number of the read that delivered it
         self.bounds = set()  # positions in buf preceded by silence >= gap
         self.nread = 0
+        self.scan = 0  # offsets below this (from 1) start no frame: _next_valid skips them
         self.pending = None  # (unit, function, request length) of the request awaiting an answer
 
     # ---- input ---------------------------------------------------------------------------
@@ -149,13 +150,31 @@ class Framer:
                 return True
         return False
 
+    def _dead_at(self, o, n):
+        """True when no frame can start at buf[o], however many bytes come."""
+        for kind in ("request", "response"):
+            if not self._plausible(o, kind):
+                continue
+            size = self._length(kind, o, n - o)
+            if size == MORE or size == UNKNOWN or n - o < size <= MAX_FRAME:
+                return False
+        return True
+
     def _next_valid(self, start):
-        """Offset of the next complete valid frame after buf[start], or None."""
+        """Offset of the next complete valid frame after buf[start], or None. A frame of unknown
+        length counts only where silence ends it. Offsets known dead are not looked at again."""
         n = len(self.buf)
-        for o in range(start, n - 3):
-            hit = self._valid_at(o, n, ends=sorted(b for b in self.bounds if b > o) + [n])
-            if hit:
+        bounds = sorted(self.bounds)
+        o = max(start, self.scan)
+        advancing = True
+        while o <= n - 4:
+            if self._valid_at(o, n, [b for b in bounds if b > o]):
                 return o
+            if advancing and self._dead_at(o, n):
+                self.scan = o + 1
+            else:
+                advancing = False
+            o += 1
         return None
 
     def _parse(self, final):
@@ -206,6 +225,7 @@ class Framer:
         del self.times[:size]
         del self.reads[:size]
         self.bounds = {b - size for b in self.bounds if b >= size}
+        self.scan = max(0, self.scan - size)
         return data, t_start, t_end, reads
 
     def _take_frame(self, kind, size):

@@ -98,8 +98,9 @@ def text_line(rec):
     if kind == "noise":
         return "%s noise: %d bytes %s" % (head, rec["length"], _hexbytes(rec["bytes"]))
     if kind == "crc_error":
-        return "%s CRC error: %s (by its length a %s to/from unit %d, fc%02d)" % (
-            head, _hexbytes(rec["bytes"]), rec["looks_like"], rec["unit"], rec["function"])
+        return "%s CRC error: %s (by its length a %s %s unit %d, fc%02d)" % (
+            head, _hexbytes(rec["bytes"]), rec["looks_like"], "to" if rec["looks_like"] == "request" else "from",
+            rec["unit"], rec["function"])
     if kind == "unexpected_response":
         return "%s response without a request: unit %d fc%02d %s" % (
             head, rec["unit"], rec["function"], _hexbytes(rec["bytes"]))
@@ -128,11 +129,16 @@ def text_line(rec):
     return what + ": ok" + ms
 
 
+def _n(count, word, plural=None):
+    return "%d %s" % (count, word if count == 1 else plural or word + "s")
+
+
 def summary_lines(s):
-    out = ["summary: %d transactions (%d answered, %d exceptions, %d broadcasts, %d unanswered), "
-           "%d CRC errors, %d noise bursts (%d bytes), %d responses without a request"
-           % (s["transactions"], s["answered"], s["exceptions"], s["broadcasts"], s["unanswered"],
-              s["crc_errors"], s["noise"], s["noise_bytes"], s["unexpected_responses"])]
+    out = ["summary: %s (%d answered, %s, %s, %d unanswered), %s, %s (%s), %s"
+           % (_n(s["transactions"], "transaction"), s["answered"], _n(s["exceptions"], "exception"),
+              _n(s["broadcasts"], "broadcast"), s["unanswered"], _n(s["crc_errors"], "CRC error"),
+              _n(s["noise"], "noise burst"), _n(s["noise_bytes"], "byte"),
+              _n(s["unexpected_responses"], "response without a request", "responses without a request"))]
     from mbnode_host.transactions import FUNCTIONS
 
     for e in s["per_unit_function"]:
@@ -181,8 +187,8 @@ def run(args):
               "never sending; Ctrl-C stops" % (args.port, line.label, line.t35 * 1000, gap * 1000),
               file=sys.stderr, flush=True)
         if serialline.is_pty(args.port):
-            print("mbnode monitor: %s is a pseudo-terminal: it hands over bytes as they were written, "
-                  "so the silence seen is the writer's, not a wire's" % args.port, file=sys.stderr, flush=True)
+            print("mbnode monitor: %s is a pseudo-terminal: baud rate and parity mean nothing on it and "
+                  "bytes arrive as the other end wrote them, so the silence seen is the writer's" % args.port, file=sys.stderr, flush=True)
         framer = Framer(line.wire, gap, max(LINGER, gap))
         pairer = Pairer(timeout)
         out = Output(args.json, time.time(), time.monotonic())

@@ -38,6 +38,10 @@ BAUD = 19200
 # Parity N: a pty here drops PARENB (see tests/test_rtu_pymodbus.py), the emulator reads termios.
 LINE_ARGS = ("--baud", str(BAUD), "--parity", "N")
 WAIT = 20.0
+# What a master waits after a broadcast before its next request (Modbus over Serial Line 2.4.1:
+# the slave needs t3.5 of silence to take the frame as ended and execute it): the protocol's
+# delay, not a synchronisation; the wait on the slave's end having received it comes first.
+BROADCAST_TURNAROUND = 0.1
 
 
 def need_pymodbus():
@@ -110,12 +114,22 @@ class Monitor:
             self.proc.send_signal(sig)
         out = self.rest()
         self.seen += out
-        return self.proc.wait(timeout=WAIT), out
+        status = self.proc.wait(timeout=WAIT)
+        for t in self.threads:
+            t.join(WAIT)
+        return status, out
 
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def wait_for(cond, what, timeout=WAIT):
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "no %s within %g s" % (what, timeout)
+        time.sleep(0.005)
 
 
 def json_records(m):
@@ -205,8 +219,12 @@ def test_monitor_sees_every_transaction_as_json(bus):
         mon.next(lambda s: json.loads(s)["kind"] == "noise")
         raw.write(adu(1, hx("03 0000 0001"), bad_crc=True))
         mon.next(lambda s: json.loads(s)["kind"] == "crc_error")
-        # a broadcast write (executed, never answered), then read back
+        # a broadcast write (executed, never answered), then read back once the slave has it
+        # and the master's turnaround delay after a broadcast has passed
+        before = line.stats[0]["bytes"]
         assert m.call((0, 6, 0x41, 1), "write_register", 0x41, 7, broadcast=True) is None
+        wait_for(lambda: line.stats[0]["bytes"] >= before + 8, "the broadcast reaching the slave")
+        time.sleep(BROADCAST_TURNAROUND)
         assert m.call((1, 3, 0x41, 1), "read_holding_registers", 0x41, count=1).registers == [7]
         assert m.call((9, 3, 0, 1), "read_holding_registers", 0, count=1) is None  # nobody is unit 9
         assert m.call((1, 3, 0, 2), "read_holding_registers", 0, count=2) is not None

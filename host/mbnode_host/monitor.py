@@ -179,22 +179,22 @@ def _open(port, line):
 def run(args):
     line = settings(args)
     gap = args.gap if args.gap is not None else line.t35 + ALLOWANCE
-    timeout = args.timeout
     port = _open(args.port, line)
+    framer = Framer(line.wire, gap, max(LINGER, gap))
+    pairer = Pairer(args.timeout)
+    out = Output(args.json, time.time(), time.monotonic())
+    status, lost = INTERRUPTED, None
+    old_term = signal.signal(signal.SIGTERM, _stop)  # before the ready line: a stop then still summarises
     try:
-        port.timeout = min(0.010, gap / 2)
-        print("mbnode monitor: listening on %s at %s (t3.5 %.2f ms, silence ends a frame after %.1f ms), "
-              "never sending; Ctrl-C stops" % (args.port, line.label, line.t35 * 1000, gap * 1000),
-              file=sys.stderr, flush=True)
-        if serialline.is_pty(args.port):
-            print("mbnode monitor: %s is a pseudo-terminal: baud rate and parity mean nothing on it and "
-                  "bytes arrive as the other end wrote them, so the silence seen is the writer's" % args.port, file=sys.stderr, flush=True)
-        framer = Framer(line.wire, gap, max(LINGER, gap))
-        pairer = Pairer(timeout)
-        out = Output(args.json, time.time(), time.monotonic())
-        status, lost = INTERRUPTED, None
-        old_term = signal.signal(signal.SIGTERM, _stop)
         try:
+            port.timeout = min(0.010, gap / 2)
+            if serialline.is_pty(args.port):
+                print("mbnode monitor: %s is a pseudo-terminal: baud rate and parity mean nothing on it and "
+                      "bytes arrive as the other end wrote them, so the silence seen is the writer's"
+                      % args.port, file=sys.stderr, flush=True)
+            print("mbnode monitor: listening on %s at %s (t3.5 %.2f ms, silence ends a frame after %.1f ms), "
+                  "never sending; Ctrl-C stops" % (args.port, line.label, line.t35 * 1000, gap * 1000),
+                  file=sys.stderr, flush=True)
             while True:
                 try:
                     data = port.read(1)

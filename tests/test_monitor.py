@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fakes"))
 
 from conftest import need  # noqa: E402
-from line_emulator import LineEmulator, PtyEnd  # noqa: E402
+from line_emulator import LineEmulator, PtyEnd, Setting as WireSetting  # noqa: E402
 from rtutest import adu, hx  # noqa: E402
 
 from mbnode_host.busframes import Framer  # noqa: E402
@@ -54,9 +54,9 @@ def need_pymodbus():
 class Monitor:
     """`mbnode monitor` as a process; its stdout lines in a queue, read by a thread."""
 
-    def __init__(self, port, *extra):
+    def __init__(self, port, *extra, args=LINE_ARGS):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host"), str(ROOT / "firmware")]))
-        self.proc = subprocess.Popen([sys.executable, "-m", "mbnode_host.cli", "monitor", port, *LINE_ARGS, *extra],
+        self.proc = subprocess.Popen([sys.executable, "-m", "mbnode_host.cli", "monitor", port, *args, *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines = queue.Queue()
         self.err = []
@@ -304,6 +304,42 @@ def test_monitor_text_lines_and_the_port_going_away(bus):
     assert ("summary: 3 transactions (3 answered, 1 exception, 0 broadcasts, 0 unanswered), 0 CRC errors, "
             "0 noise bursts (0 bytes), 0 responses without a request") in mon.seen, mon.seen
     assert "  unit 1 fc03 read holding registers: 2" in mon.seen
+
+
+def test_monitor_over_rfc2217_hears_only_at_the_line_setting(start_sim):
+    # 19200 8E1, the defaults of the simulator, pymodbus's call below and the monitor; a pty here
+    # drops PARENB, so the simulator's pty end is given parity E (line_emulator.PtyEnd), the
+    # master's the whole setting (pymodbus opens its pty at N, which the pty keeps), and the
+    # monitors are on RFC 2217 ends, where parity is a setting like any other. A second monitor at
+    # parity O hears every character with a parity error: the kernel-side policy drops them all.
+    need_pymodbus()
+    master_end = PtyEnd(fixed=WireSetting(BAUD, 8, "E", 1))
+    with LineEmulator([PtyEnd(parity="E"), master_end, "rfc2217", "rfc2217"]) as line:
+        start_sim(rtu=line.url(0), tcp=False)
+        right = Monitor(line.url(2), "--json", args=())
+        wrong = Monitor(line.url(3), "--json", "--parity", "O", args=())
+        from pymodbus.client import ModbusSerialClient
+        from pymodbus import FramerType
+
+        c = ModbusSerialClient(port=line.url(1), framer=FramerType.RTU, baudrate=BAUD, parity="N", stopbits=1,
+                               timeout=1.0, retries=0)
+        try:
+            assert c.connect()
+            assert not c.write_registers(0x40, [5, 6], device_id=1).isError()
+            assert c.read_holding_registers(0x40, count=2, device_id=1).registers == [5, 6]
+            right.next(lambda s: json.loads(s).get("function") == 3)
+        finally:
+            c.close()
+            status, _ = right.stop()
+            wrong_status, _ = wrong.stop()
+            right.kill()
+            wrong.kill()
+    assert status == wrong_status == 130
+    recs = json_records(right)
+    assert [(r["kind"], r.get("function")) for r in recs] == [("transaction", 16), ("transaction", 3), ("summary", None)]
+    assert recs[1]["values"] == [5, 6]
+    [summary] = json_records(wrong)
+    assert summary["transactions"] == summary["noise_bytes"] == summary["crc_errors"] == 0
 
 
 def test_monitor_refuses_bad_arguments_and_missing_ports(tmp_path):

@@ -150,6 +150,15 @@ class Framer:
                 return True
         return False
 
+    def _growing(self, n):
+        """A frame of known length at the start still needs bytes, and no silence came since."""
+        if any(0 < b <= n for b in self.bounds):
+            return False
+        for kind in self._order():
+            if self._plausible(0, kind) and n < self._length(kind, 0, n) <= MAX_FRAME:
+                return True
+        return False
+
     def _dead_at(self, o, n):
         """True when no frame can start at buf[o], however many bytes come."""
         for kind in ("request", "response"):
@@ -188,6 +197,8 @@ class Framer:
             if hit is not None:
                 out.append(self._take_frame(*hit))
                 continue
+            if not final and self._growing(n):
+                break  # a frame of known length on its way: nothing to look for behind its start
             k = self._next_valid(1)
             if k is not None:
                 # A frame of unknown length ends, at the latest, where the next one starts.

@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -209,9 +208,10 @@ def test_monitor_sees_every_transaction_as_json(bus):
         assert len(m.call((1, 2, 0, 4), "read_discrete_inputs", 0, count=4).bits) >= 4
         assert exception_code(m.call((1, 3, 0x140, 1), "read_holding_registers", 0x140, count=1)) == 2
         assert exception_code(m.call((1, 6, 0x3F, 1), "write_register", 0x3F, 0x400)) == 3
-        assert not m.call((1, 22, 0x100, 1), "mask_write_register", address=0x100, and_mask=0xF2, or_mask=0x25).isError()
-        rr = m.call((1, 23, 0x40, 2), "readwrite_registers", read_address=0x40, read_count=2, write_address=0x42,
-                    values=[9])
+        assert not m.call((1, 22, 0x100, 1), "mask_write_register", address=0x100, and_mask=0xF2,
+                          or_mask=0x25).isError()
+        rr = m.call((1, 23, 0x40, 2), "readwrite_registers", read_address=0x40, read_count=2,
+                    write_address=0x42, values=[9])
         assert rr.registers == [1, 2]
         assert m.call((1, 8, None, None), "diag_query_data", b"\xa5\x5a") is not None  # FC08/00: length unknown
         # noise, then a request with a broken CRC, from the fourth end: nobody answers them
@@ -336,7 +336,8 @@ def test_monitor_over_rfc2217_hears_only_at_the_line_setting(start_sim):
             wrong.kill()
     assert status == wrong_status == 130
     recs = json_records(right)
-    assert [(r["kind"], r.get("function")) for r in recs] == [("transaction", 16), ("transaction", 3), ("summary", None)]
+    assert [(r["kind"], r.get("function")) for r in recs] == [("transaction", 16), ("transaction", 3),
+                                                              ("summary", None)]
     assert recs[1]["values"] == [5, 6]
     [summary] = json_records(wrong)
     assert summary["transactions"] == summary["noise_bytes"] == summary["crc_errors"] == 0

@@ -27,17 +27,10 @@ cut by silence) and can miss a short silence (two frames in one read: length and
 split them). t1.5 (silence inside a frame) cannot be seen from a host at all.
 """
 
-from mbnode.crc import crc16
 from mbnode.rtu import MAX_FRAME, MORE, UNKNOWN, request_length, response_length
+from mbnode_host.rtuclient import crc_ok  # mbnode.crc.crc16 over a frame: the probe's check too
 
 MAX_ADDRESS = 247
-
-
-def crc_ok(buf, start, n):
-    if n < 4 or start + n > len(buf):
-        return False
-    c = crc16(buf, start, n - 2)
-    return buf[start + n - 2] == (c & 0xFF) and buf[start + n - 1] == (c >> 8)
 
 
 class Framer:

@@ -256,6 +256,14 @@ def _interval(text):
 
     return export.interval(text)
 
+def _monitor(args):
+    from mbnode_host import monitor
+
+    try:
+        return monitor.run(args)
+    except monitor.UsageError as e:
+        raise UsageError(str(e))
+
 
 def board_names():
     from mbnode_host import boards
@@ -409,6 +417,26 @@ def parser():
     s.add_argument("--micropython", action="store_true", help="only the ports that may be a MicroPython board")
     add_json_option(s, "the ports")
     s.set_defaults(func=_devices)
+
+    s = sub.add_parser("monitor", help="watch a Modbus RTU line passively: one line per transaction",
+                       description="Listen on an RS-485 line without sending (docs/monitor.md): frames by "
+                                   "length, CRC and silence, requests paired with responses, one line per "
+                                   "transaction, CRC error and noise burst; a summary on Ctrl-C or when the "
+                                   "port goes away. Exit 130: stopped with Ctrl-C or SIGTERM, 1: the port "
+                                   "cannot be opened or went away, 2: bad arguments.")
+    s.add_argument("port", help="serial device (/dev/ttyUSB0) or pyserial URL (rfc2217://HOST:PORT, "
+                                "socket://HOST:PORT)")
+    s.add_argument("--baud", type=int, default=19200, help="baud rate (default: 19200)")
+    s.add_argument("--parity", type=str.upper, choices=("N", "E", "O"), default="E", help="parity (default: E)")
+    s.add_argument("--stopbits", type=int, choices=(1, 2),
+                   help="stop bits (default: 1 with parity, 2 without)")
+    s.add_argument("--timeout", type=float, default=1.0,
+                   help="seconds after which a request counts as unanswered (default: 1.0)")
+    s.add_argument("--gap", type=float, help="silence in seconds that ends a frame of unknown length "
+                                             "(default: t3.5 of the setting + 0.020 for host latency)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line: transactions, CRC errors, "
+                                                      "noise, then the summary")
+    s.set_defaults(func=_monitor)
     return p
 
 

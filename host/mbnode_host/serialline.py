@@ -130,15 +130,20 @@ def describe_open_error(port, exc):
     return "cannot open %s: %s" % (port, text)
 
 
-def open_port(port, line):
+def open_port(port, line, receive_only=False):
     """Open `port` at `line`; ProbeError when it cannot be opened at all, termios.error /
-    ValueError (kept as they are) when only this setting is refused (try another)."""
+    ValueError (kept as they are) when only this setting is refused (try another).
+    receive_only (`mbnode monitor`): RTS is off from the moment the port opens, so an RS-485
+    adapter whose driver enable follows RTS stays in receive and never loads the bus."""
     kwargs = dict(baudrate=line.baud, bytesize=8, parity=line.parity, stopbits=line.stopbits,
                   timeout=POLL)
     if not is_url(port):
         kwargs["exclusive"] = True  # flock: two masters on one port only garble each other
     try:
-        s = serial.serial_for_url(port, **kwargs)
+        s = serial.serial_for_url(port, do_not_open=receive_only, **kwargs)
+        if receive_only:
+            s.rts = False
+            s.open()
     except (termios.error, ValueError) as e:
         if _errno_of(e) == errno.EINVAL or isinstance(e, ValueError):
             raise

@@ -37,10 +37,10 @@ sim: setup
 test: test-unix
 
 test-unix: setup
-	cd $(ROOT) && $(PYTHON) -m pytest -q tests --ignore=tests/mcu $(PYTEST_ARGS)
+	cd $(ROOT) && $(PYTHON) -m pytest -q tests --ignore=tests/mcu --durations=25 $(PYTEST_ARGS)
 
 test-mcu: setup-mcu
-	cd $(ROOT) && $(PYTHON) -m pytest -q tests/mcu $(PYTEST_ARGS)
+	cd $(ROOT) && $(PYTHON) -m pytest -q tests/mcu --durations=25 $(PYTEST_ARGS)
 
 # The fuzz targets of tests/fuzz (test-unix runs them too, 400 inputs per property) with
 # FUZZ_EXAMPLES inputs per target and hypothesis's statistics: docs/reliability.md.

@@ -253,3 +253,38 @@ def test_discovery_needs_points(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ("config: %s: mqtt.discovery = true: allowed only with mqtt.points (the points are what "
                                 "Home Assistant is told about)" % path)
+
+
+def test_at_the_bridges_specified_heap_as_on_a_board(tmp_path, broker):
+    """The firmware as a board runs it (mbnode and umqtt.simple as .mpy, 32-bit) at the heap the
+    bridge is specified for (docs/mqtt.md, "RAM": 124 KiB) with the bench's eight points and
+    discovery on: every message, a command on the discovered switch, Home Assistant's
+    birth twice, one connection and no MemoryError in the log."""
+    from conftest import ROOT
+    from mqtttest import BoardSim, board_build
+
+    points8 = json.loads((ROOT / "bench" / "points8.json").read_text())
+    dirs = board_build(tmp_path / "board")
+    prefix = "ha-" + unique_id("b")[-8:]
+    topics = Topics(root="b8")
+    ha = Client(broker, subscribe=[prefix + "/#"])
+    d = start_device(tmp_path, broker, topics, points=points8, discovery=True, discovery_prefix=prefix,
+                     client_id=unique_id("b8"), make_sim=lambda cfg: BoardSim(dirs, tmp_path, cfg, "124K"))
+    try:
+        first = collect(ha, prefix, len(points8))
+        assert len({m.topic for m in first}) == len(points8)
+        (c,) = [c for m in first for c in m.json()["cmps"].values() if c["p"] == "switch"]
+        for _ in range(2):
+            ha.clear()
+            ha.publish(prefix + "/status", "online")
+            assert sorted(m.payload for m in collect(ha, prefix, len(points8))) == sorted(m.payload for m in first)
+        ha.publish(c["cmd_t"], c["pl_on"])
+        assert json.loads(d.client.wait(c["cmd_t"][:-4] + "/res").payload)["ok"] is True
+        assert d.io("get do 5") == [1]
+    finally:
+        d.sim.stop()
+        log = d.sim.proc.stdout.read() + d.sim.proc.stderr.read()
+        d.client.close()
+        ha.close()
+    assert log.count("mqtt: connected") == 1 and "reconnecting" not in log, log
+    assert "MemoryError" not in log and "out of memory" not in log, log

@@ -8,6 +8,11 @@ and the points' states after them), answers one /set, then reads the firmware's 
 gc.collect() through `mbnode sim-io heap` (bytes in use, bytes free) three times; the table
 shows the median of the bytes in use, and the largest discovery message.
 
+With --smallest it also bisects the smallest heap (bench/heap.py's smallest(), 1 KiB steps, 3
+trials a size, 10 to confirm) at which the firmware as a board runs it (mbnode and umqtt.simple
+as .mpy) starts, announces, publishes and answers a /set, with discovery off and on (a few
+minutes more).
+
 Every process is started and stopped here; every wait is bounded. Needs mosquitto and paho-mqtt
 2.x (make setup). Runtime about 20 s.
 """
@@ -28,7 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import mqtt as bench_mqtt  # noqa: E402 - the section m broker
-from common import HOST, free_port, table  # noqa: E402
+from common import HOST, free_port, start_mbnode, table  # noqa: E402
 
 POINTS = json.loads((HERE / "points8.json").read_text())
 MBNODE = [sys.executable, "-m", "mbnode_host.cli"]
@@ -115,18 +120,76 @@ def run(broker, discovery, tmp):
         proc.stderr.close()
 
 
+_trials = [0]
+
+
+def trial(broker, discovery):
+    """bench/heap.py's trial for the smallest heap: the firmware and umqtt.simple as .mpy (as on a
+    board, start_mbnode), the eight points; passes when the device said online, published every
+    point (with discovery: every discovery message, then the states again), answered a /set
+    right and printed no MemoryError. Each start has a root and a discovery prefix of its own,
+    so no retained message of an earlier start counts."""
+    def run_one(bits, heap):
+        _trials[0] += 1
+        root = "t%d-%d" % (os.getpid(), _trials[0])
+        prefix = "ha-" + root
+        cfg = {"mqtt": {"enabled": True, "host": HOST, "port": broker.port, "client_id": "bench-" + root,
+                        "root": root, "points": POINTS, "discovery": discovery, "discovery_prefix": prefix}}
+        w = Watch(broker.port, [root + "/#", prefix + "/#"])  # before the device publishes
+        try:
+            srv = start_mbnode(bits, heap=heap, mpy=True, timeout=10, config=cfg)
+        except RuntimeError as e:
+            w.close()
+            return False, "start: %s" % str(e).strip().splitlines()[-1][:120]
+        try:
+            names = [root + "/" + p["name"] for p in POINTS]
+            disc = ["%s/device/bench-%s_%s/config" % (prefix, root, p["name"]) for p in POINTS]
+            if discovery:
+                w.until(lambda g: all(t in g for t in disc) and all(len(g.get(t, ())) >= 2 for t in names),
+                        "the discovery messages and the states after them")
+            else:
+                w.until(lambda g: all(t in g for t in names), "every point")
+            w.c.publish(root + "/do5/set", "true")
+            w.until(lambda g: root + "/do5/res" in g, "the /set answer")
+            if b'"ok": true' not in w.got[root + "/do5/res"][0]:
+                return False, "set: %r" % w.got[root + "/do5/res"][0]
+            if not srv.alive():
+                return False, "exited"
+            err = srv.stderr()
+            if "MemoryError" in err or "out of memory" in err:
+                return False, err.strip().splitlines()[-1][:120]
+            return True, None
+        except RuntimeError as e:
+            return False, str(e)
+        finally:
+            w.close()
+            srv.stop()
+    return run_one
+
+
 def main():
     broker = bench_mqtt.Broker()
     try:
         with tempfile.TemporaryDirectory(prefix="mbnode-disc-") as tmp:
             off, _ = run(broker, False, tmp)
             on, largest = run(broker, True, tmp)
+        small = []
+        if "--smallest" in sys.argv:
+            import heap
+
+            for discovery in (False, True):
+                size, why = heap.smallest(trial(broker, discovery), 32, 64 * 1024, 128 * 1024, 256 * 1024)
+                small.append(heap.kib(size))
     finally:
         broker.stop()
     table("Home Assistant discovery: heap in use after start-up, discovery and one /set "
           "(32-bit unix port, mbnode sim --mpy, 8 points)",
           ["mqtt.discovery", "bytes in use", "largest message"],
           [["off", "%d" % off, "-"], ["on", "%d (%+d)" % (on, on - off), "%d bytes" % largest]])
+    if small:
+        table("Smallest heap that starts, announces, publishes and answers a /set (firmware and umqtt.simple "
+              "as .mpy, bench/heap.py's bisection)", ["mqtt.discovery", "smallest heap"],
+              [["off", small[0]], ["on", small[1]]])
 
 
 if __name__ == "__main__":

@@ -288,3 +288,29 @@ def test_at_the_bridges_specified_heap_as_on_a_board(tmp_path, broker):
         ha.close()
     assert log.count("mqtt: connected") == 1 and "reconnecting" not in log, log
     assert "MemoryError" not in log and "out of memory" not in log, log
+
+
+def test_a_board_with_a_mac_names_it_as_a_connection():
+    """The simulator's board has no MAC; a pin board with Wi-Fi gives bridge.start its
+    board.mac() ("AA:BB:..."). The messages then carry it as a connection, in lower case
+    (CPython, mbnode.mqtt.discovery with stand-ins for the loop, the bridge and telemetry)."""
+    from mbnode.mqtt import discovery, points, pointsconfig
+
+    class Stub:
+        pass
+
+    loop, bridge, tel = Stub(), Stub(), Stub()
+    loop.timers = []
+    loop.add_timer = loop.timers.append
+    bridge.client_id, bridge.t_status, bridge.qos, bridge.greet, bridge.subs = "esp-1", b"io/status", 1, [], []
+    bridge.room = lambda n: None
+    bridge.listen = lambda topic, fn: bridge.subs.append(topic)
+    tel.points = [points.Point(pointsconfig.check({"name": "x", "table": "coil", "address": 0}))]
+    tel.points[0].topic = b"io/x"
+    identity = {"device_name": "", "vendor_name": "ACME", "product_name": "", "product_code": ""}
+    d = discovery.Discovery(loop, bridge, tel, "ha", identity, "A4:CF:12:00:9B:01")
+    body = json.loads(d.payload(0))
+    assert body["dev"] == {"ids": ["esp-1"], "name": "esp-1", "sw": FIRMWARE_VERSION, "mf": "ACME",
+                           "cns": [["mac", "a4:cf:12:00:9b:01"]]}
+    assert body["qos"] == 1 and body["avty_t"] == "io/status"
+    assert bridge.subs == [b"ha/status"] and loop.timers == [d] and bridge.greet == [d.connected]

@@ -309,8 +309,35 @@ def test_a_board_with_a_mac_names_it_as_a_connection():
     tel.points[0].topic = b"io/x"
     identity = {"device_name": "", "vendor_name": "ACME", "product_name": "", "product_code": ""}
     d = discovery.Discovery(loop, bridge, tel, "ha", identity, "A4:CF:12:00:9B:01")
-    body = json.loads(d.payload(0))
+    body = json.loads(bytes(d.buf[:d.message(0)]))
+    assert len(d.buf) == d.message(0)  # the buffer is the longest message's size
     assert body["dev"] == {"ids": ["esp-1"], "name": "esp-1", "sw": FIRMWARE_VERSION, "mf": "ACME",
                            "cns": [["mac", "a4:cf:12:00:9b:01"]]}
     assert body["qos"] == 1 and body["avty_t"] == "io/status"
     assert bridge.subs == [b"ha/status"] and loop.timers == [d] and bridge.greet == [d.connected]
+
+
+def test_beside_failsafe_every_part_greets_each_connect(tmp_path, broker):
+    """Discovery is loaded at the first connect, from the bridge's list of parts greeted after
+    each connect, which it changes while that list is being run: fail-safe's state (greeted
+    after it) still comes, at the first connect and after a broker restart, and so do the
+    discovery messages."""
+    b = Broker(tmp_path).start()
+    try:
+        topics = Topics(root="fsd")
+        ha = Client(b, subscribe=["homeassistant/#"], reconnect=(1, 1))
+        d = start_device(tmp_path, b, topics, sim_kw=HEAP, points=POINTS[:2], discovery=True,
+                         client_id=unique_id("fsd"), config={"failsafe": {"enabled": True, "timeout_ms": 3600000}})
+        try:
+            for _ in range(2):
+                assert d.client.wait(topics.root + "/failsafe").payload == b"0"
+                assert len(collect(ha, "homeassistant", 2)) == 2
+                b.restart()  # retained messages gone (no persistence): both parts publish again
+                d.client.wait_resubscribed()
+                ha.wait_resubscribed()
+                d.client.wait_online()
+        finally:
+            d.stop()
+            ha.close()
+    finally:
+        b.stop()

@@ -281,6 +281,11 @@ class Bridge:
         self.subs.append((topic, fn))
         self.max_topic = max(self.max_topic, len(topic))
         self.room(self.max_topic)
+        if self.client is not None:  # connected already: subscribed now
+            try:
+                self.client.subscribe(topic, self.qos)
+            except Exception as e:  # noqa: BLE001 - as in _connect
+                self._drop("subscribe to %s" % topic.decode(), e)
 
     def room(self, n):
         """Make _send's header buffer hold a topic of n bytes."""
@@ -327,7 +332,7 @@ class Bridge:
         print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], self.client_id))
         if self.publish(self.t_status, b"online", True) and self.telemetry is not None:
             self.telemetry.scan(now, True)
-        for fn in self.greet:
+        for fn in tuple(self.greet):  # a copy: a greet callback may change the list (discovery)
             if self.client is not None:
                 fn()
         self._work()
@@ -607,11 +612,28 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
         m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
-        if m["discovery"]:  # Home Assistant discovery of the points (mqtt/discovery.py)
-            from mbnode.mqtt.discovery import Discovery
+        if m["discovery"]:  # Home Assistant discovery of the points
+            ident = cfg["identity"]
+            args = (m["discovery_prefix"], {k: ident[k] for k in ("device_name", "vendor_name", "product_name",
+                                                                   "product_code")},
+                    board.mac() if hasattr(board, "mac") else "")
 
-            Discovery(loop, bridge, bridge.telemetry, m["discovery_prefix"], cfg["identity"],
-                      board.mac() if hasattr(board, "mac") else "")
+            def discover():
+                # mbnode.mqtt.discovery is loaded and made at the first connect, not here: the
+                # peak of start-up (the configuration, the start-up code) is gone then, and its
+                # code and buffer find room where, loaded here, a heap near its smallest had
+                # none (docs/mqtt.md, "Home Assistant discovery"). No room: the next connect.
+                try:
+                    from mbnode.mqtt.discovery import Discovery
+
+                    d = Discovery(loop, bridge, bridge.telemetry, *args)
+                except MemoryError:
+                    print("mqtt: discovery: out of memory; tried again at the next connect")
+                    return
+                bridge.greet.remove(discover)
+                d.connected()
+
+            bridge.greet.append(discover)
     base = (m["prefix"] + "/" if m["prefix"] else "").encode()
     for part in publishers:
         bridge.room(part.attach(bridge.publish, base, bridge.t_root))  # _send writes the topic into hdr

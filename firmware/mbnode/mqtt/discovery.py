@@ -1,14 +1,16 @@
 """Home Assistant MQTT discovery (docs/mqtt.md, "Home Assistant discovery"): the configured
-points announced as entities of one device. Imported only when mqtt.discovery is true.
+points announced as entities of one device. Imported only when mqtt.discovery is true, and then
+at the bridge's first connect, not at start-up (mbnode.mqtt.bridge.start: discover()).
 
 Each point gets one retained device-based discovery message on
 <discovery_prefix>/device/<node>_<id>/config: the shared device block ("dev": identifiers,
 name, manufacturer, model, firmware version, the MAC as a connection where the board has one),
 the origin ("o"), availability from the bridge's <root>/status (its "online" and last will
 "offline") and one component in "cmps". Home Assistant puts every entity with the same device
-identifiers on one device. One message per point keeps each payload a few hundred bytes, built
-only when it is sent: a loop timer sends one per turn of the event loop (each turn its own
-bridge budget), never all of them at once.
+identifiers on one device. One message per point keeps each payload a few hundred bytes; it is
+written into one buffer made at start-up (the longest message's size), in small pieces, only
+when it is sent: a loop timer sends one per turn of the event loop (each turn its own bridge
+budget), never all of them at once, and sending never needs a large free block of the heap.
 
   point table        component      state topic      command topic
   coil               switch         <root>/<point>   <root>/<point>/set (true / false)
@@ -64,9 +66,9 @@ class Discovery:
                 dev[key] = identity[name]
         if mac:
             dev["cns"] = [["mac", mac.lower()]]
-        # Everything before the component, the same in every message.
-        self.head = '{"dev":%s,"o":{"name":"mbnode","sw":%s},"avty_t":%s,"qos":%d,"cmps":{' % (
-            json.dumps(dev), json.dumps(VERSION), json.dumps(bridge.t_status.decode()), bridge.qos)
+        # Everything before the component, the same in every message: the start of self.buf.
+        head = ('{"dev":%s,"o":{"name":"mbnode","sw":%s},"avty_t":%s,"qos":%d,"cmps":{' % (
+            json.dumps(dev), json.dumps(VERSION), json.dumps(bridge.t_status.decode()), bridge.qos)).encode()
         # ids: only those that differ from the name with "." as "_" are kept.
         self.renamed = {}
         seen = []
@@ -79,6 +81,12 @@ class Discovery:
                 self.renamed[i] = oid
         longest = max([len(p.name) for p in telemetry.points]) + 2 * len(self.renamed)
         bridge.room(len(self.topic) + longest + 7)
+        # One buffer for every message, made now while the heap is in one piece: a message is
+        # written into it in small pieces, so sending one never needs a large free block.
+        self.start = len(head)
+        self.buf = bytearray(self.start + max([sum([len(b) for b in self.pieces(i)])
+                                               for i in range(len(telemetry.points))]))
+        self.buf[:self.start] = head
         bridge.listen((prefix + "/status").encode(), self.birth)
         bridge.greet.append(self.connected)
         self.next = -1  # the point announced next; -1: none; -2: the states are due at self.at
@@ -97,11 +105,10 @@ class Discovery:
         if payload == b"online":
             self.next = 0
 
-    def payload(self, i):
-        """The discovery message of point i (a str)."""
+    def component(self, i):
+        """The component of point i: a dict of abbreviated discovery keys."""
         p = self.telemetry.points[i]
-        oid = self.oid(i)
-        c = {"name": p.name, "uniq_id": self.node + "_" + oid, "stat_t": p.topic.decode()}
+        c = {"name": p.name, "uniq_id": self.node + "_" + self.oid(i), "stat_t": p.topic.decode()}
         t = p.table
         if t == COILS or t == DISCRETE_INPUTS:
             c["val_tpl"] = _BOOL
@@ -125,7 +132,25 @@ class Discovery:
                 c["p"] = "sensor"
                 if p.numeric and t == INPUT:
                     c["stat_cla"] = "measurement"
-        return self.head + json.dumps(oid) + ":" + json.dumps(c) + "}}"
+        return c
+
+    def pieces(self, i):
+        """What follows the shared head in point i's message, as small bytes objects."""
+        yield json.dumps(self.oid(i)).encode()
+        sep = ":{"
+        for k, v in self.component(i).items():
+            yield ('%s"%s":%s' % (sep, k, json.dumps(v))).encode()
+            sep = ","
+        yield b"}}}"
+
+    def message(self, i):
+        """Point i's message written into self.buf; its length."""
+        buf = self.buf
+        n = self.start
+        for b in self.pieces(i):
+            buf[n:n + len(b)] = b
+            n += len(b)
+        return n
 
     # --- loop timer
 
@@ -155,10 +180,11 @@ class Discovery:
             return
         self.next = i + 1
         try:
-            msg = self.payload(i).encode()
+            msg = memoryview(self.buf)[:self.message(i)]
+            topic = (self.topic + self.oid(i) + "/config").encode()
         except MemoryError:
             print("mqtt: discovery of point %s: out of memory; announced at the next connect"
                   % self.telemetry.points[i].name)
             return
-        if not bridge.publish((self.topic + self.oid(i) + "/config").encode(), msg, True):
+        if not bridge.publish(topic, msg, True):
             self.next = -1  # the connection broke: connected() starts again

@@ -276,16 +276,11 @@ class Bridge:
         self._topics(len(self.t_root) + NAME_MAX + 4)
 
     def listen(self, topic, fn):
-        """Subscribe to topic (bytes) on every connect; fn(payload) gets its messages, inside
-        umqtt's check_msg (it should only take note)."""
+        """Subscribe to topic (bytes) on every connect from the next on; fn(payload) gets its
+        messages, inside umqtt's check_msg (it should only take note)."""
         self.subs.append((topic, fn))
         self.max_topic = max(self.max_topic, len(topic))
         self.room(self.max_topic)
-        if self.client is not None:  # connected already: subscribed now
-            try:
-                self.client.subscribe(topic, self.qos)
-            except Exception as e:  # noqa: BLE001 - as in _connect
-                self._drop("subscribe to %s" % topic.decode(), e)
 
     def room(self, n):
         """Make _send's header buffer hold a topic of n bytes."""
@@ -612,28 +607,10 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
         m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
-        if m["discovery"]:  # Home Assistant discovery of the points
-            ident = cfg["identity"]
-            args = (m["discovery_prefix"], {k: ident[k] for k in ("device_name", "vendor_name", "product_name",
-                                                                   "product_code")},
-                    board.mac() if hasattr(board, "mac") else "")
+        if m["discovery"]:  # Home Assistant discovery of the points, loaded at the first connect
+            from mbnode.mqtt.discoverystart import later
 
-            def discover():
-                # mbnode.mqtt.discovery is loaded and made at the first connect, not here: the
-                # peak of start-up (the configuration, the start-up code) is gone then, and its
-                # code and buffer find room where, loaded here, a heap near its smallest had
-                # none (docs/mqtt.md, "Home Assistant discovery"). No room: the next connect.
-                try:
-                    from mbnode.mqtt.discovery import Discovery
-
-                    d = Discovery(loop, bridge, bridge.telemetry, *args)
-                except MemoryError:
-                    print("mqtt: discovery: out of memory; tried again at the next connect")
-                    return
-                bridge.greet.remove(discover)
-                d.connected()
-
-            bridge.greet.append(discover)
+            later(loop, bridge, m["discovery_prefix"], cfg["identity"], board)
     base = (m["prefix"] + "/" if m["prefix"] else "").encode()
     for part in publishers:
         bridge.room(part.attach(bridge.publish, base, bridge.t_root))  # _send writes the topic into hdr

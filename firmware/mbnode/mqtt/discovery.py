@@ -87,7 +87,8 @@ class Discovery:
         self.buf = bytearray(self.start + max([sum([len(b) for b in self.pieces(i)])
                                                for i in range(len(telemetry.points))]))
         self.buf[:self.start] = head
-        bridge.listen((prefix + "/status").encode(), self.birth)
+        self.status = (prefix + "/status").encode()
+        bridge.listen(self.status, self.birth)
         bridge.greet.append(self.connected)
         self.next = -1  # the point announced next; -1: none; -2: the states are due at self.at
         self.at = 0

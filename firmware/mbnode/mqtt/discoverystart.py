@@ -4,7 +4,7 @@ start-up. The peak of start-up (the configuration, the start-up code) is gone th
 module's code and buffer find room where, loaded inside start(), a heap near its smallest had
 none (docs/mqtt.md, "Home Assistant discovery"). Out of memory then: tried again at the next
 connect, and Modbus is served meanwhile. A module of its own, so that a bridge without
-discovery carries none of this.
+discovery carries none of this; unloaded once discovery is made.
 """
 
 
@@ -23,6 +23,7 @@ def later(loop, bridge, prefix, identity, board):
             print("mqtt: discovery: out of memory; tried again at the next connect")
             return
         bridge.greet.remove(discover)
+        _forget()  # this module's work is done
         try:  # listen() subscribes from the next connect on; this one is under way
             bridge.client.subscribe(d.status, bridge.qos)
         except Exception as e:  # noqa: BLE001 - as the bridge's own subscriptions
@@ -31,3 +32,13 @@ def later(loop, bridge, prefix, identity, board):
         d.connected()
 
     bridge.greet.append(discover)
+
+
+def _forget():
+    import sys
+
+    import mbnode.mqtt
+
+    sys.modules.pop("mbnode.mqtt.discoverystart", None)
+    if hasattr(mbnode.mqtt, "discoverystart"):
+        delattr(mbnode.mqtt, "discoverystart")

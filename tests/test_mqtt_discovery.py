@@ -17,7 +17,7 @@ import pytest
 import mbnode
 from mbtest import ok, pymodbus_client, unit
 from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
-    Broker, Client, Topics, WAIT, broker, needs_bridge_tools, sim_alive, start_device, unique_id)
+    Broker, Client, Topics, broker, needs_bridge_tools, sim_alive, start_device, unique_id)
 
 FIRMWARE_VERSION = mbnode.VERSION
 
@@ -226,8 +226,8 @@ def test_discovery_off_publishes_nothing_under_the_prefix(tmp_path):
 def test_custom_prefix(tmp_path, broker):
     topics = Topics(root="cp-" + unique_id("c")[-8:])
     ha = Client(broker, subscribe=["ha-test/#"])
-    d = start_device(tmp_path, broker, topics, sim_kw=HEAP, points=POINTS[:2], discovery=True, discovery_prefix="ha-test",
-                     client_id=unique_id("cp"))
+    d = start_device(tmp_path, broker, topics, sim_kw=HEAP, points=POINTS[:2], discovery=True,
+                     discovery_prefix="ha-test", client_id=unique_id("cp"))
     try:
         got = collect(ha, "ha-test", 2)
         assert all(m.topic.startswith("ha-test/device/") for m in got), got

@@ -43,9 +43,6 @@ _BOOL = "{{ 'ON' if value_json.value else 'OFF' }}"
 _VALUE = "{{ value_json.value }}"
 
 
-START_ONLY = ("node_id",)  # dropped by app.run once the parts are built
-
-
 def node_id(text):
     """text with every character Home Assistant does not take in a discovery id as "_"."""
     return "".join([c if c in _ID_CHARS else "_" for c in text])

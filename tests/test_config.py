@@ -79,7 +79,7 @@ def test_mqtt_is_off_by_default_and_fully_defaulted():
         "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "insecure": False},
         "prefix": "", "request_topic": "request", "response_topic": "response", "root": "mbnode",
         "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 8, "parallel": 4, "max_message": 1536,
-        "serial_devices": ["rs485"], "points": [],
+        "serial_devices": ["rs485"], "points": [], "discovery": False, "discovery_prefix": "homeassistant",
     }
 
 
@@ -190,6 +190,11 @@ def with_point(**kw):
      'config: mqtt.tls.ca = "": allowed a CA file name when tls.insecure is false (the broker\'s certificate is '
      'checked against it)'),
     ({"mqtt": {"brokr": "x"}}, 'config: mqtt.brokr = "x": unknown key'),
+    ({"mqtt": {"discovery": 1}}, "config: mqtt.discovery = 1: allowed true or false"),
+    ({"mqtt": {"discovery": True}},
+     "config: mqtt.discovery = true: allowed only with mqtt.points (the points are what Home Assistant is told about)"),
+    ({"mqtt": {"discovery_prefix": ""}}, 'config: mqtt.discovery_prefix = "": allowed an MQTT topic'),
+    ({"mqtt": {"discovery_prefix": "ha/#"}}, 'config: mqtt.discovery_prefix = "ha/#": allowed an MQTT topic'),
     ({"mqtt": {"points": {}}}, "config: mqtt.points = {}: allowed a list of at most 64 point objects"),
     ({"mqtt": {"points": [POINT] * 65}}, "allowed a list of at most 64 point objects"),
     ({"mqtt": {"points": [5]}}, "config: mqtt.points[0] = 5: allowed a JSON object"),

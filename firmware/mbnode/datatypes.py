@@ -66,7 +66,7 @@ TABLES = {
     "memory": (HOLDING, "memory32", ("memory32",), "a memory position"),
 }
 NAME_MAX = 32  # a named value's longest name: one MQTT topic level (mqtt.points, the poller's points)
-_F32_MAX = 3.4028234663852886e38
+F32_MAX = 3.4028234663852886e38
 _HEX = "0123456789ABCDEF"
 
 
@@ -153,14 +153,11 @@ def check(obj, value):
         return value.upper()
     fmt = obj.fmt
     if fmt[1] in "fd":
-        if type(value) is bool or not _number(value) or (fmt[1] == "f" and abs(value) > _F32_MAX):
+        if type(value) is bool or not _number(value) or (fmt[1] == "f" and abs(value) > F32_MAX):
             _fail(value, "a finite number" + (" within +-3.4028235e38" if fmt[1] == "f" else ""))
         return float(value)
+    lo, hi = limits(obj)
     bits = 8 * struct.calcsize(fmt)
-    if fmt[1] in "bhiq":
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    else:
-        lo, hi = 0, (1 << bits) - 1
     v = value
     if type(v) is str and bits == 64 and (v[1:] if v[:1] == "-" else v).isdigit() and len(v) <= 21:
         v = int(v)
@@ -169,6 +166,14 @@ def check(obj, value):
     if type(v) is not int or not lo <= v <= hi:
         _fail(value, "an integer %d..%d" % (lo, hi) + (" (or its decimal text)" if bits == 64 else ""))
     return v
+
+
+def limits(obj):
+    """(lowest, highest) value of an integer type (fmt b, B, h, H, i, I, q, Q)."""
+    bits = 8 * struct.calcsize(obj.fmt)
+    if obj.fmt[1] in "bhiq":
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
 
 
 def encode(obj, value):

@@ -234,6 +234,7 @@ class Bridge:
         self.relay = relay
         self.telemetry = None
         self.greet = []  # parts to call after each connect (fail-safe publishes its state)
+        self.subs = []  # (topic, fn(payload)): further topics parts listen on (listen())
         base = m["prefix"] + "/" if m["prefix"] else ""
         self.t_request = (base + m["request_topic"]).encode()
         self.t_response = (base + m["response_topic"]).encode()
@@ -274,6 +275,18 @@ class Bridge:
         telemetry.begin = self.begin  # before a /res that comes later
         self._topics(len(self.t_root) + NAME_MAX + 4)
 
+    def listen(self, topic, fn):
+        """Subscribe to topic (bytes) on every connect from the next on; fn(payload) gets its
+        messages, inside umqtt's check_msg (it should only take note)."""
+        self.subs.append((topic, fn))
+        self.max_topic = max(self.max_topic, len(topic))
+        self.room(self.max_topic)
+
+    def room(self, n):
+        """Make _send's header buffer hold a topic of n bytes."""
+        if 9 + n > len(self.hdr):
+            self.hdr = bytearray(9 + n)
+
     def begin(self):
         """Start a turn: blocking socket calls from here on share BUDGET_MS."""
         self.deadline = time.ticks_add(time.ticks_ms(), BUDGET_MS)
@@ -302,6 +315,8 @@ class Bridge:
             c.subscribe(self.t_request, self.qos)
             if self.telemetry is not None and self.telemetry.writable:
                 c.subscribe(self.t_root + b"+/set", self.qos)
+            for topic, _ in self.subs:
+                c.subscribe(topic, self.qos)
         except Exception as e:  # noqa: BLE001 - OSError, MQTTException, umqtt's asserts
             self._drop("connect to %s:%d" % (m["host"], m["port"]), e)
             return
@@ -312,7 +327,7 @@ class Bridge:
         print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], self.client_id))
         if self.publish(self.t_status, b"online", True) and self.telemetry is not None:
             self.telemetry.scan(now, True)
-        for fn in self.greet:
+        for fn in tuple(self.greet):  # a copy: a greet callback may change the list (discovery)
             if self.client is not None:
                 fn()
         self._work()
@@ -410,6 +425,10 @@ class Bridge:
                 line = textproto.queue_full(msg, self.m["queue"])
             self._send(self.t_response, line.encode(), False)
             return
+        for t, fn in self.subs:
+            if topic == t:
+                fn(msg)
+                return
         name = self._point(topic)
         if name is not None:
             res = self.telemetry.write(name.decode(), msg)
@@ -588,11 +607,13 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
 
         bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
         m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
+        if m["discovery"]:  # Home Assistant discovery of the points, loaded at the first connect
+            from mbnode.mqtt.discoverystart import later
+
+            later(loop, bridge, m["discovery_prefix"], cfg["identity"], board)
     base = (m["prefix"] + "/" if m["prefix"] else "").encode()
     for part in publishers:
-        n = part.attach(bridge.publish, base, bridge.t_root)
-        if 9 + n > len(bridge.hdr):  # _send writes the topic into hdr
-            bridge.hdr = bytearray(9 + n)
+        bridge.room(part.attach(bridge.publish, base, bridge.t_root))  # _send writes the topic into hdr
         if hasattr(part, "connected"):  # a part that publishes its state on every connect
             bridge.greet.append(part.connected)
     return ["mqtt", "%s:%d" % (m["host"], m["port"])]

@@ -103,6 +103,8 @@ SCHEMA = {
     "max_message": (1536, "int", 128, 8192),
     "serial_devices": (["rs485"], "ids"),  # the SERIAL_DEVICE_IDs format 1 accepts
     "points": ([], "points"),
+    "discovery": (False, "bool"),  # Home Assistant MQTT discovery of the points (mqtt/discovery.py)
+    "discovery_prefix": ("homeassistant", "topic"),  # Home Assistant's; mqtt.prefix is not put before it
 }
 
 
@@ -126,6 +128,9 @@ def check(cfg):
     if rc["max_s"] < rc["initial_s"]:
         raise ConfigError("config: mqtt.reconnect.max_s = %d: allowed %d..3600 (at least "
                           "reconnect.initial_s)" % (rc["max_s"], rc["initial_s"]))
+    if mqtt["discovery"] and not mqtt["points"]:
+        raise ConfigError("config: mqtt.discovery = true: allowed only with mqtt.points (the points are what "
+                          "Home Assistant is told about)")
     if mqtt["points"]:
         from mbnode.mqtt.pointsconfig import span
     for i, d in enumerate(mqtt["points"]):

@@ -57,7 +57,7 @@ def dev(tmp_path_factory, broker):
     topics = Topics(prefix="site", root="io-" + unique_id("d")[-8:])
     ha = Client(broker, subscribe=["homeassistant/#"])
     d = start_device(tmp_path_factory.mktemp("disc"), broker, topics, sim_kw=HEAP, points=POINTS, discovery=True,
-                     client_id=CLIENT_ID, config={"protect": PROTECT, "identity": {"device_name": "Cabinet 3"}})
+                     discovery_channels=False, client_id=CLIENT_ID, config={"protect": PROTECT, "identity": {"device_name": "Cabinet 3"}})
     d.ha = ha
     d.configs = collect(ha, "homeassistant", len(POINTS))
     yield d
@@ -227,7 +227,7 @@ def test_custom_prefix(tmp_path, broker):
     topics = Topics(root="cp-" + unique_id("c")[-8:])
     ha = Client(broker, subscribe=["ha-test/#"])
     d = start_device(tmp_path, broker, topics, sim_kw=HEAP, points=POINTS[:2], discovery=True,
-                     discovery_prefix="ha-test", client_id=unique_id("cp"))
+                     discovery_channels=False, discovery_prefix="ha-test", client_id=unique_id("cp"))
     try:
         got = collect(ha, "ha-test", 2)
         assert all(m.topic.startswith("ha-test/device/") for m in got), got
@@ -248,11 +248,15 @@ def test_discovery_needs_points(tmp_path):
     from mbtest import cli
 
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"mqtt": {"enabled": True, "discovery": True}}))
-    r = cli("sim", "--config", path)
-    assert r.returncode == 2
-    assert r.stderr.strip() == ("config: %s: mqtt.discovery = true: allowed only with mqtt.points (the points are what "
-                                "Home Assistant is told about)" % path)
+    for mqtt in ({"discovery_channels": False}, {}):
+        channels = {} if mqtt else {name: [] for name in ("coils", "discrete_inputs", "input_registers")}
+        channels["holding_registers"] = ["0x0040-0x0041"]  # no onboard channel
+        path.write_text(json.dumps({"mqtt": dict(mqtt, enabled=True, discovery=True), "channels": channels}))
+        r = cli("sim", "--config", path)
+        assert r.returncode == 2
+        assert r.stderr.strip() == (
+            "config: %s: mqtt.discovery = true: allowed only with mqtt.points or onboard channels and "
+            "mqtt.discovery_channels (the points are what Home Assistant is told about)" % path)
 
 
 def test_at_the_bridges_specified_heap_as_on_a_board(tmp_path, broker):
@@ -269,6 +273,7 @@ def test_at_the_bridges_specified_heap_as_on_a_board(tmp_path, broker):
     topics = Topics(root="b8")
     ha = Client(broker, subscribe=[prefix + "/#"])
     d = start_device(tmp_path, broker, topics, points=points8, discovery=True, discovery_prefix=prefix,
+                     discovery_channels=False,
                      client_id=unique_id("b8"), make_sim=lambda cfg: BoardSim(dirs, tmp_path, cfg, "124K"))
     try:
         first = collect(ha, prefix, len(points8))
@@ -327,7 +332,7 @@ def test_beside_failsafe_every_part_greets_each_connect(tmp_path, broker):
         topics = Topics(root="fsd")
         ha = Client(b, subscribe=["homeassistant/#"], reconnect=(1, 1))
         d = start_device(tmp_path, b, topics, sim_kw=HEAP, points=POINTS[:2], discovery=True,
-                         client_id=unique_id("fsd"), config={"failsafe": {"enabled": True, "timeout_ms": 3600000}})
+                         discovery_channels=False, client_id=unique_id("fsd"), config={"failsafe": {"enabled": True, "timeout_ms": 3600000}})
         try:
             for _ in range(2):
                 assert d.client.wait(topics.root + "/failsafe").payload == b"0"
@@ -341,3 +346,124 @@ def test_beside_failsafe_every_part_greets_each_connect(tmp_path, broker):
             ha.close()
     finally:
         b.stop()
+
+
+# --- the onboard channels as implicit points (mqtt.discovery_channels, docs/mqtt.md) ----------
+
+PICO_CHANNELS = {"coils": ["0x0000-0x0007"], "discrete_inputs": ["0x0000-0x0003"],
+                 "input_registers": ["0x0000-0x0002"], "holding_registers": ["0x0000-0x0001", "0x1000-0x17FF"]}
+# A configured point on DO 3 and one on AI 1: those channels are announced once, as the points.
+CH_POINTS = [{"name": "pump", "table": "coil", "address": 3}, {"name": "level", "table": "input", "address": 1}]
+CH_EXPECTED = dict([("do%d" % a, "switch") for a in range(8) if a != 3] + [("di%d" % a, "binary_sensor") for a in range(4)]
+                   + [("ai0", "sensor"), ("ai2", "sensor"), ("ao0", "number"), ("ao1", "number"),
+                      ("pump", "switch"), ("level", "sensor")])
+
+
+def components(configs):
+    return {c["name"]: c for m in configs for c in m.json()["cmps"].values()}
+
+
+@pytest.fixture(scope="module")
+def chdev(tmp_path_factory, broker):
+    topics = Topics(root="ch-" + unique_id("h")[-8:])
+    prefix = "hach-" + unique_id("p")[-6:]
+    ha = Client(broker, subscribe=[prefix + "/#"])
+    d = start_device(tmp_path_factory.mktemp("chan"), broker, topics, sim_kw=HEAP, points=CH_POINTS, discovery=True,
+                     discovery_prefix=prefix, client_id=unique_id("ch"),
+                     config={"channels": PICO_CHANNELS, "protect": {"read_only": {"coils": ["0x0006-0x0006"]}}})
+    d.ha = ha
+    d.configs = collect(ha, prefix, len(CH_EXPECTED))
+    d.prefix = prefix
+    yield d
+    d.stop()
+    ha.close()
+
+
+def test_the_pico_channels_are_announced_with_their_components(chdev):
+    comps = components(chdev.configs)
+    assert {n: c["p"] for n, c in comps.items()} == CH_EXPECTED
+    assert len({m.topic for m in chdev.configs}) == len(CH_EXPECTED)
+    for n, c in comps.items():
+        assert c["stat_t"] == chdev.topics.point(n)
+    assert (comps["ao0"]["min"], comps["ao0"]["max"], comps["ao0"]["step"]) == (0, 1023, 1)
+    assert comps["do0"]["cmd_t"] == chdev.topics.point("do0", "set")
+    assert comps["ai0"]["stat_cla"] == "measurement"
+    # nothing more: no channel twice, none outside the present ones
+    chdev.ha.absent(chdev.prefix + "/device/#", duration=0.5)
+    # every implicit point publishes its state like a configured one
+    for n in CH_EXPECTED:
+        assert "value" in chdev.client.wait(chdev.topics.point(n)).json()
+
+
+def test_a_switch_command_on_a_do_channel_turns_the_coil_on(chdev):
+    c = components(chdev.configs)["do5"]
+    chdev.ha.publish(c["cmd_t"], c["pl_on"])
+    assert json.loads(chdev.client.wait(c["cmd_t"][:-4] + "/res").payload)["ok"] is True
+    assert chdev.io("get do 5") == [1]
+    with pymodbus_client(chdev.sim) as mb:
+        rr = mb.read_coils(5, count=1, **unit(1))
+        ok(rr)
+        assert rr.bits[0] is True
+    chdev.client.wait(c["stat_t"], lambda m: m.json()["value"] is True)
+    # write protection applies to a channel as to any point
+    c = components(chdev.configs)["do6"]
+    chdev.ha.publish(c["cmd_t"], c["pl_on"])
+    res = json.loads(chdev.client.wait(c["cmd_t"][:-4] + "/res").payload)
+    assert res["ok"] is False and "exception 2" in res["error"]
+    assert chdev.io("get do 6") == [0]
+
+
+def test_an_ao_number_writes_the_register(chdev):
+    c = components(chdev.configs)["ao1"]
+    chdev.ha.publish(c["cmd_t"], "512")
+    assert json.loads(chdev.client.wait(c["cmd_t"][:-4] + "/res").payload)["ok"] is True
+    assert chdev.io("get ao 1") == [512]
+    with pymodbus_client(chdev.sim) as mb:
+        rr = mb.read_holding_registers(1, count=1, **unit(1))
+        ok(rr)
+        assert rr.registers == [512]
+    chdev.ha.publish(c["cmd_t"], "1024")  # above the onboard AO's 10 bits
+    assert json.loads(chdev.client.wait(c["cmd_t"][:-4] + "/res").payload)["ok"] is False
+    assert chdev.io("get ao 1") == [512]
+
+
+def test_a_di_channel_follows_the_input(chdev):
+    c = components(chdev.configs)["di2"]
+    chdev.io("set di 2 1")
+    assert chdev.client.wait(c["stat_t"], lambda m: m.json()["value"] is True).json()["value"] is True
+
+
+def test_the_simulators_whole_map_is_capped(tmp_path, broker):
+    """The simulator's defaults make all 4 x 64 onboard channels present: 32 implicit points,
+    the first eight of each kind, and the start-up says how many were left out."""
+    topics = Topics(root="cap-" + unique_id("c")[-8:])
+    prefix = "hacap-" + unique_id("p")[-6:]
+    ha = Client(broker, subscribe=[prefix + "/#"])
+    d = start_device(tmp_path, broker, topics, sim_kw=HEAP, discovery=True, discovery_prefix=prefix,
+                     client_id=unique_id("cap"))
+    try:
+        comps = components(collect(ha, prefix, 32))
+        assert sorted(comps) == sorted("%s%d" % (k, a) for k in ("do", "di", "ai", "ao") for a in range(8))
+        ha.absent(prefix + "/device/#", duration=0.5)
+    finally:
+        d.stop()
+        ha.close()
+    assert [line for line in d.sim.early if line.startswith(
+        "mqtt: discovery: 224 onboard channels left out (at most 32 implicit points")], d.sim.early
+
+
+def test_discovery_channels_false_announces_the_points_only(tmp_path, broker):
+    topics = Topics(root="np-" + unique_id("n")[-8:])
+    prefix = "hanp-" + unique_id("p")[-6:]
+    ha = Client(broker, subscribe=[prefix + "/#"])
+    d = start_device(tmp_path, broker, topics, sim_kw=HEAP, points=CH_POINTS, discovery=True,
+                     discovery_channels=False, discovery_prefix=prefix, client_id=unique_id("np"),
+                     config={"channels": PICO_CHANNELS})
+    try:
+        assert sorted(components(collect(ha, prefix, 2))) == ["level", "pump"]
+        d.client.wait(topics.point("pump"))
+        ha.absent(prefix + "/device/#", duration=0.5)
+        assert not d.client.pending(topics.point("do0"))
+    finally:
+        d.stop()
+        ha.close()

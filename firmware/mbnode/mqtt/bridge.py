@@ -602,11 +602,20 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
     relay = Relay(engine, cfg["unit_id"], own, masters, slave_line, None, m["parallel"])
     bridge = Bridge(loop, m, _client_id(m), relay)
     relay.finish = bridge.reply
-    if m["points"]:
+    pts = m["points"]
+    if m["discovery"] and m["discovery_channels"]:  # the onboard channels as implicit points
+        from mbnode.mqtt.discoverystart import channels
+
+        more, left = channels(pts, cfg["channels"])
+        pts = pts + more
+        if left:
+            print("mqtt: discovery: %d onboard channels left out (at most %d implicit points; name them "
+                  "in mqtt.points)" % (left, len(more)))
+    if pts:
         from mbnode.mqtt.telemetry import Telemetry
 
-        bridge.attach(Telemetry(engine, model, m["points"], m["retain"], bridge.t_root, bridge.publish))
-        m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
+        bridge.attach(Telemetry(engine, model, pts, m["retain"], bridge.t_root, bridge.publish))
+        pts = m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
         if m["discovery"]:  # Home Assistant discovery of the points, loaded at the first connect
             from mbnode.mqtt.discoverystart import later
 

@@ -5,7 +5,7 @@ a device without the bridge never spends RAM on it.
 """
 
 from mbnode.config import ConfigError, _ipv4, refused
-from mbnode.datamodel import TABLE_NAMES
+from mbnode.datamodel import ONBOARD, TABLE_NAMES
 
 
 def _hostname(s):
@@ -104,6 +104,7 @@ SCHEMA = {
     "serial_devices": (["rs485"], "ids"),  # the SERIAL_DEVICE_IDs format 1 accepts
     "points": ([], "points"),
     "discovery": (False, "bool"),  # Home Assistant MQTT discovery of the points (mqtt/discovery.py)
+    "discovery_channels": (True, "bool"),  # with discovery: the onboard channels as implicit points
     "discovery_prefix": ("homeassistant", "topic"),  # Home Assistant's; mqtt.prefix is not put before it
 }
 
@@ -128,9 +129,10 @@ def check(cfg):
     if rc["max_s"] < rc["initial_s"]:
         raise ConfigError("config: mqtt.reconnect.max_s = %d: allowed %d..3600 (at least "
                           "reconnect.initial_s)" % (rc["max_s"], rc["initial_s"]))
-    if mqtt["discovery"] and not mqtt["points"]:
-        raise ConfigError("config: mqtt.discovery = true: allowed only with mqtt.points (the points are what "
-                          "Home Assistant is told about)")
+    if mqtt["discovery"] and not mqtt["points"] and not (
+            mqtt["discovery_channels"] and [1 for name in TABLE_NAMES for lo, hi in cfg["channels"][name] if lo < ONBOARD]):
+        raise ConfigError("config: mqtt.discovery = true: allowed only with mqtt.points or onboard channels and "
+                          "mqtt.discovery_channels (the points are what Home Assistant is told about)")
     if mqtt["points"]:
         from mbnode.mqtt.pointsconfig import span
     for i, d in enumerate(mqtt["points"]):

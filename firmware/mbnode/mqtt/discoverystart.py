@@ -5,7 +5,52 @@ module's code and buffer find room where, loaded inside start(), a heap near its
 none (docs/mqtt.md, "Home Assistant discovery"). Out of memory then: tried again at the next
 connect, and Modbus is served meanwhile. A module of its own, so that a bridge without
 discovery carries none of this; unloaded once discovery is made.
+
+channels(): the onboard channels as implicit points (mqtt.discovery_channels, docs/mqtt.md
+"Onboard channels"), made in start(): plain point objects, checked by nothing else because
+they are made right (a table, an address that is present, a name of letters and digits).
 """
+
+MAX_CHANNELS = 32  # implicit points at most, and with the configured ones at most 64 (pointsconfig.MAX_POINTS)
+# (point table, channels section, name prefix), in the order the names are taken in turn
+_KINDS = (("coil", "coils", "do"), ("discrete", "discrete_inputs", "di"),
+          ("input", "input_registers", "ai"), ("holding", "holding_registers", "ao"))
+
+
+def channels(points, present):
+    """Point objects for the present onboard channels (0x0000-0x003F of each table) that no
+    configured point reads and whose name no point has: do<n> (coils), di<n>, ai<n>, ao<n>,
+    n the address. points: the checked mqtt.points; present: the channels section. At most
+    MAX_CHANNELS, and 64 points in all,
+    taken in turn (do0, di0, ai0, ao0, do1, ...) so every kind gets its first channels; returns
+    (list, channels left out)."""
+    from mbnode.datamodel import ONBOARD
+    from mbnode.datatypes import TABLES, TYPES
+
+    cap = min(MAX_CHANNELS, 64 - len(points))
+    names = [d["name"] for d in points]
+    taken = []  # (table, first address, channels) of each configured point outside memory
+    for d in points:
+        if d["table"] != "memory":
+            t = d["type"]
+            taken.append((TABLES[d["table"]][0], d["address"], d["count"] if t == "ascii" else max(1, TYPES[t][1] >> 1)))
+    lists = []
+    for table, section, prefix in _KINDS:
+        tab = TABLES[table][0]
+        out = []
+        for lo, hi in present[section]:
+            for a in range(lo, min(hi, ONBOARD - 1) + 1):
+                name = prefix + str(a)
+                if name in names or [1 for t, f, n in taken if t == tab and f <= a < f + n]:
+                    continue
+                out.append({"name": name, "table": table, "address": a})
+        lists.append(out)
+    made = []
+    i = 0
+    while len(made) < cap and [1 for x in lists if len(x) > i]:
+        made += [x[i] for x in lists if len(x) > i][:cap - len(made)]
+        i += 1
+    return made, sum([len(x) for x in lists]) - len(made)
 
 
 def later(loop, bridge, prefix, identity, board):

@@ -36,6 +36,11 @@ import mqtt as bench_mqtt  # noqa: E402 - the section m broker
 from common import HOST, free_port, start_mbnode, table  # noqa: E402
 
 POINTS = json.loads((HERE / "points8.json").read_text())
+NAMES = [p["name"] for p in POINTS]
+# mqtt.discovery_channels with the simulator's whole map: 32 implicit points (8 of each kind;
+# do5 and di3 are bench points, so do8 and di8 come in their place)
+IMPLICIT = [n for n in ["%s%d" % (k, a) for a in range(9) for k in ("do", "di", "ai", "ao")] if n not in NAMES][:32]
+CHANNELS = len(IMPLICIT)
 MBNODE = [sys.executable, "-m", "mbnode_host.cli"]
 WAIT = 30.0
 TRIAL_WAIT = 10.0  # a trial that passes takes 1-3 s
@@ -76,10 +81,11 @@ class Watch:
         self.c.loop_stop()
 
 
-def run(broker, discovery, tmp):
-    root = "disc%d%s" % (os.getpid(), "on" if discovery else "off")
+def run(broker, discovery, tmp, channels=False):
+    """channels: mqtt.discovery_channels (the simulator's whole map: CHANNELS implicit points)."""
+    root = "disc%d%s" % (os.getpid(), ("ch" if channels else "on") if discovery else "off")
     cfg = {"mqtt": {"enabled": True, "host": HOST, "port": broker.port, "client_id": "bench-" + root,
-                    "root": root, "points": POINTS, "discovery": discovery}}
+                    "root": root, "points": POINTS, "discovery": discovery, "discovery_channels": channels}}
     path = Path(tmp) / ("%s.json" % root)
     path.write_text(json.dumps(cfg))
     io = free_port()
@@ -88,8 +94,8 @@ def run(broker, discovery, tmp):
                                       "--tcp", "%s:0" % HOST, "--io", "%s:%d" % (HOST, io)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        names = [root + "/" + p["name"] for p in POINTS]
-        disc = ["homeassistant/device/bench-%s_%s/config" % (root, p["name"]) for p in POINTS]
+        names = [root + "/" + n for n in NAMES + (IMPLICIT if channels else [])]
+        disc = ["homeassistant/device/bench-%s_%s/config" % (root, n.split("/")[-1]) for n in names]
         if discovery:  # every message, then the states once more after them
             w.until(lambda g: all(t in g for t in disc) and all(len(g.get(t, ())) >= 2 for t in names),
                     "the discovery messages and the states after them")
@@ -135,7 +141,8 @@ def trial(broker, discovery):
         root = "t%d-%d" % (os.getpid(), _trials[0])
         prefix = "ha-" + root
         cfg = {"mqtt": {"enabled": True, "host": HOST, "port": broker.port, "client_id": "bench-" + root,
-                        "root": root, "points": POINTS, "discovery": discovery, "discovery_prefix": prefix}}
+                        "root": root, "points": POINTS, "discovery": discovery, "discovery_prefix": prefix,
+                        "discovery_channels": False}}
         w = Watch(broker.port, [root + "/#", prefix + "/#"])  # before the device publishes
         try:
             srv = start_mbnode(bits, heap=heap, mpy=True, timeout=10, config=cfg)
@@ -174,6 +181,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="mbnode-disc-") as tmp:
             off, _ = run(broker, False, tmp)
             on, largest = run(broker, True, tmp)
+            ch, _ = run(broker, True, tmp, True)
         small = []
         if "--smallest" in sys.argv:
             import heap
@@ -187,6 +195,9 @@ def main():
           "(32-bit unix port, mbnode sim --mpy, 8 points)",
           ["mqtt.discovery", "bytes in use", "largest message"],
           [["off", "%d" % off, "-"], ["on", "%d (%+d)" % (on, on - off), "%d bytes" % largest]])
+    table("mqtt.discovery_channels: the onboard channels as implicit points (the whole map: %d of them)"
+          % CHANNELS, ["mqtt.discovery_channels", "bytes in use", "per implicit point"],
+          [["false", "%d" % on, "-"], ["true", "%d (%+d)" % (ch, ch - on), "%d" % round((ch - on) / CHANNELS)]])
     if small:
         table("Smallest heap that starts, announces, publishes and answers a /set (firmware and umqtt.simple "
               "as .mpy, bench/heap.py's bisection)", ["mqtt.discovery", "smallest heap"],

@@ -79,7 +79,8 @@ def test_mqtt_is_off_by_default_and_fully_defaulted():
         "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "insecure": False},
         "prefix": "", "request_topic": "request", "response_topic": "response", "root": "mbnode",
         "retain": False, "reconnect": {"initial_s": 1, "max_s": 30, "factor": 2}, "queue": 8, "parallel": 4, "max_message": 1536,
-        "serial_devices": ["rs485"], "points": [], "discovery": False, "discovery_prefix": "homeassistant",
+        "serial_devices": ["rs485"], "points": [], "discovery": False, "discovery_channels": True,
+        "discovery_prefix": "homeassistant",
     }
 
 
@@ -191,8 +192,10 @@ def with_point(**kw):
      'checked against it)'),
     ({"mqtt": {"brokr": "x"}}, 'config: mqtt.brokr = "x": unknown key'),
     ({"mqtt": {"discovery": 1}}, "config: mqtt.discovery = 1: allowed true or false"),
-    ({"mqtt": {"discovery": True}},
-     "config: mqtt.discovery = true: allowed only with mqtt.points (the points are what Home Assistant is told about)"),
+    ({"mqtt": {"discovery": True, "discovery_channels": False}},
+     "config: mqtt.discovery = true: allowed only with mqtt.points or onboard channels and mqtt.discovery_channels "
+     "(the points are what Home Assistant is told about)"),
+    ({"mqtt": {"discovery_channels": 0}}, "config: mqtt.discovery_channels = 0: allowed true or false"),
     ({"mqtt": {"discovery_prefix": ""}}, 'config: mqtt.discovery_prefix = "": allowed an MQTT topic'),
     ({"mqtt": {"discovery_prefix": "ha/#"}}, 'config: mqtt.discovery_prefix = "ha/#": allowed an MQTT topic'),
     ({"mqtt": {"points": {}}}, "config: mqtt.points = {}: allowed a list of at most 64 point objects"),

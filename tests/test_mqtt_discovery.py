@@ -259,30 +259,41 @@ def test_discovery_needs_points(tmp_path):
             "mqtt.discovery_channels (the points are what Home Assistant is told about)" % path)
 
 
-def test_at_the_bridges_specified_heap_as_on_a_board(tmp_path, broker):
+# A Pico's default channels (docs/boards.md)
+PICO_CHANNELS = {"coils": ["0x0000-0x0007"], "discrete_inputs": ["0x0000-0x0003"],
+                 "input_registers": ["0x0000-0x0002"], "holding_registers": ["0x0000-0x0001", "0x1000-0x17FF"]}
+# The bench's eight points on a Pico's channels, with the extension registers they read.
+PICO_AND_POINTS8 = dict(PICO_CHANNELS, input_registers=["0x0000-0x0002", "0x0010-0x0010", "0x0050-0x0051"],
+                        holding_registers=["0x0000-0x0001", "0x0040-0x0043", "0x0070-0x0073", "0x1000-0x17FF"])
+
+
+@pytest.mark.parametrize("channels", [False, True], ids=["points", "points+pico-channels"])
+def test_at_the_bridges_specified_heap_as_on_a_board(tmp_path, broker, channels):
     """The firmware as a board runs it (mbnode and umqtt.simple as .mpy, 32-bit) at the heap the
     bridge is specified for (docs/mqtt.md, "RAM": 124 KiB) with the bench's eight points and
     discovery on: every message, a command on the discovered switch, Home Assistant's
-    birth twice, one connection and no MemoryError in the log."""
+    birth twice, one connection and no MemoryError in the log. channels: with a Pico's onboard
+    channels as 15 implicit points beside them (do5 and di3 are points, ai16 is not onboard)."""
     from conftest import ROOT
     from mqtttest import BoardSim, board_build
 
     points8 = json.loads((ROOT / "bench" / "points8.json").read_text())
+    n = len(points8) + (15 if channels else 0)
     dirs = board_build(tmp_path / "board")
     prefix = "ha-" + unique_id("b")[-8:]
     topics = Topics(root="b8")
     ha = Client(broker, subscribe=[prefix + "/#"])
     d = start_device(tmp_path, broker, topics, points=points8, discovery=True, discovery_prefix=prefix,
-                     discovery_channels=False,
+                     discovery_channels=channels, config={"channels": PICO_AND_POINTS8} if channels else None,
                      client_id=unique_id("b8"), make_sim=lambda cfg: BoardSim(dirs, tmp_path, cfg, "124K"))
     try:
-        first = collect(ha, prefix, len(points8))
-        assert len({m.topic for m in first}) == len(points8)
-        (c,) = [c for m in first for c in m.json()["cmps"].values() if c["p"] == "switch"]
+        first = collect(ha, prefix, n)
+        assert len({m.topic for m in first}) == n
+        (c,) = [c for m in first for c in m.json()["cmps"].values() if c["name"] == "do5"]
         for _ in range(2):
             ha.clear()
             ha.publish(prefix + "/status", "online")
-            assert sorted(m.payload for m in collect(ha, prefix, len(points8))) == sorted(m.payload for m in first)
+            assert sorted(m.payload for m in collect(ha, prefix, n)) == sorted(m.payload for m in first)
         ha.publish(c["cmd_t"], c["pl_on"])
         assert json.loads(d.client.wait(c["cmd_t"][:-4] + "/res").payload)["ok"] is True
         assert d.io("get do 5") == [1]
@@ -350,8 +361,6 @@ def test_beside_failsafe_every_part_greets_each_connect(tmp_path, broker):
 
 # --- the onboard channels as implicit points (mqtt.discovery_channels, docs/mqtt.md) ----------
 
-PICO_CHANNELS = {"coils": ["0x0000-0x0007"], "discrete_inputs": ["0x0000-0x0003"],
-                 "input_registers": ["0x0000-0x0002"], "holding_registers": ["0x0000-0x0001", "0x1000-0x17FF"]}
 # A configured point on DO 3 and one on AI 1: those channels are announced once, as the points.
 CH_POINTS = [{"name": "pump", "table": "coil", "address": 3}, {"name": "level", "table": "input", "address": 1}]
 CH_EXPECTED = dict([("do%d" % a, "switch") for a in range(8) if a != 3] + [("di%d" % a, "binary_sensor") for a in range(4)]

@@ -2,11 +2,14 @@
 
 The bench's eight points (bench/points8.json, the configuration the bridge's RAM figure is
 measured with, docs/mqtt.md "RAM"), a mosquitto on a free 127.0.0.1 port, and
-`mbnode sim --bits 32 --mpy --heap 256K` twice: mqtt.discovery off, then on. Each run waits until
+`mbnode sim --bits 32 --mpy --heap 256K` three times: mqtt.discovery off, on, on with the channels. Each run waits until
 the device said "online" and published every point (with discovery: every discovery message
 and the points' states after them), answers one /set, then reads the firmware's heap after
 gc.collect() through `mbnode sim-io heap` (bytes in use, bytes free) three times; the table
 shows the median of the bytes in use, and the largest discovery message.
+A third run has mqtt.discovery_channels true (the first two false): the simulator's whole map
+makes 32 implicit points (docs/mqtt.md, "Onboard channels"); the second table shows what each
+costs.
 
 With --smallest it also bisects the smallest heap (bench/heap.py's smallest(), 1 KiB steps, 3
 trials a size, 10 to confirm) at which the firmware as a board runs it (mbnode and umqtt.simple
@@ -14,7 +17,7 @@ as .mpy) starts, announces, publishes and answers a /set, with discovery off and
 minutes more).
 
 Every process is started and stopped here; every wait is bounded. Needs mosquitto and paho-mqtt
-2.x (make setup). Runtime about 20 s.
+2.x (make setup). Runtime about 30 s.
 """
 
 import json

@@ -57,7 +57,8 @@ def dev(tmp_path_factory, broker):
     topics = Topics(prefix="site", root="io-" + unique_id("d")[-8:])
     ha = Client(broker, subscribe=["homeassistant/#"])
     d = start_device(tmp_path_factory.mktemp("disc"), broker, topics, sim_kw=HEAP, points=POINTS, discovery=True,
-                     discovery_channels=False, client_id=CLIENT_ID, config={"protect": PROTECT, "identity": {"device_name": "Cabinet 3"}})
+                     discovery_channels=False, client_id=CLIENT_ID,
+                     config={"protect": PROTECT, "identity": {"device_name": "Cabinet 3"}})
     d.ha = ha
     d.configs = collect(ha, "homeassistant", len(POINTS))
     yield d
@@ -343,7 +344,8 @@ def test_beside_failsafe_every_part_greets_each_connect(tmp_path, broker):
         topics = Topics(root="fsd")
         ha = Client(b, subscribe=["homeassistant/#"], reconnect=(1, 1))
         d = start_device(tmp_path, b, topics, sim_kw=HEAP, points=POINTS[:2], discovery=True,
-                         discovery_channels=False, client_id=unique_id("fsd"), config={"failsafe": {"enabled": True, "timeout_ms": 3600000}})
+                         discovery_channels=False, client_id=unique_id("fsd"),
+                         config={"failsafe": {"enabled": True, "timeout_ms": 3600000}})
         try:
             for _ in range(2):
                 assert d.client.wait(topics.root + "/failsafe").payload == b"0"
@@ -363,7 +365,8 @@ def test_beside_failsafe_every_part_greets_each_connect(tmp_path, broker):
 
 # A configured point on DO 3 and one on AI 1: those channels are announced once, as the points.
 CH_POINTS = [{"name": "pump", "table": "coil", "address": 3}, {"name": "level", "table": "input", "address": 1}]
-CH_EXPECTED = dict([("do%d" % a, "switch") for a in range(8) if a != 3] + [("di%d" % a, "binary_sensor") for a in range(4)]
+CH_EXPECTED = dict([("do%d" % a, "switch") for a in range(8) if a != 3]
+                   + [("di%d" % a, "binary_sensor") for a in range(4)]
                    + [("ai0", "sensor"), ("ai2", "sensor"), ("ao0", "number"), ("ao1", "number"),
                       ("pump", "switch"), ("level", "sensor")])
 
@@ -476,3 +479,23 @@ def test_discovery_channels_false_announces_the_points_only(tmp_path, broker):
     finally:
         d.stop()
         ha.close()
+
+
+def test_channels_skip_what_points_read_and_take_the_kinds_in_turn():
+    """discoverystart.channels (CPython): a point covering two AO registers, a point named like
+    a channel elsewhere, the cap of 32 and the 64 points in all."""
+    from mbnode.config import validate
+    from mbnode.mqtt.discoverystart import channels
+
+    pts = [{"name": "sp", "table": "holding", "address": 0, "type": "int32"},
+           {"name": "do1", "table": "coil", "address": "0x0040"}]
+    cfg = validate({"mqtt": {"points": pts, "discovery": True},
+                    "channels": {"coils": ["0x0000-0x0041"], "discrete_inputs": [],
+                                 "input_registers": ["0x0040-0x0040"], "holding_registers": ["0x0000-0x0002"]}})
+    made, left = channels(cfg["mqtt"]["points"], cfg["channels"])
+    assert [d["name"] for d in made[:3]] == ["do0", "ao2", "do2"]
+    assert made[1] == {"name": "ao2", "table": "holding", "address": 2}
+    assert len(made) == 32 and left == 32 and made[-1]["name"] == "do31"
+    many = [dict(d, name="p%d" % i) for i, d in enumerate(cfg["mqtt"]["points"] * 31)]
+    made, left = channels(many, cfg["channels"])
+    assert [d["name"] for d in made] == ["do0", "ao2"]  # 62 points: room for 2

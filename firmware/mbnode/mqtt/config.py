@@ -129,8 +129,8 @@ def check(cfg):
     if rc["max_s"] < rc["initial_s"]:
         raise ConfigError("config: mqtt.reconnect.max_s = %d: allowed %d..3600 (at least "
                           "reconnect.initial_s)" % (rc["max_s"], rc["initial_s"]))
-    if mqtt["discovery"] and not mqtt["points"] and not (
-            mqtt["discovery_channels"] and [1 for name in TABLE_NAMES for lo, hi in cfg["channels"][name] if lo < ONBOARD]):
+    onboard = [1 for name in TABLE_NAMES for lo, hi in cfg["channels"][name] if lo < ONBOARD]
+    if mqtt["discovery"] and not mqtt["points"] and not (mqtt["discovery_channels"] and onboard):
         raise ConfigError("config: mqtt.discovery = true: allowed only with mqtt.points or onboard channels and "
                           "mqtt.discovery_channels (the points are what Home Assistant is told about)")
     if mqtt["points"]:

@@ -1,5 +1,6 @@
-"""Home Assistant MQTT discovery (docs/mqtt.md, "Home Assistant discovery"): the configured
-points announced as entities of one device. Imported only when mqtt.discovery is true, and then
+"""Home Assistant MQTT discovery (docs/mqtt.md, "Home Assistant discovery"): the points
+(configured, and with mqtt.discovery_channels the onboard channels as implicit points made by
+discoverystart.channels) announced as entities of one device. Imported only when mqtt.discovery is true, and then
 at the bridge's first connect, not at start-up (mbnode.mqtt.bridge.start: discover()).
 
 Each point gets one retained device-based discovery message on

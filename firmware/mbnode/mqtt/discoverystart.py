@@ -33,7 +33,8 @@ def channels(points, present):
     for d in points:
         if d["table"] != "memory":
             t = d["type"]
-            taken.append((TABLES[d["table"]][0], d["address"], d["count"] if t == "ascii" else max(1, TYPES[t][1] >> 1)))
+            n = d["count"] if t == "ascii" else max(1, TYPES[t][1] >> 1)
+            taken.append((TABLES[d["table"]][0], d["address"], n))
     lists = []
     for table, section, prefix in _KINDS:
         tab = TABLES[table][0]

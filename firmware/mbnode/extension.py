@@ -36,6 +36,7 @@ import time
 
 from mbnode import fast
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
+from mbnode.loop import sooner
 from mbnode.transaction import ADU, OK, Transaction
 
 try:
@@ -468,11 +469,7 @@ class Extension:
         d = -1
         for m in self.modules:
             if not m.txn.busy:
-                t = time.ticks_diff(m.due, now)
-                if t < 0:
-                    t = 0
-                if d < 0 or t < d:
-                    d = t
+                d = sooner(d, time.ticks_diff(m.due, now))
         return d
 
     def tick(self, now):

@@ -131,6 +131,15 @@ class Loop:
                     t.tick(now)
 
 
+def sooner(d, t):
+    """A timer's due_in over several things: the wait d (ms; -1: nothing due yet) shortened to
+    t, one more thing's wait (time.ticks_diff(due, now); one already due, t < 0, is 0).
+    Allocates nothing."""
+    if t < 0:
+        t = 0
+    return t if d < 0 or t < d else d
+
+
 def _mute():
     # What to do after a handler raised (mbnode/loopmute.py): loaded when that first happens.
     from mbnode import loopmute

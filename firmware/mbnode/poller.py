@@ -44,6 +44,7 @@ import time
 
 from mbnode import datatypes
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
+from mbnode.loop import sooner
 from mbnode.transaction import BAD, OK, REFUSED, TIMEOUT
 
 try:
@@ -132,11 +133,7 @@ class Poller:
         d = -1
         for s in self.servers:
             if s.requests and (s.state == _IDLE or s.state == _DELAY):
-                t = time.ticks_diff(s.due, now)
-                if t < 0:
-                    t = 0
-                if d < 0 or t < d:
-                    d = t
+                d = sooner(d, time.ticks_diff(s.due, now))
         return d
 
     def tick(self, now):

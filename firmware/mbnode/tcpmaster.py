@@ -27,6 +27,7 @@ import socket
 import time
 
 from mbnode.fast import copy
+from mbnode.loop import sooner
 from mbnode.transaction import BAD, FAILED, OK, REFUSED, TIMEOUT, UNREACHABLE
 
 try:
@@ -380,11 +381,7 @@ class TcpMaster:
         d = -1
         for link in self.links:
             if link.cur is not None:
-                t = time.ticks_diff(link.deadline, now)
-                if t < 0:
-                    t = 0
-                if d < 0 or t < d:
-                    d = t
+                d = sooner(d, time.ticks_diff(link.deadline, now))
         return d
 
     def tick(self, now):

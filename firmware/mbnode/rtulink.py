@@ -28,6 +28,7 @@ import time
 from mbnode.fast import copy
 from mbnode.crc import crc16
 from mbnode.rtu import MAX_FRAME, MIN_REQUEST, MORE, changes_state, char_times, request_length
+from mbnode.scratch import SCRATCH
 
 try:
     from micropython import const
@@ -53,7 +54,6 @@ class RtuLink:
         self.quiet = t35 + port.latency_us  # a look this long after the last bytes proves t3.5
         self.early = early_reply
         self.rx = bytearray(MAX_FRAME)
-        self.scratch = bytearray(MAX_FRAME)
         self.tx = bytearray(MAX_FRAME)
         self.fill = 0
         self.seen = 0  # ticks_us just after the last read that returned bytes
@@ -131,13 +131,13 @@ class RtuLink:
                 n = port.readinto(self.rx, MAX_FRAME)
                 self.fill = n
             else:
-                n = port.readinto(self.scratch, MAX_FRAME)
+                n = port.readinto(SCRATCH, MAX_FRAME)  # the device's scratch (mbnode.scratch)
                 keep = MAX_FRAME - fill
                 if n > keep:
                     self.overrun = True
                 else:
                     keep = n
-                copy(self.rx, fill, self.scratch, 0, keep)
+                copy(self.rx, fill, SCRATCH, 0, keep)
                 self.fill = fill + keep
             if not n:
                 return got

@@ -1,7 +1,8 @@
 """Modbus TCP slave: MBAP framing over non-blocking sockets on the shared event loop.
 
 Memory is fixed at start-up: each connection slot owns a 260-byte buffer (the largest ADU), one
-transmit and one scratch buffer are shared, and a request allocates nothing. A slot's buffer
+transmit buffer is shared by the slots, the bytes of a frame begun are read into the device's
+scratch buffer (mbnode.scratch) and copied into the slot, and a request allocates nothing. A slot's buffer
 holds one thing at a time: the request being received, or the part of an answer its socket did
 not take.
 
@@ -42,6 +43,7 @@ import sys
 import time
 
 from mbnode.fast import copy
+from mbnode.scratch import SCRATCH
 
 try:
     from micropython import const
@@ -120,7 +122,7 @@ class _Conn:
             return
         sock = self.sock
         rx = self.rx
-        scratch = server.scratch
+        scratch = SCRATCH
         fill = self.fill
         try:
             if fill < 6:  # the MBAP header
@@ -216,7 +218,6 @@ class TcpSlave:
         self.replace_idlest = cfg["when_full"] == "close_idlest"
         self.allow = cfg["allow"]
         self.tx = bytearray(_ADU_MAX)
-        self.scratch = bytearray(_ADU_MAX)
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
         self.forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again

@@ -28,6 +28,7 @@ import time
 
 from mbnode.fast import copy
 from mbnode.loop import sooner
+from mbnode.scratch import SCRATCH
 from mbnode.transaction import BAD, FAILED, OK, REFUSED, TIMEOUT, UNREACHABLE
 
 try:
@@ -214,7 +215,7 @@ class TcpLink:
             if self.cur is not None:
                 self._send()
             return
-        scratch = self.master.scratch
+        scratch = SCRATCH  # the device's (mbnode.scratch): copied into the transaction at once
         try:
             k = sock.readinto(scratch, _ADU - self.fill)
         except OSError:
@@ -275,7 +276,6 @@ class TcpMaster:
         waiting on each; pending: requests waiting for a free link."""
         self.loop = loop
         self.tx = bytearray(_ADU)
-        self.scratch = bytearray(_ADU)
         self.pool = [TcpLink(self, queue, False) for _ in range(links)]
         self.links = list(self.pool)  # every link the timer serves
         self.pending = [None] * pending

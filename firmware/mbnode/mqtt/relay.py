@@ -15,6 +15,7 @@ A reply is handed to finish(line) when its request is done, in the order they fi
 
 from mbnode.mqtt import textproto
 from mbnode.mqtt.textproto import CLOSE, CONN, OPEN, SERIAL, TCP
+from mbnode.scratch import SCRATCH
 from mbnode.transaction import BAD, FAILED, OK, REFUSED, SENT, TIMEOUT, Transaction, UNREACHABLE
 
 _ADU = 260
@@ -38,9 +39,9 @@ class Relay:
         self.finish = finish
         self.tx = bytearray(_ADU)
         self.rx = bytearray(_ADU)
-        # Bytes read and dropped at once, never kept across calls: where the MQTT bridge drops
-        # the bytes of a message it refuses (mbnode.mqtt.bridge._Wire).
-        self.scratch = bytearray(_ADU)
+        # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
+        # the device's scratch buffer (mbnode.scratch), read and dropped at once.
+        self.scratch = SCRATCH
         self.free = [Transaction(self._done) for _ in range(jobs)]
         self.jobs = jobs
         self.slots = [None] * _SLOTS  # TcpLink per format-2 slot, made when first opened

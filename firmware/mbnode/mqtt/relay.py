@@ -37,8 +37,7 @@ class Relay:
         self.masters = masters
         self.slave_line = slave_line
         self.finish = finish
-        self.tx = bytearray(_ADU)
-        self.rx = bytearray(_ADU)
+        self.rx = bytearray(_ADU)  # a local request's answer (its request: in the scratch buffer)
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.
         self.scratch = SCRATCH
@@ -120,9 +119,11 @@ class Relay:
             if req.kind == SERIAL:
                 return textproto.slave_port(req, self.unit_id)
             return textproto.no_such_server(req, self.unit_id)
-        n = textproto.build_pdu(req, self.tx, 0)
+        # The request PDU in the device's scratch buffer (mbnode.scratch): built and used up in
+        # this call; the Engine reads no socket or port meanwhile.
+        n = textproto.build_pdu(req, SCRATCH, 0)
         txn = self.free[-1] if self.free else None
-        n = self.engine.handle(self.tx, 0, n, self.rx, 0, txn, 3)  # pdu.SOURCE_MQTT
+        n = self.engine.handle(SCRATCH, 0, n, self.rx, 0, txn, 3)  # pdu.SOURCE_MQTT
         if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
             txn.user = req
             self.free.pop()

@@ -29,7 +29,11 @@ class Masters:
         return None if m is None or m.closed else m
 
     def tcp(self):
-        """The TCP master (mbnode.tcpmaster), started on first use."""
+        """The TCP master (mbnode.tcpmaster), made on first use and kept: at start-up by the
+        parts that have TCP servers in their configuration (the poller, extension modules), at
+        the first remote format-0 or format-2 request by the MQTT gateway. A MemoryError here
+        (a heap too fragmented for its code or its 1.6 KB of objects) leaves nothing half made:
+        the request that asked is answered "out of memory" and the next one tries again."""
         if self._tcp is None:
             from mbnode.tcpmaster import TcpMaster
 

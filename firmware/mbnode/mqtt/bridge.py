@@ -598,7 +598,6 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
     names = [cfg[key]["name"] for key in ("rtu", "rtu2") if cfg[key]["enabled"] and cfg[key]["name"] not in ids]
     if names:  # every serial line's name is a SERIAL_DEVICE_ID too
         m["serial_devices"] = ids + names
-    masters.tcp()  # made now, while the heap is in one piece, not at the first remote request
     relay = Relay(engine, cfg["unit_id"], own, masters, slave_line, None, m["parallel"])
     bridge = Bridge(loop, m, _client_id(m), relay)
     relay.finish = bridge.reply

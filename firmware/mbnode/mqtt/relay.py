@@ -4,9 +4,10 @@ Local requests (format 0 to this device's own Modbus TCP address, format 1 to it
 while the serial port is its slave port) go to the Engine and are answered at once: they never
 wait behind remote ones. Remote requests run on the shared masters (mbnode.masters), up to
 `jobs` at once, each in a preallocated job (a transaction with its PDU buffer):
-  * format 0: the TCP master (mbnode.tcpmaster); requests to different servers run at the same
-    time, requests to one server one after the other (over the format-2 connection slot open
-    to that server, if there is one, else over a pool connection);
+  * format 0: the TCP master (mbnode.tcpmaster, made at the first remote format-0 or format-2
+    request: a device whose gateway only answers its own requests never loads it); requests to
+    different servers run at the same time, requests to one server one after the other (over the
+    format-2 connection slot open to that server, if there is one, else over a pool connection);
   * format 1: the RTU master of the serial line (mbnode.rtumaster), whose queue every master
     user of the line shares;
   * format 2: connection slot N is a TcpLink of its own, made when first opened.
@@ -84,13 +85,16 @@ class Relay:
         if req.kind == TCP:
             if self._own(req):
                 return self._local(req)
+            # The TCP master first (made at the first remote request): its MemoryError, answered
+            # by the bridge, leaves the jobs as they were.
+            master = self.masters.tcp()
             txn = self._job(req)
             for link in self.slots:
                 if link is not None and link.is_open and link.host == req.host and link.port == req.port:
                     return self._submit(req, txn, link.submit(txn))
             txn.host = req.host
             txn.port = req.port
-            return self._submit(req, txn, self.masters.tcp().submit(txn))
+            return self._submit(req, txn, master.submit(txn))
         line = self.masters.rtu(req.device)
         if line is None:
             if req.device in self.masters.lines:  # a master line that has gone

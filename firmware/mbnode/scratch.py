@@ -1,16 +1,19 @@
 """The device's one scratch buffer: 260 bytes (the largest Modbus TCP frame), shared by every
-part that reads bytes only to copy them elsewhere or to drop them.
+part that needs bytes only for the length of one call.
 
-Its users: the TCP slave's connections (the rest of a frame, copied into the slot), the RTU
-link (bytes behind a frame already begun, copied into its receive buffer), the TCP master (an
+Its users: the TCP slave (the rest of a frame, copied into the connection's slot at once; the
+answer, written by the Engine and sent, its unsent rest copied into the slot), the RTU link
+(bytes behind a frame already begun, copied into its receive buffer), the TCP master (an
 answer's bytes, copied into the transaction), the MQTT bridge (the bytes of a message it
 refuses, dropped; it has the buffer from the relay, mbnode.mqtt.relay.Relay.scratch) and the
-MQTT relay (a local request's PDU, built from its text and handed to the Engine at once).
+MQTT relay (a local request's PDU, built from its text and handed to the Engine).
 
-The rule that makes one buffer enough: nothing is kept in it across a call. Whoever writes it
-uses what it wrote before it returns and before it calls anything that could write it too (a
-read of another socket or port); the loop runs one handler at a time and no interrupt handler
-touches it.
+The rule that makes one buffer enough: nothing is kept in it across a call. Whoever puts bytes
+in it uses them before it returns, and nothing it calls meanwhile puts bytes in it: the loop
+runs one handler at a time, no interrupt handler touches it, and the Engine reads no socket or
+port. The one way the Engine reaches another part while it serves a request is a write to
+extension modules' outputs (mbnode.extension): the module's job copies the values first, and
+the request is then answered later (pdu.PENDING), so nobody reads the buffer after that call.
 """
 
 SCRATCH = bytearray(260)

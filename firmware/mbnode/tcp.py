@@ -1,10 +1,10 @@
 """Modbus TCP slave: MBAP framing over non-blocking sockets on the shared event loop.
 
-Memory is fixed at start-up: each connection slot owns a 260-byte buffer (the largest ADU), one
-transmit buffer is shared by the slots, the bytes of a frame begun are read into the device's
-scratch buffer (mbnode.scratch) and copied into the slot, and a request allocates nothing. A slot's buffer
-holds one thing at a time: the request being received, or the part of an answer its socket did
-not take.
+Memory is fixed at start-up: each connection slot owns a 260-byte buffer (the largest ADU), and a
+request allocates nothing. The device's scratch buffer (mbnode.scratch) takes the bytes of a
+frame begun, copied into the slot at once, and the answer, written by the Engine and sent in the
+same call. A slot's buffer holds one thing at a time: the request being received, or the part
+of an answer its socket did not take.
 
 - A connection is read one frame at a time, the 6-byte MBAP header and then exactly the bytes
   it announces, and at most one frame is served per event, so several connections (and the RTU
@@ -217,7 +217,9 @@ class TcpSlave:
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
         self.allow = cfg["allow"]
-        self.tx = bytearray(_ADU_MAX)
+        # Answers: the device's scratch buffer (mbnode.scratch), sent or copied into the slot in
+        # the call that writes them (reply); the TCP-to-RTU gateway writes its answers here too.
+        self.tx = SCRATCH
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
         self.forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again

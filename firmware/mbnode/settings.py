@@ -85,6 +85,9 @@ def unit0(cfg):
     return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
 
 
+START_ONLY = ("overlay",)  # dropped by app.run once the parts are built (a save needs the rest)
+
+
 def overlay(cfg):
     """At boot, before the transports are built: the saved settings laid over the checked
     configuration (mbnode.settingsfile.overlay); store's Loaded."""

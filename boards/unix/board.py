@@ -76,7 +76,7 @@ def describe():
     return ["io %s:%d" % io.address] if io else []
 
 
-REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
+_REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
 
 
 def reboot():
@@ -84,8 +84,8 @@ def reboot():
     passes it on; whoever runs it may start it again)."""
     import sys
 
-    print("mbnode: reboot requested; the simulator exits with status %d" % REBOOT_STATUS)
-    sys.exit(REBOOT_STATUS)
+    print("mbnode: reboot requested; the simulator exits with status %d" % _REBOOT_STATUS)
+    sys.exit(_REBOOT_STATUS)
 
 
 def field():

@@ -3,7 +3,8 @@
 Every channel of the map is present unless the configuration says otherwise. The control
 channel (docs/simulator.md) lets tests and users set inputs (DI, AI) and read outputs (DO, AO)
 of the running firmware and read its heap; it is not the Modbus hot path, so it may allocate,
-but it never blocks the event loop.
+but it never blocks the event loop. Its connections and `heap` are here; the requests that read
+or set I/O are in simcontrol.py, loaded on the first one.
 
 The simulator's smallest heap counts the names this module brings: the unix port interns every
 identifier, module name and module path in qstr pools that grow by doubling (300 names fill four

@@ -174,6 +174,9 @@ def wait_landed(b, seconds):
 
 
 def alloc(srv):
+    # A get first: the control channel's get/set code (boards/unix/simcontrol.py) is loaded on the
+    # first such request, and the poller row's wait for landed values makes one; every row counts it.
+    io(srv, "get mem 1")
     return io(srv, "heap")[0]
 
 

@@ -3,7 +3,8 @@
 Every channel of the map is present unless the configuration says otherwise. The control
 channel (docs/simulator.md) lets tests and users set inputs (DI, AI) and read outputs (DO, AO)
 of the running firmware and read its heap; it is not the Modbus hot path, so it may allocate,
-but it never blocks the event loop.
+but it never blocks the event loop. Its connections and `heap` are here; the requests that read
+or set I/O are in simcontrol.py, loaded on the first one.
 
 The simulator's smallest heap counts the names this module brings: the unix port interns every
 identifier, module name and module path in qstr pools that grow by doubling (300 names fill four
@@ -18,17 +19,6 @@ try:
 except ImportError:  # CPython: the host tools read this module for its facts and schema
     def const(x):
         return x
-
-from mbnode.datamodel import (
-    BIT_CHANNELS,
-    COILS,
-    DISCRETE_INPUTS,
-    HOLDING,
-    INPUT,
-    MEM_BASE,
-    MEM_POSITIONS,
-    REG_CHANNELS,
-)
 
 NAME = "unix"
 PORT = "unix"  # the MicroPython port
@@ -46,7 +36,7 @@ CONFIG_SCHEMA = {
 }
 
 
-START_ONLY = ("config_rules", "_check", "start", "describe", "open_rtu")  # dropped by app.run once built
+START_ONLY = ("config_rules", "_check", "start", "describe", "open_rtu", "field")  # dropped by app.run once built
 
 
 def config_rules():
@@ -59,15 +49,6 @@ def _check(cfg):
         return ("config: rtu2.enabled = true: allowed only with board.rtu2_device set (the tty the second "
                 "serial line is on)")
     return None
-
-# table name -> (kind, table, number of addresses)
-_TABLES = {
-    "do": ("bit", COILS, BIT_CHANNELS),
-    "di": ("bit", DISCRETE_INPUTS, BIT_CHANNELS),
-    "ao": ("reg", HOLDING, REG_CHANNELS),
-    "ai": ("reg", INPUT, REG_CHANNELS),
-    "mem": ("mem", None, MEM_POSITIONS),
-}
 
 _state = {}
 
@@ -96,7 +77,7 @@ def describe():
     return ["io %s:%d" % io.address] if io else []
 
 
-REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
+_REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
 
 
 def reboot():
@@ -104,8 +85,8 @@ def reboot():
     passes it on; whoever runs it may start it again)."""
     import sys
 
-    print("mbnode: reboot requested; the simulator exits with status %d" % REBOOT_STATUS)
-    sys.exit(REBOOT_STATUS)
+    print("mbnode: reboot requested; the simulator exits with status %d" % _REBOOT_STATUS)
+    sys.exit(_REBOOT_STATUS)
 
 
 def field():
@@ -120,81 +101,24 @@ def open_rtu(rtu, cfg, key="rtu"):
     """The serial port of line `key` ("rtu", "rtu2"): board.<key>_device is a tty path (set up
     raw with the line's settings) or "fd:N", a descriptor the process inherited (mbnode sim
     --rtu pty); board.<key>_peer, when set, is the name shown for it (the pty end clients open)."""
-    from ttyport import TtyPort
+    from ttyport import open_tty
 
-    return TtyPort(cfg[key + "_device"], cfg[key + "_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
+    return open_tty(cfg[key + "_device"], cfg[key + "_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
 
 
 def execute(model, line):
-    """One control request (text without the newline) -> reply text (without newline)."""
+    """One control request (text without the newline) -> reply text (without newline). `heap`
+    is answered here, without loading anything; the others by simcontrol.py, loaded on the
+    first one (docs/simulator.md)."""
     words = line.split()
-    try:
-        if words == ["save"] or words == ["saved"]:
-            from simsave import command
+    if words == ["heap"]:
+        import gc
 
-            return command(words[0])
-        if words == ["heap"]:
-            import gc
+        gc.collect()
+        return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
+    from simcontrol import execute as control
 
-            gc.collect()
-            return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
-        op = words[0] if words else ""
-        f = _state.get("field")  # the io section's field side (simfield.py), when configured
-        if f and op in ("field", "pulse"):
-            return f.command(words)
-        if not (op == "get" and 3 <= len(words) <= 4 or op == "set" and len(words) > 3) or words[1] not in _TABLES:
-            raise ValueError("allowed: get TABLE ADDR [COUNT] | set TABLE ADDR V1 [V2 ...] | heap | save | saved; "
-                             "TABLE: do di ao ai mem")
-        kind, table, size = _TABLES[words[1]]
-        try:
-            numbers = [int(w, 0) for w in words[2:]]
-        except ValueError:
-            raise ValueError("allowed decimal or 0x hex integers after the table: " + " ".join(words[2:]))
-        first = numbers[0]
-        if op == "get":
-            count = numbers[1] if len(numbers) > 1 else 1
-            if count < 1:
-                raise ValueError("COUNT %d: allowed 1 or more" % count)
-            values = None
-        else:
-            values = numbers[1:]
-            count = len(values)
-        low = 1 if kind == "mem" else 0
-        if first < low or first + count - 1 > size - 1 + low:
-            raise ValueError("addresses %d..%d outside %s %d..%d"
-                             % (first, first + count - 1, words[1], low, size - 1 + low))
-        out = []
-        for i in range(count):
-            a = first + i
-            if values is not None and f and f.set_input(table, a, values[i]):
-                pass  # the raw input of a channel the io modes own
-            elif kind == "bit":
-                if values is None:
-                    out.append(model.get_bit(table, a))
-                elif values[i] in (0, 1):
-                    model.set_bit(table, a, values[i])
-                else:
-                    raise ValueError("bit value %d: allowed 0 or 1" % values[i])
-            elif kind == "reg":
-                if values is None:
-                    out.append(model.get_reg(table, a))
-                elif 0 <= values[i] <= 0xFFFF:
-                    model.set_reg(table, a, values[i])
-                else:
-                    raise ValueError("register value %d: allowed 0..65535" % values[i])
-            elif values is None:
-                out.append(model.get_u32(a))
-            else:
-                model.set_u32(a, values[i])
-        if values is not None and table != DISCRETE_INPUTS and table != INPUT:
-            # Outputs and memory set here reach the output subscribers as a master's write does.
-            if kind == "mem":
-                table, first, count = HOLDING, MEM_BASE + 2 * (first - 1), 2 * count
-            if not model.outputs_written(table, first, count):
-                return "err the values are set, but an output subscriber failed (the simulator printed why)"
-        return " ".join(["ok"] + [str(v) for v in out])
-    except ValueError as e:
-        return "err %s" % e
+    return control(model, words, _state.get("field"))
 
 
 _POLLIN = const(1)

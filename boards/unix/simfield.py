@@ -12,7 +12,7 @@ frequency of an AO.
 
 import time
 
-from mbnode.datamodel import BIT_CHANNELS, COILS, DISCRETE_INPUTS, HOLDING, INPUT, REG_CHANNELS
+from mbnode.datamodel import DISCRETE_INPUTS, INPUT
 
 
 class SimPin:
@@ -73,25 +73,6 @@ class Field:
     def ao_freq(self, n, hz):
         self.freqs[n] = hz
 
-    def command(self, words):
-        """`field TABLE ADDR [COUNT]` or `pulse di ADDR COUNT HIGH_MS [LOW_MS]` -> reply text;
-        ValueError says what is allowed."""
-        tables = {"do": COILS, "di": DISCRETE_INPUTS, "ao": HOLDING, "ai": INPUT}
-        if words[0] == "pulse" and len(words) in (5, 6) and words[1] == "di":
-            n = [int(w, 0) for w in words[2:]]
-            if min(n) < 0 or n[1] < 1:
-                raise ValueError("allowed ADDR, COUNT >= 1, HIGH_MS and LOW_MS >= 0")
-            self.pulse(n[0], n[1], n[2], n[-1])
-            return "ok"
-        if words[0] != "field" or len(words) not in (3, 4) or words[1] not in tables:
-            raise ValueError("allowed: field TABLE ADDR [COUNT] (TABLE: do di ao ai) | pulse di ADDR COUNT HIGH_MS "
-                             "[LOW_MS]")
-        n = [int(w, 0) for w in words[2:]] + [1]
-        size = BIT_CHANNELS if words[1] in ("do", "di") else REG_CHANNELS
-        if n[0] < 0 or n[1] < 1 or n[0] + n[1] > size:
-            raise ValueError("addresses %d..%d outside %s 0..%d" % (n[0], n[0] + n[1] - 1, words[1], size - 1))
-        return " ".join(["ok"] + [str(self.field(tables[words[1]], a)) for a in range(n[0], n[0] + n[1])])
-
     def set_input(self, table, n, v):
         """`set di` / `set ai` of a channel the modes own: the raw input. False: not owned (or a
         value the table does not take: the board's own check refuses it)."""
@@ -104,24 +85,6 @@ class Field:
             self.adcs[n].raw = v
             return True
         return False
-
-    def field(self, table, n):
-        """`field TABLE ADDR`: what the field side has at channel n."""
-        model = self.model
-        if table == DISCRETE_INPUTS:
-            return self.pins[n].level if n in self.pins else model.get_bit(table, n)
-        if table == INPUT:
-            return self.adcs[n].raw if n in self.adcs else model.get_reg(table, n)
-        if table == COILS:
-            return model.get_bit(COILS, n) ^ (1 if n in self.inv else 0)
-        return self.freqs.get(n, 0)
-
-    def pulse(self, n, count, high, low):
-        """`pulse di ADDR COUNT HIGH_MS [LOW_MS]`: COUNT pulses away from the raw level now."""
-        p = self.pins.get(n)
-        if p is None:
-            raise ValueError("di %d has no io mode: allowed a channel of io.di" % n)
-        p.train = [2 * count, high, low, time.ticks_ms()]
 
     def due_in(self, now):
         d = -1

@@ -70,7 +70,8 @@ F32_MAX = 3.4028234663852886e38
 _HEX = "0123456789ABCDEF"
 
 
-START_ONLY = ("setup",)  # dropped by app.run once the parts are built (each user has its layout)
+START_ONLY = ("setup", "TYPES")  # dropped by app.run once the parts are built (each user has its layout;
+# TYPES: read by setup and the configuration checks only)
 
 
 def setup(obj, t, byte_order="BE", word_order="BE", signed=False, count=0):

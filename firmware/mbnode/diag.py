@@ -23,16 +23,16 @@ except ImportError:
     def const(x):
         return x
 
-DIAG_CRC = const(1)
-DIAG_OVERRUN = const(2)
-DIAG_EXCEPTION = const(4)
-DIAG_BROADCAST = const(8)
+_DIAG_CRC = const(1)
+_DIAG_OVERRUN = const(2)
+_DIAG_EXCEPTION = const(4)
+_DIAG_BROADCAST = const(8)
 
 # Event log bytes (FC12).
-EV_RECEIVE = const(0x80)  # | 0x02 communication error, 0x10 overrun, 0x20 listen-only, 0x40 broadcast
-EV_SEND = const(0x40)  # | 0x01 exception 1-3, 0x02 exception 04, 0x04 busy, 0x08 NAK, 0x20 listen-only
-EV_LISTEN_ONLY = const(0x04)
-EV_RESTART = const(0x00)
+_EV_RECEIVE = const(0x80)  # | 0x02 communication error, 0x10 overrun, 0x20 listen-only, 0x40 broadcast
+_EV_SEND = const(0x40)  # | 0x01 exception 1-3, 0x02 exception 04, 0x04 busy, 0x08 NAK, 0x20 listen-only
+_EV_LISTEN_ONLY = const(0x04)
+_EV_RESTART = const(0x00)
 _LOG_SIZE = const(64)
 
 _RESTART = const(0x01)
@@ -76,13 +76,13 @@ class LineDiagnostics:
             n = 0
             self.crc_hi = (self.crc_hi + 1) & 0xFFFF
         self.crc_lo = n
-        self.register |= DIAG_CRC
-        self.event(EV_RECEIVE | 0x02)
+        self.register |= _DIAG_CRC
+        self.event(_EV_RECEIVE | 0x02)
 
     def overrun_frame(self):
         self.overrun = (self.overrun + 1) & 0xFFFF
-        self.register |= DIAG_OVERRUN
-        self.event(EV_RECEIVE | 0x10)
+        self.register |= _DIAG_OVERRUN
+        self.event(_EV_RECEIVE | 0x10)
 
     def frame(self):
         """A frame with a correct CRC was seen on the line."""
@@ -92,13 +92,13 @@ class LineDiagnostics:
         """A frame for this unit (or broadcast) arrived; logged before it is executed."""
         self.server = (self.server + 1) & 0xFFFF
         if broadcast:
-            self.register |= DIAG_BROADCAST
-        self.event(EV_RECEIVE | (0x40 if broadcast else 0) | (0x20 if self.listen_only else 0))
+            self.register |= _DIAG_BROADCAST
+        self.event(_EV_RECEIVE | (0x40 if broadcast else 0) | (0x20 if self.listen_only else 0))
 
     def ignored(self):
         """A request for this unit that is not executed (a broadcast read, listen-only mode)."""
         self.noresp = (self.noresp + 1) & 0xFFFF
-        self.event(EV_SEND | (0x20 if self.listen_only else 0))
+        self.event(_EV_SEND | (0x20 if self.listen_only else 0))
 
     def done(self, fc, code, answered):
         """A request for this unit was handled: code = exception code or 0, answered = a reply
@@ -109,11 +109,11 @@ class LineDiagnostics:
         if code:
             if answered:
                 self.exc = (self.exc + 1) & 0xFFFF
-                self.register |= DIAG_EXCEPTION
+                self.register |= _DIAG_EXCEPTION
             bits |= 0x01 if code <= 3 else 0x02 if code == 4 else 0x04 if code <= 6 else 0x08
         elif fc != 11:
             self.events = (self.events + 1) & 0xFFFF
-        self.event(EV_SEND | bits)
+        self.event(_EV_SEND | bits)
 
     # --- the functions, same signature as the PDU engine's handlers
 
@@ -156,7 +156,7 @@ class LineDiagnostics:
             self.clear()
             if data:
                 self.logged = 0
-            self.event(EV_RESTART)
+            self.event(_EV_RESTART)
             return _echo(req, ro, resp, wo)
         if (
             sub != _DIAG_REGISTER
@@ -170,14 +170,14 @@ class LineDiagnostics:
             return -3
         if sub == _FORCE_LISTEN_ONLY:
             self.listen_only = True
-            self.event(EV_LISTEN_ONLY)
+            self.event(_EV_LISTEN_ONLY)
             return 0  # never answered
         if sub == _CLEAR:
             self.clear()
             return _echo(req, ro, resp, wo)
         if sub == _CLEAR_OVERRUN:
             self.overrun = 0
-            self.register &= 0xFFFF ^ DIAG_OVERRUN
+            self.register &= 0xFFFF ^ _DIAG_OVERRUN
             return _echo(req, ro, resp, wo)
         if sub == _DIAG_REGISTER:
             value = self.register

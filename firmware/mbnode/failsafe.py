@@ -88,6 +88,9 @@ class Failsafe:
         self.publish(self.topic, b"1" if self.health.failsafe else b"0", True)
 
 
+START_ONLY = ("start",)  # dropped by app.run once the parts are built
+
+
 def start(loop, engine, model, health, fs):
     """Fail-safe on the loop, from the checked section; returns the Failsafe. Its requests are
     prepared by mbnode.failsafebuild, unloaded again afterwards (start-up code only)."""

@@ -221,6 +221,9 @@ class IoModes:
         self.next = nxt
 
 
+START_ONLY = ("start",)  # dropped by app.run once the parts are built
+
+
 def start(loop, engine, model, io, board):
     """The io section's modes on the board's field side; the ready line's words. The objects are
     made by mbnode.iobuild, unloaded again afterwards (start-up code only: its RAM comes back)."""

@@ -54,11 +54,11 @@ except ImportError:
     def const(x):
         return x
 
-ILLEGAL_FUNCTION = const(1)
-ILLEGAL_DATA_ADDRESS = const(2)
-ILLEGAL_DATA_VALUE = const(3)
+_ILLEGAL_FUNCTION = const(1)
+_ILLEGAL_DATA_ADDRESS = const(2)
+_ILLEGAL_DATA_VALUE = const(3)
 SERVER_DEVICE_FAILURE = const(4)
-GATEWAY_TARGET_FAILED = const(0x0B)  # an extension module that is not online
+_GATEWAY_TARGET_FAILED = const(0x0B)  # an extension module that is not online
 
 PENDING = const(0)  # handle(): the answer comes later, to the waiter (see the module docstring)
 
@@ -72,7 +72,7 @@ SOURCE_TCP_TRUSTED = const(4)  # a TCP client on the write allow-list (the guard
 MAX_BITS = const(0x240)  # FC01/02/15 quantity limit (seeds/001)
 MAX_READ_REGS = const(0x7D)  # FC03/04, FC23 read
 MAX_WRITE_REGS = const(0x7B)  # FC16
-MAX_RW_WRITE_REGS = const(0x79)  # FC23 write
+_MAX_RW_WRITE_REGS = const(0x79)  # FC23 write
 
 
 def _u16(b, o):
@@ -169,7 +169,7 @@ class Engine:
             elif fc == 17:
                 r = self.ident.report_server_id(req, ro, n, resp, wo)
             else:
-                r = -ILLEGAL_FUNCTION
+                r = -_ILLEGAL_FUNCTION
         except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving
             r = -SERVER_DEVICE_FAILURE
         if source != SOURCE_LOCAL:
@@ -184,25 +184,25 @@ class Engine:
         # FC08 sub-function 0000 (return query data) answers on every transport; the serial
         # line's other sub-functions are LineDiagnostics' (mbnode.diag).
         if n < 3:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         if req[ro + 1] or req[ro + 2]:
-            return -ILLEGAL_FUNCTION
+            return -_ILLEGAL_FUNCTION
         fast.copy(resp, wo, req, ro, n)
         return n
 
     def _read_bits(self, fc, req, ro, n, resp, wo):
         if n != 5:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         qty = _u16(req, ro + 3)
         if qty < 1 or qty > MAX_BITS:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
         table = COILS if fc == 1 else DISCRETE_INPUTS
         model = self.model
         if not model.is_present(table, first, qty):
-            return -ILLEGAL_DATA_ADDRESS
+            return -_ILLEGAL_DATA_ADDRESS
         if self.remote is not None and self.remote.down(table, first, qty):
-            return -GATEWAY_TARGET_FAILED
+            return -_GATEWAY_TARGET_FAILED
         nbytes = fast.get_bits(resp, wo + 2, model.bits[table], first, qty)
         resp[wo] = fc
         resp[wo + 1] = nbytes
@@ -210,23 +210,23 @@ class Engine:
 
     def _read_regs(self, fc, req, ro, n, resp, wo):
         if n != 5:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         qty = _u16(req, ro + 3)
         if qty < 1 or qty > MAX_READ_REGS:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
         table = HOLDING if fc == 3 else INPUT
         model = self.model
         if not model.is_present(table, first, qty):
             b = self.block(table, first, qty) if self.blocks else None
             if b is None:
-                return -ILLEGAL_DATA_ADDRESS
+                return -_ILLEGAL_DATA_ADDRESS
             r = b.read(table, first, qty, resp, wo + 2)
             if r < 0:
                 return r
         else:
             if self.remote is not None and self.remote.down(table, first, qty):
-                return -GATEWAY_TARGET_FAILED
+                return -_GATEWAY_TARGET_FAILED
             fast.copy(resp, wo + 2, model.regs, model.reg_offset(table, first), 2 * qty)
         resp[wo] = fc
         resp[wo + 1] = 2 * qty
@@ -234,14 +234,14 @@ class Engine:
 
     def _write_coil(self, req, ro, n, resp, wo):
         if n != 5:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         value = _u16(req, ro + 3)
         if value != 0 and value != 0xFF00:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         addr = _u16(req, ro + 1)
         model = self.model
         if not model.is_present(COILS, addr, 1) or self.guard is not None and self.refused(COILS, addr, 1):
-            return -ILLEGAL_DATA_ADDRESS
+            return -_ILLEGAL_DATA_ADDRESS
         if self.remote is not None and self.remote.claims(COILS, addr, 1):
             k = self._remote(COILS, addr, 1, None, 0, req, ro)  # the value: req's (FC05)
             if k < 1:
@@ -255,15 +255,15 @@ class Engine:
 
     def _write_coils(self, req, ro, n, resp, wo):
         if n < 6:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         qty = _u16(req, ro + 3)
         count = req[ro + 5]
         if qty < 1 or qty > MAX_BITS or count != (qty + 7) >> 3 or n != 6 + count:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
         model = self.model
         if not model.is_present(COILS, first, qty) or self.guard is not None and self.refused(COILS, first, qty):
-            return -ILLEGAL_DATA_ADDRESS
+            return -_ILLEGAL_DATA_ADDRESS
         if self.remote is not None and self.remote.claims(COILS, first, qty):
             k = self._remote(COILS, first, qty, req, ro + 6, req, ro)
             if k < 1:
@@ -304,20 +304,20 @@ class Engine:
         """Where a write of holding registers first..first + qty - 1 goes: None (the map), a
         register block, or -02 (neither has them all, or the guard refuses the write)."""
         if self.guard is not None and self.refused(HOLDING, first, qty):
-            return -ILLEGAL_DATA_ADDRESS
+            return -_ILLEGAL_DATA_ADDRESS
         if self.model.is_present(HOLDING, first, qty):
             return None
         b = self.block(HOLDING, first, qty) if self.blocks else None
-        return -ILLEGAL_DATA_ADDRESS if b is None else b
+        return -_ILLEGAL_DATA_ADDRESS if b is None else b
 
     def _write_reg(self, req, ro, n, resp, wo):
         if n != 5:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         addr = _u16(req, ro + 1)
         t = self._target(addr, 1)
         if t is None:
             if not self._check_ao(addr, 1, req, ro + 3):
-                return -ILLEGAL_DATA_VALUE
+                return -_ILLEGAL_DATA_VALUE
             k = self._store(addr, 1, req, ro + 3, req, ro)
             if k < 1:
                 return k
@@ -332,16 +332,16 @@ class Engine:
 
     def _write_regs(self, req, ro, n, resp, wo):
         if n < 6:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         qty = _u16(req, ro + 3)
         count = req[ro + 5]
         if qty < 1 or qty > MAX_WRITE_REGS or count != 2 * qty or n != 6 + count:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
         t = self._target(first, qty)
         if t is None:
             if not self._check_ao(first, qty, req, ro + 6):
-                return -ILLEGAL_DATA_VALUE
+                return -_ILLEGAL_DATA_VALUE
             k = self._store(first, qty, req, ro + 6, req, ro)
             if k < 1:
                 return k
@@ -356,7 +356,7 @@ class Engine:
 
     def _mask_write(self, req, ro, n, resp, wo):
         if n != 7:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         addr = _u16(req, ro + 1)
         t = self._target(addr, 1)
         if type(t) is int:
@@ -371,7 +371,7 @@ class Engine:
         and_mask = _u16(req, ro + 3)
         value = (current & and_mask) | (_u16(req, ro + 5) & (0xFFFF ^ and_mask))
         if t is None and addr < ONBOARD and value > AO_MAX:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         # The result goes through the response buffer so the write sees wire format.
         resp[wo] = value >> 8
         resp[wo + 1] = value & 0xFF
@@ -383,7 +383,7 @@ class Engine:
 
     def _read_write_regs(self, req, ro, n, resp, wo):
         if n < 10:
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         rqty = _u16(req, ro + 3)
         wqty = _u16(req, ro + 7)
         count = req[ro + 9]
@@ -391,11 +391,11 @@ class Engine:
             rqty < 1
             or rqty > MAX_READ_REGS
             or wqty < 1
-            or wqty > MAX_RW_WRITE_REGS
+            or wqty > _MAX_RW_WRITE_REGS
             or count != 2 * wqty
             or n != 10 + count
         ):
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         rfirst = _u16(req, ro + 1)
         wfirst = _u16(req, ro + 5)
         model = self.model
@@ -406,11 +406,11 @@ class Engine:
         if not model.is_present(HOLDING, rfirst, rqty):
             rb = self.block(HOLDING, rfirst, rqty) if self.blocks else None
             if rb is None:
-                return -ILLEGAL_DATA_ADDRESS
+                return -_ILLEGAL_DATA_ADDRESS
         if t is None and not self._check_ao(wfirst, wqty, req, ro + 10):
-            return -ILLEGAL_DATA_VALUE
+            return -_ILLEGAL_DATA_VALUE
         if rb is None and self.remote is not None and self.remote.down(HOLDING, rfirst, rqty):
-            return -GATEWAY_TARGET_FAILED
+            return -_GATEWAY_TARGET_FAILED
         # Write before read (spec).
         if t is None:
             k = self._store(wfirst, wqty, req, ro + 10, req, ro)

@@ -85,6 +85,9 @@ def unit0(cfg):
     return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
 
 
+START_ONLY = ("overlay", "_configured")  # dropped by app.run once the parts are built (a save needs the rest)
+
+
 def overlay(cfg):
     """At boot, before the transports are built: the saved settings laid over the checked
     configuration (mbnode.settingsfile.overlay); store's Loaded."""
@@ -111,6 +114,21 @@ def _file(fn, *args):
                     delattr(mbnode, name[7:])
 
 
+def _configured(r, cfg):
+    """The registers as config.json has them, when no settings were saved."""
+    put_text(r, _NAME, cfg["identity"]["device_name"], 16)
+    if bad(r, 0, True) == "device name":  # a configured name the registers cannot hold
+        put_text(r, _NAME, "", 16)
+    put16(r, UNIT, cfg["unit_id"])
+    line = cfg[slave_line(cfg)]
+    put16(r, BAUD, line["baud"] & 0xFFFF)
+    put16(r, BAUD + 1, line["baud"] >> 16)
+    put16(r, PARITY, PARITIES.index(line["parity"]))
+    put16(r, STOP, line["stopbits"])
+    fs = cfg.get("failsafe")
+    put16(r, FAILSAFE, fs["timeout_ms"] // 100 if fs and fs["enabled"] else 0)
+
+
 class Settings:
     def __init__(self, status, cfg, health, saved):
         self.status = status
@@ -127,23 +145,11 @@ class Settings:
         self.saved_at = None
         self.regs = bytearray(2 * _COUNT)
         self.scratch = bytearray(2 * _COUNT)
-        r = self.regs
         if saved is not None and saved.data is not None:  # as saved (overlay checked them)
-            copy(r, 0, saved.data, 1, SAVED)
-            copy(status.buf, 2 * NAME, r, 2 * _NAME, 32)
-            return
-        put_text(r, _NAME, cfg["identity"]["device_name"], 16)
-        if bad(r, 0, True) == "device name":  # a configured name the registers cannot hold
-            put_text(r, _NAME, "", 16)
-        put16(r, UNIT, cfg["unit_id"])
-        line = cfg[slave_line(cfg)]
-        put16(r, BAUD, line["baud"] & 0xFFFF)
-        put16(r, BAUD + 1, line["baud"] >> 16)
-        put16(r, PARITY, PARITIES.index(line["parity"]))
-        put16(r, STOP, line["stopbits"])
-        fs = cfg.get("failsafe")
-        put16(r, FAILSAFE, fs["timeout_ms"] // 100 if fs and fs["enabled"] else 0)
-        copy(status.buf, 2 * NAME, r, 2 * _NAME, 32)
+            copy(self.regs, 0, saved.data, 1, SAVED)
+        else:
+            _configured(self.regs, cfg)
+        copy(status.buf, 2 * NAME, self.regs, 2 * _NAME, 32)
 
     # --- the Engine's register block
 

@@ -187,6 +187,9 @@ class Status:
             self.board.reboot()
 
 
+START_ONLY = ("start",)  # dropped by app.run once the parts are built
+
+
 def start(loop, engine, cfg, board, health, saved):
     """The status block, the settings block (mbnode.settings) and NTP (system.ntp) on `engine`;
     `saved`: what mbnode.settings.overlay loaded at boot. Returns the words for the ready line."""

@@ -197,8 +197,33 @@ def romfs_image(out):
     return ROMFS_BINARY, image
 
 
-def measure(given, heap, romfs=None):
-    """(ready line, {kind: requests}, (in use, free) after gc, [in use of each sample])."""
+FROZEN_BINARY = paths.CACHE / "bin" / "micropython-32-frozen"
+
+
+def frozen_binary(out):
+    """The 32-bit unix port with the firmware (main.py and umqtt.simple too) frozen in, as a board
+    image has it: `mbnode build --board unix` writes the frozen tree from the checkout, and
+    `tools/build-micropython.sh frozen` builds the port with it (about 20 s once the source copy
+    exists)."""
+    tree = Path(out) / "unix"
+    r = subprocess.run([sys.executable, "-c", "import sys; from mbnode_host.cli import main; sys.exit(main())",
+                        "build", "--board", "unix", "--out", str(tree), "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode:
+        raise SystemExit("cabinet_heap: mbnode build --board unix failed: %s" % (r.stdout + r.stderr)[-400:])
+    r = subprocess.run(["bash", str(paths.ROOT / "tools" / "build-micropython.sh"), "frozen",
+                        str(tree / "frozen" / "manifest.py")], capture_output=True, text=True, timeout=1800)
+    if r.returncode or not FROZEN_BINARY.exists():
+        raise SystemExit("cabinet_heap: building %s failed: %s" % (FROZEN_BINARY.name, (r.stdout + r.stderr)[-600:]))
+    return FROZEN_BINARY
+
+
+MODES = {"mpy": "as .mpy loaded into the heap", "romfs": "as .mpy in a ROMFS image", "frozen": "frozen into the port"}
+
+
+def measure(given, heap, romfs=None, frozen=False):
+    """(ready line, {kind: requests}, (in use, free) after gc, [in use of each sample]).
+    romfs: run the .mpy files from a ROMFS image; frozen: run the port with the firmware frozen."""
     given = json.loads(json.dumps(given))
     mqtt = given.get("mqtt")
     broker = fw = None
@@ -209,7 +234,8 @@ def measure(given, heap, romfs=None):
                 broker = Broker(extra=BROKER_CONF)
                 mqtt.update(host=HOST, port=broker.port, client_id="mbnode-" + prefix, prefix=prefix)
             fw = Firmware(sim.parse_size(heap, 32), None, tmp, with_rtu=bool(given.get("rtu", {}).get("enabled")),
-                          given=given, romfs=romfs_image(tmp) if romfs else None)
+                          given=given, romfs=romfs_image(tmp) if romfs else None,
+                          frozen=frozen_binary(tmp) if frozen else None)
             if broker is not None and not wait_online(broker.port, prefix + "/mbnode/status", ONLINE_TIMEOUT):
                 raise Wrong("the bridge never said online on %s/mbnode/status" % prefix)
             done = exercise(fw, given, broker, prefix)
@@ -228,16 +254,16 @@ def measure(given, heap, romfs=None):
 
 
 def run(config=DEFAULT_CONFIG, heap=HEAP):
-    """bench/run.py section (c): summary rows for the .mpy and (when built) the ROMFS figure."""
+    """bench/run.py section (c): summary rows for the .mpy, (when built) the ROMFS and the frozen
+    figure."""
     given = read_config(config)
     rows = []
-    for romfs in (False, True):
-        what = "(c) heap in use, unix 32-bit, .mpy %s, %s" % ("from ROMFS" if romfs else "in the heap",
-                                                               Path(config).name)
-        if romfs and not ROMFS_BINARY.exists():
+    for mode in ("mpy", "romfs", "frozen"):
+        what = "(c) heap in use, unix 32-bit, firmware %s, %s" % (MODES[mode], Path(config).name)
+        if mode == "romfs" and not ROMFS_BINARY.exists():
             rows.append((what, "not measured: bash tools/build-micropython.sh romfs", "SKIP"))
             continue
-        ready, done, (used, free), uses = measure(given, heap, romfs)
+        ready, done, (used, free), uses = measure(given, heap, mode == "romfs", mode == "frozen")
         print("cabinet_heap: %s: %d bytes in use (requests: %s)" % (what, used, ", ".join("%s %d" % kv for kv in done.items())))
         rows.append((what + ": <= %d" % TARGET, "%d B" % used, verdict(used <= TARGET)))
     return rows
@@ -252,13 +278,19 @@ def main(argv=None):
     ap.add_argument("--romfs", action="store_true",
                     help="the same .mpy files from a ROMFS image mapped outside the heap (micropython-32-romfs: "
                          "`bash tools/build-micropython.sh romfs`), as a board with a ROMFS partition runs them")
+    ap.add_argument("--frozen", action="store_true",
+                    help="the firmware frozen into the port (micropython-32-frozen, built here from the checkout "
+                         "by `tools/build-micropython.sh frozen`), as a board image has it")
     args = ap.parse_args(argv)
+    if args.romfs and args.frozen:
+        ap.error("--romfs and --frozen: choose one")
+    mode = "romfs" if args.romfs else "frozen" if args.frozen else "mpy"
     given = read_config(args.config)
     figures = []
     for i in range(max(1, args.runs)):
         t0 = time.monotonic()
         try:
-            ready, done, (used, free), uses = measure(given, args.heap, args.romfs)
+            ready, done, (used, free), uses = measure(given, args.heap, args.romfs, args.frozen)
         except (Wrong, RuntimeError, OSError) as e:
             print("cabinet_heap: FAIL: %s" % e)
             return 1
@@ -268,9 +300,8 @@ def main(argv=None):
         print("cabinet_heap: run %d: %d bytes in use after gc (%.1f KiB), %d free of %s (samples %s) [%.0f s]"
               % (i + 1, used, used / 1024, free, args.heap, " ".join(map(str, uses)), time.monotonic() - t0))
     worst = max(figures)
-    print("cabinet_heap: %s, firmware as .mpy %s on micropython-32: %d bytes in use; target <= %d: %s"
-          % (Path(args.config).name, "in a ROMFS image" if args.romfs else "loaded into the heap", worst, TARGET,
-             verdict(worst <= TARGET)))
+    print("cabinet_heap: %s, firmware %s on micropython-32: %d bytes in use; target <= %d: %s"
+          % (Path(args.config).name, MODES[mode], worst, TARGET, verdict(worst <= TARGET)))
     return 0
 
 

@@ -839,10 +839,11 @@ class Firmware:
     whose client end stays open here. Its output is read by a thread: the ready line, and every
     line after it but the first `mqtt: connected` is a problem."""
 
-    def __init__(self, heap, mqtt_section, tmp, with_rtu=True, given=None, romfs=None):
+    def __init__(self, heap, mqtt_section, tmp, with_rtu=True, given=None, romfs=None, frozen=None):
         """given: the configuration laid under the bench's (bench/cabinet_heap.py), instead of
         {"mqtt": mqtt_section}; its rtu section's settings are kept. romfs: (binary, image) to
-        run the firmware from a ROMFS image instead (bench/cabinet_heap.py --romfs)."""
+        run the firmware from a ROMFS image instead (bench/cabinet_heap.py --romfs); frozen: a
+        unix port with the firmware frozen in, main.py included (bench/cabinet_heap.py --frozen)."""
         fw_fd, self.rtu_path, self.client_fd = sim.make_pty()
         try:
             rtu = {"device": "fd:%d" % fw_fd, "peer": self.rtu_path}
@@ -861,6 +862,9 @@ class Firmware:
             if romfs:  # the bundle's files on /rom, mapped outside the heap; main found on sys.path
                 env = dict(os.environ, MICROPYPATH=".frozen:/rom", MICROPY_ROMFS=str(romfs[1]))
                 self.argv = [str(romfs[0]), "-X", "heapsize=%d" % heap, "-m", "main", str(cfg_path)]
+            if frozen:  # every module in the binary, as on a board image; nothing on the path
+                env = dict(os.environ, MICROPYPATH=".frozen")
+                self.argv = [str(frozen), "-X", "heapsize=%d" % heap, "-m", "main", str(cfg_path)]
             self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, pass_fds=[fw_fd])
         finally:

@@ -223,6 +223,44 @@ if [[ ${1:-} == romfs ]]; then
     exit 0
 fi
 
+# `build-micropython.sh frozen MANIFEST`: .cache/bin/micropython-32-frozen, the 32-bit unix port
+# with the firmware frozen in, as a board image has it (bench/cabinet_heap.py --frozen,
+# tests/test_cabinet_heap.py). MANIFEST is the one `mbnode build --board unix` writes
+# (build/unix/frozen/manifest.py); the port's own (asyncio) and umqtt.simple (.cache/lib) are
+# frozen beside it. Built in a copy of the source tree kept at .cache/frozen-src, so a change of
+# the firmware rebuilds only what make finds changed (about 20 s; the first build about 100 s).
+if [[ ${1:-} == frozen ]]; then
+    target=micropython-32-frozen
+    fw_manifest=${2:-}
+    [[ -f $fw_manifest ]] || die "frozen: give the manifest \`mbnode build --board unix\` wrote (build/unix/frozen/manifest.py)"
+    fw_manifest=$(cd "$(dirname "$fw_manifest")" && pwd)/$(basename "$fw_manifest")
+    [[ -f $CACHE/lib/umqtt/simple.py ]] || die "frozen: $CACHE/lib/umqtt/simple.py missing: run make setup"
+    command -v gcc >/dev/null || die "gcc missing: run tools/setup.sh (installs build-essential, gcc-multilib)"
+    up_to_date mpy-cross || build_mpy_cross
+    ensure_source
+    copy=$CACHE/frozen-src
+    stamp="$(recipe micropython-32)"
+    if [[ ! -f $copy/.mbnode-recipe || $(cat "$copy/.mbnode-recipe") != "$stamp" ]]; then
+        say "copying the source tree for $target ..."
+        rm -rf "$copy" && mkdir -p "$copy"
+        (cd "$MP_SRC" && tar cf - --exclude='./ports/unix/build-*' --exclude='./ports/*/build*' .) | (cd "$copy" && tar xf -)
+        echo "$stamp" >"$copy/.mbnode-recipe"
+    fi
+    cat >"$copy/mbnode-manifest.py" <<EOF
+# written by tools/build-micropython.sh frozen: the port's modules, the firmware, umqtt.simple
+include("$MANIFEST")
+include("$fw_manifest", base=None, main=True)
+package("umqtt", base_path="$CACHE/lib")
+EOF
+    say "building $target (firmware frozen from $fw_manifest) ..."
+    # mpy-cross needs the architecture for the firmware's viper functions (crc.py, fast.py)
+    logged "build-$target" make -C "$copy/ports/unix" -j"$JOBS" BUILD=build-32 PROG=$target \
+        MICROPY_FORCE_32BIT=1 MPY_CROSS_FLAGS=-march=x86 "${PORT_VARS[@]/#FROZEN_MANIFEST=*/FROZEN_MANIFEST=$copy/mbnode-manifest.py}"
+    rm -f "$BIN/$target"
+    cp "$copy/ports/unix/build-32/$target" "$BIN/$target"
+    exit 0
+fi
+
 # --------------------------------------------------------------------------------------------
 todo=()
 adopt 64 || up_to_date micropython-64 || todo+=(micropython-64)

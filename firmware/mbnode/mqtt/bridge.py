@@ -272,7 +272,6 @@ class Bridge:
         from mbnode.mqtt.points import NAME_MAX
 
         self.telemetry = telemetry
-        telemetry.begin = self.begin  # before a /res that comes later
         self._topics(len(self.t_root) + NAME_MAX + 4)
 
     def listen(self, topic, fn):
@@ -614,7 +613,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
     if pts:
         from mbnode.mqtt.telemetry import Telemetry
 
-        bridge.attach(Telemetry(engine, model, pts, m["retain"], bridge.t_root, bridge.publish))
+        bridge.attach(Telemetry(engine, model, pts, m["retain"], bridge))
         pts = m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
         if m["discovery"]:  # Home Assistant discovery of the points, loaded at the first connect
             from mbnode.mqtt.discoverystart import later

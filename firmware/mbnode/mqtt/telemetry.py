@@ -43,8 +43,10 @@ class Telemetry:
         self.batches = points.plan(self.points, model.is_present)
         self.seen = [None] * len(self.batches[3])  # each batch's response bytes at the last scan
         self.writable = any([points.writable(p) for p in self.points])
-        self.req = bytearray(260)
-        self.resp = bytearray(260)
+        # One buffer for the batches' responses (at most 252 bytes) and for a /set write: its
+        # request at [5:] (FC16 of 125 registers: 256 bytes), its answer at [0:5] (5 bytes at
+        # most), never overlapping, so the Engine may read and write them in any order.
+        self.buf = bytearray(5 + 256)
         self.next = time.ticks_ms()
 
     def due_in(self, now):
@@ -56,7 +58,7 @@ class Telemetry:
         self.next = time.ticks_add(now, _SCAN_MS)
         reqs, order, offsets, ends = self.batches
         pts = self.points
-        resp = self.resp
+        resp = self.buf
         ts = None
         j = 0  # the batch's first entry in order
         for i in range(len(ends)):
@@ -105,12 +107,12 @@ class Telemetry:
         else:
             return points.result(unix_ms(), "no point named %s" % name)
         try:
-            n = points.write_pdu(self.points[k], points.parse_set(payload), self.req)
+            n = points.write_pdu(self.points[k], points.parse_set(payload), self.buf, 5)
         except ValueError as e:
             return points.result(unix_ms(), e.args[0])
-        if self.engine.handle(self.req, 0, n, self.resp, 0, _Later(self, k), 3) == 0:  # pdu.SOURCE_MQTT
+        if self.engine.handle(self.buf, 5, n, self.buf, 0, _Later(self, k), 3) == 0:  # pdu.SOURCE_MQTT
             return None  # pdu.PENDING: a write to extension modules, answered by set_done
-        return self.set_done(k, self.resp, 0)
+        return self.set_done(k, self.buf, 0)
 
     def set_done(self, k, buf, o, late=False):
         """The /res payload for the answer PDU buf[o:] of a /set write to point number k;

@@ -44,20 +44,10 @@ HEAD = const(64)
 _COMMA = const(44)
 _SHOW = const(24)  # a field is quoted in an error up to this many characters
 _FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
-# Per function: (lowest count, highest count) of the seed; 0 = a single VALUE instead of COUNT.
-_COUNTS = {1: (1, 2000), 2: (1, 2000), 3: (0, 125), 4: (0, 125), 15: (1, 1968), 16: (1, 123)}
-_WHAT = {1: "coils", 2: "inputs", 3: "registers", 4: "registers"}
-_EXCEPTIONS = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
+# The names of exception codes 1..11 (None: a code without a name).
+_EXCEPTIONS = ("illegal function", "illegal data address", "illegal data value", "server device failure",
+               "acknowledge", "server device busy", None, "memory parity error", None,
+               "gateway path unavailable", "gateway target device failed to respond")
 
 
 class RequestError(ValueError):
@@ -143,9 +133,6 @@ class _Fields:
         if not lo <= v <= hi or (choices and v not in choices):
             raise _Bad("%s %s: allowed %s" % (name, _show(tok), allowed))
         return v
-
-    def more(self):
-        return self.i < len(self.t)
 
     def end(self, last):
         if self.i < len(self.t):
@@ -258,7 +245,7 @@ def parse(payload, serial_ids=None):
     try:
         return _parse(_Fields(tokens), cookie, serial_ids)
     except _Bad as e:
-        raise RequestError(_line(cookie, "ERROR: " + e.args[0]))
+        raise RequestError(error(cookie, e.args[0]))
 
 
 def _parse(f, cookie, serial_ids):
@@ -270,7 +257,7 @@ def _parse(f, cookie, serial_ids):
     if kind == CONN:
         r.index = f.num("connection index", 0, 7)
         r.action = f.num("action", 0, 2, "0 (open), 1 (close), 2 (status)")
-        if r.action == OPEN and f.more():  # without a target: reopen (mbnode.mqtt.relay)
+        if r.action == OPEN and f.i < len(f.t):  # without a target: reopen (mbnode.mqtt.relay)
             _target(f, r)
         f.end("timeout" if r.host is not None else "action")
         return r
@@ -297,7 +284,10 @@ def _parse(f, cookie, serial_ids):
         r.count = 1
         f.end("value")
         return r
-    lo, hi = _COUNTS[fc]
+    # The seed's counts: reads of 1..2000 bits or 0..125 registers, writes of 1..1968 bits or
+    # 1..123 registers.
+    lo = 0 if fc == 3 or fc == 4 else 1
+    hi = 2000 if fc <= 2 else 125 if fc <= 4 else 1968 if fc == 15 else 123
     room = 65537 - first  # the seed's rule: first register + count <= 65537
     if room < hi:
         r.count = f.num("count", lo, room, "%d..%d from first register %d" % (lo, room, first))
@@ -344,15 +334,11 @@ def build_pdu(req, buf, off=0):
     return 6 + size
 
 
-def _line(cookie, text):
-    return text if cookie is None else cookie + " " + text
-
-
 def error(req, reason):
     """ "<COOKIE> ERROR: reason"; req is a Request, a cookie text, or None (no cookie)."""
-    if req is not None and type(req) is not str:
-        req = req.cookie
-    return _line(req, "ERROR: " + reason)
+    if req is None:
+        return "ERROR: " + reason
+    return (req if type(req) is str else req.cookie) + " ERROR: " + reason
 
 
 def ok(req):
@@ -366,7 +352,7 @@ def status(req, is_open):
 
 
 def exception_text(code):
-    name = _EXCEPTIONS.get(code)
+    name = _EXCEPTIONS[code - 1] if 1 <= code <= len(_EXCEPTIONS) else None
     return "Modbus exception %d (%s)" % (code, name) if name else "Modbus exception %d" % code
 
 
@@ -398,7 +384,8 @@ def format_response(req, pdu, n, off=0):
     if pdu[off + 1] != n - 2:
         return error(req, "malformed response: byte count %d with %d data bytes" % (pdu[off + 1], n - 2))
     if n - 2 != size:
-        return error(req, "malformed response: %d data bytes for %d %s" % (n - 2, count, _WHAT[fc]))
+        return error(req, "malformed response: %d data bytes for %d %s" % (
+            n - 2, count, "registers" if fc >= 3 else "coils" if fc == 1 else "inputs"))
     d = off + 2
     head = req.cookie + " OK"
     if fc >= 3:

@@ -118,15 +118,20 @@ def write_pdu(point, value, buf, off=0):
     return k - off
 
 
+def answer_size(req, ro):
+    """The length of the answer PDU to the read request req[ro:ro + 5] (a batch of plan())."""
+    count = (req[ro + 3] << 8) | req[ro + 4]
+    return 2 + (2 * count if req[ro] >= 3 else (count + 7) >> 3)
+
+
 def check_answer(req, ro, pdu, n):
     """ValueError unless pdu[:n] answers the read request req[ro:ro + 5] (a batch of plan()):
     an exception response, or one of the wrong length."""
     fc = req[ro]
     if n >= 2 and pdu[0] == fc | 0x80:
         raise ValueError("Modbus exception %d" % pdu[1])
-    count = (req[ro + 3] << 8) | req[ro + 4]
-    size = 2 * count if fc >= 3 else (count + 7) >> 3
-    if n != size + 2 or pdu[0] != fc or pdu[1] != size:
+    size = answer_size(req, ro)
+    if n != size or pdu[0] != fc or pdu[1] != size - 2:
         raise ValueError("malformed response of %d bytes to function %d" % (n, fc))
 
 

@@ -10,6 +10,7 @@ range apply to MQTT as to Modbus.
 
 import time
 
+from mbnode import fast
 from mbnode.mqtt import points, textproto
 
 try:
@@ -41,7 +42,10 @@ class Telemetry:
         self.last_ms = [None] * len(self.points)
         # (reqs, order, offsets, ends): the read requests and their points, points.plan
         self.batches = points.plan(self.points, model.is_present)
-        self.seen = [None] * len(self.batches[3])  # each batch's response bytes at the last scan
+        reqs = self.batches[0]
+        # Each batch's answer at the last scan, one after the other: its length (0: none) and
+        # room for its bytes (points.answer_size), compared and copied in place.
+        self.seen = bytearray(sum([1 + points.answer_size(reqs, r) for r in range(0, len(reqs), 5)]))
         self.writable = any([points.writable(p) for p in self.points])
         # One buffer for the batches' responses (at most 252 bytes) and for a /set write: its
         # request at [5:] (FC16 of 125 registers: 256 bytes), its answer at [0:5] (5 bytes at
@@ -59,15 +63,23 @@ class Telemetry:
         reqs, order, offsets, ends = self.batches
         pts = self.points
         resp = self.buf
+        seen = self.seen
         ts = None
         j = 0  # the batch's first entry in order
+        at = 0  # its place in seen
         for i in range(len(ends)):
             n = self.engine.handle(reqs, 5 * i, 5, resp, 0)
-            raw = resp[:n]
             first, j = j, ends[i]
-            if raw == self.seen[i] and not everything and not self._due(first, j, now):
+            size = points.answer_size(reqs, 5 * i)
+            if self._same(at, n) and not everything and not self._due(first, j, now):
+                at += 1 + size
                 continue
-            self.seen[i] = raw
+            if n <= size:  # a longer answer is malformed (reported below): never the same
+                seen[at] = n
+                fast.copy(seen, at + 1, resp, 0, n)
+            else:
+                seen[at] = 0
+            at += 1 + size
             try:
                 points.check_answer(reqs, 5 * i, resp, n)
             except ValueError as e:
@@ -84,6 +96,17 @@ class Telemetry:
                         return
                     self.last[k] = v
                     self.last_ms[k] = now
+
+    def _same(self, at, n):
+        # Whether the answer in buf[:n] is the one kept at seen[at] (no copy: scans allocate nothing).
+        seen = self.seen
+        buf = self.buf
+        if seen[at] != n:
+            return False
+        for x in range(n):
+            if seen[at + 1 + x] != buf[x]:
+                return False
+        return True
 
     def _due(self, first, end, now):
         # Whether a periodic publish is due for a point of order[first:end] (one batch).

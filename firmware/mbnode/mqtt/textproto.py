@@ -194,7 +194,7 @@ def _target(f, r):
         tok = f.take("IP", allowed)
         ok = _hostname(tok)
     if not ok:
-        raise _Bad("IP %s: allowed %s" % (_show(tok), allowed))
+        raise _Bad("%s %s: allowed %s" % ("IP", _show(tok), allowed))  # the format of _Fields.num's
     if r.host is None:
         r.host = tok.decode()
     # Port 0 is refused: no TCP server listens there, so it can only be a typing mistake.
@@ -250,9 +250,10 @@ def parse(payload, serial_ids=None):
 
 def _parse(f, cookie, serial_ids):
     kind = f.num("request type", 0, 2, "0 (Modbus TCP), 1 (serial), 2 (connection)")
-    tok = f.take("cookie", "0.." + _MAX_COOKIE.decode())
+    allowed = "0.." + _MAX_COOKIE.decode()
+    tok = f.take("cookie", allowed)
     if cookie is None:
-        raise _Bad("cookie %s: allowed 0..%s" % (_show(tok), _MAX_COOKIE.decode()))
+        raise _Bad("%s %s: allowed %s" % ("cookie", _show(tok), allowed))
     r = Request(kind, cookie)
     if kind == CONN:
         r.index = f.num("connection index", 0, 7)
@@ -273,7 +274,7 @@ def _parse(f, cookie, serial_ids):
         tok = f.take("serial device id", allowed)
         r.device = tok.decode() if _printable(tok) else None
         if r.device is None or (serial_ids is not None and r.device not in serial_ids):
-            raise _Bad("serial device id %s: allowed %s" % (_show(tok), allowed))
+            raise _Bad("%s %s: allowed %s" % ("serial device id", _show(tok), allowed))
         r.timeout = f.num("timeout", 1, 999)
     r.unit = f.num("server id", 1, 255)
     fc = r.fc = f.num("function", 1, 16, "1, 2, 3, 4, 5, 6, 15, 16", _FUNCTIONS)

@@ -315,7 +315,8 @@ def test_plan_never_spans_absent_channels():
     model = DataModel([[(0, 0x23F)], [(0, 0x23F)], [(0x40, 0x43), (0x46, 0x13F)], [(0, 0x13F)]])
     pts = [P("a", "holding", 0x42), P("b", "holding", 0x46)]
     assert len(points.plan(pts)[3]) == 1
-    assert shape(points.plan(pts, present=model.is_present), pts) == [(3, 0x42, 1, [("a", 2)]), (3, 0x46, 1, [("b", 2)])]
+    assert shape(points.plan(pts, present=model.is_present), pts) == [
+        (3, 0x42, 1, [("a", 2)]), (3, 0x46, 1, [("b", 2)])]
 
 
 def test_plan_overlapping_points():

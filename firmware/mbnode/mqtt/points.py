@@ -43,6 +43,7 @@ except ImportError:  # CPython: plain millisecond numbers
 MAX_REG_GAP = 8
 MAX_BIT_GAP = 32
 
+
 class Point:
     """One point ready for use. d: one entry of the checked mqtt.points (check() filled in every
     default; a key left out here takes that same default). retain: mqtt.retain, used when the

@@ -319,11 +319,11 @@ def test_a_board_with_a_mac_names_it_as_a_connection():
     loop, bridge, tel = Stub(), Stub(), Stub()
     loop.timers = []
     loop.add_timer = loop.timers.append
-    bridge.client_id, bridge.t_status, bridge.qos, bridge.greet, bridge.subs = "esp-1", b"io/status", 1, [], []
+    bridge.m, bridge.t_status, bridge.qos, bridge.greet, bridge.subs = {"client_id": "esp-1"}, b"io/status", 1, [], []
     bridge.room = lambda n: None
     bridge.listen = lambda topic, fn: bridge.subs.append(topic)
     tel.points = [points.Point(pointsconfig.check({"name": "x", "table": "coil", "address": 0}))]
-    tel.points[0].topic = b"io/x"
+    tel.topics = (b"io/x",)
     identity = {"device_name": "", "vendor_name": "ACME", "product_name": "", "product_code": ""}
     d = discovery.Discovery(loop, bridge, tel, "ha", identity, "A4:CF:12:00:9B:01")
     body = json.loads(bytes(d.buf[:d.message(0)]))

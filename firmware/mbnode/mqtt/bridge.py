@@ -164,7 +164,7 @@ class _Wire:
                 raise OSError("mqtt: malformed packet from the broker")
             self.hlen = i + 2
             self.left = size - 2
-            if tlen <= bridge.max_topic and body <= bridge.max_message:
+            if tlen <= bridge.max_topic and body <= bridge.m["max_message"]:
                 return True
             # Too long to take in: keep the topic when it can be one of ours and the first
             # textproto.HEAD bytes of the payload, acknowledge it (QoS 1), drop the rest as it comes.
@@ -210,75 +210,48 @@ class _Net:
         return b
 
 
-def _tls_context(tls):
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if tls["insecure"]:
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cafile=tls["ca"])
-    if tls["cert"]:
-        ctx.load_cert_chain(tls["cert"], tls["key"])
-    return ctx
-
-
 class Bridge:
-    def __init__(self, loop, m, client_id, relay):
-        """m: the checked mqtt section; relay: mbnode.mqtt.relay.Relay (its finish is self.reply).
-        telemetry: a mbnode.mqtt.telemetry.Telemetry when there are points, set by attach()."""
+    def __init__(self, loop, m, relay, tls=None):
+        """m: the checked mqtt section, its client_id filled in (start); relay:
+        mbnode.mqtt.relay.Relay (its finish is self.reply); tls: the ssl.SSLContext with
+        mqtt.tls on, else None. telemetry: a mbnode.mqtt.telemetry.Telemetry when there are
+        points, set by start()."""
         self.loop = loop
         self.m = m
-        self.client_id = client_id
         self.relay = relay
         self.telemetry = None
-        self.greet = []  # parts to call after each connect (fail-safe publishes its state)
-        self.subs = []  # (topic, fn(payload)): further topics parts listen on (listen())
+        self.greet = ()  # parts to call after each connect (fail-safe publishes its state): += (fn,)
+        self.subs = ()  # (topic, fn(payload)): further topics parts listen on (listen())
         base = m["prefix"] + "/" if m["prefix"] else ""
         self.t_request = (base + m["request_topic"]).encode()
         self.t_response = (base + m["response_topic"]).encode()
         self.t_root = (base + m["root"] + "/").encode()
         self.t_status = self.t_root + b"status"
         self.qos = m["qos"]
-        self.tls = _tls_context(m["tls"]) if m["tls"]["enabled"] else None
-        self.max_message = m["max_message"]
+        self.tls = tls
         self.chunk = relay.scratch  # _Wire reads the bytes it drops into it (see Relay.scratch)
-        self._topics(len(self.t_status))
+        # max_topic: no topic the bridge takes messages on is longer (the request topic,
+        # <root>/<point>/set, listen()'s); hdr: a PUBLISH's fixed header, topic and packet id
+        # (_send), 5 + 2 + topic + 2 bytes, for the longest topic it publishes on (the response
+        # topic, <root>/status, <root>/<point>, a /set topic's /res, room()'s).
+        self.max_topic = max(len(self.t_request), len(self.t_status))
+        self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
         self.pid = 0  # the packet id of the last QoS 1 publish
         self.queue = []  # request payloads waiting for the relay
-        self.working = self.again = False  # _work is running; a reply came in meanwhile
+        self.again = None  # while _work runs: whether to pass again (a reply came in); else None
         self.client = None
-        self.sock = None  # what the loop polls
         self.deadline = 0
-        rc = m["reconnect"]
-        self.delay = self.initial = 1000 * rc["initial_s"]
+        self.delay = 1000 * m["reconnect"]["initial_s"]
         self.retry_at = time.ticks_ms()  # the first connect: on the loop's first turn
         self.keep_ms = 1000 * m["keepalive"]
-        self.last_tx = self.last_rx = self.ping_at = 0
-        self.ping_out = False
+        self.last_tx = self.last_rx = 0
+        self.ping_at = None  # when the ping not yet answered went out; None: none is
         loop.add_timer(self)
-
-    def _topics(self, longest):
-        # max_topic: no topic the bridge takes messages on is longer (the request topic,
-        # <root>/<point>/set); hdr: a PUBLISH's fixed header, topic and packet id (_send), 5 + 2 +
-        # topic + 2 bytes, for the longest topic it publishes on (the response topic, <root>/status,
-        # <root>/<point>, a /set topic's /res).
-        self.max_topic = max(len(self.t_request), longest)
-        self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
-
-    def attach(self, telemetry):
-        """The points' Telemetry: their topics (and /set, /res) under root widen the limits."""
-        from mbnode.mqtt.points import NAME_MAX
-
-        self.telemetry = telemetry
-        telemetry.begin = self.begin  # before a /res that comes later
-        self._topics(len(self.t_root) + NAME_MAX + 4)
 
     def listen(self, topic, fn):
         """Subscribe to topic (bytes) on every connect from the next on; fn(payload) gets its
         messages, inside umqtt's check_msg (it should only take note)."""
-        self.subs.append((topic, fn))
+        self.subs += ((topic, fn),)
         self.max_topic = max(self.max_topic, len(topic))
         self.room(self.max_topic)
 
@@ -296,7 +269,7 @@ class Bridge:
     def _connect(self):
         m = self.m
         simple.socket = _Net(self, self.tls is not None)
-        c = simple.MQTTClient(self.client_id, m["host"], m["port"], m["user"] or None, m["password"],
+        c = simple.MQTTClient(m["client_id"], m["host"], m["port"], m["user"] or None, m["password"],
                               m["keepalive"], ssl=self.tls)
         if self.tls is not None and hasattr(c, "ssl_params"):
             print("mqtt: tls needs umqtt.simple 1.4 or later (mpremote mip install umqtt.simple); "
@@ -310,8 +283,7 @@ class Bridge:
             if not isinstance(c.sock, _Wire):
                 c.sock = _Wire(c.sock, self)  # the TLS socket
             self.client = c
-            self.sock = c.sock.s
-            self.loop.add(self.sock, self)
+            self.loop.add(c.sock.s, self)
             c.subscribe(self.t_request, self.qos)
             if self.telemetry is not None and self.telemetry.writable:
                 c.subscribe(self.t_root + b"+/set", self.qos)
@@ -322,22 +294,21 @@ class Bridge:
             return
         now = time.ticks_ms()
         self.last_tx = self.last_rx = now
-        self.ping_out = False
-        self.delay = self.initial
-        print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], self.client_id))
+        self.ping_at = None
+        self.delay = 1000 * m["reconnect"]["initial_s"]
+        print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], m["client_id"]))
         if self.publish(self.t_status, b"online", True) and self.telemetry is not None:
             self.telemetry.scan(now, True)
-        for fn in tuple(self.greet):  # a copy: a greet callback may change the list (discovery)
+        for fn in self.greet:  # a greet callback may replace the tuple (discovery): this one goes on
             if self.client is not None:
                 fn()
         self._work()
 
     def _drop(self, what, e):
         c = self.client
-        if self.sock is not None:
-            self.loop.remove(self.sock)
-        self.client = self.sock = None
-        if c is not None and c.sock is not None:
+        self.client = None
+        if c is not None:  # connected (the loop polls its socket)
+            self.loop.remove(c.sock.s)
             try:
                 c.sock.close()
             except OSError:
@@ -402,7 +373,7 @@ class Bridge:
             self._drop("receive", e)
             return
         self.last_rx = time.ticks_ms()
-        self.ping_out = False
+        self.ping_at = None
         self._work()
 
     def _point(self, topic):
@@ -452,14 +423,14 @@ class Bridge:
         """_Wire dropped a message of `size` bytes (more than mqtt.max_message) on topic (None:
         longer than any topic of ours); head: its first bytes. Answered like _on_message."""
         if topic == self.t_request:
-            self._send(self.t_response, textproto.too_long(head, size, self.max_message).encode(), False)
+            self._send(self.t_response, textproto.too_long(head, size, self.m["max_message"]).encode(), False)
             return
         name = None if topic is None else self._point(topic)
         if name is None:
             print("mqtt: dropped a message of %d bytes on a topic this device does not answer (its topics have "
                   "at most %d bytes)" % (size, self.max_topic))
             return
-        self._send(self.t_root + name + b"/res", self.telemetry.too_long(size, self.max_message).encode(), False)
+        self._send(self.t_root + name + b"/res", self.telemetry.too_long(size, self.m["max_message"]).encode(), False)
 
     def _work(self):
         """Run what can run: every queued request that is answered at once (local ones, errors)
@@ -467,17 +438,16 @@ class Bridge:
         request kept waiting is parsed again next time (parsing keeps nothing: the queue holds
         only the payloads). A remote request that ends at once (a refused connect) calls reply()
         inside this: that only asks for one more pass."""
-        if self.working:
+        if self.again is not None:  # running: one more pass
             self.again = True
             return
-        self.working = True
         try:
             self.again = True
             while self.again:
                 self.again = False
                 self._pass()
         finally:
-            self.working = False
+            self.again = None
 
     def _pass(self):
         queue = self.queue
@@ -516,7 +486,7 @@ class Bridge:
             return max(0, time.ticks_diff(self.retry_at, now))
         d = -1
         if self.keep_ms:
-            if self.ping_out:
+            if self.ping_at is not None:
                 d = time.ticks_diff(time.ticks_add(self.ping_at, self.keep_ms), now)
             else:
                 d = self.keep_ms // 2 - max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx))
@@ -535,7 +505,7 @@ class Bridge:
             return
         self.begin()
         if self.keep_ms:
-            if self.ping_out:
+            if self.ping_at is not None:
                 if time.ticks_diff(now, self.ping_at) >= self.keep_ms:
                     self._drop("broker", OSError("no answer to a ping within %d s" % (self.keep_ms // 1000)))
                     return
@@ -545,83 +515,24 @@ class Bridge:
                 except Exception as e:  # noqa: BLE001
                     self._drop("ping", e)
                     return
-                self.ping_out = True
                 self.ping_at = self.last_tx = now
         if self.telemetry is not None and self.telemetry.due_in(now) == 0:
             self.telemetry.scan(now)
 
 
-START_ONLY = ("start", "_client_id")  # dropped by app.run once the parts are built
-
-
-def _client_id(m):
-    if m["client_id"]:
-        return m["client_id"]
-    try:
-        from binascii import hexlify
-        from machine import unique_id
-
-        return "mbnode-" + hexlify(unique_id()).decode()
-    except ImportError:  # the unix port: the host's machine id and the simulator's process id
-        with open("/etc/machine-id") as f:
-            host = f.read(8)
-        with open("/proc/self/stat") as f:
-            return "mbnode-%s-%s" % (host, f.read(16).split()[0])
+START_ONLY = ("start",)  # dropped by app.run once the parts are built
 
 
 def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publishers=()):
-    """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None;
-    masters: mbnode.masters.Masters, where the gateway's remote requests go; slave_line: the
-    name of the serial line this device is a slave on, or None; publishers: optional parts that
-    publish through the bridge (the poller): each is given attach(publish, base, root) and
-    returns the longest topic it publishes on."""
-    if simple is None:
-        print("mqtt: mqtt.enabled needs umqtt.simple (on a board: mpremote mip install umqtt.simple)",
-              file=sys.stderr)
-        if not getattr(board, "KEEP_SERVING", False):
-            sys.exit(1)
-        return ["mqtt", "off"]  # a board keeps serving Modbus without the bridge
-    from mbnode.mqtt.relay import Relay
+    """The bridge on the loop; returns the words for the ready line (mbnode.mqtt.bridgestart,
+    loaded for this and unloaded again)."""
+    import mbnode.mqtt
 
-    m = cfg["mqtt"]
-    own = None
-    if tcp is not None:
-        host, tcp_port = tcp.address
-        hosts = [host]
-        addresses = []
-        if host == "0.0.0.0" or host == "127.0.0.1":
-            hosts = ["127.0.0.1", "localhost"]
-            if host == "0.0.0.0" and hasattr(board, "addresses"):  # boards with a network interface
-                addresses = board.addresses()  # the board's live list: Wi-Fi may come later
-        own = (hosts, tcp_port, addresses)
-    ids = m["serial_devices"]
-    names = [cfg[key]["name"] for key in ("rtu", "rtu2") if cfg[key]["enabled"] and cfg[key]["name"] not in ids]
-    if names:  # every serial line's name is a SERIAL_DEVICE_ID too
-        m["serial_devices"] = ids + names
-    relay = Relay(engine, cfg["unit_id"], own, masters, slave_line, None, m["parallel"])
-    bridge = Bridge(loop, m, _client_id(m), relay)
-    relay.finish = bridge.reply
-    pts = m["points"]
-    if m["discovery"] and m["discovery_channels"]:  # the onboard channels as implicit points
-        from mbnode.mqtt.discoverystart import channels
+    try:
+        from mbnode.mqtt.bridgestart import start as build
 
-        more, left = channels(pts, cfg["channels"])
-        pts = pts + more
-        if left:
-            print("mqtt: discovery: %d onboard channels left out (at most %d implicit points; name them "
-                  "in mqtt.points)" % (left, len(more)))
-    if pts:
-        from mbnode.mqtt.telemetry import Telemetry
-
-        bridge.attach(Telemetry(engine, model, pts, m["retain"], bridge.t_root, bridge.publish))
-        pts = m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
-        if m["discovery"]:  # Home Assistant discovery of the points, loaded at the first connect
-            from mbnode.mqtt.discoverystart import later
-
-            later(loop, bridge, m["discovery_prefix"], cfg["identity"], board)
-    base = (m["prefix"] + "/" if m["prefix"] else "").encode()
-    for part in publishers:
-        bridge.room(part.attach(bridge.publish, base, bridge.t_root))  # _send writes the topic into hdr
-        if hasattr(part, "connected"):  # a part that publishes its state on every connect
-            bridge.greet.append(part.connected)
-    return ["mqtt", "%s:%d" % (m["host"], m["port"])]
+        return build(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers)
+    finally:
+        sys.modules.pop("mbnode.mqtt.bridgestart", None)
+        if hasattr(mbnode.mqtt, "bridgestart"):
+            delattr(mbnode.mqtt, "bridgestart")

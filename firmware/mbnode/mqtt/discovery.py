@@ -56,7 +56,7 @@ class Discovery:
         vendor, product); mac: "AA:BB:..." or "" (no connection then)."""
         self.bridge = bridge
         self.telemetry = telemetry
-        self.node = node_id(bridge.client_id)
+        self.node = node_id(bridge.m["client_id"])
         self.topic = prefix + "/device/" + self.node + "_"  # + <id>/config
         dev = {"ids": [self.node], "name": identity["device_name"] or self.node, "sw": VERSION}
         for key, name in (("mf", "vendor_name"), ("mdl", "product_name"), ("mdl_id", "product_code")):
@@ -87,7 +87,7 @@ class Discovery:
         self.buf[:self.start] = head
         self.status = (prefix + "/status").encode()
         bridge.listen(self.status, self.birth)
-        bridge.greet.append(self.connected)
+        bridge.greet += (self.connected,)
         self.next = -1  # the point announced next; -1: none; -2: the states are due at self.at
         self.at = 0
         loop.add_timer(self)
@@ -107,7 +107,7 @@ class Discovery:
     def component(self, i):
         """The component of point i: a dict of abbreviated discovery keys."""
         p = self.telemetry.points[i]
-        c = {"name": p.name, "uniq_id": self.node + "_" + self.oid(i), "stat_t": p.topic.decode()}
+        c = {"name": p.name, "uniq_id": self.node + "_" + self.oid(i), "stat_t": self.telemetry.topics[i].decode()}
         t = p.table
         if t == COILS or t == DISCRETE_INPUTS:
             c["val_tpl"] = _BOOL

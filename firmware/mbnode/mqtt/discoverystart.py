@@ -68,7 +68,7 @@ def later(loop, bridge, prefix, identity, board):
         except MemoryError:
             print("mqtt: discovery: out of memory; tried again at the next connect")
             return
-        bridge.greet.remove(discover)
+        bridge.greet = tuple([fn for fn in bridge.greet if fn is not discover])
         _forget()  # this module's work is done
         try:  # listen() subscribes from the next connect on; this one is under way
             bridge.client.subscribe(d.status, bridge.qos)
@@ -77,7 +77,7 @@ def later(loop, bridge, prefix, identity, board):
             return
         d.connected()
 
-    bridge.greet.append(discover)
+    bridge.greet += (discover,)
 
 
 def _forget():

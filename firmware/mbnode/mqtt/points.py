@@ -27,7 +27,7 @@ publish and write paths, which allocate anyway; nothing here runs on the Modbus 
 import json
 
 from mbnode import datatypes
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, mem_register
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, mem_register
 from mbnode.datatypes import NAME_MAX, TABLES  # noqa: F401 - the bridge's topics use NAME_MAX
 from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
@@ -43,10 +43,14 @@ except ImportError:  # CPython: plain millisecond numbers
 MAX_REG_GAP = 8
 MAX_BIT_GAP = 32
 
+
 class Point:
     """One point ready for use. d: one entry of the checked mqtt.points (check() filled in every
     default; a key left out here takes that same default). retain: mqtt.retain, used when the
-    point's own retain is null."""
+    point's own retain is null. Twelve attributes: an instance's attributes live in a hash
+    table of 12 slots up to 12 (then 17, 23...), and a device may hold 64 points. What a point
+    is made of at run time beyond its layout (its topic, the value last published) is kept by
+    mbnode.mqtt.telemetry in lists indexed by the point's number."""
 
     def __init__(self, d, retain=False):
         self.name = d["name"]
@@ -56,12 +60,16 @@ class Point:
         datatypes.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
                         d.get("signed", False), d.get("count", 0))
         self.address = mem_register(d["position"]) if table == "memory" else d["address"]
-        self.writable = table == "coil" or table == "holding" or table == "memory"
-        self.on_change = d.get("on_change", True)
-        self.deadband = d.get("deadband", 0)
+        # The change that publishes; None: changes never do (on_change false, every_s only).
+        self.deadband = d.get("deadband", 0) if d.get("on_change", True) else None
         self.every_ms = 1000 * d.get("every_s", 0)
         r = d.get("retain")
         self.retain = retain if r is None else r
+
+
+def writable(point):
+    """Coils, holding registers and memory positions (holding registers too) take writes."""
+    return point.table == COILS or point.table == HOLDING
 
 
 # The point's value from response data: bit points' offset is the bit index into data (bits
@@ -83,7 +91,7 @@ def encode(point, value):
 def write_pdu(point, value, buf, off=0):
     """The write request PDU for value in buf[off:]: FC05 (coil), FC06 (one register) or FC16;
     returns its length. ValueError for read-only points and bad values."""
-    if not point.writable:
+    if not writable(point):
         raise ValueError("point %s: %s are read-only" % (
             point.name, "discrete inputs" if point.table == DISCRETE_INPUTS else "input registers"))
     words = encode(point, value)
@@ -111,67 +119,64 @@ def write_pdu(point, value, buf, off=0):
     return k - off
 
 
-class Batch:
-    """One read request covering several points: fc 1-4, first address, count channels.
-    items: (point, offset) with offset as decode() takes it, counted from the response PDU's
-    function code byte."""
+def answer_size(req, ro):
+    """The length of the answer PDU to the read request req[ro:ro + 5] (a batch of plan())."""
+    count = (req[ro + 3] << 8) | req[ro + 4]
+    return 2 + (2 * count if req[ro] >= 3 else (count + 7) >> 3)
 
-    def __init__(self, table, first):
-        self.table = table
-        self.fc = (1, 2, 3, 4)[table]
-        self.first = first
-        self.count = 0
-        self.items = []
 
-    def request(self, buf, off=0):
-        """The read request PDU in buf[off:]; returns 5."""
-        buf[off] = self.fc
-        buf[off + 1] = self.first >> 8
-        buf[off + 2] = self.first & 0xFF
-        buf[off + 3] = self.count >> 8
-        buf[off + 4] = self.count & 0xFF
-        return 5
-
-    def values(self, pdu, n, off=0):
-        """[(point, value)] from the response PDU pdu[off:off+n]; ValueError for an exception
-        response or a malformed one."""
-        if n >= 2 and pdu[off] == self.fc | 0x80:
-            raise ValueError("Modbus exception %d" % pdu[off + 1])
-        size = 2 * self.count if self.fc >= 3 else (self.count + 7) >> 3
-        if n != size + 2 or pdu[off] != self.fc or pdu[off + 1] != size:
-            raise ValueError("malformed response of %d bytes to function %d" % (n, self.fc))
-        scale = 8 if self.fc <= 2 else 1
-        return [(p, decode(p, pdu, scale * off + o)) for p, o in self.items]
+def check_answer(req, ro, pdu, n):
+    """ValueError unless pdu[:n] answers the read request req[ro:ro + 5] (a batch of plan()):
+    an exception response, or one of the wrong length."""
+    fc = req[ro]
+    if n >= 2 and pdu[0] == fc | 0x80:
+        raise ValueError("Modbus exception %d" % pdu[1])
+    size = answer_size(req, ro)
+    if n != size or pdu[0] != fc or pdu[1] != size - 2:
+        raise ValueError("malformed response of %d bytes to function %d" % (n, fc))
 
 
 START_ONLY = ("plan",)  # dropped by app.run once the parts are built (Telemetry has its batches)
 
 
 def plan(points, present=None, reg_gap=MAX_REG_GAP, bit_gap=MAX_BIT_GAP):
-    """Batches reading every point: points of one table whose channels are contiguous, or apart
-    by at most reg_gap registers / bit_gap bits, share one request of at most the engine's own
-    limits (pdu.MAX_READ_REGS registers, pdu.MAX_BITS bits). present(table, first, count), e.g.
-    DataModel.is_present, keeps a batch from spanning channels that are not there, which would
-    turn the whole request into exception 02. Memory positions are read as holding registers."""
-    batches = []
-    b = None
-    for p in sorted(points, key=lambda p: (p.table, p.address)):
+    """The batches reading every point: points of one table whose channels are contiguous, or
+    apart by at most reg_gap registers / bit_gap bits, share one request of at most the engine's
+    own limits (pdu.MAX_READ_REGS registers, pdu.MAX_BITS bits). present(table, first, count),
+    e.g. DataModel.is_present, keeps a batch from spanning channels that are not there, which
+    would turn the whole request into exception 02. Memory positions are read as holding
+    registers.
+
+    Returns (reqs, order, offsets, ends), flat tables rather than an object per batch: reqs
+    holds batch i's read request PDU at reqs[5 * i:] (function 1-4, first address, count);
+    its points are points[order[j]] for j in range(ends[i - 1] (0 for i = 0), ends[i]), each
+    read at offsets[j] in the response PDU as decode() takes it (bits: the bit index from the
+    function code byte; registers: the byte offset of the point's first register)."""
+    reqs = bytearray()
+    order = []
+    offsets = []
+    ends = []
+    table = first = count = -1  # the batch being filled
+    for k in sorted(range(len(points)), key=lambda k: (points[k].table, points[k].address)):
+        p = points[k]
         bits = p.table <= DISCRETE_INPUTS
         limit, gap = (MAX_BITS, bit_gap) if bits else (MAX_READ_REGS, reg_gap)
         end = p.address + p.width
-        if b is not None and b.table == p.table and p.address - (b.first + b.count) <= gap:
-            new = max(end, b.first + b.count) - b.first
-            if new > limit or (present is not None and not present(p.table, b.first, new)):
-                b = None
-        else:
-            b = None
-        if b is None:
-            b = Batch(p.table, p.address)
-            batches.append(b)
-        b.count = max(b.count, end - b.first)
-        rel = p.address - b.first
-        b.items.append((p, 16 + rel if bits else 2 + 2 * rel))
-    return batches
+        new = max(end, first + count) - first  # the batch's count with p in it
+        if (p.table != table or p.address - (first + count) > gap or new > limit
+                or (present is not None and not present(table, first, new))):
+            table, first, count = p.table, p.address, 0  # p starts a batch of its own
+            reqs += bytes((table + 1, first >> 8, first & 0xFF, 0, 0))  # fc 1-4 is the table + 1
+            ends.append(0)
+            new = end - first
+        count = max(count, new)
+        reqs[-2] = count >> 8
+        reqs[-1] = count & 0xFF
+        order.append(k)
+        rel = p.address - first
+        offsets.append(16 + rel if bits else 2 + 2 * rel)
+        ends[-1] = len(order)
+    return bytes(reqs), bytes(order), tuple(offsets), bytes(ends)
 
 
 def should_publish(point, old, new, now_ms, last_ms):
@@ -183,7 +188,7 @@ def should_publish(point, old, new, now_ms, last_ms):
         return True
     if point.every_ms and ticks_diff(now_ms, last_ms) >= point.every_ms:
         return True
-    if not point.on_change:
+    if point.deadband is None:  # on_change false
         return False
     if point.numeric:
         if new != new or old != old:

@@ -1,7 +1,7 @@
 """Telemetry for the MQTT bridge: the configured points, read from the local data model and
 published as JSON, and their /set writes (docs/mqtt.md).
 
-Every SCAN_MS the point batches (mbnode.mqtt.points.plan) are read through the Engine, as a master
+Every _SCAN_MS the point batches (mbnode.mqtt.points.plan) are read through the Engine, as a master
 would read them, into one response buffer. A batch whose bytes did not change since the last
 scan is not decoded at all unless a periodic publish is due, so a quiet device costs a few
 copies per scan. Writes go through the Engine too, so limits, exceptions and the onboard AO
@@ -10,9 +10,16 @@ range apply to MQTT as to Modbus.
 
 import time
 
+from mbnode import fast
 from mbnode.mqtt import points, textproto
 
-SCAN_MS = 100
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_SCAN_MS = const(100)
 
 
 def unix_ms():
@@ -21,25 +28,29 @@ def unix_ms():
 
 
 class Telemetry:
-    def __init__(self, engine, model, point_list, retain, root, publish):
-        """point_list: the checked mqtt.points; retain: mqtt.retain; root: b"<base><root>/";
-        publish(topic, payload, retain) -> False when not connected."""
+    def __init__(self, engine, model, point_list, retain, bridge):
+        """point_list: the checked mqtt.points; retain: mqtt.retain; bridge: the Bridge, whose
+        publish(topic, payload, retain) (False when not connected) and begin() (before a /res
+        published later) are used, and whose t_root (b"<base><root>/") the topics are under.
+        What each point is beyond its layout is kept in tables indexed by its number in points:
+        one object per point with these as attributes would take a larger hash table each."""
         self.engine = engine
-        self.publish = publish
-        self.root = root
+        self.bridge = bridge
         self.points = [points.Point(d, retain) for d in point_list]
-        self.by_name = {}
-        for p in self.points:
-            p.topic = root + p.name.encode()
-            p.last = None  # the value last published, and when (ticks_ms)
-            p.last_ms = None
-            self.by_name[p.name] = p
+        self.topics = tuple([bridge.t_root + p.name.encode() for p in self.points])
+        self.last = [None] * len(self.points)  # the value last published, and when (ticks_ms)
+        self.last_ms = [None] * len(self.points)
+        # (reqs, order, offsets, ends): the read requests and their points, points.plan
         self.batches = points.plan(self.points, model.is_present)
-        self.seen = [None] * len(self.batches)  # each batch's response bytes at the last scan
-        self.writable = any(p.writable for p in self.points)
-        self.req = bytearray(260)
-        self.resp = bytearray(260)
-        self.begin = None  # the bridge's begin(), called before a /res published later
+        reqs = self.batches[0]
+        # Each batch's answer at the last scan, one after the other: its length (0: none) and
+        # room for its bytes (points.answer_size), compared and copied in place.
+        self.seen = bytearray(sum([1 + points.answer_size(reqs, r) for r in range(0, len(reqs), 5)]))
+        self.writable = any([points.writable(p) for p in self.points])
+        # One buffer for the batches' responses (at most 252 bytes) and for a /set write: its
+        # request at [5:] (FC16 of 125 registers: 256 bytes), its answer at [0:5] (5 bytes at
+        # most), never overlapping, so the Engine may read and write them in any order.
+        self.buf = bytearray(5 + 256)
         self.next = time.ticks_ms()
 
     def due_in(self, now):
@@ -48,31 +59,62 @@ class Telemetry:
 
     def scan(self, now, everything=False):
         """Publish what changed or is due; everything: each point now (after a connect)."""
-        self.next = time.ticks_add(now, SCAN_MS)
+        self.next = time.ticks_add(now, _SCAN_MS)
+        reqs, order, offsets, ends = self.batches
+        pts = self.points
+        resp = self.buf
+        seen = self.seen
         ts = None
-        for i, b in enumerate(self.batches):
-            n = self.engine.handle(self.req, 0, b.request(self.req), self.resp, 0)
-            raw = self.resp[:n]
-            if raw == self.seen[i] and not everything and not self._due(b, now):
+        j = 0  # the batch's first entry in order
+        at = 0  # its place in seen
+        for i in range(len(ends)):
+            n = self.engine.handle(reqs, 5 * i, 5, resp, 0)
+            first, j = j, ends[i]
+            size = points.answer_size(reqs, 5 * i)
+            if self._same(at, n) and not everything and not self._due(first, j, now):
+                at += 1 + size
                 continue
-            self.seen[i] = raw
+            if n <= size:  # a longer answer is malformed (reported below): never the same
+                seen[at] = n
+                fast.copy(seen, at + 1, resp, 0, n)
+            else:
+                seen[at] = 0
+            at += 1 + size
             try:
-                values = b.values(self.resp, n)
+                points.check_answer(reqs, 5 * i, resp, n)
             except ValueError as e:
-                print("mqtt: points %s: %s" % (", ".join([p.name for p, _ in b.items]), e))
+                print("mqtt: points %s: %s" % (", ".join([pts[k].name for k in order[first:j]]), e))
                 continue
-            for p, v in values:
-                if everything or points.should_publish(p, p.last, v, now, p.last_ms):
+            for x in range(first, j):
+                k = order[x]
+                p = pts[k]
+                v = points.decode(p, resp, offsets[x])
+                if everything or points.should_publish(p, self.last[k], v, now, self.last_ms[k]):
                     if ts is None:
                         ts = unix_ms()
-                    if not self.publish(p.topic, points.message(p, v, ts).encode(), p.retain):
+                    if not self.bridge.publish(self.topics[k], points.message(p, v, ts).encode(), p.retain):
                         return
-                    p.last = v
-                    p.last_ms = now
+                    self.last[k] = v
+                    self.last_ms[k] = now
 
-    def _due(self, batch, now):
-        for p, _ in batch.items:
-            if p.every_ms and (p.last_ms is None or time.ticks_diff(now, p.last_ms) >= p.every_ms):
+    def _same(self, at, n):
+        # Whether the answer in buf[:n] is the one kept at seen[at] (no copy: scans allocate nothing).
+        seen = self.seen
+        buf = self.buf
+        if seen[at] != n:
+            return False
+        for x in range(n):
+            if seen[at + 1 + x] != buf[x]:
+                return False
+        return True
+
+    def _due(self, first, end, now):
+        # Whether a periodic publish is due for a point of order[first:end] (one batch).
+        order = self.batches[1]
+        for x in range(first, end):
+            k = order[x]
+            every = self.points[k].every_ms
+            if every and (self.last_ms[k] is None or time.ticks_diff(now, self.last_ms[k]) >= every):
                 return True
         return False
 
@@ -82,37 +124,39 @@ class Telemetry:
 
     def write(self, name, payload):
         """Write a /set payload to the point called name; the /res payload."""
-        p = self.by_name.get(name)
-        if p is None:
+        for k in range(len(self.points)):
+            if self.points[k].name == name:
+                break
+        else:
             return points.result(unix_ms(), "no point named %s" % name)
         try:
-            n = points.write_pdu(p, points.parse_set(payload), self.req)
+            n = points.write_pdu(self.points[k], points.parse_set(payload), self.buf, 5)
         except ValueError as e:
             return points.result(unix_ms(), e.args[0])
-        if self.engine.handle(self.req, 0, n, self.resp, 0, _Later(self, p), 3) == 0:  # pdu.SOURCE_MQTT
+        if self.engine.handle(self.buf, 5, n, self.buf, 0, _Later(self, k), 3) == 0:  # pdu.SOURCE_MQTT
             return None  # pdu.PENDING: a write to extension modules, answered by set_done
-        return self.set_done(p, self.resp, 0)
+        return self.set_done(k, self.buf, 0)
 
-    def set_done(self, p, buf, o, late=False):
-        """The /res payload for the answer PDU buf[o:] of a /set write to point p; published
-        here when the answer came later (late)."""
+    def set_done(self, k, buf, o, late=False):
+        """The /res payload for the answer PDU buf[o:] of a /set write to point number k;
+        published here when the answer came later (late)."""
         self.next = time.ticks_ms()  # publish the new value on the next turn
         if buf[o] & 0x80:
             res = points.result(unix_ms(), textproto.exception_text(buf[o + 1]))
         else:
             res = points.result(unix_ms())
         if late:
-            self.begin()
-            self.publish(p.topic + b"/res", res.encode(), False)
+            self.bridge.begin()
+            self.bridge.publish(self.topics[k] + b"/res", res.encode(), False)
         return res
 
 
 class _Later:
     """The Engine's waiter for a /set write to extension modules' outputs (pdu.PENDING)."""
 
-    def __init__(self, telemetry, point):
+    def __init__(self, telemetry, k):
         self.telemetry = telemetry
-        self.point = point
+        self.k = k  # the point's number
 
     def finish(self, status, buf, o, n):
-        self.telemetry.set_done(self.point, buf, o, True)
+        self.telemetry.set_done(self.k, buf, o, True)

@@ -44,20 +44,10 @@ HEAD = const(64)
 _COMMA = const(44)
 _SHOW = const(24)  # a field is quoted in an error up to this many characters
 _FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
-# Per function: (lowest count, highest count) of the seed; 0 = a single VALUE instead of COUNT.
-_COUNTS = {1: (1, 2000), 2: (1, 2000), 3: (0, 125), 4: (0, 125), 15: (1, 1968), 16: (1, 123)}
-_WHAT = {1: "coils", 2: "inputs", 3: "registers", 4: "registers"}
-_EXCEPTIONS = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
+# The names of exception codes 1..11 (None: a code without a name).
+_EXCEPTIONS = ("illegal function", "illegal data address", "illegal data value", "server device failure",
+               "acknowledge", "server device busy", None, "memory parity error", None,
+               "gateway path unavailable", "gateway target device failed to respond")
 
 
 class RequestError(ValueError):
@@ -144,9 +134,6 @@ class _Fields:
             raise _Bad("%s %s: allowed %s" % (name, _show(tok), allowed))
         return v
 
-    def more(self):
-        return self.i < len(self.t)
-
     def end(self, last):
         if self.i < len(self.t):
             # The last token can be the unsplit rest of the payload (_FIELDS): quote its first word.
@@ -207,7 +194,7 @@ def _target(f, r):
         tok = f.take("IP", allowed)
         ok = _hostname(tok)
     if not ok:
-        raise _Bad("IP %s: allowed %s" % (_show(tok), allowed))
+        raise _Bad("%s %s: allowed %s" % ("IP", _show(tok), allowed))  # the format of _Fields.num's
     if r.host is None:
         r.host = tok.decode()
     # Port 0 is refused: no TCP server listens there, so it can only be a typing mistake.
@@ -258,19 +245,20 @@ def parse(payload, serial_ids=None):
     try:
         return _parse(_Fields(tokens), cookie, serial_ids)
     except _Bad as e:
-        raise RequestError(_line(cookie, "ERROR: " + e.args[0]))
+        raise RequestError(error(cookie, e.args[0]))
 
 
 def _parse(f, cookie, serial_ids):
     kind = f.num("request type", 0, 2, "0 (Modbus TCP), 1 (serial), 2 (connection)")
-    tok = f.take("cookie", "0.." + _MAX_COOKIE.decode())
+    allowed = "0.." + _MAX_COOKIE.decode()
+    tok = f.take("cookie", allowed)
     if cookie is None:
-        raise _Bad("cookie %s: allowed 0..%s" % (_show(tok), _MAX_COOKIE.decode()))
+        raise _Bad("%s %s: allowed %s" % ("cookie", _show(tok), allowed))
     r = Request(kind, cookie)
     if kind == CONN:
         r.index = f.num("connection index", 0, 7)
         r.action = f.num("action", 0, 2, "0 (open), 1 (close), 2 (status)")
-        if r.action == OPEN and f.more():  # without a target: reopen (mbnode.mqtt.relay)
+        if r.action == OPEN and f.i < len(f.t):  # without a target: reopen (mbnode.mqtt.relay)
             _target(f, r)
         f.end("timeout" if r.host is not None else "action")
         return r
@@ -286,7 +274,7 @@ def _parse(f, cookie, serial_ids):
         tok = f.take("serial device id", allowed)
         r.device = tok.decode() if _printable(tok) else None
         if r.device is None or (serial_ids is not None and r.device not in serial_ids):
-            raise _Bad("serial device id %s: allowed %s" % (_show(tok), allowed))
+            raise _Bad("%s %s: allowed %s" % ("serial device id", _show(tok), allowed))
         r.timeout = f.num("timeout", 1, 999)
     r.unit = f.num("server id", 1, 255)
     fc = r.fc = f.num("function", 1, 16, "1, 2, 3, 4, 5, 6, 15, 16", _FUNCTIONS)
@@ -297,7 +285,10 @@ def _parse(f, cookie, serial_ids):
         r.count = 1
         f.end("value")
         return r
-    lo, hi = _COUNTS[fc]
+    # The seed's counts: reads of 1..2000 bits or 0..125 registers, writes of 1..1968 bits or
+    # 1..123 registers.
+    lo = 0 if fc == 3 or fc == 4 else 1
+    hi = 2000 if fc <= 2 else 125 if fc <= 4 else 1968 if fc == 15 else 123
     room = 65537 - first  # the seed's rule: first register + count <= 65537
     if room < hi:
         r.count = f.num("count", lo, room, "%d..%d from first register %d" % (lo, room, first))
@@ -344,15 +335,11 @@ def build_pdu(req, buf, off=0):
     return 6 + size
 
 
-def _line(cookie, text):
-    return text if cookie is None else cookie + " " + text
-
-
 def error(req, reason):
     """ "<COOKIE> ERROR: reason"; req is a Request, a cookie text, or None (no cookie)."""
-    if req is not None and type(req) is not str:
-        req = req.cookie
-    return _line(req, "ERROR: " + reason)
+    if req is None:
+        return "ERROR: " + reason
+    return (req if type(req) is str else req.cookie) + " ERROR: " + reason
 
 
 def ok(req):
@@ -366,7 +353,7 @@ def status(req, is_open):
 
 
 def exception_text(code):
-    name = _EXCEPTIONS.get(code)
+    name = _EXCEPTIONS[code - 1] if 1 <= code <= len(_EXCEPTIONS) else None
     return "Modbus exception %d (%s)" % (code, name) if name else "Modbus exception %d" % code
 
 
@@ -398,7 +385,8 @@ def format_response(req, pdu, n, off=0):
     if pdu[off + 1] != n - 2:
         return error(req, "malformed response: byte count %d with %d data bytes" % (pdu[off + 1], n - 2))
     if n - 2 != size:
-        return error(req, "malformed response: %d data bytes for %d %s" % (n - 2, count, _WHAT[fc]))
+        return error(req, "malformed response: %d data bytes for %d %s" % (
+            n - 2, count, "registers" if fc >= 3 else "coils" if fc == 1 else "inputs"))
     d = off + 2
     head = req.cookie + " OK"
     if fc >= 3:

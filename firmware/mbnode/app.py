@@ -69,7 +69,7 @@ def build(cfg, board, model=None):
             from mbnode.masters import Masters
 
             masters = Masters(loop)
-        parts.extend(_master_line(loop, cfg, board, key, masters))
+        parts.extend(_master_line(loop, cfg, board, key, masters, health))
     gw = cfg["gateway"]
     if gw["enabled"]:
         from mbnode.tcpgateway import TcpGateway
@@ -133,8 +133,9 @@ def build(cfg, board, model=None):
     return loop, " ".join(parts)
 
 
-def _master_line(loop, cfg, board, key, masters):
-    """Serial line `key` in master mode: its RtuMaster, registered by the line's name."""
+def _master_line(loop, cfg, board, key, masters, health):
+    """Serial line `key` in master mode: its RtuMaster, registered by the line's name (and in
+    health.masters, whose lines saves to flash hold: mbnode.retain)."""
     from mbnode.rtu import open_port
     from mbnode.rtumaster import RtuMaster
 
@@ -152,7 +153,9 @@ def _master_line(loop, cfg, board, key, masters):
         from mbnode.pollbuild import line_slots
 
         queue += line_slots(poll, line["name"])
-    masters.add(line["name"], RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue))
+    m = RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue)
+    masters.add(line["name"], m)
+    health.masters.append(m)
     return words + [key + "_mode", "master"]
 
 

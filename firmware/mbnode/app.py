@@ -164,7 +164,8 @@ def load_config(path, board):
     RAM back (config.py, the mqtt section's checks, the board's defaults and pin rules).
 
     A bad or missing file: the simulator (board.KEEP_SERVING false) prints the one-line error
-    and exits with status 2; a board prints it and starts with its default configuration."""
+    and exits with status 2; a board prints it and starts with its default configuration and
+    the system registers, where status register 0x200F shows the fault."""
     import mbnode
 
     loaded = set(sys.modules)
@@ -181,7 +182,9 @@ def load_config(path, board):
             print("%s; starting with the defaults of board %s" % (e, board.NAME), file=sys.stderr)
             global _config_refused
             _config_refused = True  # a fault the device shows (Health.fault, mbnode.health)
-            return config.validate({}, *rules)
+            # The board's defaults and the system registers (their own defaults, no NTP: no
+            # network is configured), so that a master can read the fault in 0x200F.
+            return config.validate({"system": {"ntp": ""}}, *rules)
     finally:
         for name in set(sys.modules) - loaded:
             if name.startswith("mbnode."):

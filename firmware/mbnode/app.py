@@ -155,7 +155,7 @@ def _master_line(loop, cfg, board, key, masters, health):
         queue += line_slots(poll, line["name"])
     m = RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue)
     masters.add(line["name"], m)
-    health.masters.append(m)
+    health.masters += (m,)
     return words + [key + "_mode", "master"]
 
 

@@ -107,7 +107,8 @@ def test_saves_wait_for_the_master_lines_answers_and_still_happen(tmp_path, monk
     # Every request counted once by the slave and answered; nothing spoiled on the wire.
     c = slave.counts()
     assert (c["requests"], c["answered"], slave.spoiled) == (sum(counts), sum(counts), 0), (c, counts)
-    steps = [int(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("mbnode: test hook: save step")]
+    steps = [int(line.rsplit(" ", 1)[1]) for line in out.splitlines()
+             if line.startswith("mbnode: test hook: save step")]
     assert len(steps) >= 7 * SAVES, out[-2000:]
     inside = []
     for lo, hi in slave.windows:

@@ -7,7 +7,8 @@ hands one request PDU to Engine.handle under micropython.heap_lock() (after a wa
 unlocked): reads and writes of the custom block with FC03/06/16/22/23 (seek, readinto into the
 block's buffer, write in place, flush), writes of retained and other memory positions (the
 subscriber's dirty flag), and the retain timer's tick and the RTU link's after_reply call when
-no save is due, and when one is due while a master line is busy (the line held, no step). One line per case, then "N passed, M failed".
+no save is due, and when one is due while a master line is busy (the line held, no step).
+One line per case, then "N passed, M failed".
 """
 
 import sys

@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from conftest import ROOT, Sim, need
 from mbtest import pymodbus, unit
 from test_retain import save
@@ -71,26 +73,57 @@ def client(sim, first, stop, counts, errors, i):
         c.close()
 
 
-def test_saves_wait_for_the_master_lines_answers_and_still_happen(tmp_path, monkeypatch):
+def slave_client(sim, stop, counts, errors, i):
+    """A master polling the device's own slave line (the pty of --rtu pty) without pause."""
+    from pymodbus import FramerType
+    from pymodbus.client import ModbusSerialClient
+
+    c = ModbusSerialClient(port=sim.rtu_path, framer=FramerType.RTU, baudrate=19200, parity="N", stopbits=1,
+                           timeout=2.0, retries=0)
+    if not c.connect():
+        errors.append("serial client could not connect")
+        return
+    try:
+        while not stop.is_set():
+            rr = c.read_holding_registers(0x1000, count=REGS, **unit(1))
+            if rr.isError() or len(rr.registers) != REGS:
+                errors.append("serial client: %s" % rr)
+                return
+            counts[i] += 1
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("slave_line", [False, True], ids=["master-line", "master-and-slave-lines"])
+def test_saves_wait_for_the_master_lines_answers_and_still_happen(tmp_path, monkeypatch, slave_line):
+    """slave_line: the device is also a slave on a second line (rtu, --rtu pty), polled without
+    pause by a pymodbus RTU master; the master line is then rtu2. Its requests are counted too."""
     need("pymodbus", pymodbus is not None)
     monkeypatch.setenv("MBNODE_STOP_AT", "log")
     setting = Setting(19200, parity="N", stopbits=2)
     slave = TimedSlave(setting, unit=5, holding=[(0, 99)], reply_delay=0.010)
-    cfg = {"unit_id": 1, "rtu": {"enabled": True, "mode": "master", "baud": 19200, "parity": "N", "stopbits": 2},
-           "gateway": {"enabled": True, "units": [5], "timeout_ms": 300},
-           # 200 positions: 800 bytes of data, a save of 7 steps (opened, header, data x3, closed, renamed)
+    master = {"enabled": True, "mode": "master", "baud": 19200, "parity": "N", "stopbits": 2}
+    # 200 positions: 800 bytes of data, a save of 7 steps (opened, header, data x3, closed, renamed)
+    cfg = {"unit_id": 1, "gateway": {"enabled": True, "units": [5], "timeout_ms": 300},
            "retain": {"positions": [[1, 200]], "file": str(tmp_path / "retain.dat")}}
     stop = threading.Event()
-    counts = [0, 0, 0]
+    counts = [0, 0, 0, 0]
     errors = []
     with LineEmulator([PtyEnd(), slave]) as line:
-        sim = Sim(tmp_path=tmp_path, config=cfg, rtu=line.url(0), parity="N", stopbits=2)
+        if slave_line:
+            cfg.update(rtu2=dict(master, name="field"), board={"rtu2_device": line.url(0)})
+            sim = Sim(tmp_path=tmp_path, config=cfg, rtu="pty")
+        else:
+            cfg["rtu"] = master
+            sim = Sim(tmp_path=tmp_path, config=cfg, rtu=line.url(0), parity="N", stopbits=2)
         threads = [threading.Thread(target=client, args=(sim, 10 * i, stop, counts, errors, i)) for i in range(3)]
+        if slave_line:
+            threads.append(threading.Thread(target=slave_client, args=(sim, stop, counts, errors, 3)))
         try:
             for t in threads:
                 t.start()
             deadline = time.monotonic() + 20
-            while min(counts) < 3 and not errors:  # the master line busy with all three
+            while min(counts[:len(threads)]) < 3 and not errors:  # every line busy with every client
                 assert time.monotonic() < deadline, "clients not served: %s" % counts
                 time.sleep(0.01)
             done = [save(sim, timeout=20)[0] for _ in range(SAVES)]
@@ -104,9 +137,10 @@ def test_saves_wait_for_the_master_lines_answers_and_still_happen(tmp_path, monk
     assert errors == []
     assert sum(counts) > during > 0  # requests went on while the saves were made
     assert done == sorted(set(done)) and len(done) == SAVES  # every save completed, one after the other
-    # Every request counted once by the slave and answered; nothing spoiled on the wire.
+    # Every request on the master line counted once by the slave and answered; nothing spoiled.
     c = slave.counts()
-    assert (c["requests"], c["answered"], slave.spoiled) == (sum(counts), sum(counts), 0), (c, counts)
+    assert (c["requests"], c["answered"], slave.spoiled) == (sum(counts[:3]), sum(counts[:3]), 0), (c, counts)
+    assert not slave_line or counts[3] > 0
     steps = [int(line.rsplit(" ", 1)[1]) for line in out.splitlines()
              if line.startswith("mbnode: test hook: save step")]
     assert len(steps) >= 7 * SAVES, out[-2000:]

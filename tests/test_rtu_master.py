@@ -296,3 +296,26 @@ def test_fc08_echo_is_found_by_the_request_length(rig):
     rig.master.submit(rig.txn(5, 8, 0, 0, 1, 2, 3, 4))
     rig.feed(frame(5, 8, 0, 0, 1, 2, 3, 4))
     assert rig.ended == [((5, 8, 0, 0, 1, 2, 3, 4), OK, bytes([8, 0, 0, 1, 2, 3, 4]))]
+
+
+def test_a_held_line_ends_the_transaction_on_it_and_starts_no_other_until_let_go(rig):
+    """hold() (a save to flash waiting, mbnode.retain): the answer on its way is still taken,
+    busy() says when it is in, and nothing new goes out until hold(False)."""
+    m = rig.master
+    a, b, c = rig.txn(5, 3, 0, 1, 0, 1), rig.txn(6, 3, 0, 2, 0, 1), rig.txn(7, 3, 0, 3, 0, 1)
+    assert m.submit(a) and m.submit(b)
+    assert m.busy()
+    m.hold(True)
+    rig.feed(frame(5, 3, 2, 0, 42))
+    assert rig.ended == [((5, 3, 0, 1, 0, 1), OK, bytes([3, 2, 0, 42]))]
+    assert not m.busy()
+    assert m.submit(c)  # queued while held
+    rig.run_ms(500)  # far past t3.5 and any timeout: nothing goes out, nothing ends
+    assert len(rig.port.sent) == 1 and len(rig.ended) == 1 and not m.busy()
+    assert m.due_in(rig.clock.ticks_ms()) == -1  # a held line wants no timer
+    m.hold(False)
+    rig.run_ms(5)
+    assert rig.port.sent[1:] == [frame(6, 3, 0, 2, 0, 1)] and m.busy()
+    rig.feed(frame(6, 3, 2, 0, 7))
+    rig.run_ms(5)
+    assert rig.port.sent[2:] == [frame(7, 3, 0, 3, 0, 1)]  # the queue goes on in order

@@ -26,7 +26,7 @@ MICROPYTHON_BOARD = "standard"  # the unix port's variant that .cache/bin/microp
 CHIP = None  # no pins
 MPY_ARCH = "x64"  # the 64-bit build; the 32-bit one is x86 (mbnode sim --bits 32)
 WIFI = False
-KEEP_SERVING = False  # a bad configuration exits with status 2: the simulator is run by a person or a test
+KEEP_SERVING = False  # a bad configuration exits with status 2 (but with `mbnode sim --keep-serving`: config_rules)
 CONFIG_SCHEMA = {
     "io": ("", "host_port", "empty allowed"),
     "rtu_device": ("/dev/ttyUSB0", "text", 200),
@@ -40,8 +40,21 @@ START_ONLY = ("config_rules", "_check", "start", "describe", "open_rtu", "field"
 
 
 def config_rules():
-    """(schema of the board section, default configuration, check): the global defaults."""
-    return CONFIG_SCHEMA, None, _check
+    """(schema of the board section, default configuration, check): the global defaults; with
+    `mbnode sim --keep-serving`, the defaults in the file MBNODE_DEFAULTS names (the command
+    line's --tcp, --io, --rtu, --unit over the global ones), and a refused configuration starts
+    them, as a board would (KEEP_SERVING)."""
+    import os
+
+    path = os.getenv("MBNODE_DEFAULTS")
+    if not path:
+        return CONFIG_SCHEMA, None, _check
+    import json
+
+    global KEEP_SERVING
+    KEEP_SERVING = True
+    with open(path) as f:
+        return CONFIG_SCHEMA, json.load(f), _check
 
 
 def _check(cfg):

@@ -69,7 +69,7 @@ def build(cfg, board, model=None):
             from mbnode.masters import Masters
 
             masters = Masters(loop)
-        parts.extend(_master_line(loop, cfg, board, key, masters))
+        parts.extend(_master_line(loop, cfg, board, key, masters, health))
     gw = cfg["gateway"]
     if gw["enabled"]:
         from mbnode.tcpgateway import TcpGateway
@@ -133,8 +133,9 @@ def build(cfg, board, model=None):
     return loop, " ".join(parts)
 
 
-def _master_line(loop, cfg, board, key, masters):
-    """Serial line `key` in master mode: its RtuMaster, registered by the line's name."""
+def _master_line(loop, cfg, board, key, masters, health):
+    """Serial line `key` in master mode: its RtuMaster, registered by the line's name (and in
+    health.masters, whose lines saves to flash hold: mbnode.retain)."""
     from mbnode.rtu import open_port
     from mbnode.rtumaster import RtuMaster
 
@@ -152,7 +153,9 @@ def _master_line(loop, cfg, board, key, masters):
         from mbnode.pollbuild import line_slots
 
         queue += line_slots(poll, line["name"])
-    masters.add(line["name"], RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue))
+    m = RtuMaster(loop, port, line["baud"], line["parity"], line["stopbits"], queue)
+    masters.add(line["name"], m)
+    health.masters += (m,)
     return words + [key + "_mode", "master"]
 
 
@@ -161,7 +164,8 @@ def load_config(path, board):
     RAM back (config.py, the mqtt section's checks, the board's defaults and pin rules).
 
     A bad or missing file: the simulator (board.KEEP_SERVING false) prints the one-line error
-    and exits with status 2; a board prints it and starts with its default configuration."""
+    and exits with status 2; a board prints it and starts with its default configuration and
+    the system registers, where status register 0x200F shows the fault."""
     import mbnode
 
     loaded = set(sys.modules)
@@ -178,7 +182,9 @@ def load_config(path, board):
             print("%s; starting with the defaults of board %s" % (e, board.NAME), file=sys.stderr)
             global _config_refused
             _config_refused = True  # a fault the device shows (Health.fault, mbnode.health)
-            return config.validate({}, *rules)
+            # The board's defaults and the system registers (their own defaults, no NTP: no
+            # network is configured), so that a master can read the fault in 0x200F.
+            return config.validate({"system": {"ntp": ""}}, *rules)
     finally:
         for name in set(sys.modules) - loaded:
             if name.startswith("mbnode."):

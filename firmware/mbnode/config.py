@@ -44,19 +44,13 @@ def _number(s, hex=False):
 
 
 def _ranges(v, table):
-    # [first, last] with integers, or "first-last" with decimal or 0x hex numbers; inside MAP.
+    # Each item a range (mbnode.rangeitem: the one reading of both forms) inside MAP[table].
+    from mbnode.rangeitem import bounds
+
     out = []
     for item in v:
-        if type(item) is list and len(item) == 2 and all(type(x) is int for x in item):
-            first, last = item
-        elif type(item) is str and item.count("-") == 1:
-            a, b = item.split("-")
-            first, last = _number(a.strip(), True), _number(b.strip(), True)
-            if first < 0 or last < 0:
-                raise ValueError
-        else:
-            raise ValueError
-        if first > last or not any(lo <= first and last <= hi for lo, hi in MAP[table]):
+        first, last = bounds(item)
+        if not 0 <= first <= last or not any(lo <= first and last <= hi for lo, hi in MAP[table]):
             raise ValueError
         out.append((first, last))
     return out

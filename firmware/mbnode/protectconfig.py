@@ -9,8 +9,9 @@ custom register block) can be protected like the map's own registers and memory 
 A checked range is [first, last] (lists, so a checked configuration checks again unchanged).
 """
 
-from mbnode.config import ConfigError, _number, refused
+from mbnode.config import ConfigError, refused
 from mbnode.datamodel import BIT_CHANNELS
+from mbnode.rangeitem import bounds
 
 
 def _ranges(limit):
@@ -22,13 +23,7 @@ def _ranges(limit):
             raise refused(key, v, allowed)
         out = []
         for item in v:
-            if type(item) is list and len(item) == 2 and all(type(x) is int for x in item):
-                first, last = item
-            elif type(item) is str and item.count("-") == 1:
-                a, b = item.split("-")
-                first, last = _number(a.strip(), True), _number(b.strip(), True)
-            else:
-                first = last = -1
+            first, last = bounds(item)
             if not 0 <= first <= last <= limit:
                 raise refused(key, v, allowed)
             out.append([first, last])

@@ -13,11 +13,18 @@ header, 256 bytes of data at a time, close, rename), one step per loop tick. flu
 once when the firmware stops the normal way (app.run).
 
 On the RP2040 each flash erase or program runs with every interrupt off (rp2_flash.c), and the
-UART's receive FIFO holds 32 characters meanwhile. So with a serial slave line a step is taken
-only at a quiet moment: right after this device's reply left the wire (the link's after_reply:
-the master is reading it), or at a tick that finds the line idle (no frame in hand, nothing
-read) when no reply has gone out for a second. Each completed save adds 1 to
-health.flash_writes.
+UART's receive FIFO holds 32 characters meanwhile. So a step is taken only at a quiet moment of
+every serial line, which each line tells through its busy():
+  * a slave line (RtuLink): right after this device's reply left the wire (the link's
+    after_reply: the master is reading it), or at a tick that finds the line idle (no frame in
+    hand, nothing read) when no reply has gone out for a second;
+  * a line in master mode (RtuMaster): no answer awaited. While a step waits, the master lines
+    are held (hold: the transaction on the line ends as it would, no new one starts), so the
+    wait they cause is at most the longest transaction on one of them: its timeout_ms, plus a
+    frame's time when its answer is still arriving then. Held lines are let go after each step,
+    and after _HOLD_MS of waiting idle for a slave line's quiet moment (then they run _HOLD_MS
+    before they are held again), so a save never stops a master for longer.
+Each completed save adds 1 to health.flash_writes.
 (The file's layout: mbnode.retainboot.)
 """
 
@@ -35,6 +42,7 @@ except ImportError:
 
 _IDLE_MS = const(1000)  # a serial line no reply went out on for this long may take a step at any idle tick
 _RETRY_MS = const(20)  # how often a tick looks for a quiet moment while a save waits for one
+_HOLD_MS = const(1000)  # master lines held idle this long for a slave line's quiet moment: let go as long
 
 
 class Retained:
@@ -42,10 +50,13 @@ class Retained:
     of the retained ranges; copies, flat [offset in model.regs, bytes, ...] of the same; snap,
     the save's data with the ranges' header filled in up to `head`."""
 
-    def __init__(self, model, cfg, health, links, lims, copies, snap, head, generation):
+    def __init__(self, model, cfg, health, links, masters, lims, copies, snap, head, generation):
         self.model = model
         self.health = health
         self.links = links  # the serial slave lines (RtuLink): steps wait for their quiet moments
+        self.masters = masters  # the serial lines in master mode (RtuMaster): held while a step waits
+        self.holding = False  # the master lines are held
+        self.held_at = 0  # ticks_ms: since when they are held; let go: until when they run free
         self.path = cfg["file"]
         self.every = cfg["every_s"] * 1000
         self.lims = lims
@@ -93,14 +104,28 @@ class Retained:
         return d < 0 or d >= self.every
 
     def _quiet(self, now):
-        # A tick's own look: every slave line idle and no reply of ours for _IDLE_MS.
+        # A tick's own look: no reply of ours for _IDLE_MS, every line idle.
         d = time.ticks_diff(now, self.replied)
         if 0 <= d < _IDLE_MS:  # below 0: so long ago that ticks_diff wrapped
             return False
-        for link in self.links:
-            if link.waiting or link.fill:
-                return False
-        return True
+        return not _busy(self.links) and not _busy(self.masters)
+
+    def _hold(self, now):
+        # A step waits: the master lines start nothing new (unless they run free for a while).
+        if self.holding or not self.masters or 0 < time.ticks_diff(self.held_at, now) <= _HOLD_MS:
+            return  # (held_at: the end of their time running free, when it lies ahead)
+        for m in self.masters:
+            m.hold(True)
+        self.holding = True
+        self.held_at = now
+
+    def _release(self, now, free):
+        if not self.holding:
+            return
+        for m in self.masters:
+            m.hold(False)
+        self.holding = False
+        self.held_at = time.ticks_add(now, free)  # not held again before then
 
     def _step(self, now):
         if self.steps is None:
@@ -142,22 +167,43 @@ class Retained:
                 self._step(0)
 
     def after_reply(self):
-        """The slave line's call right after a reply left the wire: the moment for a step."""
+        """The slave line's call right after a reply left the wire: the moment for a step,
+        unless a master line awaits an answer (then it is held, and a later moment taken)."""
         now = time.ticks_ms()
         self.replied = now
         if self.steps is not None or self._due(now):
+            if _busy(self.masters):
+                self._hold(now)
+                return
             self._step(now)
+            self._release(now, 0)
 
     # --- loop timer
 
     def due_in(self, now):
         if self.steps is None and not self._due(now):
             return self.every - time.ticks_diff(now, self.began) if self.dirty else -1
-        return 0 if not self.links else _RETRY_MS  # a step now, or a look for a quiet moment
+        # A step now, or a look for a quiet moment (an answer on a held line wakes the loop too).
+        return _RETRY_MS if self.links or self.holding else 0
 
     def tick(self, now):
-        if (self.steps is not None or self._due(now)) and self._quiet(now):
+        if self.steps is None and not self._due(now):
+            return
+        if self._quiet(now):
             self._step(now)
+            self._release(now, 0)
+            return
+        self._hold(now)
+        if self.holding and time.ticks_diff(now, self.held_at) >= _HOLD_MS and not _busy(self.masters):
+            self._release(now, _HOLD_MS)  # idle that long for a slave line's moment: they run a while
+
+
+def _busy(lines):
+    # Is any of these serial lines (RtuLink, RtuMaster) busy? Allocates nothing.
+    for line in lines:
+        if line.busy():
+            return True
+    return False
 
 
 ACTIVE = None  # the one Retained (mbnode.retainboot sets it; the simulator's control channel asks it)

@@ -29,7 +29,7 @@ def start(loop, engine, model, cfg, health):
 
         words = block(engine, cfg, health)
     if "retain" in cfg:
-        _retain(loop, model, cfg, health, [health.link] if health.link else [])
+        _retain(loop, model, cfg, health, [health.link] if health.link else [], health.masters)
     import sys
 
     import mbnode
@@ -39,7 +39,7 @@ def start(loop, engine, model, cfg, health):
     return words
 
 
-def _retain(loop, model, cfg, health, links):
+def _retain(loop, model, cfg, health, links, masters):
     """The Retained part, its saved state restored (the one log line printed), following writes."""
     from mbnode import retain, store
 
@@ -77,8 +77,8 @@ def _retain(loop, model, cfg, health, links):
                     model.outputs_written(HOLDING, r, 2 * (b - a + 1))
             o += 4 * (last - first + 1)
     print("mbnode: retain " + got.describe())
-    r = retain.ACTIVE = retain.Retained(model, c, health, links, lims, copies, snap, 2 + 4 * len(ranges),
-                                        got.generation)
+    r = retain.ACTIVE = retain.Retained(model, c, health, links, masters, lims, copies, snap,
+                                        2 + 4 * len(ranges), got.generation)
     health.retain = r
     model.subscribe(r.written)
     loop.add_timer(r)

@@ -8,8 +8,9 @@ register NUMBER as the router counts (number = address + 1) and refused where it
 the channel map, the memory registers or the system registers.
 """
 
-from mbnode.config import ConfigError, _number, refused
+from mbnode.config import ConfigError, refused
 from mbnode.datamodel import MEM_BASE, MEM_POSITIONS, MEM_REGS, REG_CHANNELS
+from mbnode.rangeitem import bounds
 
 MAX_RANGES = 32
 
@@ -26,13 +27,7 @@ def _positions(key, v):
     out = []
     ok = type(v) is list and len(v) <= MAX_RANGES
     for item in v if ok else ():
-        if type(item) is list and len(item) == 2 and all(type(x) is int for x in item):
-            first, last = item
-        elif type(item) is str and item.count("-") == 1:
-            a, b = item.split("-")
-            first, last = _number(a.strip(), True), _number(b.strip(), True)
-        else:
-            first = last = -1
+        first, last = bounds(item)
         if not 1 <= first <= last <= MEM_POSITIONS:
             ok = False
             break

@@ -272,6 +272,10 @@ class RtuLink:
         if r:
             self._reply(r)
 
+    def busy(self):
+        """A frame is coming in or in hand (mbnode.retain takes a save's step only when not)."""
+        return self.waiting or self.fill > 0
+
     # --- loop timer: the next look, or the reply's t3.5 wait
 
     def due_in(self, now):

@@ -24,6 +24,11 @@ the answer or the response timeout before the next request). The rules:
     time), so a long answer at a slow baud rate is not cut in the middle.
   * Unit 0 is a broadcast: nothing is awaited; the line is held for turnaround_ms after it
     (the spec's turnaround delay), then the transaction ends with SENT.
+  * A save to flash (mbnode.retain) holds the line between two transactions: hold(True) lets
+    the one on the line end as it would and starts no other until hold(False); busy() tells
+    the saver whether an answer (or a broadcast's turnaround) is still awaited. On the RP2040
+    a flash write stops the UART's interrupts: an answer arriving then would lose its bytes
+    beyond the FIFO's 32 (docs/reliability.md, "Flash writes and the UART").
 No call waits for the line or for a peer: waits are loop timers, except that a wait of less
 than _SPIN_US before a send spins (the loop's timers count milliseconds). A port's send holds
 the loop for the frame's own time on the wire (a pin board's UART flush: at most 256
@@ -80,6 +85,7 @@ class RtuMaster:
         self.seen = now  # ticks_us just after bytes were last read (or the request went out)
         self.free = now  # ticks_us from which the next request may go
         self.closed = False
+        self.held = False  # hold(): no new request goes out (a save to flash waits for the line)
         # After a timeout, the unit that did not answer (-1: none) and until when (ticks_ms) its
         # late answer is waited for before it is asked again: no request goes out for it while
         # the answer to its last one may still come and be taken for the new one's.
@@ -126,6 +132,16 @@ class RtuMaster:
                 txn.busy = False
                 return
 
+    # --- saves to flash (mbnode.retain): the line's part
+
+    def busy(self):
+        """A request of ours is on the line: its answer (or a broadcast's turnaround) is awaited."""
+        return self.cur is not None
+
+    def hold(self, on):
+        """on: start no new request (the one on the line ends as it would) until hold(False)."""
+        self.held = on
+
     @property
     def waiting(self):
         """Transactions queued, the one on the line not counted."""
@@ -135,7 +151,7 @@ class RtuMaster:
 
     def _next(self, now):
         """Send the next queued request if the line is free (else the timer comes back)."""
-        if self.cur is not None or not self.count:
+        if self.cur is not None or not self.count or self.held:
             return
         if time.ticks_diff(self.free, now) > 0:
             return
@@ -345,7 +361,7 @@ class RtuMaster:
                 if q < d:
                     d = q
             return d if d > 0 else 0
-        if not self.count:
+        if not self.count or self.held:
             return -1
         d = time.ticks_diff(self.free, time.ticks_us())
         d = 0 if d <= _SPIN_US else (d + 999) // 1000

@@ -298,6 +298,10 @@ def parser():
     s.add_argument("--parity", choices=("N", "E", "O"), help="RTU parity (default: rtu.parity of --config, else E)")
     s.add_argument("--stopbits", type=int, choices=(1, 2), help="RTU stop bits (default: rtu.stopbits of --config, else 1, 2 without parity)")
     s.add_argument("--no-tcp", action="store_true", help="do not serve Modbus TCP")
+    s.add_argument("--keep-serving", action="store_true",
+                   help="act as a board on a refused configuration: the firmware prints the refusal and serves "
+                        "the defaults with this command line's TCP, control channel and RTU options, status "
+                        "register 0x200F showing the fault (default: the refusal, exit 2)")
     s.set_defaults(func=_sim)
 
     s = sub.add_parser("sim-io", help="set inputs / read outputs of a running simulator",

@@ -184,6 +184,22 @@ def check_config(cfg, config_file, ours):
         raise config.ConfigError("config: %s: %s" % (source, text))
 
 
+def fallback(cfg, tcp, unit, io, rtu):
+    """--keep-serving: the defaults the firmware serves when it refuses the configuration, as a
+    board serves its own: the built-in defaults with the TCP address and the control channel
+    that overlay() settled on for `cfg` (where valid), --unit and the RTU line."""
+    t = cfg.get("tcp") if type(cfg) is dict else None
+    if tcp is not False and type(t) is dict and type(t.get("host")) is str and _valid_port(t.get("port")):
+        tcp = (t["host"], t["port"])
+    b = cfg.get("board") if type(cfg) is dict else None
+    if type(b) is dict and type(b.get("io")) is str and b["io"]:
+        try:
+            io = parse_hostport(b["io"], "board.io")
+        except (ValueError, TypeError):
+            pass
+    return overlay({}, tcp, unit, io, rtu)[0]
+
+
 def command(cfg_path, bits=32, heap="256K", mpy=False):
     """argv and environment that start the firmware with the configuration at cfg_path; heap in
     bytes or as --heap takes it ("256K")."""
@@ -266,10 +282,11 @@ class Stop:
         self.wake_w.close()
 
 
-def watch(child, stop):
+def watch(child, stop, rename=None):
     """Copy the firmware's stdout and stderr through until both close; stderr is held back until
-    the ready line (what comes before it may be replaced by the host's own line). Returns (ready
-    line seen, held stderr bytes, stderr bytes written after the stop request)."""
+    the ready line (what comes before it may be replaced by the host's own line; rename: (the
+    temporary configuration's path, the user's file), replaced in it). Returns (ready line seen,
+    held stderr bytes, stderr bytes written after the stop request)."""
     sel = selectors.DefaultSelector()
     sel.register(child.stdout, selectors.EVENT_READ, "out")
     sel.register(child.stderr, selectors.EVENT_READ, "err")
@@ -298,6 +315,8 @@ def watch(child, stop):
                     if ready:
                         pending = b""
                         if held:
+                            if rename:
+                                held = held.replace(*rename)
                             sys.stderr.buffer.write(held)
                             sys.stderr.buffer.flush()
                             held = b""
@@ -398,7 +417,13 @@ def run(args):
     from mbnode import config
 
     heap = parse_size(args.heap, args.bits)
-    given = config.read(args.config) if args.config else {}
+    keep = getattr(args, "keep_serving", False)
+    try:
+        given = config.read(args.config) if args.config else {}
+    except config.ConfigError:
+        if not keep:
+            raise
+        given = None  # the firmware reads the file itself, refuses it and serves the fallback
     rtu = rtu_options(args)
     keep_fds = []
     if rtu is not None:
@@ -410,9 +435,18 @@ def run(args):
             rtu["device"] = args.rtu
     tcp = False if args.no_tcp else parse_hostport(args.tcp, "--tcp") if args.tcp else None
     io = parse_hostport(args.io, "--io") if args.io else None
-    cfg, ours = overlay(given, tcp, args.unit, io, rtu)
-    check_config(cfg, args.config, ours)
-    if cfg["tcp"].get("enabled", True) is not False:
+    cfg, ours = overlay({} if given is None else given, tcp, args.unit, io, rtu)
+    served = cfg  # what the firmware is given
+    defaults = None
+    if keep:
+        defaults = fallback(cfg, tcp, args.unit, io, rtu)
+        try:
+            check_config(cfg, args.config, ours)
+        except config.ConfigError:
+            cfg = defaults  # what is checked below (the TCP address); the firmware says the refusal
+    else:
+        check_config(cfg, args.config, ours)
+    if type(cfg["tcp"]) is dict and cfg["tcp"].get("enabled", True) is not False:
         check_local(cfg["tcp"]["host"], "--tcp" if args.tcp else "tcp.host")
     if heap < HEAP_FLOOR:
         raise ValueError(heap_too_small(cfg, args, heap))
@@ -420,14 +454,24 @@ def run(args):
     try:
         with tempfile.TemporaryDirectory(prefix="mbnode-sim-") as tmp:
             cfg_path = Path(tmp) / "config.json"
-            cfg_path.write_text(json.dumps(cfg))
+            if keep:
+                Path(tmp, "defaults.json").write_text(json.dumps(defaults))
+            if given is None:  # --keep-serving, a file the host could not read: the firmware's turn
+                cfg_path = Path(args.config).resolve()
+            else:
+                cfg_path.write_text(json.dumps(served))
             argv, env = command(cfg_path, args.bits, heap, args.mpy)
+            if keep:
+                env["MBNODE_DEFAULTS"] = str(Path(tmp, "defaults.json"))  # boards/unix/board.py
             if stop.asked is not None:
                 return 0
             stop.child = child = start(argv, env, keep_fds[0] if keep_fds else None)
             if keep_fds:
                 os.close(keep_fds[0])  # the firmware has its end now
-            ready, held, after_stop = watch(child, stop)
+            rename = None
+            if keep and given is not None and args.config:  # the refusal names the user's file
+                rename = (str(cfg_path).encode(), str(args.config).encode())
+            ready, held, after_stop = watch(child, stop, rename)
             code = child.wait()
     finally:
         stop.restore()

@@ -7,7 +7,8 @@ hands one request PDU to Engine.handle under micropython.heap_lock() (after a wa
 unlocked): reads and writes of the custom block with FC03/06/16/22/23 (seek, readinto into the
 block's buffer, write in place, flush), writes of retained and other memory positions (the
 subscriber's dirty flag), and the retain timer's tick and the RTU link's after_reply call when
-no save is due. One line per case, then "N passed, M failed".
+no save is due, and when one is due while a master line is busy (the line held, no step).
+One line per case, then "N passed, M failed".
 """
 
 import sys
@@ -24,6 +25,18 @@ CONFIG = {
     "retain": {"positions": [[1, 8], [100, 120]], "file": DIR + "/ret.dat", "every_s": 3600},
     "custom_block": {"file": DIR + "/blk.dat", "first": 2001, "count": 200},
 }
+
+
+class MasterLine:
+    """A serial line in master mode as mbnode.retain sees it (RtuMaster's busy and hold), busy."""
+
+    held = False
+
+    def busy(self):
+        return True
+
+    def hold(self, on):
+        self.held = on
 
 
 def u16(v):
@@ -48,7 +61,7 @@ def main():
     engine = engines[0]
     r = retain.ACTIVE
     resp = bytearray(260)
-    report = Report(44)
+    report = Report(52)
     first = 2000  # address of the block's first register
     cases = [
         ("FC16 custom block, 10 registers", b"\x10" + u16(first + 5) + u16(10) + b"\x14" + bytes(range(20)), 5),
@@ -82,6 +95,20 @@ def main():
                      ("retain after_reply, no save due", r.after_reply)):
         err, got = locked(fn, lambda: r.steps)
         report.check(name, got is None, err)
+    # A save due while a serial line in master mode awaits an answer: the tick and the slave
+    # line's after_reply hold the master lines (hold(True)) and take no step; nothing allocated.
+    line = MasterLine()
+    r.masters = [line]
+    r.asked = True
+    for name, fn in (("retain tick, save due, master line busy: held", lambda: r.tick(5)),
+                     ("retain after_reply, save due, master line busy: held", r.after_reply)):
+        r.holding = False
+        r.held_at = 0
+        line.held = False
+        err, got = locked(fn, lambda: (r.steps, line.held))
+        report.check(name, got == (None, True), err)
+    r.masters = []
+    r.asked = r.holding = False
     with open(DIR + "/blk.dat", "rb") as f:
         data = f.read()
     report.check("custom block file holds the writes", data[:2] == b"\x55\x34" and data[4:8] == u16(7) + u16(8)

@@ -6,7 +6,7 @@ port with the fake machine/network modules (tests/fakes).
     board_start.py wifi_timeout PORT  an attempt that never ends is given up after wifi_timeout
     board_start.py broker PORT BROKER the MQTT broker refuses connections: RTU and TCP serve
     board_start.py no_umqtt PORT      mqtt enabled but umqtt.simple missing: the bridge stays off
-    board_start.py bad_config FILE    a broken config file: one line, then the board's defaults
+    board_start.py bad_config FILE    a broken config file: one line, then the board's defaults (0x200F: 1)
     board_start.py mqtt_checks FILE   an "mqtt" section that is off: checked, its modules unloaded
     board_start.py system PORT NTP    the system registers: MAC, IPv4 once joined, NTP, temperature, reboot
 
@@ -89,7 +89,11 @@ def bad_config(path):
           [])
     from mbnode import config
 
-    check("the board's defaults", cfg, config.validate({}, *board.config_rules()))
+    refused = app._config_refused
+    # Refused: the board's defaults, and the system registers where 0x200F shows the fault.
+    check("the board's defaults", {k: v for k, v in cfg.items() if k != "system"},
+          config.validate({}, *board.config_rules()))
+    check("the system registers when refused", "system" in cfg, refused)
     loop, ready = app.build(cfg, board)
     print(ready)
     uart = uart_of(cfg)
@@ -97,6 +101,8 @@ def bad_config(path):
     check("19200 8E1", (s["baudrate"], s["bits"], s["parity"], s["stop"]), (19200, 8, 0, 1))
     n = len(cfg["board"]["do_pins"])
     check("RTU unit 1 answers for the onboard coils", rtu(loop, uart, struct.pack(">BHH", 1, 0, n)), b"\x01\x01\x00")
+    if refused:  # faults: FAULT_CONFIG (mbnode.health), nothing else
+        check("status register 0x200F", rtu(loop, uart, struct.pack(">BHH", 4, 0x200F, 1)), b"\x04\x02\x00\x01")
 
 
 def mqtt_checks(path):

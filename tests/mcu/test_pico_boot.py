@@ -1,12 +1,14 @@
 """The emulated Pico at power-up: the mbnode image serves with nothing installed, and a broken
 config.json (deployed bundle or image) costs one line on the REPL, never the service: the board
-starts with its defaults, RTU slave unit 1 at 19200 8E1 on UART0."""
+starts with its defaults, RTU slave unit 1 at 19200 8E1 on UART0, and status register 0x200F
+reads 1 (the configuration fault)."""
 
 import pytest
 
 from picotest import DO_PINS, Master, deployed, image_pico, image_uf2, ready_words, wait_ready
 
-DEFAULT_READY = {"rtu": "uart0", "serial": "19200-8E1", "unit": "1", "board": "pico"}
+# The defaults a board starts without a valid config.json, with the system registers (0x200F: the fault).
+DEFAULT_READY = {"rtu": "uart0", "serial": "19200-8E1", "unit": "1", "system": "0x2000", "board": "pico"}
 
 
 def serves_the_defaults(pico):
@@ -18,6 +20,8 @@ def serves_the_defaults(pico):
         assert pico.level(DO_PINS[0]) == 1
         r = m.read_coils(8, count=1, device_id=1)  # the defaults make only the 8 onboard DO present
         assert r.isError() and r.exception_code == 2, r
+        r = m.read_input_registers(0x200F, count=1, device_id=1)  # faults: the configuration's (bit 0) only
+        assert not r.isError() and r.registers == [1], r
     finally:
         m.close()
 

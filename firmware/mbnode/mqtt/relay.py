@@ -3,7 +3,9 @@
 Local requests (format 0 to this device's own Modbus TCP address, format 1 to its own unit id
 while the serial port is its slave port) go to the Engine and are answered at once: they never
 wait behind remote ones. Remote requests run on the shared masters (mbnode.masters), up to
-`jobs` at once, each in a preallocated job (a transaction with its PDU buffer):
+`jobs` at once, each in a job (a transaction with its PDU buffer): all of them made at the first
+request that needs one and kept, never per request (a gateway that only answers this device's
+own requests never makes them):
   * format 0: the TCP master (mbnode.tcpmaster, made at the first remote format-0 or format-2
     request: a device whose gateway only answers its own requests never loads it); requests to
     different servers run at the same time, requests to one server one after the other (over the
@@ -42,19 +44,25 @@ class Relay:
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.
         self.scratch = SCRATCH
-        self.free = [Transaction(self._done) for _ in range(jobs)]
         self.jobs = jobs
+        self.free = None  # the jobs not in use; None until the first request that needs one (_jobs)
         self.slots = [None] * _SLOTS  # TcpLink per format-2 slot, made when first opened
         self.last = [None] * _SLOTS  # (ip_type, host, port, timeout) of each slot's last OPEN
 
     @property
     def busy(self):
-        """No job is free: a remote request has to wait."""
-        return not self.free
+        """No job is free: a remote request has to wait (never before the jobs are made)."""
+        free = self.free
+        return free is not None and not free
 
-    @property
-    def running(self):
-        return self.jobs - len(self.free)
+    def _jobs(self):
+        """The jobs not in use; at the first call all `jobs` of them are made, and kept. A
+        MemoryError here leaves none made: the request that asked is answered "out of memory"
+        (the bridge) and the next one tries again."""
+        free = self.free
+        if free is None:
+            free = self.free = [Transaction(self._done) for _ in range(self.jobs)]
+        return free
 
     def is_remote(self, req):
         """req needs a job (it goes to another device, or writes extension modules' outputs)."""
@@ -104,7 +112,7 @@ class Relay:
         return self._submit(req, txn, line.submit(txn))
 
     def _job(self, req):
-        txn = self.free[-1]
+        txn = self._jobs()[-1]
         txn.user = req
         txn.unit = req.unit
         txn.timeout_ms = 1000 * req.timeout if req.timeout else 1000
@@ -125,8 +133,12 @@ class Relay:
             return textproto.no_such_server(req, self.unit_id)
         # The request PDU in the device's scratch buffer (mbnode.scratch): built and used up in
         # this call; the Engine reads no socket or port meanwhile.
+        txn = None
+        if self.engine.remote is not None:  # a write to extension modules: a job waits for it
+            free = self._jobs()
+            if free:
+                txn = free[-1]
         n = textproto.build_pdu(req, SCRATCH, 0)
-        txn = self.free[-1] if self.free else None
         n = self.engine.handle(SCRATCH, 0, n, self.rx, 0, txn, 3)  # pdu.SOURCE_MQTT
         if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
             txn.user = req

@@ -21,8 +21,6 @@ from mbnode.mqtt.textproto import CLOSE, CONN, OPEN, SERIAL, TCP
 from mbnode.scratch import SCRATCH
 from mbnode.transaction import BAD, FAILED, OK, REFUSED, SENT, TIMEOUT, Transaction, UNREACHABLE
 
-_ADU = 260
-_SLOTS = 8
 
 
 class Relay:
@@ -40,14 +38,13 @@ class Relay:
         self.masters = masters
         self.slave_line = slave_line
         self.finish = finish
-        self.rx = bytearray(_ADU)  # a local request's answer (its request: in the scratch buffer)
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.
         self.scratch = SCRATCH
         self.jobs = jobs
         self.free = None  # the jobs not in use; None until the first request that needs one (_jobs)
-        self.slots = [None] * _SLOTS  # TcpLink per format-2 slot, made when first opened
-        self.last = [None] * _SLOTS  # (ip_type, host, port, timeout) of each slot's last OPEN
+        self.slots = [None] * 8  # TcpLink per format-2 slot (textproto: index 0..7), made when first opened
+        self.last = [None] * 8  # (ip_type, host, port, timeout) of each slot's last OPEN
 
     @property
     def busy(self):
@@ -131,20 +128,22 @@ class Relay:
             if req.kind == SERIAL:
                 return textproto.slave_port(req, self.unit_id)
             return textproto.no_such_server(req, self.unit_id)
-        # The request PDU in the device's scratch buffer (mbnode.scratch): built and used up in
-        # this call; the Engine reads no socket or port meanwhile.
         txn = None
         if self.engine.remote is not None:  # a write to extension modules: a job waits for it
             free = self._jobs()
             if free:
                 txn = free[-1]
-        n = textproto.build_pdu(req, SCRATCH, 0)
-        n = self.engine.handle(SCRATCH, 0, n, self.rx, 0, txn, 3)  # pdu.SOURCE_MQTT
+        # The request PDU and, behind it, its answer in the device's scratch buffer
+        # (mbnode.scratch): built and used up in this call; the Engine reads no socket or port
+        # meanwhile. They fit together: a request the text protocol makes and its answer (or
+        # exception) are at most 257 bytes (a read: 5 + 252; a write: 252 + 5).
+        k = textproto.build_pdu(req, SCRATCH, 0)
+        n = self.engine.handle(SCRATCH, 0, k, SCRATCH, k, txn, 3)  # pdu.SOURCE_MQTT
         if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
             txn.user = req
             self.free.pop()
             return None
-        return textproto.format_response(req, self.rx, n, 0)
+        return textproto.format_response(req, SCRATCH, n, k)
 
     def _conn(self, req):
         i = req.index

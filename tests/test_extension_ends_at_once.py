@@ -137,5 +137,5 @@ def test_the_mqtt_relay_answers_at_once_and_keeps_its_jobs(monkeypatch, end, ans
     req = textproto.parse(b"0 5 0 127.0.0.1 502 1 1 6 65 7", [])
     assert relay.is_remote(req)  # it needs a job: the bridge waits for one when none is free
     assert relay.start(req) == textproto.error(req, textproto.exception_text(int(answer[2:], 16)))
-    assert late == [] and len(relay.free) == 2 and not relay.busy  # the jobs (made: a job may wait) all free
+    assert late == [] and len(relay.jobs.free) == 2 and not relay.busy  # the jobs (made: a job may wait) all free
     assert relay.start(textproto.parse(b"0 6 0 127.0.0.1 502 1 1 3 65 1", [])) == "6 OK 0"

@@ -1,5 +1,5 @@
 """The MQTT gateway's TCP master and the relay's jobs are made at the gateway's first remote
-request, not at start-up (mbnode.masters.Masters.tcp, mbnode.mqtt.relay.Relay._jobs), on CPython
+request, not at start-up (mbnode.masters.Masters.tcp, mbnode.mqtt.relay.Relay._jobs: mbnode.mqtt.jobs), on CPython
 with the TCP master's sockets faked.
 
 A device whose gateway only answers requests to itself never makes them. When the heap has no
@@ -20,7 +20,7 @@ from mbnode import tcpmaster
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.masters import Masters
-from mbnode.mqtt import relay as relay_module
+from mbnode.mqtt import jobs as jobs_module
 from mbnode.mqtt import textproto
 from mbnode.mqtt.bridge import Bridge
 from mbnode.mqtt.relay import Relay
@@ -101,7 +101,7 @@ def test_requests_to_the_device_itself_never_make_the_tcp_master(monkeypatch):
     assert rig.request("2 8 3 2") == "8 OK 0"  # the status of a slot never opened
     assert rig.request("2 9 3 1") == "9 OK"  # closing it
     assert rig.masters._tcp is None and rig.built == 0
-    assert rig.relay.free is None and not rig.relay.busy  # no job made either
+    assert rig.relay.jobs is None and not rig.relay.busy  # no job made either
 
 
 def test_the_first_remote_request_makes_the_tcp_master_and_it_is_kept(monkeypatch):
@@ -109,14 +109,14 @@ def test_the_first_remote_request_makes_the_tcp_master_and_it_is_kept(monkeypatc
     assert rig.request("0 1 0 192.0.2.7 502 1 5 3 1 1") is None  # in flight
     master = rig.masters._tcp
     assert master is not None and rig.built == 1
-    jobs = list(rig.relay.free)
+    jobs = list(rig.relay.jobs.free)
     assert len(jobs) == JOBS - 1  # every job made at once, one of them taken
     assert rig.connects == [("192.0.2.7", 502)]
     assert rig.request("0 2 0 192.0.2.8 502 1 5 3 1 1") is None
     assert rig.masters._tcp is master and rig.built == 1
     assert rig.connects == [("192.0.2.7", 502), ("192.0.2.8", 502)]
     assert rig.loop.timers.count(master) == 1
-    assert rig.relay.free == [] and rig.relay.busy and jobs[0] not in rig.relay.free
+    assert rig.relay.jobs.free == [] and rig.relay.busy and jobs[0] not in rig.relay.jobs.free
     assert rig.relay.is_remote(textproto.parse(b"0 3 0 192.0.2.9 502 1 5 3 1 1", []))  # so it waits
 
 
@@ -129,12 +129,13 @@ def test_no_room_for_the_tcp_master_costs_one_line_and_the_next_request_makes_it
     assert line == "11 ERROR: out of memory for this request"
     assert rig.masters._tcp is None and rig.built == 0
     assert rig.loop.timers == []  # nothing half made joined the loop
-    assert rig.relay.free is None and not rig.relay.busy  # the master first: no job made or taken
+    jobs = rig.relay.jobs  # a format-2 OPEN makes the jobs first (its slot's last target is theirs)
+    assert not rig.relay.busy and (jobs is None or len(jobs.free) == JOBS)  # no job taken
     assert rig.replies == []
     assert rig.request(payload.replace(" 11 ", " 12 ", 1)) is None  # made now, and in flight
     assert rig.masters._tcp is not None and rig.built == 1
     assert rig.connects == [("192.0.2.7", 502)]
-    assert len(rig.relay.free) == JOBS - 1
+    assert len(rig.relay.jobs.free) == JOBS - 1
 
 
 def test_no_room_for_the_jobs_costs_one_line_and_the_next_request_makes_them(monkeypatch):
@@ -149,12 +150,12 @@ def test_no_room_for_the_jobs_costs_one_line_and_the_next_request_makes_them(mon
         made.append(txn)
         return txn
 
-    real = relay_module.Transaction
-    monkeypatch.setattr(relay_module, "Transaction", transaction)
+    real = jobs_module.Transaction
+    monkeypatch.setattr(jobs_module, "Transaction", transaction)
     line = rig.request("0 21 0 192.0.2.7 502 1 5 3 1 1")
     assert line == "21 ERROR: out of memory for this request"
-    assert rig.relay.free is None and not rig.relay.busy  # the one made is not kept half a set
+    assert rig.relay.jobs is None and not rig.relay.busy  # the one made is not kept half a set
     assert rig.connects == [] and rig.replies == []
     assert rig.request("0 22 0 192.0.2.7 502 1 5 3 1 1") is None  # made now, all at once, and in flight
-    assert len(made) == 2 + JOBS and len(rig.relay.free) == JOBS - 1
+    assert len(made) == 2 + JOBS and len(rig.relay.jobs.free) == JOBS - 1
     assert rig.connects == [("192.0.2.7", 502)]

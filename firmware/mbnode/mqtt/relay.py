@@ -3,9 +3,9 @@
 Local requests (format 0 to this device's own Modbus TCP address, format 1 to its own unit id
 while the serial port is its slave port) go to the Engine and are answered at once: they never
 wait behind remote ones. Remote requests run on the shared masters (mbnode.masters), up to
-`jobs` at once, each in a job (a transaction with its PDU buffer): all of them made at the first
-request that needs one and kept, never per request (a gateway that only answers this device's
-own requests never makes them):
+`jobs` at once, each in a job (a transaction with its PDU buffer; mbnode.mqtt.jobs, loaded and
+made, all of them at once, at the first request that needs one, and kept: a gateway that only
+answers this device's own requests never loads it):
   * format 0: the TCP master (mbnode.tcpmaster, made at the first remote format-0 or format-2
     request: a device whose gateway only answers its own requests never loads it); requests to
     different servers run at the same time, requests to one server one after the other (over the
@@ -19,8 +19,6 @@ A reply is handed to finish(line) when its request is done, in the order they fi
 from mbnode.mqtt import textproto
 from mbnode.mqtt.textproto import CLOSE, CONN, OPEN, SERIAL, TCP
 from mbnode.scratch import SCRATCH
-from mbnode.transaction import BAD, FAILED, OK, REFUSED, SENT, TIMEOUT, Transaction, UNREACHABLE
-
 
 
 class Relay:
@@ -41,25 +39,25 @@ class Relay:
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.
         self.scratch = SCRATCH
-        self.jobs = jobs
-        self.free = None  # the jobs not in use; None until the first request that needs one (_jobs)
-        self.slots = [None] * 8  # TcpLink per format-2 slot (textproto: index 0..7), made when first opened
-        self.last = [None] * 8  # (ip_type, host, port, timeout) of each slot's last OPEN
+        self.parallel = jobs
+        self.jobs = None  # mbnode.mqtt.jobs.Jobs, made at the first request that needs a job (_jobs)
 
     @property
     def busy(self):
         """No job is free: a remote request has to wait (never before the jobs are made)."""
-        free = self.free
-        return free is not None and not free
+        jobs = self.jobs
+        return jobs is not None and not jobs.free
 
     def _jobs(self):
-        """The jobs not in use; at the first call all `jobs` of them are made, and kept. A
-        MemoryError here leaves none made: the request that asked is answered "out of memory"
-        (the bridge) and the next one tries again."""
-        free = self.free
-        if free is None:
-            free = self.free = [Transaction(self._done) for _ in range(self.jobs)]
-        return free
+        """The jobs; at the first call their module is loaded and all of them are made, and
+        kept. A MemoryError here leaves none made: the request that asked is answered "out of
+        memory" (the bridge) and the next one tries again."""
+        jobs = self.jobs
+        if jobs is None:
+            from mbnode.mqtt.jobs import Jobs
+
+            jobs = self.jobs = Jobs(self, self.parallel)
+        return jobs
 
     def is_remote(self, req):
         """req needs a job (it goes to another device, or writes extension modules' outputs)."""
@@ -93,35 +91,13 @@ class Relay:
             # The TCP master first (made at the first remote request): its MemoryError, answered
             # by the bridge, leaves the jobs as they were.
             master = self.masters.tcp()
-            txn = self._job(req)
-            for link in self.slots:
-                if link is not None and link.is_open and link.host == req.host and link.port == req.port:
-                    return self._submit(req, txn, link.submit(txn))
-            txn.host = req.host
-            txn.port = req.port
-            return self._submit(req, txn, master.submit(txn))
+            return self._jobs().tcp(req, master)
         line = self.masters.rtu(req.device)
         if line is None:
             if req.device in self.masters.lines:  # a master line that has gone
                 return textproto.no_serial_device(req)
             return self._local(req)
-        txn = self._job(req)
-        return self._submit(req, txn, line.submit(txn))
-
-    def _job(self, req):
-        txn = self._jobs()[-1]
-        txn.user = req
-        txn.unit = req.unit
-        txn.timeout_ms = 1000 * req.timeout if req.timeout else 1000
-        txn.n = textproto.build_pdu(req, txn.pdu, 0) if req.kind != CONN else 0
-        return txn
-
-    def _submit(self, req, txn, taken):
-        if not taken:
-            txn.user = None
-            return textproto.error(req, "queue full: the master's queue has no room, try again later")
-        self.free.pop()
-        return None
+        return self._jobs().serial(req, line)
 
     def _local(self, req):
         if self.unit_id and req.unit != self.unit_id:
@@ -130,7 +106,7 @@ class Relay:
             return textproto.no_such_server(req, self.unit_id)
         txn = None
         if self.engine.remote is not None:  # a write to extension modules: a job waits for it
-            free = self._jobs()
+            free = self._jobs().free
             if free:
                 txn = free[-1]
         # The request PDU and, behind it, its answer in the device's scratch buffer
@@ -139,54 +115,18 @@ class Relay:
         # exception) are at most 257 bytes (a read: 5 + 252; a write: 252 + 5).
         k = textproto.build_pdu(req, SCRATCH, 0)
         n = self.engine.handle(SCRATCH, 0, k, SCRATCH, k, txn, 3)  # pdu.SOURCE_MQTT
-        if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
+        if n == 0:  # pdu.PENDING: a write to extension modules; the job's done gets the answer
             txn.user = req
-            self.free.pop()
+            self.jobs.free.pop()
             return None
         return textproto.format_response(req, SCRATCH, n, k)
 
     def _conn(self, req):
-        i = req.index
-        link = self.slots[i]
+        if req.action == OPEN:
+            return self._jobs().open(req, self.masters)
+        link = None if self.jobs is None else self.jobs.slots[req.index]
         if req.action == CLOSE:
             if link is not None:
                 link.close()
             return textproto.ok(req)
-        if req.action != OPEN:
-            return textproto.status(req, link is not None and link.is_open)
-        if req.host is None:  # "2 C N 0": reopen with the last OPEN's target, as the seed says
-            if self.last[i] is None:
-                return textproto.never_opened(req)
-            req.ip_type, req.host, req.port, req.timeout = self.last[i]
-        else:  # kept whether or not this connect succeeds: a reopen retries it
-            self.last[i] = (req.ip_type, req.host, req.port, req.timeout)
-        if link is None:
-            link = self.slots[i] = self.masters.tcp().link()
-        if not link.idle:
-            return textproto.error(req, "connection index %d is busy with a request" % i)
-        link.close()
-        link.target(req.host, req.port)
-        txn = self._job(req)
-        return self._submit(req, txn, link.submit(txn))
-
-    def _done(self, txn, status, buf, o, n):
-        req = txn.user
-        txn.user = None
-        self.free.append(txn)
-        if status == OK:
-            line = textproto.ok(req) if req.kind == CONN else textproto.format_response(req, buf, n, o)
-        elif status == TIMEOUT:
-            line = textproto.timeout(req)
-        elif status == REFUSED:
-            line = textproto.refused(req)
-        elif status == UNREACHABLE:
-            line = textproto.unreachable(req, txn.why)
-        elif status == SENT:
-            line = textproto.ok(req)
-        elif status == BAD and req.kind == SERIAL:
-            line = textproto.error(req, "malformed response on serial device %s: %s" % (req.device, txn.why))
-        elif status == BAD or status == FAILED:
-            line = textproto.error(req, txn.why)
-        else:
-            line = textproto.error(req, "not sent")
-        self.finish(line)
+        return textproto.status(req, link is not None and link.is_open)

@@ -390,9 +390,3 @@ class TcpSlave:
         for conn in self.conns:
             if conn.sock is not None and conn.due(now, self.idle_ms) == 0:
                 self.close(conn)
-
-    def shutdown(self):
-        for conn in self.conns:
-            self.close(conn)
-        self.loop.remove(self._key(self.sock))
-        self.sock.close()

@@ -248,7 +248,7 @@ class TcpSlave:
             # that reconnects at once): its end is in this poll round too, after ours. Look
             # again after the round (tick); then the slot rules decide.
             self.deferred = 1
-            self.loop.modify(self._key(self.sock), 0)
+            self.loop.modify(key, 0)  # the listener's
             return
         self.deferred = 0
         try:

@@ -26,15 +26,14 @@ class Relay:
         """own_tcp: the (hosts, port, board addresses) that are this device's Modbus TCP slave,
         or None; the board's address list is the board's own, updated in place (Wi-Fi comes late);
         masters: mbnode.masters.Masters (format 1 to a line in master mode goes to its RTU
-        master); slave_line: the name of the line this device is a slave on, or None (format 1
-        to any other id is then answered locally as on a slave port, as before there were
-        lines); finish(line): called with a remote request's reply;
-        jobs: remote requests at once."""
+        master); slave_line: the name of the line this device is a slave on, or None (not kept:
+        format 1 to any device that is not a master line's, that one included, is answered
+        locally as on a slave port, as before there were lines); finish(line): called with a
+        remote request's reply; jobs: remote requests at once."""
         self.engine = engine
         self.unit_id = unit_id
         self.own_tcp = own_tcp
         self.masters = masters
-        self.slave_line = slave_line
         self.finish = finish
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.

@@ -1,10 +1,11 @@
-"""The MQTT gateway's TCP master is made at the gateway's first remote request, not at start-up
-(mbnode.masters.Masters.tcp, mbnode.mqtt.relay), on CPython with the TCP master's sockets faked.
+"""The MQTT gateway's TCP master and the relay's jobs are made at the gateway's first remote
+request, not at start-up (mbnode.masters.Masters.tcp, mbnode.mqtt.relay.Relay._jobs: mbnode.mqtt.jobs), on CPython
+with the TCP master's sockets faked.
 
-A device whose gateway only answers requests to itself never makes it. When the heap has no room
-for it at the first remote request, that request is answered with one line (the bridge's "out of
-memory for this request") and nothing is left half made: every job is still free and the next
-request makes the master and keeps it. End to end (real sockets, pymodbus servers) the remote
+A device whose gateway only answers requests to itself never makes them. When the heap has no
+room for them at the first remote request, that request is answered with one line (the bridge's
+"out of memory for this request") and nothing is left half made: no job is made or taken and the
+next request makes what is missing and keeps it; the jobs are made all at once, never per request. End to end (real sockets, pymodbus servers) the remote
 requests run in tests/test_mqtt_gateway.py.
 """
 
@@ -19,6 +20,7 @@ from mbnode import tcpmaster
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.masters import Masters
+from mbnode.mqtt import jobs as jobs_module
 from mbnode.mqtt import textproto
 from mbnode.mqtt.bridge import Bridge
 from mbnode.mqtt.relay import Relay
@@ -99,7 +101,7 @@ def test_requests_to_the_device_itself_never_make_the_tcp_master(monkeypatch):
     assert rig.request("2 8 3 2") == "8 OK 0"  # the status of a slot never opened
     assert rig.request("2 9 3 1") == "9 OK"  # closing it
     assert rig.masters._tcp is None and rig.built == 0
-    assert len(rig.relay.free) == JOBS
+    assert rig.relay.jobs is None and not rig.relay.busy  # no job made either
 
 
 def test_the_first_remote_request_makes_the_tcp_master_and_it_is_kept(monkeypatch):
@@ -107,11 +109,15 @@ def test_the_first_remote_request_makes_the_tcp_master_and_it_is_kept(monkeypatc
     assert rig.request("0 1 0 192.0.2.7 502 1 5 3 1 1") is None  # in flight
     master = rig.masters._tcp
     assert master is not None and rig.built == 1
+    jobs = list(rig.relay.jobs.free)
+    assert len(jobs) == JOBS - 1  # every job made at once, one of them taken
     assert rig.connects == [("192.0.2.7", 502)]
     assert rig.request("0 2 0 192.0.2.8 502 1 5 3 1 1") is None
     assert rig.masters._tcp is master and rig.built == 1
     assert rig.connects == [("192.0.2.7", 502), ("192.0.2.8", 502)]
     assert rig.loop.timers.count(master) == 1
+    assert rig.relay.jobs.free == [] and rig.relay.busy and jobs[0] not in rig.relay.jobs.free
+    assert rig.relay.is_remote(textproto.parse(b"0 3 0 192.0.2.9 502 1 5 3 1 1", []))  # so it waits
 
 
 @pytest.mark.parametrize("payload", ["0 11 0 192.0.2.7 502 1 5 3 1 1", "2 11 4 0 0 192.0.2.7 502 1"],
@@ -123,9 +129,33 @@ def test_no_room_for_the_tcp_master_costs_one_line_and_the_next_request_makes_it
     assert line == "11 ERROR: out of memory for this request"
     assert rig.masters._tcp is None and rig.built == 0
     assert rig.loop.timers == []  # nothing half made joined the loop
-    assert len(rig.relay.free) == JOBS and all(t.user is None for t in rig.relay.free)
+    jobs = rig.relay.jobs  # a format-2 OPEN makes the jobs first (its slot's last target is theirs)
+    assert not rig.relay.busy and (jobs is None or len(jobs.free) == JOBS)  # no job taken
     assert rig.replies == []
     assert rig.request(payload.replace(" 11 ", " 12 ", 1)) is None  # made now, and in flight
     assert rig.masters._tcp is not None and rig.built == 1
     assert rig.connects == [("192.0.2.7", 502)]
-    assert len(rig.relay.free) == JOBS - 1
+    assert len(rig.relay.jobs.free) == JOBS - 1
+
+
+def test_no_room_for_the_jobs_costs_one_line_and_the_next_request_makes_them(monkeypatch):
+    rig = Rig(monkeypatch)
+    made = []
+
+    def transaction(done):
+        if len(made) == 1 and not rig.published:  # the second job of the first attempt
+            made.append(None)
+            raise MemoryError("memory allocation failed")
+        txn = real(done)
+        made.append(txn)
+        return txn
+
+    real = jobs_module.Transaction
+    monkeypatch.setattr(jobs_module, "Transaction", transaction)
+    line = rig.request("0 21 0 192.0.2.7 502 1 5 3 1 1")
+    assert line == "21 ERROR: out of memory for this request"
+    assert rig.relay.jobs is None and not rig.relay.busy  # the one made is not kept half a set
+    assert rig.connects == [] and rig.replies == []
+    assert rig.request("0 22 0 192.0.2.7 502 1 5 3 1 1") is None  # made now, all at once, and in flight
+    assert len(made) == 2 + JOBS and len(rig.relay.jobs.free) == JOBS - 1
+    assert rig.connects == [("192.0.2.7", 502)]

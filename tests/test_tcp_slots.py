@@ -81,3 +81,35 @@ def test_a_fifth_client_is_still_refused_when_every_slot_polls(slave):
     assert fifth.closed, "a new connection displaced a poller"
     assert not any(p.closed for p in slave.peers)
     assert slave.loop.masks[3] == POLLIN, "the listener is polled again"
+
+
+def test_a_slot_takes_each_new_connections_source(monkeypatch):
+    """A slot keeps the source the guard gave its connection at the accept (trusted or not) and
+    the next connection in that slot gets its own: trusted, other, trusted again."""
+    addresses = ["127.0.0.1", "127.0.0.2", "127.0.0.1"]
+
+    class From(Listener):
+        def accept(self):
+            peer, _ = Listener.accept(self)
+            return peer, (addresses.pop(0), 50000)
+
+    listener = From()
+    clock = Clock(100000)
+    monkeypatch.setattr(tcp, "socket", tcpfakes.socket_module(listener))
+    monkeypatch.setattr(tcp, "time", clock)
+    loop = Loop()
+    cfg = {"unit_255": True, "persistent": True, "idle_timeout": 0, "when_full": "refuse", "allow": [],
+           "max_clients": 1, "host": "127.0.0.1", "port": 502}
+    engine = Engine(DataModel(), DeviceIdentification({}, 1))
+    engine.guard = types.SimpleNamespace(trusts=lambda ip: ip == "127.0.0.1")
+    s = tcp.TcpSlave(loop, engine, cfg, 1)
+    seen = []
+    for _ in addresses[:]:
+        peer = Peer()
+        listener.backlog.append(peer)
+        loop.round([3], clock)
+        seen.append(s.conns[0].source)
+        peer.eof = True
+        loop.round([peer.fd], clock)  # its client closes: the slot is free again
+        assert s.conns[0].sock is None
+    assert seen == [4, 2, 4]  # pdu.SOURCE_TCP_TRUSTED, SOURCE_TCP, SOURCE_TCP_TRUSTED

@@ -10,8 +10,6 @@ latency timer (16 ms on FTDI chips) or its packet runs out.
 
 import termios
 
-from mbnode.rtu import char_times
-
 try:
     from micropython import const
 except ImportError:
@@ -34,6 +32,8 @@ START_ONLY = ("open_tty", "_SPEEDS")  # dropped by app.run once the parts are bu
 def open_tty(device, peer, baud, parity, stopbits):
     """The TtyPort of `device`: a tty path, set up raw with the line's settings, or "fd:N", a
     descriptor the process inherited (the simulator's pty); `peer`, when set, is its name."""
+    from mbnode.rtu import char_times  # start-up only (rtu.START_ONLY)
+
     if device.startswith("fd:"):
         return TtyPort(open(int(device[3:]), "r+b"), peer or device, char_times(baud, parity, stopbits)[0] + 2000)
     if baud not in _SPEEDS:

@@ -199,11 +199,12 @@ def load_config(path, board):
 def _forget_start():
     """Once the parts are built, the start-up code goes (as .mpy on a board without frozen
     firmware its bytecode is on the heap; docs/benchmarks.md, "The cabinet module's heap"): run()
-    serves on, build() and load_config() are gone from this module until it is imported anew,
-    and so are the functions a loaded module names in its START_ONLY tuple (its start(), what
-    only that calls; a module's own promise that nothing calls them once the parts are built)."""
-    global build, load_config, _master_line
-    del build, load_config, _master_line
+    serves on, _start(), build(), load_config() and this function are gone from this module until
+    it is imported anew, and so are the functions a loaded module names in its START_ONLY tuple
+    (its start(), what only that calls; a module's own promise that nothing calls them once the
+    parts are built)."""
+    global _start, build, load_config, _master_line, _forget_start
+    del _start, build, load_config, _master_line, _forget_start
     for m in list(sys.modules.values()):
         names = getattr(m, "START_ONLY", None)
         if names:
@@ -213,31 +214,35 @@ def _forget_start():
     gc.collect()
 
 
+def _start(config_path):
+    """The checked configuration's parts, built: (loop, ready line)."""
+    # The data model's 5 KB register buffer comes first, while the heap is still one piece.
+    model = DataModel()
+    import board
+
+    # The code every configuration runs, loaded before the configuration is checked: the
+    # check's garbage is then freed above it in one piece, where the transports' buffers go.
+    # Loaded after it (as before), it sat among the check's leftovers and the smallest heap
+    # of the simulator was 5 KiB larger (docs/benchmarks.md).
+    import mbnode.devid  # noqa: F401
+    import mbnode.loop  # noqa: F401
+    import mbnode.pdu  # noqa: F401
+
+    cfg = load_config(config_path, board)
+    # The checked configuration copied, once the check's modules and garbage are gone
+    # (mbnode/packed.py; loaded for that alone and unloaded again).
+    from mbnode import packed
+
+    cfg = packed.copy(cfg)
+    del sys.modules["mbnode.packed"]
+    delattr(mbnode, "packed")
+    gc.collect()
+    return build(cfg, board, model)  # the configuration is not kept: build's parts hold what they need
+
+
 def run(config_path="config.json"):
     try:
-        # The data model's 5 KB register buffer comes first, while the heap is still one piece.
-        model = DataModel()
-        import board
-
-        # The code every configuration runs, loaded before the configuration is checked: the
-        # check's garbage is then freed above it in one piece, where the transports' buffers go.
-        # Loaded after it (as before), it sat among the check's leftovers and the smallest heap
-        # of the simulator was 5 KiB larger (docs/benchmarks.md).
-        import mbnode.devid  # noqa: F401
-        import mbnode.loop  # noqa: F401
-        import mbnode.pdu  # noqa: F401
-
-        cfg = load_config(config_path, board)
-        # The checked configuration copied, once the check's modules and garbage are gone
-        # (mbnode/packed.py; loaded for that alone and unloaded again).
-        from mbnode import packed
-
-        cfg = packed.copy(cfg)
-        del sys.modules["mbnode.packed"]
-        delattr(mbnode, "packed")
-        gc.collect()
-        loop, ready = build(cfg, board, model)
-        cfg = None
+        loop, ready = _start(config_path)
         _forget_start()
         print(ready)
         loop.run()

@@ -265,8 +265,11 @@ class _Write:
         self.code = 0  # the exception to answer, 0 none
 
     def start(self, table, first, qty, src, so, req, ro, waiter):
+        """Begin the write; the waiter is told of its end only when that comes after this call
+        (busy still set on return). One that ends in it (a master refused it, or ended it at
+        once) is answered by the Engine there and then: Extension.write returns its exception."""
         self.busy = True
-        self.waiter = waiter
+        self.waiter = None
         engine = self.ext.engine
         self.counted = engine is not None and engine.source != 0  # handle() counted it (not SOURCE_LOCAL)
         self.table = table
@@ -292,6 +295,8 @@ class _Write:
             if not model.outputs_written(table, first, k):
                 self.code = _FAILURE
         self._next()
+        if self.busy:
+            self.waiter = waiter
 
     def _next(self):
         """Send the next module's part; the end when there is none."""
@@ -447,7 +452,8 @@ class Extension:
         src None: FC05's value in req) to table first..; req[ro:]: the request PDU (its answer
         echoes it). 0 when started (the
         waiter, if any, gets the answer), -0x0B when a module it touches is not online, -06
-        when every write job is busy."""
+        when every write job is busy; when it ended at once, the exception it ended with (06:
+        a master's queue was full; 0x0B: a master could not send it), the waiter never told."""
         last = first + qty - 1
         for m in self.modules:
             if m.state != ONLINE and m.overlaps(table, first, last):
@@ -455,7 +461,8 @@ class Extension:
         for job in self.jobs:
             if not job.busy:
                 job.start(table, first, qty, src, so, req, ro, waiter)
-                return 0
+                # Ended at once: it touched a module (claims), so its end set an exception.
+                return 0 if job.busy else -job.code
         return -_SERVER_BUSY
 
     def forget(self, waiter):

@@ -16,11 +16,16 @@ except ImportError:
         return x
 
 MAX_FRAME = const(256)
-BROADCAST = const(0)
+_BROADCAST = const(0)
 
 UNKNOWN = const(-1)  # the length cannot be told from the bytes: the frame ends at silence
 MORE = const(0)  # more bytes are needed to tell the length
 MIN_REQUEST = const(4)  # address, function code, CRC (FC07/11/12/17)
+
+
+# Dropped by app.run once the parts are built: a line's timing is worked out when its link,
+# RTU master or board port is made, all at start-up.
+START_ONLY = ("char_times", "open_port")
 
 
 def char_times(baud, parity, stopbits):
@@ -29,9 +34,6 @@ def char_times(baud, parity, stopbits):
     Line V1.02 2.5.1.1)."""
     bits = 1 + 8 + (parity != "N") + stopbits
     return bits * 1000000 // baud, 1750 if baud > 19200 else 35 * bits * 100000 // baud
-
-
-START_ONLY = ("open_port",)  # dropped by app.run once the parts are built
 
 
 def open_port(board, cfg, key="rtu"):
@@ -151,9 +153,9 @@ class RtuServer:
         diag = self.diag
         diag.frame()
         addr = rx[o]
-        if addr != self.address and addr != BROADCAST:
+        if addr != self.address and addr != _BROADCAST:
             return 0
-        broadcast = addr == BROADCAST
+        broadcast = addr == _BROADCAST
         diag.received(broadcast)
         fc = rx[o + 1]
         restart = fc == 8 and rx[o + 2] == 0 and rx[o + 3] == 1

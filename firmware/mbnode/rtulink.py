@@ -27,7 +27,7 @@ import time
 
 from mbnode.fast import copy
 from mbnode.crc import crc16
-from mbnode.rtu import MAX_FRAME, MIN_REQUEST, MORE, changes_state, char_times, request_length
+from mbnode.rtu import MAX_FRAME, MIN_REQUEST, MORE, changes_state, request_length
 from mbnode.scratch import SCRATCH
 
 try:
@@ -43,14 +43,14 @@ _BLOCK = const(32)  # characters at most between two looks while a frame comes i
 
 
 class RtuLink:
+    after_reply = None  # called right after each reply left the wire, when set (mbnode.retain's saves)
+
     def __init__(self, loop, server, port, char_us, t35, early_reply):
         self.loop = loop
         self.server = server
-        self.diag = server.diag
         self.port = port
         self.char = char_us
         self.t35 = t35
-        self.latency = port.latency_us
         self.quiet = t35 + port.latency_us  # a look this long after the last bytes proves t3.5
         self.early = early_reply
         self.rx = bytearray(MAX_FRAME)
@@ -58,13 +58,11 @@ class RtuLink:
         self.fill = 0
         self.seen = 0  # ticks_us just after the last read that returned bytes
         self.due = 0  # ticks_us of the next look (or of the reply's t3.5 wait), when waiting
-        self.waiting = False  # a timer look is due; the port is out of the poll set
-        self.polled = True  # the port is in the poll set for POLLIN
+        self.waiting = False  # a timer look is due: the port is out of the poll set (else in it, POLLIN)
         self.spoilt = False  # input during the reply wait: drop at silence
         self.overrun = False
         self.pending = 0  # length of a reply in tx waiting for t3.5
         self.held = 0  # length of a write request in rx waiting for t3.5 before it executes
-        self.after_reply = None  # called right after each reply left the wire (mbnode.retain's saves)
         server.waiter = self  # answers that come later (writes to extension modules): finish()
         loop.add(port.stream, self)
         loop.add_timer(self)
@@ -113,7 +111,7 @@ class RtuLink:
             # (FC15/16/23 with a byte count too large, a frame cut short) ends at t3.5 of
             # silence like any other, seen at the next look, not when its missing bytes would
             # have come (up to 255 characters later).
-            self._wait(min(need, _BLOCK) * self.char + self.latency)
+            self._wait(min(need, _BLOCK) * self.char + self.quiet - self.t35)  # + the port's latency
         elif got or time.ticks_diff(before, self.seen) < self.quiet:
             self._wait(self.quiet)  # nothing new is due: look again when silence would be proven
         else:
@@ -147,15 +145,13 @@ class RtuLink:
         # Look again `us` after the last bytes were seen, with the port out of the poll set:
         # bytes wait in the driver meanwhile and are read in one go.
         self.due = time.ticks_add(self.seen, us)
-        self.waiting = True
-        if self.polled:
-            self.polled = False
+        if not self.waiting:
+            self.waiting = True
             self.loop.modify(self.port.stream, 0)
 
     def _listen(self):
-        self.waiting = False
-        if not self.polled:
-            self.polled = True
+        if self.waiting:
+            self.waiting = False
             self.loop.modify(self.port.stream, _POLLIN)
 
     # --- a request complete by its length
@@ -228,7 +224,7 @@ class RtuLink:
         n = self.fill
         self.fill = 0
         self._listen()
-        diag = self.diag
+        diag = self.server.diag
         if self.overrun:
             self.overrun = self.spoilt = False
             diag.overrun_frame()
@@ -250,25 +246,21 @@ class RtuLink:
         if o:
             copy(rx, 0, rx, o, n - o)
             n -= o
-        if n >= 4 and crc16(rx, 0, n) == 0:
-            self._serve_now(n)
-            return
-        if n == 0:
-            return
-        diag.bad_frame()
-        # Noise glued to the front of a frame: look for a frame for us that ends here.
-        k = 1
-        address = self.server.address
-        while k <= n - 4:
-            if (rx[k] == address or rx[k] == 0) and crc16(rx, k, n - k) == 0:
-                copy(rx, 0, rx, k, n - k)
-                self._serve_now(n - k)
+        if n < 4 or crc16(rx, 0, n):
+            if n == 0:
                 return
-            k += 1
-
-    def _serve_now(self, n):
+            diag.bad_frame()
+            # Noise glued to the front of a frame: look for a frame for us that ends here.
+            k = 1
+            address = self.server.address
+            while k <= n - 4 and ((rx[k] != address and rx[k] != 0) or crc16(rx, k, n - k)):
+                k += 1
+            if k > n - 4:
+                return
+            copy(rx, 0, rx, k, n - k)
+            n -= k
         # At silence: t3.5 has passed already.
-        r = self.server.serve(self.rx, 0, n, self.tx)
+        r = self.server.serve(rx, 0, n, self.tx)
         if r:
             self._reply(r)
 
@@ -299,7 +291,7 @@ def start(loop, engine, cfg, board, key="rtu", health=None):
     """Modbus RTU slave on serial line `key`; returns the words for the ready line. health
     (mbnode.health.Health) gets the line's diagnostics and the link."""
     from mbnode.diag import LineDiagnostics
-    from mbnode.rtu import RtuServer, open_port
+    from mbnode.rtu import RtuServer, char_times, open_port
 
     rtu = cfg[key]
     port, words = open_port(board, cfg, key)

@@ -6,7 +6,8 @@ answer, written by the Engine and sent, its unsent rest copied into the slot), t
 (bytes behind a frame already begun, copied into its receive buffer), the TCP master (an
 answer's bytes, copied into the transaction), the MQTT bridge (the bytes of a message it
 refuses, dropped; it has the buffer from the relay, mbnode.mqtt.relay.Relay.scratch) and the
-MQTT relay (a local request's PDU, built from its text and handed to the Engine).
+MQTT relay (a local request's PDU, built from its text and handed to the Engine, and behind it
+the Engine's answer, read into the reply line at once).
 
 The rule that makes one buffer enough: nothing is kept in it across a call. Whoever puts bytes
 in it uses them before it returns, and nothing it calls meanwhile puts bytes in it: the loop

@@ -98,6 +98,10 @@ def _options():
 
 
 class _Conn:
+    # Class defaults, an attribute of the slot's own only when set (fewer members per slot):
+    fwd = None  # its transaction, when the TCP-to-RTU gateway is on (mbnode.tcpgateway)
+    source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (Engine.trusted, at the accept)
+
     def __init__(self, server):
         self.server = server
         self.sock = None
@@ -109,8 +113,6 @@ class _Conn:
         self.t0 = 0  # ticks_ms of the request's first byte, or of the waiting answer
         self.last = 0  # ticks_ms of the last complete request, or of the accept
         self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
-        self.fwd = None  # its transaction, when the TCP-to-RTU gateway is on (mbnode.tcpgateway)
-        self.source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (Engine.trusted, at the accept)
 
     def on_event(self, key, events):
         server = self.server
@@ -208,6 +210,11 @@ class _Conn:
 
 
 class TcpSlave:
+    # Answers: the device's scratch buffer (mbnode.scratch), sent or copied into the slot in the
+    # call that writes them (reply); the TCP-to-RTU gateway writes its answers here too.
+    tx = SCRATCH
+    forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded (it sets itself)
+
     def __init__(self, loop, engine, cfg, unit_id):
         self.loop = loop
         self.engine = engine
@@ -217,11 +224,7 @@ class TcpSlave:
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
         self.allow = cfg["allow"]
-        # Answers: the device's scratch buffer (mbnode.scratch), sent or copied into the slot in
-        # the call that writes them (reply); the TCP-to-RTU gateway writes its answers here too.
-        self.tx = SCRATCH
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
-        self.forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again
         self.address = (cfg["host"], cfg["port"])
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -229,9 +232,8 @@ class TcpSlave:
         s.bind(socket.getaddrinfo(cfg["host"], cfg["port"])[0][-1])
         s.listen(cfg["max_clients"])
         s.setblocking(False)
-        self.sock = s
-        self.key = self._key(s)
-        loop.add(self.key, self)
+        self.sock = s  # what the loop polls: _key(sock)
+        loop.add(self._key(s), self)
         loop.add_timer(self)
 
     @staticmethod
@@ -246,7 +248,7 @@ class TcpSlave:
             # that reconnects at once): its end is in this poll round too, after ours. Look
             # again after the round (tick); then the slot rules decide.
             self.deferred = 1
-            self.loop.modify(self.key, 0)
+            self.loop.modify(key, 0)  # the listener's
             return
         self.deferred = 0
         try:
@@ -272,7 +274,8 @@ class TcpSlave:
         slot.fill = slot.out = 0
         slot.last = now
         slot.gap = -1
-        slot.source = source
+        if slot.source != source:
+            slot.source = source
         self.loop.add(key, slot)
 
     def _slot(self, now):
@@ -383,13 +386,7 @@ class TcpSlave:
     def tick(self, now):
         if self.deferred == 1:
             self.deferred = 2  # the next accept is the second look: the slot rules decide
-            self.loop.modify(self.key, _POLLIN)
+            self.loop.modify(self._key(self.sock), _POLLIN)
         for conn in self.conns:
             if conn.sock is not None and conn.due(now, self.idle_ms) == 0:
                 self.close(conn)
-
-    def shutdown(self):
-        for conn in self.conns:
-            self.close(conn)
-        self.loop.remove(self.key)
-        self.sock.close()

@@ -118,7 +118,7 @@ def slave_for(client, unit_id=UNIT, unit_255=True):
            "max_clients": 2, "host": "127.0.0.1", "port": 502}
     loop = Loop()
     slave = tcp.TcpSlave(loop, engine, cfg, unit_id)
-    slave.on_event(slave.key, POLLIN)  # accept
+    slave.on_event(slave._key(slave.sock), POLLIN)  # accept
     assert client.fileno() in loop.handlers and loop.changed, "the connection was not accepted"
     return slave, loop, model, clock
 

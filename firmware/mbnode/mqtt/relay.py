@@ -3,7 +3,9 @@
 Local requests (format 0 to this device's own Modbus TCP address, format 1 to its own unit id
 while the serial port is its slave port) go to the Engine and are answered at once: they never
 wait behind remote ones. Remote requests run on the shared masters (mbnode.masters), up to
-`jobs` at once, each in a preallocated job (a transaction with its PDU buffer):
+`jobs` at once, each in a job (a transaction with its PDU buffer; mbnode.mqtt.jobs, loaded and
+made, all of them at once, at the first request that needs one, and kept: a gateway that only
+answers this device's own requests never loads it):
   * format 0: the TCP master (mbnode.tcpmaster, made at the first remote format-0 or format-2
     request: a device whose gateway only answers its own requests never loads it); requests to
     different servers run at the same time, requests to one server one after the other (over the
@@ -17,10 +19,6 @@ A reply is handed to finish(line) when its request is done, in the order they fi
 from mbnode.mqtt import textproto
 from mbnode.mqtt.textproto import CLOSE, CONN, OPEN, SERIAL, TCP
 from mbnode.scratch import SCRATCH
-from mbnode.transaction import BAD, FAILED, OK, REFUSED, SENT, TIMEOUT, Transaction, UNREACHABLE
-
-_ADU = 260
-_SLOTS = 8
 
 
 class Relay:
@@ -28,33 +26,37 @@ class Relay:
         """own_tcp: the (hosts, port, board addresses) that are this device's Modbus TCP slave,
         or None; the board's address list is the board's own, updated in place (Wi-Fi comes late);
         masters: mbnode.masters.Masters (format 1 to a line in master mode goes to its RTU
-        master); slave_line: the name of the line this device is a slave on, or None (format 1
-        to any other id is then answered locally as on a slave port, as before there were
-        lines); finish(line): called with a remote request's reply;
-        jobs: remote requests at once."""
+        master); slave_line: the name of the line this device is a slave on, or None (not kept:
+        format 1 to any device that is not a master line's, that one included, is answered
+        locally as on a slave port, as before there were lines); finish(line): called with a
+        remote request's reply; jobs: remote requests at once."""
         self.engine = engine
         self.unit_id = unit_id
         self.own_tcp = own_tcp
         self.masters = masters
-        self.slave_line = slave_line
         self.finish = finish
-        self.rx = bytearray(_ADU)  # a local request's answer (its request: in the scratch buffer)
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.
         self.scratch = SCRATCH
-        self.free = [Transaction(self._done) for _ in range(jobs)]
-        self.jobs = jobs
-        self.slots = [None] * _SLOTS  # TcpLink per format-2 slot, made when first opened
-        self.last = [None] * _SLOTS  # (ip_type, host, port, timeout) of each slot's last OPEN
+        self.parallel = jobs
+        self.jobs = None  # mbnode.mqtt.jobs.Jobs, made at the first request that needs a job (_jobs)
 
     @property
     def busy(self):
-        """No job is free: a remote request has to wait."""
-        return not self.free
+        """No job is free: a remote request has to wait (never before the jobs are made)."""
+        jobs = self.jobs
+        return jobs is not None and not jobs.free
 
-    @property
-    def running(self):
-        return self.jobs - len(self.free)
+    def _jobs(self):
+        """The jobs; at the first call their module is loaded and all of them are made, and
+        kept. A MemoryError here leaves none made: the request that asked is answered "out of
+        memory" (the bridge) and the next one tries again."""
+        jobs = self.jobs
+        if jobs is None:
+            from mbnode.mqtt.jobs import Jobs
+
+            jobs = self.jobs = Jobs(self, self.parallel)
+        return jobs
 
     def is_remote(self, req):
         """req needs a job (it goes to another device, or writes extension modules' outputs)."""
@@ -88,94 +90,42 @@ class Relay:
             # The TCP master first (made at the first remote request): its MemoryError, answered
             # by the bridge, leaves the jobs as they were.
             master = self.masters.tcp()
-            txn = self._job(req)
-            for link in self.slots:
-                if link is not None and link.is_open and link.host == req.host and link.port == req.port:
-                    return self._submit(req, txn, link.submit(txn))
-            txn.host = req.host
-            txn.port = req.port
-            return self._submit(req, txn, master.submit(txn))
+            return self._jobs().tcp(req, master)
         line = self.masters.rtu(req.device)
         if line is None:
             if req.device in self.masters.lines:  # a master line that has gone
                 return textproto.no_serial_device(req)
             return self._local(req)
-        txn = self._job(req)
-        return self._submit(req, txn, line.submit(txn))
-
-    def _job(self, req):
-        txn = self.free[-1]
-        txn.user = req
-        txn.unit = req.unit
-        txn.timeout_ms = 1000 * req.timeout if req.timeout else 1000
-        txn.n = textproto.build_pdu(req, txn.pdu, 0) if req.kind != CONN else 0
-        return txn
-
-    def _submit(self, req, txn, taken):
-        if not taken:
-            txn.user = None
-            return textproto.error(req, "queue full: the master's queue has no room, try again later")
-        self.free.pop()
-        return None
+        return self._jobs().serial(req, line)
 
     def _local(self, req):
         if self.unit_id and req.unit != self.unit_id:
             if req.kind == SERIAL:
                 return textproto.slave_port(req, self.unit_id)
             return textproto.no_such_server(req, self.unit_id)
-        # The request PDU in the device's scratch buffer (mbnode.scratch): built and used up in
-        # this call; the Engine reads no socket or port meanwhile.
-        n = textproto.build_pdu(req, SCRATCH, 0)
-        txn = self.free[-1] if self.free else None
-        n = self.engine.handle(SCRATCH, 0, n, self.rx, 0, txn, 3)  # pdu.SOURCE_MQTT
-        if n == 0:  # pdu.PENDING: a write to extension modules; _done gets the answer
+        txn = None
+        if self.engine.remote is not None:  # a write to extension modules: a job waits for it
+            free = self._jobs().free
+            if free:
+                txn = free[-1]
+        # The request PDU and, behind it, its answer in the device's scratch buffer
+        # (mbnode.scratch): built and used up in this call; the Engine reads no socket or port
+        # meanwhile. They fit together: a request the text protocol makes and its answer (or
+        # exception) are at most 257 bytes (a read: 5 + 252; a write: 252 + 5).
+        k = textproto.build_pdu(req, SCRATCH, 0)
+        n = self.engine.handle(SCRATCH, 0, k, SCRATCH, k, txn, 3)  # pdu.SOURCE_MQTT
+        if n == 0:  # pdu.PENDING: a write to extension modules; the job's done gets the answer
             txn.user = req
-            self.free.pop()
+            self.jobs.free.pop()
             return None
-        return textproto.format_response(req, self.rx, n, 0)
+        return textproto.format_response(req, SCRATCH, n, k)
 
     def _conn(self, req):
-        i = req.index
-        link = self.slots[i]
+        if req.action == OPEN:
+            return self._jobs().open(req, self.masters)
+        link = None if self.jobs is None else self.jobs.slots[req.index]
         if req.action == CLOSE:
             if link is not None:
                 link.close()
             return textproto.ok(req)
-        if req.action != OPEN:
-            return textproto.status(req, link is not None and link.is_open)
-        if req.host is None:  # "2 C N 0": reopen with the last OPEN's target, as the seed says
-            if self.last[i] is None:
-                return textproto.never_opened(req)
-            req.ip_type, req.host, req.port, req.timeout = self.last[i]
-        else:  # kept whether or not this connect succeeds: a reopen retries it
-            self.last[i] = (req.ip_type, req.host, req.port, req.timeout)
-        if link is None:
-            link = self.slots[i] = self.masters.tcp().link()
-        if not link.idle:
-            return textproto.error(req, "connection index %d is busy with a request" % i)
-        link.close()
-        link.target(req.host, req.port)
-        txn = self._job(req)
-        return self._submit(req, txn, link.submit(txn))
-
-    def _done(self, txn, status, buf, o, n):
-        req = txn.user
-        txn.user = None
-        self.free.append(txn)
-        if status == OK:
-            line = textproto.ok(req) if req.kind == CONN else textproto.format_response(req, buf, n, o)
-        elif status == TIMEOUT:
-            line = textproto.timeout(req)
-        elif status == REFUSED:
-            line = textproto.refused(req)
-        elif status == UNREACHABLE:
-            line = textproto.unreachable(req, txn.why)
-        elif status == SENT:
-            line = textproto.ok(req)
-        elif status == BAD and req.kind == SERIAL:
-            line = textproto.error(req, "malformed response on serial device %s: %s" % (req.device, txn.why))
-        elif status == BAD or status == FAILED:
-            line = textproto.error(req, txn.why)
-        else:
-            line = textproto.error(req, "not sent")
-        self.finish(line)
+        return textproto.status(req, link is not None and link.is_open)

@@ -85,7 +85,9 @@ def unit0(cfg):
     return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
 
 
-START_ONLY = ("overlay", "_configured")  # dropped by app.run once the parts are built (a save needs the rest)
+# Dropped by app.run once the parts are built (a save needs the rest): slave_line and unit0 are
+# for the start-up's Settings and mbnode.settingsfile.overlay.
+START_ONLY = ("overlay", "_configured", "slave_line", "unit0")
 
 
 def overlay(cfg):

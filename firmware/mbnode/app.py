@@ -195,12 +195,20 @@ def _forget_start():
     firmware its bytecode is on the heap; docs/benchmarks.md, "The cabinet module's heap"): run()
     serves on, build() and load_config() are gone from this module until it is imported anew,
     and so are the functions a loaded module names in its START_ONLY tuple (its start(), what
-    only that calls; a module's own promise that nothing calls them once the parts are built)."""
+    only that calls; a module's own promise that nothing calls them once the parts are built).
+    A module whose START_ONLY is True is start-up code as a whole (mbnode.typenames) and is
+    unloaded: its constants go only with it."""
+    import mbnode
+
     global build, load_config, _master_line
     del build, load_config, _master_line
-    for m in list(sys.modules.values()):
+    for key, m in list(sys.modules.items()):
         names = getattr(m, "START_ONLY", None)
-        if names:
+        if names is True:
+            del sys.modules[key]
+            if key.startswith("mbnode.") and "." not in key[7:]:
+                delattr(mbnode, key[7:])
+        elif names:
             for name in names:
                 delattr(m, name)
             delattr(m, "START_ONLY")

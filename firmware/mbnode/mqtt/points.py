@@ -28,7 +28,7 @@ import json
 
 from mbnode import datatypes
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, mem_register
-from mbnode.datatypes import NAME_MAX, TABLES  # noqa: F401 - the bridge's topics use NAME_MAX
+from mbnode.datatypes import NAME_MAX  # noqa: F401 - the bridge's topics use NAME_MAX
 from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
 try:
@@ -49,11 +49,13 @@ class Point:
     point's own retain is null."""
 
     def __init__(self, d, retain=False):
+        from mbnode import typenames  # start-up only: app.run unloads it once the parts are built
+
         self.name = d["name"]
         table = d["table"]
-        self.table, t = TABLES[table][:2]
-        # type, fmt, width (registers, or 1 bit), bswap, wswap, numeric: mbnode.datatypes.setup
-        datatypes.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
+        self.table, t = typenames.TABLES[table][:2]
+        # type, fmt, width (registers, or 1 bit), bswap, wswap, numeric: mbnode.typenames.setup
+        typenames.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
                         d.get("signed", False), d.get("count", 0))
         self.address = mem_register(d["position"]) if table == "memory" else d["address"]
         self.writable = table == "coil" or table == "holding" or table == "memory"

@@ -169,7 +169,7 @@ def main():
     lsock.bind(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
     lsock.listen(1)
     made_pollers = made(poller, "Poller")
-    cfg = config.validate(CONFIG, board.CONFIG_SCHEMA)
+    cfg = config.validate(CONFIG, *board.config_rules())
     loop, ready = app.build(cfg, board, model)
     pol = made_pollers[0]
     heard_out = Heard()

@@ -196,8 +196,9 @@ def _forget_start():
     serves on, build() and load_config() are gone from this module until it is imported anew,
     and so are the functions a loaded module names in its START_ONLY tuple (its start(), what
     only that calls; a module's own promise that nothing calls them once the parts are built).
-    A module whose START_ONLY is True is start-up code as a whole (mbnode.typenames) and is
-    unloaded: its constants go only with it."""
+    A module whose START_ONLY is True is used by no part once they are built (mbnode.typenames,
+    mbnode.memory32) and is unloaded: its constants go only with it (who needs it later imports
+    it again)."""
     import mbnode
 
     global build, load_config, _master_line

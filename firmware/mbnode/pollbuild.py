@@ -7,7 +7,7 @@ import struct
 import time
 
 from mbnode import datatypes, typenames
-from mbnode.datamodel import mem_register
+from mbnode.memory32 import mem_register
 from mbnode.typenames import TABLES
 from mbnode.poller import Alarm, Request, Server, _polled, _written, order_key
 from mbnode.transaction import ADU, Transaction

@@ -15,7 +15,8 @@ from mbnode import datatypes, typenames
 from mbnode.datatypes import NAME_MAX
 from mbnode.typenames import TABLES
 from mbnode.config import ConfigError, _ipv4, _number, lines, refused
-from mbnode.datamodel import MAP, MEM_POSITIONS, TABLE_NAMES, mem_register
+from mbnode.datamodel import MAP, MEM_POSITIONS, TABLE_NAMES
+from mbnode.memory32 import mem_register
 
 MAX_SERVERS = 16
 MAX_REQUESTS = 32  # over every server

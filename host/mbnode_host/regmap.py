@@ -1,10 +1,11 @@
 """The register map as data (`mbnode map`): one machine-readable description of a device as
 configured, built from the checked configuration (mbnode.config.validate with the board's rules,
 as the firmware checks it at start-up) and the constants of the modules that serve each part:
-mbnode.datamodel (the channel map, memory positions), mbnode.extconfig (extension modules),
-mbnode.sysregs and mbnode.settings (the system registers' layout), mbnode.pdu (request limits),
-mbnode.typenames (types and their sizes), mbnode.pollconfig (where polled values land). Nothing
-of the map is written down here a second time: only what each part is called.
+mbnode.datamodel (the channel map), mbnode.memory32 (memory positions), mbnode.extconfig
+(extension modules), mbnode.sysregs and mbnode.settings (the system registers' layout),
+mbnode.pdu (request limits), mbnode.typenames (types and their sizes), mbnode.pollconfig (where
+polled values land). Nothing of the map is written down here a second time: only what each part
+is called.
 
     load(config_file, board)    the checked configuration (board "unix": the simulator's, with
                                 `mbnode sim`'s default TCP address where the file gives none)
@@ -28,8 +29,8 @@ from mbnode.datamodel import (
     ONBOARD,
     TABLE_NAMES,
     _merge,
-    mem_register,
 )
+from mbnode.memory32 import mem_register
 
 # The function codes that read and write each kind of range (mbnode.pdu's Engine; the system
 # blocks: mbnode.sysregs (read-only) and mbnode.settings (holding registers only)).

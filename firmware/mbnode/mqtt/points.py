@@ -27,7 +27,7 @@ publish and write paths, which allocate anyway; nothing here runs on the Modbus 
 import json
 
 from mbnode import datatypes
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, mem_register
+from mbnode.datamodel import COILS, DISCRETE_INPUTS
 from mbnode.datatypes import NAME_MAX  # noqa: F401 - the bridge's topics use NAME_MAX
 from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
@@ -49,7 +49,8 @@ class Point:
     point's own retain is null."""
 
     def __init__(self, d, retain=False):
-        from mbnode import typenames  # start-up only: app.run unloads it once the parts are built
+        from mbnode import typenames  # start-up only: app.run unloads them once the parts are built
+        from mbnode.memory32 import mem_register
 
         self.name = d["name"]
         table = d["table"]

@@ -1,7 +1,8 @@
 """The checks of mqtt.points objects (docs/mqtt.md): loaded with the configuration only and
 unloaded with it, so a running device keeps just mbnode.mqtt.points."""
 
-from mbnode.datamodel import MAP, MEM_POSITIONS, mem_register
+from mbnode.datamodel import MAP, MEM_POSITIONS
+from mbnode.memory32 import mem_register
 from mbnode.pdu import MAX_READ_REGS
 from mbnode.datatypes import NAME_MAX
 from mbnode.typenames import TABLES, TYPES

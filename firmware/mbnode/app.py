@@ -3,7 +3,7 @@
 import gc
 import sys
 
-from mbnode.datamodel import DataModel, TABLE_NAMES
+from mbnode.datamodel import DataModel
 
 
 _config_refused = False  # load_config fell back to the board's defaults
@@ -16,6 +16,7 @@ def build(cfg, board, model=None):
     from mbnode.devid import DeviceIdentification
     from mbnode.loop import Loop
     from mbnode.pdu import Engine
+    from mbnode.typenames import TABLE_NAMES  # unloaded again by _forget_start
 
     if model is None:
         model = DataModel()

@@ -21,8 +21,6 @@ DISCRETE_INPUTS = const(1)
 HOLDING = const(2)
 INPUT = const(3)
 
-TABLE_NAMES = ("coils", "discrete_inputs", "holding_registers", "input_registers")
-
 # The channel map: every address any configuration may make present, per table.
 BIT_CHANNELS = const(0x240)  # 0x0000-0x003F onboard, 0x0040-0x023F extension
 REG_CHANNELS = const(0x140)  # 0x0000-0x003F onboard, 0x0040-0x013F extension

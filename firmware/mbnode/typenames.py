@@ -11,6 +11,9 @@ from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
 
 START_ONLY = True
 
+# The channels section's names of the tables COILS..INPUT (mbnode.datamodel), in that order.
+TABLE_NAMES = ("coils", "discrete_inputs", "holding_registers", "input_registers")
+
 # type -> (struct format of one value, its bytes); None: bool and text.
 TYPES = {
     "bool": (None, 0),

@@ -27,10 +27,10 @@ from mbnode.datamodel import (
     MEM_POSITIONS,
     MEM_REGS,
     ONBOARD,
-    TABLE_NAMES,
     _merge,
 )
 from mbnode.memory32 import mem_register
+from mbnode.typenames import TABLE_NAMES
 
 # The function codes that read and write each kind of range (mbnode.pdu's Engine; the system
 # blocks: mbnode.sysregs (read-only) and mbnode.settings (holding registers only)).

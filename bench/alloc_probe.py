@@ -81,7 +81,7 @@ def main():
         module, kind = rtulink, "RtuLink"
     warm, count = int(sys.argv[-2]), int(sys.argv[-1])
     transports = kept(module, kind)
-    loop, ready = app.build(config.validate(cfg, board.CONFIG_SCHEMA), board)
+    loop, ready = app.build(config.validate(cfg, *board.config_rules()), board)
     slave = transports[0] if module is tcp else transports[0].server
     probe = Probe(slave.engine, loop, warm, count)
     slave.engine = probe

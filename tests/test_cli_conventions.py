@@ -18,7 +18,7 @@ from serial.tools import list_ports
 from serial.tools.list_ports_common import ListPortInfo
 
 from conftest import ROOT
-from mbnode.datamodel import mem_register
+from mbnode.memory32 import mem_register
 from mbnode_host import cli, clitools, devices, image
 from mbtest import cli as run_cli
 from mbtest import pymodbus_client, unit

@@ -4,7 +4,7 @@ import pytest
 
 import pdu_cases
 import pdu_guard_cases
-from mbnode import datamodel
+from mbnode import memory32
 from mbnode.datamodel import HOLDING, DataModel
 
 
@@ -29,33 +29,33 @@ def test_case_count_covers_every_function_code():
     (-1, 0xFFFF, 0xFFFF), (-2147483648, 0x0000, 0x8000), (2147483647, 0xFFFF, 0x7FFF),
 ])
 def test_words_lower_half_first(value, low, high):
-    assert datamodel.u32_to_words(value) == (low, high)
-    assert datamodel.words_to_u32(low, high, signed=value < 0) == value
+    assert memory32.u32_to_words(value) == (low, high)
+    assert memory32.words_to_u32(low, high, signed=value < 0) == value
 
 
 @pytest.mark.parametrize("bad", [-2147483649, 4294967296])
 def test_words_out_of_range(bad):
     with pytest.raises(ValueError, match="allowed -2147483648..4294967295"):
-        datamodel.u32_to_words(bad)
+        memory32.u32_to_words(bad)
 
 
 def test_positions_map_to_registers():
-    assert datamodel.mem_register(1) == 0x1000
-    assert datamodel.mem_register(2) == 0x1002
-    assert datamodel.mem_register(1024) == 0x17FE
+    assert memory32.mem_register(1) == 0x1000
+    assert memory32.mem_register(2) == 0x1002
+    assert memory32.mem_register(1024) == 0x17FE
     for bad in (0, 1025):
         with pytest.raises(ValueError, match="allowed 1..1024"):
-            datamodel.mem_register(bad)
+            memory32.mem_register(bad)
 
 
 def test_position_api_round_trip():
     m = DataModel()
-    m.set_i32(1024, -5)
-    assert m.get_i32(1024) == -5
-    assert m.get_u32(1024) == 0xFFFFFFFB
+    memory32.set_u32(m, 1024, -5)
+    assert memory32.get_i32(m, 1024) == -5
+    assert memory32.get_u32(m, 1024) == 0xFFFFFFFB
     assert m.get_reg(HOLDING, 0x17FE) == 0xFFFB and m.get_reg(HOLDING, 0x17FF) == 0xFFFF
-    m.set_u32(3, 0x80000000)
-    assert m.get_i32(3) == -0x80000000
+    memory32.set_u32(m, 3, 0x80000000)
+    assert memory32.get_i32(m, 3) == -0x80000000
 
 
 def test_an_output_subscriber_that_raises_is_reported_on_one_line(capsys):

@@ -10,14 +10,14 @@ import struct
 
 import pytest
 
-from mbnode import datatypes, pollbuild
+from mbnode import datatypes, pollbuild, typenames
 from mbnode.poller import compare, order_key
 
 
 class Layout:
     def __init__(self, t, byte_order="BE", word_order="BE", count=0):
-        datatypes.setup(self, t, byte_order, word_order, False, count)
-        self.size = datatypes.TYPES[t][1]
+        typenames.setup(self, t, byte_order, word_order, False, count)
+        self.size = typenames.TYPES[t][1]
         self.order = pollbuild.order(self.fmt)
 
 
@@ -111,5 +111,5 @@ def test_layouts():
     class Bare:
         pass
     b = Bare()
-    datatypes.setup(b, "float32")
+    typenames.setup(b, "float32")
     assert sorted(vars(b)) == ["bswap", "fmt", "numeric", "type", "width", "wswap"]

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import ROOT
 from mbnode import config, extension
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, TABLE_NAMES, DataModel
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
+from mbnode.typenames import TABLE_NAMES
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
 from mbnode.transaction import BAD, OK, TIMEOUT

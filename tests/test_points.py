@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import micropython_or_fail
-from mbnode import config
+from mbnode import config, memory32
 from mbnode.mqtt import points, pointsconfig
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
@@ -108,8 +108,8 @@ def test_float32_decodes_the_exact_single_value():
 
 def test_memory32_low_half_first_through_the_data_model():
     model = DataModel()
-    model.set_u32(1, 0x12345678)
-    model.set_u32(1024, -2)
+    memory32.set_u32(model, 1, 0x12345678)
+    memory32.set_u32(model, 1024, -2)
     unsigned = points.Point({"name": "m1", "table": "memory", "position": 1})
     signed = points.Point({"name": "m2", "table": "memory", "position": 1024, "signed": True})
     assert (unsigned.table, unsigned.address, unsigned.width) == (HOLDING, 0x1000, 2)
@@ -233,7 +233,7 @@ def test_write_pdus_go_through_the_engine():
     mem = points.Point({"name": "m", "table": "memory", "position": 3, "signed": True})
     n = points.write_pdu(mem, -5, buf, 7)
     assert run(engine, buf[7:], n) == bytes.fromhex("1010040002")
-    assert model.get_i32(3) == -5
+    assert memory32.get_i32(model, 3) == -5
     # Onboard AO is 10-bit: the engine's own rule reaches the writer as exception 03.
     ao = point("uint16", address=0)
     n = points.write_pdu(ao, 1024, buf)
@@ -330,7 +330,7 @@ def test_batches_read_through_the_engine():
     model.set_reg(INPUT, 0x40, 0xFFFE)
     model.set_reg(INPUT, 0x42, 0x3FC0)  # float32 1.5, word order BE
     model.set_reg(INPUT, 0x43, 0x0000)
-    model.set_u32(7, 123456789)
+    memory32.set_u32(model, 7, 123456789)
     for bit in (3, 40):
         model.set_bit(DISCRETE_INPUTS, bit, 1)
     pts = [P("t", "input", 0x40, "int16"), P("f", "input", 0x42, "float32"), P("m", "memory", 7),

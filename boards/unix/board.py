@@ -27,41 +27,31 @@ CHIP = None  # no pins
 MPY_ARCH = "x64"  # the 64-bit build; the 32-bit one is x86 (mbnode sim --bits 32)
 WIFI = False
 KEEP_SERVING = False  # a bad configuration exits with status 2 (but with `mbnode sim --keep-serving`: config_rules)
-CONFIG_SCHEMA = {
-    "io": ("", "host_port", "empty allowed"),
-    "rtu_device": ("/dev/ttyUSB0", "text", 200),
-    "rtu_peer": ("", "text", 200),
-    "rtu2_device": ("", "text", 200),  # the second serial line (rtu2), when enabled
-    "rtu2_peer": ("", "text", 200),
-}
 
 
-START_ONLY = ("config_rules", "_check", "start", "describe", "open_rtu", "field")  # dropped by app.run once built
+START_ONLY = ("config_rules", "start", "describe", "open_rtu", "field")  # dropped by app.run once built
 
 
 def config_rules():
     """(schema of the board section, default configuration, check): the global defaults; with
     `mbnode sim --keep-serving`, the defaults in the file MBNODE_DEFAULTS names (the command
     line's --tcp, --io, --rtu, --unit over the global ones), and a refused configuration starts
-    them, as a board would (KEEP_SERVING)."""
+    them, as a board would (KEEP_SERVING). The schema and the check are board_config.py's,
+    loaded for the configuration check only (and unloaded again with config.py)."""
     import os
+
+    from board_config import SCHEMA, check
 
     path = os.getenv("MBNODE_DEFAULTS")
     if not path:
-        return CONFIG_SCHEMA, None, _check
+        return SCHEMA, None, check
     import json
 
     global KEEP_SERVING
     KEEP_SERVING = True
     with open(path) as f:
-        return CONFIG_SCHEMA, json.load(f), _check
+        return SCHEMA, json.load(f), check
 
-
-def _check(cfg):
-    if cfg["rtu2"]["enabled"] and not cfg["board"]["rtu2_device"]:
-        return ("config: rtu2.enabled = true: allowed only with board.rtu2_device set (the tty the second "
-                "serial line is on)")
-    return None
 
 _state = {}
 

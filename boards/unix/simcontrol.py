@@ -6,13 +6,13 @@ request spends no RAM on it). Not the Modbus hot path: a request may allocate.
 
 import time
 
+from mbnode import memory32
 from mbnode.datamodel import (
     BIT_CHANNELS,
     COILS,
     DISCRETE_INPUTS,
     HOLDING,
     INPUT,
-    MEM_BASE,
     MEM_POSITIONS,
     REG_CHANNELS,
 )
@@ -79,13 +79,13 @@ def execute(model, words, f):
                 else:
                     raise ValueError("register value %d: allowed 0..65535" % values[i])
             elif values is None:
-                out.append(model.get_u32(a))
+                out.append(memory32.get_u32(model, a))
             else:
-                model.set_u32(a, values[i])
+                memory32.set_u32(model, a, values[i])
         if values is not None and table != DISCRETE_INPUTS and table != INPUT:
             # Outputs and memory set here reach the output subscribers as a master's write does.
             if kind == "mem":
-                table, first, count = HOLDING, MEM_BASE + 2 * (first - 1), 2 * count
+                table, first, count = HOLDING, memory32.mem_register(first), 2 * count
             if not model.outputs_written(table, first, count):
                 return "err the values are set, but an output subscriber failed (the simulator printed why)"
         return " ".join(["ok"] + [str(v) for v in out])

@@ -3,7 +3,7 @@
 import gc
 import sys
 
-from mbnode.datamodel import DataModel, TABLE_NAMES
+from mbnode.datamodel import DataModel
 
 
 _config_refused = False  # load_config fell back to the board's defaults
@@ -16,6 +16,7 @@ def build(cfg, board, model=None):
     from mbnode.devid import DeviceIdentification
     from mbnode.loop import Loop
     from mbnode.pdu import Engine
+    from mbnode.typenames import TABLE_NAMES  # unloaded again by _forget_start
 
     if model is None:
         model = DataModel()
@@ -202,12 +203,20 @@ def _forget_start():
     serves on, _start(), build(), load_config() and this function are gone from this module until
     it is imported anew, and so are the functions a loaded module names in its START_ONLY tuple
     (its start(), what only that calls; a module's own promise that nothing calls them once the
-    parts are built)."""
+    parts are built). A module whose START_ONLY is True is used by no part once they are built
+    (mbnode.typenames, mbnode.memory32) and is unloaded: its constants go only with it (who
+    needs it later imports it again)."""
+    import mbnode
+
     global _start, build, load_config, _master_line, _forget_start
     del _start, build, load_config, _master_line, _forget_start
-    for m in list(sys.modules.values()):
+    for key, m in list(sys.modules.items()):
         names = getattr(m, "START_ONLY", None)
-        if names:
+        if names is True:
+            del sys.modules[key]
+            if key.startswith("mbnode.") and "." not in key[7:]:
+                delattr(mbnode, key[7:])
+        elif names:
             for name in names:
                 delattr(m, name)
             delattr(m, "START_ONLY")

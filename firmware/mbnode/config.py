@@ -11,7 +11,8 @@ configuration (the base the file's keys are merged onto) and a final check of th
 import json
 
 from mbnode import VERSION
-from mbnode.datamodel import MAP, TABLE_NAMES
+from mbnode.datamodel import MAP
+from mbnode.typenames import TABLE_NAMES
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,8 @@ Bits are kept as bitmaps (bit n = byte n>>3, bit n&7), registers in wire format 
 reads and writes are plain copies between a request/response buffer and a table. All registers
 share one buffer: holding 0x0000-0x013F, then input 0x0000-0x013F, then the 1024 32-bit memory
 positions (0x1000-0x17FF, seen both as holding and as input registers), each stored lower 16-bit
-half first (seeds/001). One buffer means a register is found by an integer offset alone.
+half first (seeds/001; mbnode.memory32 has the positions' rules). One buffer means a register is
+found by an integer offset alone.
 """
 
 from mbnode import fast
@@ -19,8 +20,6 @@ COILS = const(0)
 DISCRETE_INPUTS = const(1)
 HOLDING = const(2)
 INPUT = const(3)
-
-TABLE_NAMES = ("coils", "discrete_inputs", "holding_registers", "input_registers")
 
 # The channel map: every address any configuration may make present, per table.
 BIT_CHANNELS = const(0x240)  # 0x0000-0x003F onboard, 0x0040-0x023F extension
@@ -40,29 +39,6 @@ MAP = (
     ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
     ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
 )
-
-
-def mem_register(position):
-    """Register address of the lower half of 32-bit memory position 1..1024."""
-    if not 1 <= position <= MEM_POSITIONS:
-        raise ValueError("memory position %r: allowed 1..%d" % (position, MEM_POSITIONS))
-    return MEM_BASE + 2 * (position - 1)
-
-
-def u32_to_words(value):
-    """32-bit value (signed or unsigned) -> (lower half, upper half) as register values."""
-    if not -0x80000000 <= value <= 0xFFFFFFFF:
-        raise ValueError("value %r: allowed -2147483648..4294967295" % (value,))
-    value &= 0xFFFFFFFF
-    return value & 0xFFFF, value >> 16
-
-
-def words_to_u32(low, high, signed=False):
-    """(lower half, upper half) register values -> 32-bit number."""
-    value = (high << 16) | low
-    if signed and value & 0x80000000:
-        value -= 0x100000000
-    return value
 
 
 def _merge(ranges):
@@ -175,20 +151,3 @@ class DataModel:
             fast.put_bits(self.bits[table], first, src, so, count)
         else:
             fast.copy(self.regs, self.reg_offset(table, first), src, so, 2 * count)
-
-    def get_u32(self, position):
-        a = mem_register(position)
-        return words_to_u32(self.get_reg(HOLDING, a), self.get_reg(HOLDING, a + 1))
-
-    def get_i32(self, position):
-        a = mem_register(position)
-        return words_to_u32(self.get_reg(HOLDING, a), self.get_reg(HOLDING, a + 1), True)
-
-    def set_u32(self, position, value):
-        """Store a 32-bit number (signed or unsigned) at memory position 1..1024."""
-        a = mem_register(position)
-        low, high = u32_to_words(value)
-        self.set_reg(HOLDING, a, low)
-        self.set_reg(HOLDING, a + 1, high)
-
-    set_i32 = set_u32

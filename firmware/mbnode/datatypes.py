@@ -19,10 +19,13 @@ text, and how values become registers again. The MQTT points (mbnode.mqtt.points
   ascii     count  -       2 characters per register, high byte first; ends at the first NUL
   hex       count  -       (poller) the registers' bytes as hexadecimal digits, "00FF1A2B"
 
-A user of a type keeps its layout in attributes of its own object (setup()): type, fmt, width
-(registers of one value: the count for text, 1 for bool and int8/uint8), bswap, wswap, numeric;
-TYPES gives a value's bytes. word_order BE puts the most significant 16 bits in the lowest
-register; byte_order BE keeps each register's bytes as on the wire. seeds/004's *LE names read
+A user of a type keeps its layout in attributes of its own object: type, fmt, width (registers
+of one value: the count for text, 1 for bool and int8/uint8), bswap, wswap, numeric. The names
+as the configuration has them (the table above, TYPES, and where typed values live, TABLES) and
+setup(), which gives an object its layout, are mbnode.typenames': start-up and the configuration
+checks only, unloaded once the parts are built; this module is what the parts use at run time.
+word_order BE puts the most significant 16 bits in the lowest register; byte_order BE keeps each
+register's bytes as on the wire. seeds/004's *LE names read
 all the bytes reversed: byte_order LE with word_order LE; the common word swap (CDAB) is
 byte_order BE, word_order LE. seeds/000's "16bit INT, low byte first" is int16 with byte_order LE.
 
@@ -34,57 +37,9 @@ allocate; reorder() does not (the poller's steady state uses it, and its own ord
 import json
 import struct
 
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
-
-TYPES = {
-    "bool": (None, 0),
-    "int8": (">b", 1),
-    "uint8": (">B", 1),
-    "int16": (">h", 2),
-    "uint16": (">H", 2),
-    "int32": (">i", 4),
-    "uint32": (">I", 4),
-    "float32": (">f", 4),
-    "int64": (">q", 8),
-    "uint64": (">Q", 8),
-    "float64": (">d", 8),
-    "memory32": (">I", 4),
-    "ascii": (None, 0),
-    "hex": (None, 0),
-}
-TEXT = ("ascii", "hex")
-
-# Where typed values live in the local map, by the names the configuration uses: table name ->
-# (datamodel table, an MQTT point's default type, the types a point there takes (None: every
-# register type), what its channels are called). "memory" positions are holding registers.
-# The MQTT points (mbnode.mqtt.points, pointsconfig) and the poller's destinations (pollconfig) use it.
-TABLES = {
-    "coil": (COILS, "bool", ("bool",), "a coil"),
-    "discrete": (DISCRETE_INPUTS, "bool", ("bool",), "a discrete input"),
-    "input": (INPUT, "uint16", None, "input registers"),
-    "holding": (HOLDING, "uint16", None, "holding registers"),
-    "memory": (HOLDING, "memory32", ("memory32",), "a memory position"),
-}
 NAME_MAX = 32  # a named value's longest name: one MQTT topic level (mqtt.points, the poller's points)
 F32_MAX = 3.4028234663852886e38
 _HEX = "0123456789ABCDEF"
-
-
-START_ONLY = ("setup", "TYPES")  # dropped by app.run once the parts are built (each user has its layout;
-# TYPES: read by setup and the configuration checks only)
-
-
-def setup(obj, t, byte_order="BE", word_order="BE", signed=False, count=0):
-    """Give obj the layout of type t (see the module docstring); count: registers of a text.
-    Six attributes only: a device may hold 64 points (each attribute more is a bigger
-    instance dictionary for every one of them)."""
-    fmt, size = TYPES[t]
-    obj.type = t
-    obj.fmt = ">i" if signed and t == "memory32" else fmt
-    obj.width = count if t in TEXT else max(1, size >> 1)
-    obj.bswap = 1 if byte_order == "LE" else 0  # an index offset in reorder()
-    obj.wswap = word_order == "LE" or t == "memory32"
-    obj.numeric = fmt is not None
 
 
 def reorder(src, so, dst, do, n, bswap, wswap):

@@ -14,7 +14,8 @@ channels that exist.
 import json
 
 from mbnode.config import ConfigError, _apply, lines, refused
-from mbnode.datamodel import BIT_CHANNELS, MEM_POSITIONS, ONBOARD, REG_CHANNELS, TABLE_NAMES
+from mbnode.datamodel import BIT_CHANNELS, MEM_POSITIONS, ONBOARD, REG_CHANNELS
+from mbnode.typenames import TABLE_NAMES
 
 MAX_MODULES = 32  # the status block (2 memory positions each) fits the top 64 positions
 

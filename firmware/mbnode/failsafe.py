@@ -27,17 +27,8 @@ Allocation-free in steady state (a tick compares two counters and a time).
 import time
 
 class Failsafe:
-    def __init__(self, engine, health, pdus, timeout_ms):
-        self.engine = engine
-        self.health = health
-        self.pdus = pdus
-        self.timeout_ms = timeout_ms
-        self.resp = bytearray(8)  # the answers: 5 bytes, or 2 for an exception
-        self.lo = engine.requests_lo
-        self.hi = engine.requests_hi
-        self.last = time.ticks_ms()  # when the last request was seen (start-up: boot)
-        self.publish = None  # the MQTT bridge's publish, once attached
-        self.topic = None
+    """Its fields are set by start() (start-up code, which app.run drops once the parts are
+    built)."""
 
     # --- loop timer
 
@@ -99,8 +90,18 @@ def start(loop, engine, model, health, fs):
     import mbnode
     from mbnode import failsafebuild
 
-    f = Failsafe(engine, health, failsafebuild.requests(model.present, fs), fs["timeout_ms"])
+    f = Failsafe()
+    f.engine = engine
+    f.health = health
+    f.pdus = failsafebuild.requests(model.present, fs)
     del sys.modules["mbnode.failsafebuild"]
     delattr(mbnode, "failsafebuild")
+    f.timeout_ms = fs["timeout_ms"]
+    f.resp = bytearray(8)  # the answers: 5 bytes, or 2 for an exception
+    f.lo = engine.requests_lo
+    f.hi = engine.requests_hi
+    f.last = time.ticks_ms()  # when the last request was seen (start-up: boot)
+    f.publish = None  # the MQTT bridge's publish, once attached
+    f.topic = None
     loop.add_timer(f)
     return f

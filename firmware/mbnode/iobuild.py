@@ -4,7 +4,7 @@ pin interrupts registered and the power-on values written; unloaded again once b
 import time
 
 from mbnode.datamodel import DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
-from mbnode.iomodes import _AI, _DI, _Pulse
+from mbnode.iomodes import _DI, _Fields
 
 MODES = ("level", "counter", "latch", "frequency")
 
@@ -30,7 +30,7 @@ def di(e, pin, model):
 
 
 def ai(e, adc, model):
-    a = _AI()
+    a = _Fields()  # an AI channel
     a.adc = adc
     a.off = model.reg_offset(INPUT, e["channel"])
     a.period = e["period_ms"]
@@ -81,7 +81,7 @@ def build(m, loop, engine, model, io, field):
         if e["invert"]:
             field.do_invert(e["channel"])
         if e["pulse_ms"]:
-            p = _Pulse()
+            p = _Fields()  # a DO channel in pulse mode
             p.n = e["channel"]
             p.ms = e["pulse_ms"]
             p.on = False

@@ -49,12 +49,9 @@ class _DI:
         self.t = ticks_ms()
 
 
-class _AI:
-    """An AI channel (its fields: mbnode.iobuild.ai)."""
-
-
-class _Pulse:
-    """A DO channel in pulse mode (its fields: mbnode.iobuild)."""
+class _Fields:
+    """An AI channel or a DO channel in pulse mode: plain fields (mbnode.iobuild.ai, build); one
+    class for both, as a class costs RAM of its own."""
 
 
 def scale(a, x):

@@ -150,14 +150,10 @@ class Engine:
                 r = self._read_regs(fc, req, ro, n, resp, wo)
             elif fc == 1 or fc == 2:
                 r = self._read_bits(fc, req, ro, n, resp, wo)
-            elif fc == 16:
-                r = self._write_regs(req, ro, n, resp, wo)
-            elif fc == 6:
-                r = self._write_reg(req, ro, n, resp, wo)
-            elif fc == 5:
-                r = self._write_coil(req, ro, n, resp, wo)
-            elif fc == 15:
-                r = self._write_coils(req, ro, n, resp, wo)
+            elif fc == 16 or fc == 6:
+                r = self._write_regs(fc, req, ro, n, resp, wo)
+            elif fc == 5 or fc == 15:
+                r = self._write_coils(fc, req, ro, n, resp, wo)
             elif fc == 23:
                 r = self._read_write_regs(req, ro, n, resp, wo)
             elif fc == 22:
@@ -232,44 +228,36 @@ class Engine:
         resp[wo + 1] = 2 * qty
         return 2 * qty + 2
 
-    def _write_coil(self, req, ro, n, resp, wo):
-        if n != 5:
-            return -_ILLEGAL_DATA_VALUE
-        value = _u16(req, ro + 3)
-        if value != 0 and value != 0xFF00:
-            return -_ILLEGAL_DATA_VALUE
-        addr = _u16(req, ro + 1)
-        model = self.model
-        if not model.is_present(COILS, addr, 1) or self.guard is not None and self.refused(COILS, addr, 1):
-            return -_ILLEGAL_DATA_ADDRESS
-        if self.remote is not None and self.remote.claims(COILS, addr, 1):
-            k = self._remote(COILS, addr, 1, None, 0, req, ro)  # the value: req's (FC05)
-            if k < 1:
-                return k
+    def _write_coils(self, fc, req, ro, n, resp, wo):
+        # FC05 (one coil: 0x0000 or 0xFF00) and FC15 (qty coils, packed LSB first from ro + 6).
+        if fc == 5:
+            if n != 5:
+                return -_ILLEGAL_DATA_VALUE
+            qty = 1
+            value = _u16(req, ro + 3)
+            if value != 0 and value != 0xFF00:
+                return -_ILLEGAL_DATA_VALUE
         else:
-            model.set_bit(COILS, addr, value)
-            if not model.outputs_written(COILS, addr, 1):
-                return -SERVER_DEVICE_FAILURE
-        fast.copy(resp, wo, req, ro, 5)
-        return 5
-
-    def _write_coils(self, req, ro, n, resp, wo):
-        if n < 6:
-            return -_ILLEGAL_DATA_VALUE
-        qty = _u16(req, ro + 3)
-        count = req[ro + 5]
-        if qty < 1 or qty > MAX_BITS or count != (qty + 7) >> 3 or n != 6 + count:
-            return -_ILLEGAL_DATA_VALUE
+            if n < 6:
+                return -_ILLEGAL_DATA_VALUE
+            qty = _u16(req, ro + 3)
+            count = req[ro + 5]
+            if qty < 1 or qty > MAX_BITS or count != (qty + 7) >> 3 or n != 6 + count:
+                return -_ILLEGAL_DATA_VALUE
         first = _u16(req, ro + 1)
         model = self.model
         if not model.is_present(COILS, first, qty) or self.guard is not None and self.refused(COILS, first, qty):
             return -_ILLEGAL_DATA_ADDRESS
         if self.remote is not None and self.remote.claims(COILS, first, qty):
-            k = self._remote(COILS, first, qty, req, ro + 6, req, ro)
+            # The values: FC15's bits at req[ro + 6:]; FC05's, the request itself (src None).
+            k = self._remote(COILS, first, qty, None if fc == 5 else req, ro + 6 if fc == 15 else 0, req, ro)
             if k < 1:
                 return k
         else:
-            fast.put_bits(model.bits[COILS], first, req, ro + 6, qty)
+            if fc == 5:
+                model.set_bit(COILS, first, value)
+            else:
+                fast.put_bits(model.bits[COILS], first, req, ro + 6, qty)
             if not model.outputs_written(COILS, first, qty):
                 return -SERVER_DEVICE_FAILURE
         fast.copy(resp, wo, req, ro, 5)
@@ -310,45 +298,33 @@ class Engine:
         b = self.block(HOLDING, first, qty) if self.blocks else None
         return -_ILLEGAL_DATA_ADDRESS if b is None else b
 
-    def _write_reg(self, req, ro, n, resp, wo):
-        if n != 5:
-            return -_ILLEGAL_DATA_VALUE
-        addr = _u16(req, ro + 1)
-        t = self._target(addr, 1)
-        if t is None:
-            if not self._check_ao(addr, 1, req, ro + 3):
+    def _write_regs(self, fc, req, ro, n, resp, wo):
+        # FC06 (one register, its value at ro + 3) and FC16 (qty registers from ro + 6).
+        if fc == 6:
+            if n != 5:
                 return -_ILLEGAL_DATA_VALUE
-            k = self._store(addr, 1, req, ro + 3, req, ro)
-            if k < 1:
-                return k
-        elif type(t) is int:
-            return t
+            qty = 1
+            so = ro + 3
         else:
-            k = t.write(addr, 1, req, ro + 3, self.source)
-            if k < 0:
-                return k
-        fast.copy(resp, wo, req, ro, 5)
-        return 5
-
-    def _write_regs(self, req, ro, n, resp, wo):
-        if n < 6:
-            return -_ILLEGAL_DATA_VALUE
-        qty = _u16(req, ro + 3)
-        count = req[ro + 5]
-        if qty < 1 or qty > MAX_WRITE_REGS or count != 2 * qty or n != 6 + count:
-            return -_ILLEGAL_DATA_VALUE
+            if n < 6:
+                return -_ILLEGAL_DATA_VALUE
+            qty = _u16(req, ro + 3)
+            count = req[ro + 5]
+            if qty < 1 or qty > MAX_WRITE_REGS or count != 2 * qty or n != 6 + count:
+                return -_ILLEGAL_DATA_VALUE
+            so = ro + 6
         first = _u16(req, ro + 1)
         t = self._target(first, qty)
         if t is None:
-            if not self._check_ao(first, qty, req, ro + 6):
+            if not self._check_ao(first, qty, req, so):
                 return -_ILLEGAL_DATA_VALUE
-            k = self._store(first, qty, req, ro + 6, req, ro)
+            k = self._store(first, qty, req, so, req, ro)
             if k < 1:
                 return k
         elif type(t) is int:
             return t
         else:
-            k = t.write(first, qty, req, ro + 6, self.source)
+            k = t.write(first, qty, req, so, self.source)
             if k < 0:
                 return k
         fast.copy(resp, wo, req, ro, 5)

@@ -6,9 +6,9 @@ RAM while the device runs; app.build asks line_slots() for the serial line's que
 import struct
 import time
 
-from mbnode import datatypes
-from mbnode.datamodel import mem_register
-from mbnode.datatypes import TABLES
+from mbnode import datatypes, typenames
+from mbnode.memory32 import mem_register
+from mbnode.typenames import TABLES
 from mbnode.poller import Alarm, Request, Server, _polled, _written, order_key
 from mbnode.transaction import ADU, Transaction
 
@@ -35,10 +35,10 @@ def request(server, d):
     self.number = d["first"]  # the register NUMBER, 1-based (%mr)
     count = self.count = d["count"]
     t = d["type"] if fc >= 3 else "bool"
-    datatypes.setup(self, t, d.get("byte_order", "BE"), d.get("word_order", "BE"), False, count)
-    self.size = datatypes.TYPES[t][1]  # bytes of one value (0: bool, text)
+    typenames.setup(self, t, d.get("byte_order", "BE"), d.get("word_order", "BE"), False, count)
+    self.size = typenames.TYPES[t][1]  # bytes of one value (0: bool, text)
     self.order = order(self.fmt)
-    self.text = t in datatypes.TEXT
+    self.text = t in typenames.TEXT
     self.reg_bool = fc >= 3 and t == "bool"
     if fc <= 2 or t == "bool":
         self.values, self.per = count, 1
@@ -150,7 +150,7 @@ def _write_pdu(w):
 
 class _Layout:
     def __init__(self, t, byte_order, word_order):
-        datatypes.setup(self, t, byte_order, word_order)
+        typenames.setup(self, t, byte_order, word_order)
 
 
 def order(fmt):

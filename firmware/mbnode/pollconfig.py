@@ -11,10 +11,12 @@ poller.servers[0].requests[2].count, the value and what is allowed.
 
 import json
 
-from mbnode import datatypes
-from mbnode.datatypes import NAME_MAX, TABLES
+from mbnode import datatypes, typenames
+from mbnode.datatypes import NAME_MAX
+from mbnode.typenames import TABLE_NAMES, TABLES
 from mbnode.config import ConfigError, _ipv4, _number, lines, refused
-from mbnode.datamodel import MAP, MEM_POSITIONS, TABLE_NAMES, mem_register
+from mbnode.datamodel import MAP, MEM_POSITIONS
+from mbnode.memory32 import mem_register
 
 MAX_SERVERS = 16
 MAX_REQUESTS = 32  # over every server
@@ -25,7 +27,7 @@ CONDITIONS = (">", "<", "==", "!=", "<=", ">=")
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _REG_TYPES = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "int8", "uint8",
               "bool", "ascii", "hex")
-# table name (datatypes.TABLES) -> the functions whose values may land there
+# table name (typenames.TABLES) -> the functions whose values may land there
 _FILLS = {"coil": (1, 2), "discrete": (1, 2), "holding": (3, 4), "input": (3, 4)}
 _SERVER_KEYS = ("name", "enabled", "host", "port", "line", "unit", "timeout_ms", "period_ms", "delay_ms",
                 "always_reconnect", "reset_after", "requests")
@@ -36,10 +38,10 @@ _ALARM_KEYS = ("name", "enabled", "server", "request", "index", "condition", "va
 
 
 class _Layout:
-    """A data type's layout (mbnode.datatypes.setup) for the checks of values."""
+    """A data type's layout (mbnode.typenames.setup) for the checks of values."""
 
     def __init__(self, t, byte_order="BE", word_order="BE", count=0):
-        datatypes.setup(self, t, byte_order, word_order, False, count)
+        typenames.setup(self, t, byte_order, word_order, False, count)
 
 
 def _bad(key, v, allowed):
@@ -162,9 +164,9 @@ def values(r):
     t = r["type"]
     if r["function"] <= 2 or t == "bool":
         return r["count"], 1
-    if t in datatypes.TEXT:
+    if t in typenames.TEXT:
         return 1, r["count"]
-    size = datatypes.TYPES[t][1]
+    size = typenames.TYPES[t][1]
     if size == 1:
         return 2 * r["count"], 1  # two values per register (the index // 2 is the register)
     return r["count"] // (size >> 1), size >> 1
@@ -174,9 +176,9 @@ def positions(r):
     """Memory positions the request's values take: 64-bit values two, text one per register."""
     t = r["type"]
     n, per = values(r)
-    if r["function"] >= 3 and t in datatypes.TEXT:
+    if r["function"] >= 3 and t in typenames.TEXT:
         return r["count"]
-    if r["function"] >= 3 and datatypes.TYPES[t][1] == 8:
+    if r["function"] >= 3 and typenames.TYPES[t][1] == 8:
         return 2 * n
     return n
 
@@ -194,8 +196,8 @@ def request(d):
         _bad(".type", t, "allowed one of " + ", ".join(['"%s"' % x for x in _REG_TYPES]))
     out["type"] = t
     first = out["first"] = _int(d, "first", None, 1, 65536, " (register NUMBER: address + 1, as the router counts)")
-    size = datatypes.TYPES[t][1]
-    width = max(1, size >> 1) if t not in datatypes.TEXT else 1
+    size = typenames.TYPES[t][1]
+    width = max(1, size >> 1) if t not in typenames.TEXT else 1
     most = 2000 if bits else 125
     n = out["count"] = _int(d, "count", width, 1, most)
     if first + n > 65537:
@@ -272,7 +274,7 @@ def _write(d):
             _bad(".type", d["type"], "allowed only with function 6 or 16 (registers)")
         t = out["type"] = _one_of(d, "type", None, ("int16", "uint16", "int32", "uint32", "float32", "int64",
                                                     "uint64", "float64"))
-        size = datatypes.TYPES[t][1]
+        size = typenames.TYPES[t][1]
         if fc == 6 and size != 2:
             _bad(".type", t, 'allowed "int16" or "uint16" with function 6 (one register)')
         out["byte_order"] = _one_of(d, "byte_order", "BE", ("BE", "LE"))
@@ -436,7 +438,7 @@ def _check_alarm(cfg, key, a, servers, mqtt):
         raise ConfigError("config: %s.index = %d: allowed 0..%d (request %s reads %d value%s)"
                           % (key, a["index"], n - 1, r["name"], n, "" if n == 1 else "s"))
     t = "bool" if r["function"] <= 2 else r["type"]
-    if t in datatypes.TEXT and a["condition"] not in ("==", "!="):
+    if t in typenames.TEXT and a["condition"] not in ("==", "!="):
         raise ConfigError("config: %s.condition = \"%s\": allowed \"==\" or \"!=\" for %s values" % (key, a["condition"], t))
     layout = _Layout(t, r.get("byte_order", "BE"), r.get("word_order", "BE"), r["count"])
     try:

@@ -85,7 +85,9 @@ def unit0(cfg):
     return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
 
 
-START_ONLY = ("overlay", "_configured")  # dropped by app.run once the parts are built (a save needs the rest)
+# Dropped by app.run once the parts are built (a save needs the rest): slave_line and unit0 are
+# for block() and mbnode.settingsfile.overlay.
+START_ONLY = ("overlay", "_configured", "slave_line", "unit0", "block")
 
 
 def overlay(cfg):
@@ -129,27 +131,35 @@ def _configured(r, cfg):
     put16(r, FAILSAFE, fs["timeout_ms"] // 100 if fs and fs["enabled"] else 0)
 
 
+def block(status, cfg, health, saved):
+    """The settings block for the status block `status` (mbnode.sysregs); `saved`: what
+    overlay() loaded at boot."""
+    s = Settings()
+    s.status = status
+    s.health = health
+    system = cfg["system"]
+    s.path = system["settings"]
+    s.interval = system["save_interval"]  # s
+    s.reboot_ok = system["reboot"]
+    s.unit_ok = system["unit_id_writes"]
+    s.unit0 = unit0(cfg)
+    s.generation = saved.generation if saved is not None else 0
+    # Uptime (s) of the last save since boot: the rate limit counts whole seconds of uptime (a
+    # save is taken when more than save_interval s have passed), which never wraps.
+    s.saved_at = None
+    s.regs = bytearray(2 * _COUNT)
+    s.scratch = bytearray(2 * _COUNT)
+    if saved is not None and saved.data is not None:  # as saved (overlay checked them)
+        copy(s.regs, 0, saved.data, 1, SAVED)
+    else:
+        _configured(s.regs, cfg)
+    copy(status.buf, 2 * NAME, s.regs, 2 * _NAME, 32)
+    return s
+
+
 class Settings:
-    def __init__(self, status, cfg, health, saved):
-        self.status = status
-        self.health = health
-        system = cfg["system"]
-        self.path = system["settings"]
-        self.interval = system["save_interval"]  # s
-        self.reboot_ok = system["reboot"]
-        self.unit_ok = system["unit_id_writes"]
-        self.unit0 = unit0(cfg)
-        self.generation = saved.generation if saved is not None else 0
-        # Uptime (s) of the last save since boot: the rate limit counts whole seconds of uptime
-        # (a save is taken when more than save_interval s have passed), which never wraps.
-        self.saved_at = None
-        self.regs = bytearray(2 * _COUNT)
-        self.scratch = bytearray(2 * _COUNT)
-        if saved is not None and saved.data is not None:  # as saved (overlay checked them)
-            copy(self.regs, 0, saved.data, 1, SAVED)
-        else:
-            _configured(self.regs, cfg)
-        copy(status.buf, 2 * NAME, self.regs, 2 * _NAME, 32)
+    """The settings block; its fields are set by block() (start-up code, which app.run drops
+    once the parts are built)."""
 
     # --- the Engine's register block
 

@@ -7,7 +7,7 @@ save); its data is a format byte (1) and the registers 0x2100-0x2115 as they are
 """
 
 from mbnode import store
-from mbnode.settings import BAUD, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT, bad, slave_line, unit0
+from mbnode.settings import BAUD, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT, bad
 
 _FORMAT = 1
 
@@ -20,6 +20,8 @@ def overlay(cfg):
     """The saved settings laid over the checked configuration (they win over config.json).
     Prints one line saying what was loaded; returns store's Loaded (data None when nothing
     usable was found; its generation is where the next save counts on from)."""
+    from mbnode.settings import slave_line, unit0  # start-up only (settings.START_ONLY)
+
     path = cfg["system"]["settings"]
     loaded = store.load(path)
     d = loaded.data

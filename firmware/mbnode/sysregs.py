@@ -68,29 +68,8 @@ def put_text(buf, reg, text, regs):
 
 
 class Status:
-    def __init__(self, engine, health, board):
-        self.engine = engine
-        self.health = health
-        self.board = board
-        self.buf = bytearray(2 * _COUNT)
-        self.secs = 0  # whole seconds of uptime counted by tick()
-        self.ms = 0  # and the milliseconds not yet a second
-        self.last = time.ticks_ms()
-        self.least = gc.mem_free()
-        self.temp = _NO_TEMPERATURE
-        self.temperature = getattr(board, "temperature", None)  # the board's reader, if it has one
-        self.ips = board.addresses() if hasattr(board, "addresses") else ()  # the board's live list
-        self.ip = None  # the text put into the IPv4 registers
-        # The clock: unix time, s, as mbnode knows it (0 while unknown), set by the settings
-        # block or NTP; kept as two 16-bit halves and the uptime when set, so that reading it
-        # never makes a long int on a 32-bit port.
-        self.t_hi = self.t_lo = 0
-        self.t_at = 0
-        self.ntp = None  # mbnode.ntp.Ntp, when configured
-        self.reboot_at = None  # ticks_ms when the settings block's reboot is due
-        put_text(self.buf, _VERSION, VERSION, 16)
-        put_text(self.buf, _MAC, board.mac() if hasattr(board, "mac") else "", 16)
-        self.tick(self.last)
+    """The status block; its fields are set by _status() (start-up code, which app.run drops once
+    the parts are built: as .mpy its bytecode is on the heap)."""
 
     # --- the Engine's register block
 
@@ -187,16 +166,44 @@ class Status:
             self.board.reboot()
 
 
-START_ONLY = ("start",)  # dropped by app.run once the parts are built
+START_ONLY = ("start", "_status")  # dropped by app.run once the parts are built
+
+
+def _status(engine, health, board):
+    """The status block of the Engine `engine`, with the fixed texts written and a first tick."""
+    s = Status()
+    s.engine = engine
+    s.health = health
+    s.board = board
+    s.buf = bytearray(2 * _COUNT)
+    s.secs = 0  # whole seconds of uptime counted by tick()
+    s.ms = 0  # and the milliseconds not yet a second
+    s.last = time.ticks_ms()
+    s.least = gc.mem_free()
+    s.temp = _NO_TEMPERATURE
+    s.temperature = getattr(board, "temperature", None)  # the board's reader, if it has one
+    s.ips = board.addresses() if hasattr(board, "addresses") else ()  # the board's live list
+    s.ip = None  # the text put into the IPv4 registers
+    # The clock: unix time, s, as mbnode knows it (0 while unknown), set by the settings block or
+    # NTP; kept as two 16-bit halves and the uptime when set, so that reading it never makes a
+    # long int on a 32-bit port.
+    s.t_hi = s.t_lo = 0
+    s.t_at = 0
+    s.ntp = None  # mbnode.ntp.Ntp, when configured
+    s.reboot_at = None  # ticks_ms when the settings block's reboot is due
+    put_text(s.buf, _VERSION, VERSION, 16)
+    put_text(s.buf, _MAC, board.mac() if hasattr(board, "mac") else "", 16)
+    s.tick(s.last)
+    return s
 
 
 def start(loop, engine, cfg, board, health, saved):
     """The status block, the settings block (mbnode.settings) and NTP (system.ntp) on `engine`;
     `saved`: what mbnode.settings.overlay loaded at boot. Returns the words for the ready line."""
-    from mbnode.settings import Settings
+    from mbnode.settings import block as settings_block
 
-    status = Status(engine, health, board)
-    settings = Settings(status, cfg, health, saved)
+    status = _status(engine, health, board)
+    settings = settings_block(status, cfg, health, saved)
     engine.blocks.append(status)
     engine.blocks.append(settings)
     loop.add_timer(status)

@@ -153,7 +153,7 @@ def _mem(args):
         else:
             c.set_position(position, value)
         if args.json:
-            from mbnode.datamodel import mem_register
+            from mbnode.memory32 import mem_register
 
             clitools.print_json({"position": position, "register": mem_register(position), "value": value,
                                  "op": words[0]})

@@ -2,7 +2,7 @@
 
 import struct
 
-from mbnode.datamodel import mem_register, u32_to_words, words_to_u32
+from mbnode.memory32 import mem_register, u32_to_words, words_to_u32
 
 
 class ModbusError(RuntimeError):

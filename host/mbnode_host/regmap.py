@@ -1,10 +1,11 @@
 """The register map as data (`mbnode map`): one machine-readable description of a device as
 configured, built from the checked configuration (mbnode.config.validate with the board's rules,
 as the firmware checks it at start-up) and the constants of the modules that serve each part:
-mbnode.datamodel (the channel map, memory positions), mbnode.extconfig (extension modules),
-mbnode.sysregs and mbnode.settings (the system registers' layout), mbnode.pdu (request limits),
-mbnode.datatypes (types and word order), mbnode.pollconfig (where polled values land). Nothing of
-the map is written down here a second time: only what each part is called.
+mbnode.datamodel (the channel map), mbnode.memory32 (memory positions), mbnode.extconfig
+(extension modules), mbnode.sysregs and mbnode.settings (the system registers' layout),
+mbnode.pdu (request limits), mbnode.typenames (types and their sizes), mbnode.pollconfig (where
+polled values land). Nothing of the map is written down here a second time: only what each part
+is called.
 
     load(config_file, board)    the checked configuration (board "unix": the simulator's, with
                                 `mbnode sim`'s default TCP address where the file gives none)
@@ -19,17 +20,17 @@ points, poller destinations, io counters), the system status figures. The export
 
 import json
 
-from mbnode import VERSION, datatypes, pdu, settings, sysregs
+from mbnode import VERSION, pdu, settings, sysregs, typenames
 from mbnode.datamodel import (
     AO_MAX,
     MEM_BASE,
     MEM_POSITIONS,
     MEM_REGS,
     ONBOARD,
-    TABLE_NAMES,
     _merge,
-    mem_register,
 )
+from mbnode.memory32 import mem_register
+from mbnode.typenames import TABLE_NAMES
 
 # The function codes that read and write each kind of range (mbnode.pdu's Engine; the system
 # blocks: mbnode.sysregs (read-only) and mbnode.settings (holding registers only)).
@@ -97,18 +98,18 @@ def load(config_file=None, board="unix"):
 
 
 class _Layout:
-    """A value's layout (mbnode.datatypes.setup): .width is its registers (1 for a bit)."""
+    """A value's layout (mbnode.typenames.setup): .width is its registers (1 for a bit)."""
 
     def __init__(self, t, count=0):
-        datatypes.setup(self, t, "BE", "BE", False, count)
+        typenames.setup(self, t, "BE", "BE", False, count)
 
 
 def _value(name, table, address, t, access, source, what, word_order=None, byte_order="BE", count=0, **extra):
-    """One named value; registers (or bits) from mbnode.datatypes."""
+    """One named value; registers (or bits) from mbnode.typenames."""
     n = _Layout(t, count).width
     v = {"name": name, "table": table, "address": address, "count": n, "type": t, "access": access,
          "source": source, "what": what}
-    if n > 1 and t not in datatypes.TEXT:
+    if n > 1 and t not in typenames.TEXT:
         v["word_order"] = word_order or "BE"
     if byte_order != "BE":
         v["byte_order"] = byte_order
@@ -177,12 +178,12 @@ def _block_fields(module, fields, first):
         off = getattr(module, const)
         if t == "uint16" and count:
             regs = count
-        elif t in datatypes.TEXT:
+        elif t in typenames.TEXT:
             regs = count
         else:
-            regs = max(1, datatypes.TYPES[t][1] >> 1)
+            regs = max(1, typenames.TYPES[t][1] >> 1)
         d = {"name": name, "address": first + off, "registers": regs, "type": t, "what": what}
-        if regs == 2 and t not in datatypes.TEXT:
+        if regs == 2 and t not in typenames.TEXT:
             d["word_order"] = "LE"  # 32-bit values of the system blocks: lower half first
         if len(f) > 4:
             d["switch"] = f[4]
@@ -355,7 +356,7 @@ def _named(cfg, mods, system, retained):
                 if "memory" in r:
                     n = pollconfig.positions(r)
                     t = r["type"]
-                    size = datatypes.TYPES[t][1]
+                    size = typenames.TYPES[t][1]
                     if t in ("int8", "int16", "int32"):
                         mt = "int32"
                     elif t == "float32":
@@ -398,7 +399,7 @@ def _named(cfg, mods, system, retained):
             if f["name"] == "reserved":
                 continue
             t = f["type"]
-            count = f["registers"] if t in datatypes.TEXT else 0
+            count = f["registers"] if t in typenames.TEXT else 0
             if t == "uint16" and f["registers"] > 1:  # IPv4: one byte per register
                 for i in range(f["registers"]):
                     add(_value("%s_%d" % (f["name"], i), "input_registers", f["address"] + i, "uint16", "read",

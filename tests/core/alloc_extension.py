@@ -159,7 +159,7 @@ def main():
             {"unit": 3, "di": 16, "ai": 130, "period_ms": 3600000, "timeout_ms": TIMEOUT_MS},
             {"unit": 4, "do": 8, "do_address": 100, "ao": 4, "ao_address": 200, "di": 8, "period_ms": 3600000,
              "timeout_ms": TIMEOUT_MS, "misses": 1, "retry_ms": 3600000, "retry_max_ms": 3600000}]},
-        "board": {"rtu_device": "fd:%d" % FD}}, board.CONFIG_SCHEMA)
+        "board": {"rtu_device": "fd:%d" % FD}}, *board.config_rules())
     made = parts.made(extension, "Extension")
     loop, ready = app.build(cfg, board)
     ext = made[0]

@@ -15,7 +15,7 @@ import time
 import board
 import machine
 from heaplock import Heard, Report, locked
-from mbnode import app, config, failsafe
+from mbnode import app, config, failsafe, memory32
 from mbnode.datamodel import COILS, HOLDING
 from parts import made
 
@@ -80,7 +80,7 @@ def main():
             model.set_bit(COILS, a, 1)
         for a in range(4):
             model.set_reg(HOLDING, a, 500 + a)
-        model.set_u32(5, 1)
+        memory32.set_u32(model, 5, 1)
         f.health.failsafe = 0
         f.last = t[0]
         t[0] = time.ticks_add(t[0], 1000)
@@ -90,8 +90,8 @@ def main():
         f.tick(t[0])
 
     err, got = locked(enter, lambda: (f.health.failsafe, [model.get_bit(COILS, a) for a in range(8)],
-                                      [model.get_reg(HOLDING, a) for a in range(4)], model.get_u32(5),
-                                      model.get_u32(6), heard.count > 0), commanded)
+                                      [model.get_reg(HOLDING, a) for a in range(4)], memory32.get_u32(model, 5),
+                                      memory32.get_u32(model, 6), heard.count > 0), commanded)
     report.check("fail-safe entered", err is None and got == (1, [0, 1, 1, 1, 0, 0, 0, 0], [0, 501, 77, 0],
                                                                0xFFFFFFFE, 0xFFFFFFFE, True), (err, got))
 

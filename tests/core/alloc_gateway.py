@@ -87,7 +87,7 @@ def main():
     cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT},
                            "rtu": {"enabled": True, "mode": "master", "baud": 115200},
                            "gateway": {"enabled": True, "timeout_ms": TIMEOUT_MS},
-                           "board": {"rtu_device": "fd:%d" % FD}}, board.CONFIG_SCHEMA)
+                           "board": {"rtu_device": "fd:%d" % FD}}, *board.config_rules())
     loop, ready = app.build(cfg, board)
     dev = open(DEVICE, "r+b")
     termios.setraw(dev.fileno())

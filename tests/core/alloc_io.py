@@ -11,7 +11,7 @@ line per case, then "N passed, M failed".
 import time
 
 from heaplock import Heard, Report, locked
-from mbnode import config, iobuild
+from mbnode import config, iobuild, memory32
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.iomodes import IoModes, scale
@@ -103,7 +103,7 @@ report.check("power-on AO 100, DO 0", model.get_reg(HOLDING, 0) == 100 and model
              and field.freqs[0] == 2000, None)
 
 case("edge handler: 2 rising edges", toggle(pins[0], 4), lambda: io.di[0].edges, 4)  # twice: 2 rising each
-case("tick: counter published", lambda: tick(5), lambda: model.get_u32(1), 4)  # the rising ones
+case("tick: counter published", lambda: tick(5), lambda: memory32.get_u32(model, 1), 4)  # the rising ones
 two = toggle(pins[0], 2)
 
 
@@ -112,8 +112,8 @@ def count_two():
     tick(5)
 
 
-model.set_u32(1, 0xFFFFFFFF)
-case("tick: counter wraps at 2**32", count_two, lambda: model.get_u32(1), 1)  # -1 + 2, twice
+memory32.set_u32(model, 1, 0xFFFFFFFF)
+case("tick: counter wraps at 2**32", count_two, lambda: memory32.get_u32(model, 1), 1)  # -1 + 2, twice
 
 
 def reset():
@@ -125,8 +125,8 @@ def preset():
     count_two()
 
 
-case("master resets the counter (FC16)", reset, lambda: model.get_u32(1), 0)
-case("master presets the counter (FC16)", preset, lambda: model.get_u32(1), 0x10008)
+case("master resets the counter (FC16)", reset, lambda: memory32.get_u32(model, 1), 0)
+case("master presets the counter (FC16)", preset, lambda: memory32.get_u32(model, 1), 0x10008)
 glitch1 = toggle(pins[1], 2)
 
 
@@ -139,8 +139,8 @@ def clear():
     write_regs(0x1002, (0, 0))
 
 
-case("latch: a pulse of no length", latch, lambda: (model.get_u32(2), model.get_bit(DISCRETE_INPUTS, 1)), (1, 1))
-case("latch cleared by the master", clear, lambda: (model.get_u32(2), model.get_bit(DISCRETE_INPUTS, 1)), (0, 0))
+case("latch: a pulse of no length", latch, lambda: (memory32.get_u32(model, 2), model.get_bit(DISCRETE_INPUTS, 1)), (1, 1))
+case("latch cleared by the master", clear, lambda: (memory32.get_u32(model, 2), model.get_bit(DISCRETE_INPUTS, 1)), (0, 0))
 ten = toggle(pins[2], 20)
 
 
@@ -150,7 +150,7 @@ def gate():
     tick(50)
 
 
-case("frequency: 10 edges in 100 ms", gate, lambda: model.get_u32(3), 100)
+case("frequency: 10 edges in 100 ms", gate, lambda: memory32.get_u32(model, 3), 100)
 # Debounce 10 ms, inverted: the raw falling edge is the counted (rising) one.
 d = io.di[3]
 glitch3 = toggle(pins[3], 2)
@@ -161,7 +161,7 @@ def no_edge():
     tick(20)
 
 
-case("debounce: a glitch is no edge", no_edge, lambda: (model.get_u32(4), d.stable), (0, 1))
+case("debounce: a glitch is no edge", no_edge, lambda: (memory32.get_u32(model, 4), d.stable), (0, 1))
 
 
 def debounced_edge():
@@ -180,7 +180,7 @@ def debounced_edge():
 
 pair = [None, None]
 case("debounce: held levels accepted, one count", debounced_edge,
-     lambda: (model.get_u32(4), pair[0], pair[1], d.stable,
+     lambda: (memory32.get_u32(model, 4), pair[0], pair[1], d.stable,
               model.get_bit(DISCRETE_INPUTS, 3)), (2, 1, 0, 1, 1))  # one count per run (two runs)
 
 

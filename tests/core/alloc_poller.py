@@ -19,7 +19,7 @@ import time
 
 import board
 from heaplock import Heard, Report, locked
-from mbnode import app, config, poller
+from mbnode import app, config, memory32, poller
 from mbnode.crc import crc16
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from parts import made
@@ -169,7 +169,7 @@ def main():
     lsock.bind(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
     lsock.listen(1)
     made_pollers = made(poller, "Poller")
-    cfg = config.validate(CONFIG, board.CONFIG_SCHEMA)
+    cfg = config.validate(CONFIG, *board.config_rules())
     loop, ready = app.build(cfg, board, model)
     pol = made_pollers[0]
     heard_out = Heard()
@@ -211,9 +211,9 @@ def main():
         round_of(tcp)
 
     def tcp_landed():
-        return ([model.get_u32(1)] + [model.get_i32(3 + i) for i in range(4)] + [model.get_u32(7), model.get_u32(8)]
-                + [model.get_u32(9), model.get_u32(10), model.get_i32(11), model.get_u32(12), model.get_u32(13)]
-                + [model.get_bit(COILS, 0x40 + i) for i in range(16)] + [model.get_u32(20 + i) for i in range(16)]
+        return ([memory32.get_u32(model, 1)] + [memory32.get_i32(model, 3 + i) for i in range(4)] + [memory32.get_u32(model, 7), memory32.get_u32(model, 8)]
+                + [memory32.get_u32(model, 9), memory32.get_u32(model, 10), memory32.get_i32(model, 11), memory32.get_u32(model, 12), memory32.get_u32(model, 13)]
+                + [model.get_bit(COILS, 0x40 + i) for i in range(16)] + [memory32.get_u32(model, 20 + i) for i in range(16)]
                 + [model.get_bit(DISCRETE_INPUTS, 0x40 + i) for i in range(8)]
                 + [model.get_reg(HOLDING, 0x40), model.get_reg(HOLDING, 0x41)]
                 + [model.get_reg(INPUT, 0x40 + i) for i in range(4)])
@@ -261,8 +261,8 @@ def main():
         round_of(rtu)
 
     def rtu_landed():
-        return ([model.get_i32(40 + i) for i in range(4)] + [model.get_u32(44), model.get_u32(45)]
-                + [model.get_u32(46), model.get_u32(47)] + [model.get_reg(HOLDING, 0x50), model.get_reg(HOLDING, 0x51)]
+        return ([memory32.get_i32(model, 40 + i) for i in range(4)] + [memory32.get_u32(model, 44), memory32.get_u32(model, 45)]
+                + [memory32.get_u32(model, 46), memory32.get_u32(model, 47)] + [model.get_reg(HOLDING, 0x50), model.get_reg(HOLDING, 0x51)]
                 + [pol.alarms[2].fired, pol.alarms[2].skipped, model.get_reg(HOLDING, 7)])
 
     a0 = rtu.answers

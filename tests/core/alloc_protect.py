@@ -62,7 +62,7 @@ def frame(pdu_hex, unit=1):
 
 
 def main():
-    cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT}, "protect": PROTECT}, board.CONFIG_SCHEMA)
+    cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT}, "protect": PROTECT}, *board.config_rules())
     slaves = made(tcp, "TcpSlave")
     loop, ready = app.build(cfg, board, DataModel())
     print(ready)

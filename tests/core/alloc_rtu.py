@@ -69,7 +69,7 @@ PIECES = [
 def main():
     cfg = config.validate({"tcp": {"enabled": False}, "rtu": {"enabled": True, "baud": 115200},
                            "identity": {"device_name": "mbnode"},
-                           "board": {"rtu_device": "fd:%d" % FD}}, board.CONFIG_SCHEMA)
+                           "board": {"rtu_device": "fd:%d" % FD}}, *board.config_rules())
     loop, ready = app.build(cfg, board)
     client = open(CLIENT, "r+b")
     termios.setraw(client.fileno())

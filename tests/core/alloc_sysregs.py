@@ -45,7 +45,7 @@ def frame(pdu_hex, unit=1):
 
 def main():
     cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT},
-                           "system": {"settings": "/nonexistent/alloc-sysregs.bin"}}, board.CONFIG_SCHEMA)
+                           "system": {"settings": "/nonexistent/alloc-sysregs.bin"}}, *board.config_rules())
     engines = made(pdu, "Engine")
     loop, ready = app.build(cfg, board)
     status = engines[0].blocks[0]

@@ -52,7 +52,7 @@ def frame(pdu_hex, unit=1):
 
 
 def main():
-    cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT}}, board.CONFIG_SCHEMA)
+    cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT}}, *board.config_rules())
     slaves = made(tcp, "TcpSlave")
     model = DataModel()
     heard = (Heard(), Heard())

@@ -8,9 +8,12 @@ def made(module, name):
     cls = getattr(module, name)
     instances = []
 
+    init = getattr(cls, "__init__", None)  # None: a part whose fields its start() sets (MicroPython)
+
     class Kept(cls):
         def __init__(self, *args, **kwargs):
-            cls.__init__(self, *args, **kwargs)
+            if init is not None:
+                init(self, *args, **kwargs)
             instances.append(self)
 
     setattr(module, name, Kept)

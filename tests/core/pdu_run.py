@@ -16,6 +16,7 @@ subscription order; "outputs" lists the changes the steps must make, in order.
 import binascii
 import gc
 
+from mbnode import memory32
 from mbnode.datamodel import DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.pdu import Engine
@@ -68,7 +69,7 @@ def run_case(case):
         elif op[0] == "reg":
             model.set_reg(op[1], op[2], op[3])
         else:
-            model.set_u32(op[1], op[2])
+            memory32.set_u32(model, op[1], op[2])
     failures = []
     req = bytearray(300)
     resp = bytearray(260)

@@ -5,7 +5,8 @@ a device without the bridge never spends RAM on it.
 """
 
 from mbnode.config import ConfigError, _ipv4, refused
-from mbnode.datamodel import ONBOARD, TABLE_NAMES
+from mbnode.datamodel import ONBOARD
+from mbnode.typenames import TABLE_NAMES
 
 
 def _hostname(s):

@@ -25,7 +25,7 @@ def channels(points, present):
     taken in turn (do0, di0, ai0, ao0, do1, ...) so every kind gets its first channels; returns
     (list, channels left out)."""
     from mbnode.datamodel import ONBOARD
-    from mbnode.datatypes import TABLES, TYPES
+    from mbnode.typenames import TABLES, TYPES
 
     cap = min(MAX_CHANNELS, 64 - len(points))
     names = [d["name"] for d in points]

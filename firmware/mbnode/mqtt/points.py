@@ -27,8 +27,8 @@ publish and write paths, which allocate anyway; nothing here runs on the Modbus 
 import json
 
 from mbnode import datatypes
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, mem_register
-from mbnode.datatypes import NAME_MAX, TABLES  # noqa: F401 - the bridge's topics use NAME_MAX
+from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING
+from mbnode.datatypes import NAME_MAX  # noqa: F401 - the bridge's topics use NAME_MAX
 from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
 try:
@@ -53,11 +53,14 @@ class Point:
     mbnode.mqtt.telemetry in lists indexed by the point's number."""
 
     def __init__(self, d, retain=False):
+        from mbnode import typenames  # start-up only: app.run unloads them once the parts are built
+        from mbnode.memory32 import mem_register
+
         self.name = d["name"]
         table = d["table"]
-        self.table, t = TABLES[table][:2]
-        # type, fmt, width (registers, or 1 bit), bswap, wswap, numeric: mbnode.datatypes.setup
-        datatypes.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
+        self.table, t = typenames.TABLES[table][:2]
+        # type, fmt, width (registers, or 1 bit), bswap, wswap, numeric: mbnode.typenames.setup
+        typenames.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
                         d.get("signed", False), d.get("count", 0))
         self.address = mem_register(d["position"]) if table == "memory" else d["address"]
         # The change that publishes; None: changes never do (on_change false, every_s only).

@@ -1,0 +1,20 @@
+"""The unix board's configuration rules, which board.config_rules() hands to mbnode.config: the
+schema of the board section (docs/simulator.md) and the check that needs the whole
+configuration. Imported by config_rules() only, so it is unloaded again with config.py once the
+configuration is checked (app.load_config), as a pin board's board_config.py is.
+"""
+
+SCHEMA = {
+    "io": ("", "host_port", "empty allowed"),
+    "rtu_device": ("/dev/ttyUSB0", "text", 200),
+    "rtu_peer": ("", "text", 200),
+    "rtu2_device": ("", "text", 200),  # the second serial line (rtu2), when enabled
+    "rtu2_peer": ("", "text", 200),
+}
+
+
+def check(cfg):
+    if cfg["rtu2"]["enabled"] and not cfg["board"]["rtu2_device"]:
+        return ("config: rtu2.enabled = true: allowed only with board.rtu2_device set (the tty the second "
+                "serial line is on)")
+    return None

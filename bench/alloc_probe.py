@@ -5,7 +5,7 @@
 #   MICROPYPATH=.frozen:boards/unix:firmware micropython alloc_probe.py tcp PORT WARM COUNT
 #   MICROPYPATH=.frozen:boards/unix:firmware micropython alloc_probe.py rtu TTY BAUD PARITY STOP WARM COUNT
 #
-# Builds the firmware exactly as app.run() does (mbnode.app.build with the unix board, the full
+# Builds the firmware exactly as app.run() does (mbnode.startup.build with the unix board, the full
 # map, no I/O control channel) and runs the real Loop.run(). The only addition is a counting
 # stand-in for the engine, between the transport and Engine, which marks the phases by request number:
 #
@@ -24,7 +24,7 @@ import sys
 import micropython
 
 import board
-from mbnode import app, config, rtulink, tcp
+from mbnode import startup, config, rtulink, tcp
 
 
 class Probe:
@@ -56,7 +56,7 @@ class Probe:
 
 
 def kept(module, name):
-    # The transport app.build makes, without reaching into the loop's fields: module.name becomes
+    # The transport startup.build makes, without reaching into the loop's fields: module.name becomes
     # a subclass that keeps its instances (as tests/core/parts.py does).
     cls = getattr(module, name)
     instances = []
@@ -81,7 +81,7 @@ def main():
         module, kind = rtulink, "RtuLink"
     warm, count = int(sys.argv[-2]), int(sys.argv[-1])
     transports = kept(module, kind)
-    loop, ready = app.build(config.validate(cfg, *board.config_rules()), board)
+    loop, ready = startup.build(config.validate(cfg, *board.config_rules()), board)
     slave = transports[0] if module is tcp else transports[0].server
     probe = Probe(slave.engine, loop, warm, count)
     slave.engine = probe

@@ -8,7 +8,7 @@ cost: its import minus the imports it made itself), and app.run stops where the 
 start (Loop.run replaced), where gc.mem_alloc() is read again. Printed: the modules still loaded
 with their own import cost (code, constants, globals, the objects made at import), the modules
 imported and unloaded again during start-up, the total in use, what is not in a loaded module's
-import (objects app.build made: buffers, slots, points, the data model), and the interned-name
+import (objects startup.build made: buffers, slots, points, the data model), and the interned-name
 pools (micropython.qstr_info()).
 
 The wrapper's own records cost a little heap (one list entry per import); they are counted in
@@ -49,7 +49,7 @@ def _hook(name, *args):
         _stack[-1] += n
         if n > 0:
             _records.append((name, n, kids))
-# what the parts app.build makes cost (their objects, not the imports they make): wrapped once
+# what the parts startup.build makes cost (their objects, not the imports they make): wrapped once
 # their module is loaded
 _WRAP = {"mbnode.datamodel": ("DataModel",), "mbnode.pdu": ("Engine",), "mbnode.loop": ("Loop",),
          "mbnode.devid": ("DeviceIdentification",), "mbnode.tcp": ("TcpSlave",), "mbnode.rtulink": ("start",),

@@ -90,11 +90,11 @@ import gc
 gc.collect()
 a = gc.mem_alloc()
 import sys
-from mbnode import app
+from mbnode import startup
 from mbnode.datamodel import DataModel
 model = DataModel()
 import board
-loop, ready = app.build(app.load_config("config.json", board), board, model)
+loop, ready = startup.build(startup.load_config("config.json", board), board, model)
 gc.collect()
 b = gc.mem_alloc()
 print("heap %d after %d free %d" % (b - a, b, gc.mem_free()))

@@ -1,7 +1,7 @@
 """The board section of a pin board's configuration: its keys, with the board's defaults, and
 the check of every pin against what the chip and the board allow (docs/boards.md).
 
-Start-up only, like mbnode.config: app.load_config unloads this module, the chip's facts
+Start-up only, like mbnode.config: startup.load_config unloads this module, the chip's facts
 (chip_<chip>.py) and the board's defaults (board_config.py) once the configuration is checked.
 Every refusal is one line: the key, its value, what is wrong with which pin, what is allowed.
 """

@@ -1,6 +1,6 @@
 """ESP32-C3-DevKitM-1: the default configuration and the pins the board uses itself.
 
-Start-up only (app.load_config unloads it); `mbnode build --board esp32-c3` writes DEFAULTS,
+Start-up only (startup.load_config unloads it); `mbnode build --board esp32-c3` writes DEFAULTS,
 every board key filled in, as the bundle's config.json, and a firmware without config.json runs it.
 """
 

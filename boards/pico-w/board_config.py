@@ -1,6 +1,6 @@
 """Raspberry Pi Pico W: the default configuration and the pins the board uses itself.
 
-Start-up only (app.load_config unloads it); `mbnode build --board pico-w` writes DEFAULTS, every
+Start-up only (startup.load_config unloads it); `mbnode build --board pico-w` writes DEFAULTS, every
 board key filled in, as the bundle's config.json, and a firmware without config.json runs it.
 """
 

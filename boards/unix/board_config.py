@@ -1,7 +1,7 @@
 """The unix board's configuration rules, which board.config_rules() hands to mbnode.config: the
 schema of the board section (docs/simulator.md) and the check that needs the whole
 configuration. Imported by config_rules() only, so it is unloaded again with config.py once the
-configuration is checked (app.load_config), as a pin board's board_config.py is.
+configuration is checked (startup.load_config), as a pin board's board_config.py is.
 """
 
 SCHEMA = {

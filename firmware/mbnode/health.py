@@ -1,6 +1,6 @@
 """What the device knows of its own health, in one small object the parts share.
 
-app.build makes one and hands it to the parts that report (fail-safe, the saves to flash, the
+startup.build makes one and hands it to the parts that report (fail-safe, the saves to flash, the
 TCP slave, the serial lines) and to those that show it (the status registers of
 mbnode.sysregs, the MQTT status, the status LED). Each field has one writer; nobody reaches
 into another part's fields for these figures.
@@ -15,10 +15,10 @@ class Health:
         self.tcp = None  # the TcpSlave, when Modbus TCP is on: its clients() is the connections served
         self.line = None  # the slave line's LineDiagnostics (mbnode.diag), when there is one: CRC errors
         self.link = None  # the slave line's RtuLink (mbnode.rtulink.start): retained memory saves when it is quiet
-        self.masters = ()  # the serial lines in master mode (RtuMaster; app.build adds each): saves hold them
+        self.masters = ()  # the serial lines in master mode (RtuMaster; startup.build adds each): saves hold them
         self.retain = None  # mbnode.retain's part, when configured: the settings block's "save" calls save_now()
         # Faults, bits (status register 0x200F, the status LED's fast blinking): FAULT_CONFIG set by
-        # app.build when config.json was refused and the board runs its defaults; FAULT_FLASH set by a
+        # startup.build when config.json was refused and the board runs its defaults; FAULT_FLASH set by a
         # save to flash that failed (settings, retained memory), cleared by the next that succeeds.
         self.fault = 0
 

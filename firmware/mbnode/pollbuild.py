@@ -1,7 +1,7 @@
 """Start-up only: the poller's objects (mbnode.poller's Server, Request and Alarm) made from the
 checked poller section (mbnode.pollconfig), with their PDUs, transactions, order keys and links.
 mbnode.poller.start loads it and unloads it again once the poller is built, so its code takes no
-RAM while the device runs; app.build asks line_slots() for the serial line's queue first."""
+RAM while the device runs; startup.build asks line_slots() for the serial line's queue first."""
 
 import struct
 import time
@@ -17,7 +17,7 @@ _CONDITIONS = (">", "<", "==", "!=", "<=", ">=")  # mbnode.poller's _GT.._GE
 
 def line_slots(p, name):
     """Room the poller (p: the checked poller section) needs in the queue of serial line `name`
-    (app.build sizes each RtuMaster from its users): each enabled server's poll on the line, and
+    (startup.build sizes each RtuMaster from its users): each enabled server's poll on the line, and
     the write of each one alarms write to (one at a time per server)."""
     if not p["enabled"]:
         return 0

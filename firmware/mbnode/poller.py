@@ -1,6 +1,6 @@
 """The poller: other Modbus servers read on a period, their values typed and landed in this
 device's own map, and alarms on them (seeds/000's Modbus client; docs/master.md, "Poller and
-alarms"). Loaded only when poller.enabled is true; app.build hands it the masters, the engine
+alarms"). Loaded only when poller.enabled is true; startup.build hands it the masters, the engine
 and the data model, and the MQTT bridge, when on, attaches to it (attach()).
 
 Servers. A Modbus TCP server has a TcpLink of its own (mbnode.tcpmaster), so a dead or silent

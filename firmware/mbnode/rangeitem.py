@@ -3,7 +3,7 @@ protect.*, retain.positions): [first, last] with two integers, or "first-last" w
 0x hex numbers. Each section keeps its own rule of where a range may lie and its own refusal.
 
 A module of its own so that mbnode.config stays small to compile (from source on the unix port
-at a 64K heap); loaded by the checks that read ranges and unloaded with them (app.load_config).
+at a 64K heap); loaded by the checks that read ranges and unloaded with them (startup.load_config).
 """
 
 from mbnode.config import _number

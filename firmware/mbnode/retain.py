@@ -1,7 +1,7 @@
 """Retained memory: configured memory positions kept over a restart (docs/configuration.md,
 "Retained memory"; docs/reliability.md, "Power loss").
 
-At start-up (app.build, after every other part) mbnode.retainboot, loaded for that alone, loads
+At start-up (startup.build, after every other part) mbnode.retainboot, loaded for that alone, loads
 the last intact save with mbnode.store and writes it into the memory registers, every output
 subscriber told, before the first request is served; one line says which save it was. From
 then on a DataModel subscriber sets a dirty flag when a write touches a retained position

@@ -1,5 +1,5 @@
 """Start-up only: the custom register block opened (mbnode.customblock) and retained memory
-made, restored and subscribed (mbnode.retain); app.build loads this module for that, and it
+made, restored and subscribed (mbnode.retain); startup.build loads this module for that, and it
 unloads itself when done.
 
 The file's data (after mbnode.store's header): the number of ranges, each range's first and

@@ -19,7 +19,7 @@ import time
 import board
 import parts
 from heaplock import Report, locked
-from mbnode import app, config, extension
+from mbnode import startup, config, extension
 from mbnode.crc import crc16
 from mbnode.datamodel import DISCRETE_INPUTS, INPUT
 
@@ -161,7 +161,7 @@ def main():
              "timeout_ms": TIMEOUT_MS, "misses": 1, "retry_ms": 3600000, "retry_max_ms": 3600000}]},
         "board": {"rtu_device": "fd:%d" % FD}}, *board.config_rules())
     made = parts.made(extension, "Extension")
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     ext = made[0]
     dev = open(DEVICE, "r+b")
     termios.setraw(dev.fileno())

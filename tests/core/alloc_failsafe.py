@@ -1,6 +1,6 @@
 """Proves fail-safe, the status LED and the watchdog allocation-free: run on the unix port.
 
-The unix board's firmware with a failsafe section is built by app.build; the fail-safe timer
+The unix board's firmware with a failsafe section is built by startup.build; the fail-safe timer
 is driven with the loop's own `now` values: an idle look, a request from a transport seen,
 fail-safe entered (the safe values written through the Engine as FC15/FC16, every output
 subscriber told) and ended by the next request, all under micropython.heap_lock(). The LED
@@ -15,7 +15,7 @@ import time
 import board
 import machine
 from heaplock import Heard, Report, locked
-from mbnode import app, config, failsafe, memory32
+from mbnode import startup, config, failsafe, memory32
 from mbnode.datamodel import COILS, HOLDING
 from parts import made
 
@@ -49,7 +49,7 @@ class Engine:
 def main():
     cfg = config.validate(CONFIG, *board.config_rules())
     kept = made(failsafe, "Failsafe")
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     print(ready)
     f = kept[0]
     engine = f.engine

@@ -17,7 +17,7 @@ import time
 
 import board
 from heaplock import Report, locked
-from mbnode import app, config
+from mbnode import startup, config
 from mbnode.crc import crc16
 
 FD = int(sys.argv[1])
@@ -88,7 +88,7 @@ def main():
                            "rtu": {"enabled": True, "mode": "master", "baud": 115200},
                            "gateway": {"enabled": True, "timeout_ms": TIMEOUT_MS},
                            "board": {"rtu_device": "fd:%d" % FD}}, *board.config_rules())
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     dev = open(DEVICE, "r+b")
     termios.setraw(dev.fileno())
     attrs = termios.tcgetattr(dev.fileno())

@@ -19,7 +19,7 @@ import time
 
 import board
 from heaplock import Heard, Report, locked
-from mbnode import app, config, memory32, poller
+from mbnode import startup, config, memory32, poller
 from mbnode.crc import crc16
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from parts import made
@@ -170,7 +170,7 @@ def main():
     lsock.listen(1)
     made_pollers = made(poller, "Poller")
     cfg = config.validate(CONFIG, *board.config_rules())
-    loop, ready = app.build(cfg, board, model)
+    loop, ready = startup.build(cfg, board, model)
     pol = made_pollers[0]
     heard_out = Heard()
     pol.model.subscribe(heard_out.changed)

@@ -1,6 +1,6 @@
 """Proves write protection allocation-free on its request paths: run on the unix port.
 
-The firmware (app.build with a "protect" section, mbnode.protect's guard on the Engine) serves
+The firmware (startup.build with a "protect" section, mbnode.protect's guard on the Engine) serves
 a client connected from 127.0.0.1 (a trusted client) and one bound to 127.0.0.2 (not trusted)
 in the same process, while micropython.heap_lock() makes any heap allocation raise MemoryError:
 writes refused (exception 02) and writes let through, at the edges of the ranges, and a read of
@@ -14,7 +14,7 @@ import sys
 
 import board
 from heaplock import Report, locked
-from mbnode import app, config, tcp
+from mbnode import startup, config, tcp
 from mbnode.datamodel import DataModel
 from parts import made
 
@@ -64,7 +64,7 @@ def frame(pdu_hex, unit=1):
 def main():
     cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT}, "protect": PROTECT}, *board.config_rules())
     slaves = made(tcp, "TcpSlave")
-    loop, ready = app.build(cfg, board, DataModel())
+    loop, ready = startup.build(cfg, board, DataModel())
     print(ready)
     engine = slaves[0].engine
     clients = {}

@@ -2,7 +2,7 @@
 run on the unix port (not CPython), argument: a directory for the files.
 
 The firmware's own engine, data model, CustomBlock (mbnode.customblock) and Retained
-(mbnode.retain) are built by app.build from a configuration with both sections; each case
+(mbnode.retain) are built by startup.build from a configuration with both sections; each case
 hands one request PDU to Engine.handle under micropython.heap_lock() (after a warm-up
 unlocked): reads and writes of the custom block with FC03/06/16/22/23 (seek, readinto into the
 block's buffer, write in place, flush), writes of retained and other memory positions (the
@@ -15,7 +15,7 @@ import sys
 
 import board
 from heaplock import Report, locked
-from mbnode import app, config, retain
+from mbnode import startup, config, retain
 from mbnode.datamodel import DataModel
 
 DIR = sys.argv[1]
@@ -57,7 +57,7 @@ def main():
             engines.append(self)
 
     pdu.Engine = Kept
-    app.build(cfg, board, model)
+    startup.build(cfg, board, model)
     engine = engines[0]
     r = retain.ACTIVE
     resp = bytearray(260)

@@ -18,7 +18,7 @@ import time
 import board
 import rtu_cases
 from heaplock import Report, locked
-from mbnode import app, config
+from mbnode import startup, config
 from mbnode.crc import crc16
 from mbnode.rtu import response_length
 
@@ -70,7 +70,7 @@ def main():
     cfg = config.validate({"tcp": {"enabled": False}, "rtu": {"enabled": True, "baud": 115200},
                            "identity": {"device_name": "mbnode"},
                            "board": {"rtu_device": "fd:%d" % FD}}, *board.config_rules())
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     client = open(CLIENT, "r+b")
     termios.setraw(client.fileno())
     attrs = termios.tcgetattr(client.fileno())

@@ -15,7 +15,7 @@ import time
 
 import board
 from heaplock import Report, locked
-from mbnode import app, config, pdu
+from mbnode import startup, config, pdu
 from parts import made
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 5041
@@ -47,7 +47,7 @@ def main():
     cfg = config.validate({"tcp": {"host": "127.0.0.1", "port": PORT},
                            "system": {"settings": "/nonexistent/alloc-sysregs.bin"}}, *board.config_rules())
     engines = made(pdu, "Engine")
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     status = engines[0].blocks[0]
     c = socket.socket()
     c.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])

@@ -18,7 +18,7 @@ import sys
 import board
 import micropython
 from heaplock import Heard, Report, locked
-from mbnode import app, config, tcp
+from mbnode import startup, config, tcp
 from mbnode.datamodel import HOLDING, DataModel
 from parts import made
 
@@ -58,7 +58,7 @@ def main():
     heard = (Heard(), Heard())
     for h in heard:
         model.subscribe(h.changed)
-    loop, ready = app.build(cfg, board, model)
+    loop, ready = startup.build(cfg, board, model)
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, 8, 1024)  # SO_RCVBUF (Linux; the module lacks the name): a slow reader
     c.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])

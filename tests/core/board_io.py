@@ -13,7 +13,7 @@ import sys
 import board
 import machine
 from boardtest import check, report, rtu, run_until
-from mbnode import app, config
+from mbnode import startup, config
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
     cfg = config.validate(given, *board.config_rules())
     b = cfg["board"]
     DO, DI, AI, AO = b["do_pins"], b["di_pins"], b["ai_pins"], b["ao_pins"]
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     uart = machine.UARTS[b["rtu_uart"]]
     check("ready line", "io_modes %d" % (6 + rp2040 - (board.NAME == "esp32-c3")) in ready, True)
     check("power-on DO 1, inverted: pin low", machine.PINS[DO[0]].level, 0)

@@ -14,7 +14,7 @@ import machine
 import network
 import pinio
 from boardtest import Tcp, check, report, rtu, run_until
-from mbnode import app, config
+from mbnode import startup, config
 from parts import made
 
 PORT = int(sys.argv[1])
@@ -31,7 +31,7 @@ def main():
     b = cfg["board"]
     DO, DI, AI, AO = b["do_pins"], b["di_pins"], b["ai_pins"], b["ao_pins"]
     pin_io = made(pinio, "PinIO")
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     print(ready)
     check("ready line names the board", ("board %s" % board.NAME) in ready, True)
     uart = machine.UARTS[b["rtu_uart"]]

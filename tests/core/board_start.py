@@ -20,7 +20,7 @@ import board
 import machine
 import network
 from boardtest import Tcp, check, report, rtu, run_until
-from mbnode import app
+from mbnode import startup
 
 READ_MEM = struct.pack(">BHH", 3, 0x1000, 1)
 
@@ -29,7 +29,7 @@ def build(given):
     from mbnode import config
 
     cfg = config.validate(given, *board.config_rules())
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     print(ready)
     return cfg, loop, ready
 
@@ -84,17 +84,17 @@ def no_umqtt(port):
 
 
 def bad_config(path):
-    cfg = app.load_config(path, board)  # prints the one line
+    cfg = startup.load_config(path, board)  # prints the one line
     check("start-up modules unloaded", [m for m in ("mbnode.config", "pinrules", "board_config") if m in sys.modules],
           [])
     from mbnode import config
 
-    refused = app._config_refused
+    refused = startup.config_refused
     # Refused: the board's defaults, and the system registers where 0x200F shows the fault.
     check("the board's defaults", {k: v for k, v in cfg.items() if k != "system"},
           config.validate({}, *board.config_rules()))
     check("the system registers when refused", "system" in cfg, refused)
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     print(ready)
     uart = uart_of(cfg)
     s = uart.settings
@@ -110,12 +110,12 @@ def mqtt_checks(path):
     points) load for the check and go with config.py, the mbnode.mqtt package too."""
     import mbnode
 
-    cfg = app.load_config(path, board)
+    cfg = startup.load_config(path, board)
     check("the point checked", cfg["mqtt"]["points"][0]["type"], "uint16")
     check("nothing of mbnode.mqtt left", [m for m in sys.modules if m.startswith("mbnode.mqtt")]
           + [m for m in ("mbnode.config", "pinrules", "board_config") if m in sys.modules], [])
     check("nor on the package", hasattr(mbnode, "mqtt") or hasattr(mbnode, "config"), False)
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     check("serving, the bridge off", ("unit 1" in ready, "mqtt" in ready), (True, False))
     check("RTU answers", rtu(loop, uart_of(cfg), READ_MEM), b"\x03\x02\x00\x00")
 

@@ -11,7 +11,7 @@ import time
 import board
 import machine
 from boardtest import check, report, rtu, run_until
-from mbnode import app, config
+from mbnode import startup, config
 
 TIMEOUT_MS = 600
 
@@ -27,7 +27,7 @@ def main():
     b = cfg["board"]
     check("LED pin", b["led_pin"], 25)
     started = time.ticks_ms()
-    loop, ready = app.build(cfg, board)
+    loop, ready = startup.build(cfg, board)
     print(ready)
     check("ready line", ("failsafe %dms" % TIMEOUT_MS in ready, "wdt 1200ms-after-1s" in ready), (True, True))
     uart = machine.UARTS[b["rtu_uart"]]

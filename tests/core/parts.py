@@ -1,6 +1,6 @@
-"""The parts app.build makes, for the scripts that need one (the TCP slave, the pin I/O)
+"""The parts startup.build makes, for the scripts that need one (the TCP slave, the pin I/O)
 without reaching into the loop's fields: made(module, name) swaps the class module.name for a
-subclass that keeps every instance it makes, and returns that list. Call it before app.build;
+subclass that keeps every instance it makes, and returns that list. Call it before startup.build;
 the firmware looks the class up in its module when it builds the part."""
 
 

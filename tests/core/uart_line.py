@@ -16,7 +16,7 @@ import time
 
 import board
 import machine
-from mbnode import app, config
+from mbnode import startup, config
 from mbnode.crc import crc16
 
 BAUD = int(sys.argv[1])
@@ -51,7 +51,7 @@ def main():
                      "holding_registers": ["0x0000-0x0001", "0x1000-0x17FF"],
                      "input_registers": ["0x0000-0x0002"]},
     }, *board.config_rules())
-    loop, _ = app.build(cfg, board)
+    loop, _ = startup.build(cfg, board)
     uart = machine.UARTS[cfg["board"]["rtu_uart"]]
     random.seed(BAUD)
     rnd = random

@@ -3,7 +3,7 @@ tests/mcu/test_pico_heap.py and bench/cabinet_pico.py.
 
 mpremote's `exec` soft-resets the board (so main.py does not run and the heap starts clean) and
 runs PROBE: it starts mbnode exactly as main.py does (`app.run("config.json")`: the data model,
-the configuration check and its unloading, the packed copy, app.build), with two additions made
+the configuration check and its unloading, the packed copy, startup.build), with two additions made
 before anything of mbnode is built: Loop.run first prints `heap start IN_USE FREE` (after
 gc.collect()) and then serves as usual with one more loop timer, which, once the Engine has
 counted `served` requests from a transport, prints `heap served N IN_USE FREE` and stops the

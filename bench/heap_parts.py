@@ -52,7 +52,7 @@ def _hook(name, *args):
 # what the parts startup.build makes cost (their objects, not the imports they make): wrapped once
 # their module is loaded
 _WRAP = {"mbnode.datamodel": ("DataModel",), "mbnode.pdu": ("Engine",), "mbnode.loop": ("Loop",),
-         "mbnode.devid": ("DeviceIdentification",), "mbnode.tcp": ("TcpSlave",), "mbnode.rtulink": ("start",),
+         "mbnode.devid": ("DeviceIdentification",), "mbnode.tcp": ("TcpSlave",), "mbnode.rtulink": ("RtuLink",),
          "board": ("start",), "mbnode.masters": ("Masters",), "mbnode.tcpmaster": ("TcpMaster",),
          "mbnode.mqtt.relay": ("Relay",), "mbnode.mqtt.bridge": ("Bridge",),
          "mbnode.mqtt.telemetry": ("Telemetry",)}

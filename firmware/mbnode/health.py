@@ -14,7 +14,7 @@ class Health:
         self.flash_writes = 0
         self.tcp = None  # the TcpSlave, when Modbus TCP is on: its clients() is the connections served
         self.line = None  # the slave line's LineDiagnostics (mbnode.diag), when there is one: CRC errors
-        self.link = None  # the slave line's RtuLink (mbnode.rtulink.start): retained memory saves when it is quiet
+        self.link = None  # the slave line's RtuLink (made by mbnode.startup): retained memory saves when it is quiet
         self.masters = ()  # the serial lines in master mode (RtuMaster; startup.build adds each): saves hold them
         self.retain = None  # mbnode.retain's part, when configured: the settings block's "save" calls save_now()
         # Faults, bits (status register 0x200F, the status LED's fast blinking): FAULT_CONFIG set by

@@ -24,8 +24,8 @@ MIN_REQUEST = const(4)  # address, function code, CRC (FC07/11/12/17)
 
 
 # Dropped by app.run once the parts are built: a line's timing is worked out when its link,
-# RTU master or board port is made, all at start-up.
-START_ONLY = ("char_times", "open_port")
+# RTU master or board port is made, all at start-up (mbnode.startup opens the ports).
+START_ONLY = ("char_times",)
 
 
 def char_times(baud, parity, stopbits):
@@ -34,24 +34,6 @@ def char_times(baud, parity, stopbits):
     Line V1.02 2.5.1.1)."""
     bits = 1 + 8 + (parity != "N") + stopbits
     return bits * 1000000 // baud, 1750 if baud > 19200 else 35 * bits * 100000 // baud
-
-
-def open_port(board, cfg, key="rtu"):
-    """The board's serial port for line `key` ("rtu", "rtu2") with its settings, and the ready
-    line's words for it; exits, as a bad configuration does, when the port cannot be had."""
-    import sys
-
-    line = cfg[key]
-    try:
-        port = board.open_rtu(line, cfg["board"], key)
-    except ValueError as e:
-        print("config: %s" % e, file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print("%s: cannot open the serial port: %s" % (key, e), file=sys.stderr)
-        sys.exit(1)
-    return port, [key, port.name, "serial" if key == "rtu" else key + "_serial",
-                  "%d-8%s%d" % (line["baud"], line["parity"], line["stopbits"])]
 
 
 def request_length(buf, o, n):

@@ -282,23 +282,3 @@ class RtuLink:
                 self._when_due()
             else:
                 self._look()
-
-
-START_ONLY = ("start",)  # dropped by app.run once the parts are built
-
-
-def start(loop, engine, cfg, board, key="rtu", health=None):
-    """Modbus RTU slave on serial line `key`; returns the words for the ready line. health
-    (mbnode.health.Health) gets the line's diagnostics and the link."""
-    from mbnode.diag import LineDiagnostics
-    from mbnode.rtu import RtuServer, char_times, open_port
-
-    rtu = cfg[key]
-    port, words = open_port(board, cfg, key)
-    char, t35 = char_times(rtu["baud"], rtu["parity"], rtu["stopbits"])
-    diag = LineDiagnostics()
-    link = RtuLink(loop, RtuServer(engine, diag, cfg["unit_id"]), port, char, t35, rtu["early_reply"])
-    if health is not None:
-        health.line = diag
-        health.link = link
-    return words

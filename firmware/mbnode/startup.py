@@ -64,9 +64,7 @@ def build(cfg, board, model=None):
         if not line["enabled"]:
             continue
         if line["mode"] == "slave":
-            from mbnode.rtulink import start
-
-            parts.extend(start(loop, engine, cfg, board, key, health))
+            parts.extend(_slave_line(loop, engine, cfg, board, key, health))
             slave_line = line["name"]
             continue
         if masters is None:
@@ -137,10 +135,26 @@ def build(cfg, board, model=None):
     return loop, " ".join(parts)
 
 
+def _slave_line(loop, engine, cfg, board, key, health):
+    """Serial line `key` in slave mode: the Modbus RTU slave's link (mbnode.rtulink) on the
+    board's port; health gets the line's diagnostics and the link. Returns the ready line's words."""
+    from mbnode.diag import LineDiagnostics
+    from mbnode.rtu import RtuServer, char_times
+    from mbnode.rtulink import RtuLink
+
+    line = cfg[key]
+    port, words = open_port(board, cfg, key)
+    char, t35 = char_times(line["baud"], line["parity"], line["stopbits"])
+    diag = LineDiagnostics()
+    link = RtuLink(loop, RtuServer(engine, diag, cfg["unit_id"]), port, char, t35, line["early_reply"])
+    health.line = diag
+    health.link = link
+    return words
+
+
 def _master_line(loop, cfg, board, key, masters, health):
     """Serial line `key` in master mode: its RtuMaster, registered by the line's name (and in
     health.masters, whose lines saves to flash hold: mbnode.retain)."""
-    from mbnode.rtu import open_port
     from mbnode.rtumaster import RtuMaster
 
     line = cfg[key]
@@ -161,6 +175,24 @@ def _master_line(loop, cfg, board, key, masters, health):
     masters.add(line["name"], m)
     health.masters += (m,)
     return words + [key + "_mode", "master"]
+
+
+def open_port(board, cfg, key="rtu"):
+    """The board's serial port for line `key` ("rtu", "rtu2") with its settings, and the ready
+    line's words for it; exits, as a bad configuration does, when the port cannot be had."""
+    import sys
+
+    line = cfg[key]
+    try:
+        port = board.open_rtu(line, cfg["board"], key)
+    except ValueError as e:
+        print("config: %s" % e, file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print("%s: cannot open the serial port: %s" % (key, e), file=sys.stderr)
+        sys.exit(1)
+    return port, [key, port.name, "serial" if key == "rtu" else key + "_serial",
+                  "%d-8%s%d" % (line["baud"], line["parity"], line["stopbits"])]
 
 
 def load_config(path, board):

@@ -19,7 +19,7 @@ def build(cfg, board, model=None):
     from mbnode.devid import DeviceIdentification
     from mbnode.loop import Loop
     from mbnode.pdu import Engine
-    from mbnode.typenames import TABLE_NAMES  # unloaded again by _forget_start
+    from mbnode.typenames import TABLE_NAMES  # unloaded again by forget()
 
     if model is None:
         model = DataModel()

@@ -3,7 +3,9 @@
 parse() turns one request payload into a Request, build_pdu() writes its Modbus request PDU
 (function code first, the same bytes for the local Engine, a Modbus TCP server or an RTU field
 device) and format_response() turns the response PDU into the reply line. Every reply text,
-errors included, is made in this module, so the wording lives in one place.
+errors included, is made in this module, but those of requests that parsed and then failed
+(a malformed response, a timeout, a failed connection, a server not there): mbnode.mqtt.refusals,
+loaded only when one is needed.
 
 Requests (fields separated by any run of whitespace; leading/trailing whitespace ignored):
   0 COOKIE IP_TYPE IP PORT TIMEOUT SERVER_ID FUNCTION FIRST_REGISTER COUNT|VALUE|COUNT VALUES
@@ -357,36 +359,42 @@ def exception_text(code):
     return "Modbus exception %d (%s)" % (code, name) if name else "Modbus exception %d" % code
 
 
+def _refusals():
+    # mbnode.mqtt.refusals, loaded at the first reply that needs it and kept.
+    from mbnode.mqtt import refusals
+
+    return refusals
+
+
 def format_response(req, pdu, n, off=0):
     """The reply line for the response PDU pdu[off:off+n] to req (a TCP/SERIAL request)."""
     fc = req.fc
     if req.count == 0:
         return ok(req)
     if n < 2:
-        return error(req, "malformed response: %d bytes" % n)
+        return _refusals().malformed(req, 0, n)
     got = pdu[off]
     if got == fc | 0x80:
         return error(req, exception_text(pdu[off + 1]))
     if got != fc:
-        return error(req, "malformed response: function %d to function %d" % (got, fc))
+        return _refusals().malformed(req, 1, got, fc)
     if fc > 4:
         if n != 5:
-            return error(req, "malformed response: %d bytes, expected 5" % n)
+            return _refusals().malformed(req, 2, n)
         if fc == 5:
             expect = 0xFF00 if req.value else 0
         else:
             expect = req.value if fc == 6 else req.count
         echo = (pdu[off + 1] << 24) | (pdu[off + 2] << 16) | (pdu[off + 3] << 8) | pdu[off + 4]
         if echo != (req.address << 16) | expect:
-            return error(req, "malformed response: the echo does not match the request")
+            return _refusals().malformed(req, 3)
         return ok(req)
     count = req.count
     size = 2 * count if fc >= 3 else (count + 7) >> 3
     if pdu[off + 1] != n - 2:
-        return error(req, "malformed response: byte count %d with %d data bytes" % (pdu[off + 1], n - 2))
+        return _refusals().malformed(req, 4, pdu[off + 1], n - 2)
     if n - 2 != size:
-        return error(req, "malformed response: %d data bytes for %d %s" % (
-            n - 2, count, "registers" if fc >= 3 else "coils" if fc == 1 else "inputs"))
+        return _refusals().malformed(req, 5, n - 2, count, "registers" if fc >= 3 else "coils" if fc == 1 else "inputs")
     d = off + 2
     head = req.cookie + " OK"
     if fc >= 3:
@@ -423,48 +431,6 @@ def _registers(head, pdu, d, count):
         k -= 1
         out[k] = 32
     return out.decode()
-
-
-def _where(req):
-    return "[%s]:%d" % (req.host, req.port) if req.ip_type == 1 else "%s:%d" % (req.host, req.port)
-
-
-def timeout(req):
-    """No response in req.timeout seconds (TCP target or serial field device)."""
-    return error(req, "timeout: no response within %d s" % req.timeout)
-
-
-def refused(req):
-    return error(req, "connection refused by %s" % _where(req))
-
-
-def unreachable(req, detail):
-    """Connecting failed otherwise (no route, name not resolved...); detail says how."""
-    return error(req, "cannot connect to %s: %s" % (_where(req), detail))
-
-
-def no_serial_device(req):
-    """The serial device id is configured but its port cannot act as master now."""
-    return error(req, "serial device id %s: no such serial device available" % req.device)
-
-
-def no_such_server(req, unit_id):
-    """A request to this device's own address for a server id it does not answer."""
-    return error(req, "server id %d: no such server at %s (this device answers server id %d)"
-                 % (req.unit, _where(req), unit_id))
-
-
-def slave_port(req, unit_id):
-    """Format 1 for another server id while the serial port serves as this device's slave port
-    (or is off): nothing else can be reached through it."""
-    return error(req, "serial device id %s: the serial port is a Modbus RTU slave here, only server id %d "
-                 "(this device) is answered" % (req.device, unit_id))
-
-
-def never_opened(req):
-    """A reopen ("2 COOKIE N 0" without a target) of a slot that was never opened."""
-    return error(req, "connection index %d was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT"
-                 % req.index)
 
 
 def cookie_of(payload, cut=False):

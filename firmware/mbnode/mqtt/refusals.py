@@ -1,10 +1,10 @@
 """The MQTT gateway's error replies to requests that parsed (mbnode.mqtt.textproto) but could not
 be answered as asked: a malformed response, a timeout, a connection that failed, a server or
 serial device that is not there, a slot never opened. Loaded at the first such reply and kept
-(mbnode.mqtt.jobs loads it with itself; the relay's own refusals and textproto.format_response
-load it inside the bridge's request handling, whose MemoryError is answered "out of memory for
-this request"): a gateway whose requests all succeed keeps none of these texts on the heap.
-textproto.error makes the line; textproto has the protocol's other texts.
+(mbnode.mqtt.jobs loads it with itself; textproto.format_response and the relay load it inside
+the bridge's request handling, whose MemoryError is answered "out of memory for this request"):
+a gateway whose requests all succeed keeps none of these texts on the heap. textproto.error
+makes the line; why parse refuses a request: mbnode.mqtt.badrequest.
 """
 
 from mbnode.mqtt.textproto import error
@@ -59,3 +59,4 @@ def never_opened(req):
     """A reopen ("2 COOKIE N 0" without a target) of a slot that was never opened."""
     return error(req, "connection index %d was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT"
                  % req.index)
+

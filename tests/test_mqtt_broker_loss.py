@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import Sim, need
-from mbnode.mqtt import textproto
+from mbnode.mqtt import refusals, textproto
 from mbtest import pymodbus, unit
 from mqtttest import Broker, Client, SilentServer, Topics, kill_sim, mqtt_config, need_paho, sim_alive
 
@@ -168,7 +168,7 @@ def test_broker_killed_and_restarted(tmp_path, broker):
         sim.io_cmd("set ai 0x30 3")
         assert client.wait(topics.point("beat"), lambda m: m.json()["value"] == 3).json()["value"] == 3
         payload = "0 5 0 127.0.0.1 %d 1 1 3 1 1" % silent.port
-        assert client.request(payload) == textproto.timeout(textproto.parse(payload))
+        assert client.request(payload) == refusals.timeout(textproto.parse(payload))
         poller.poll_once()
         assert time.monotonic() - t_kill < 40
     finally:

@@ -14,7 +14,7 @@ got no answer at all.)
 
 import pytest
 
-from mbnode.mqtt import textproto
+from mbnode.mqtt import refusals, textproto
 from mqtttest import broker, needs_bridge_tools  # noqa: F401 - fixtures
 from mqtttest import SilentServer, Topics, collect_replies, start_device
 
@@ -60,7 +60,7 @@ def test_burst_of_100_with_a_slow_request_in_flight(dev, silent):
     cookies = list(range(20001, 20001 + N))
     dev.client.burst([read_request(dev, c) for c in cookies])
     got = collect_replies(dev, ["20000"] + [str(c) for c in cookies], timeout=SLOW_S + 30)
-    want = {"20000": [textproto.timeout(textproto.parse(slow))]}
+    want = {"20000": [refusals.timeout(textproto.parse(slow))]}
     for c in cookies:
         want[str(c)] = ["%d OK 41 42" % c]
     assert got == want
@@ -76,7 +76,7 @@ def test_burst_of_remote_requests_fills_jobs_then_queue(dev, silent):
     want = {}
     for i, c in enumerate(cookies):
         if i < PARALLEL + QUEUE:
-            want[str(c)] = [textproto.timeout(textproto.parse(slow % c))]
+            want[str(c)] = [refusals.timeout(textproto.parse(slow % c))]
         else:
             want[str(c)] = [textproto.queue_full(slow % c, QUEUE)]
     assert got == want

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from mbnode.mqtt import textproto
+from mbnode.mqtt import refusals, textproto
 from mbnode.mqtt.textproto import RequestError
 from mbtest import ok, pymodbus, pymodbus_client, unit
 from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
@@ -343,7 +343,7 @@ def test_remote_by_hostname(gw, remote):
     "localhost" resolves to ::1 first, the refusal is the right answer."""
     payload = remote_req(remote, 216, "3 3 1", host="2 localhost")
     first = socket.getaddrinfo("localhost", remote.port)[0][0]
-    expected = "216 OK 502" if first == socket.AF_INET else textproto.refused(req(payload))
+    expected = "216 OK 502" if first == socket.AF_INET else refusals.refused(req(payload))
     assert gw.request(payload) == expected
 
 
@@ -358,7 +358,7 @@ def test_remote_exception(gw, remote):
 def test_remote_refused(gw):
     payload = "0 231 0 127.0.0.1 %d 3 1 3 1 1" % free_port()
     got = gw.request(payload)
-    assert got == textproto.refused(req(payload))
+    assert got == refusals.refused(req(payload))
     assert got.startswith("231 ERROR: ") and "refused" in got
 
 
@@ -381,7 +381,7 @@ def test_remote_timeout_while_tcp_keeps_serving(gw, silent):
             time.sleep(0.1)
     got = gw.client.response("241", 1)
     elapsed = time.monotonic() - t0
-    assert got == textproto.timeout(req(payload)) == "241 ERROR: timeout: no response within 1 s"
+    assert got == refusals.timeout(req(payload)) == "241 ERROR: timeout: no response within 1 s"
     assert 0.8 <= elapsed <= 5, elapsed
     assert len(polls) >= 4, polls
     assert max(polls) < 1.0, "a Modbus TCP poll waited %.2f s while the gateway waited" % max(polls)
@@ -430,7 +430,7 @@ def test_slot_reopen_without_a_target(gw, remote):
     """seeds/000: OPEN "will open a closed connection, reopen an already open connection with the
     same parameters": "2 C N 0" alone uses the target of the slot's last OPEN."""
     payload = "2 441 5 0"
-    assert gw.request(payload) == textproto.never_opened(req(payload)) == (
+    assert gw.request(payload) == refusals.never_opened(req(payload)) == (
         "441 ERROR: connection index 5 was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT")
     assert gw.request("2 442 5 2") == "442 OK 0"
     peer = SilentServer()
@@ -464,14 +464,14 @@ def test_slot_reopen_retries_a_refused_open(gw):
     """The target is remembered whether or not the connection could be made."""
     port = free_port()
     first = "2 461 6 0 0 127.0.0.1 %d 3" % port
-    assert gw.request(first) == textproto.refused(req(first)) == "461 ERROR: connection refused by 127.0.0.1:%d" % port
+    assert gw.request(first) == refusals.refused(req(first)) == "461 ERROR: connection refused by 127.0.0.1:%d" % port
     assert gw.request("2 462 6 0") == "462 ERROR: connection refused by 127.0.0.1:%d" % port
     assert gw.request("2 463 6 2") == "463 OK 0"
 
 
 def test_slot_open_refused(gw):
     payload = "2 421 1 0 0 127.0.0.1 %d 3" % free_port()
-    assert gw.request(payload) == textproto.refused(req(payload))
+    assert gw.request(payload) == refusals.refused(req(payload))
     assert gw.request("2 422 1 2") == "422 OK 0"
 
 
@@ -523,7 +523,7 @@ def test_a_dead_server_delays_neither_other_servers_nor_the_device_itself(gw, si
     texts = dict((c, t) for c, t, _ in got)
     assert texts["912"] == "912 OK 700 701"
     assert texts["913"] == "913 OK 606"
-    assert texts["911"] == textproto.timeout(req("0 911 0 127.0.0.1 %d 8 1 3 1 1" % silent.port))
+    assert texts["911"] == refusals.timeout(req("0 911 0 127.0.0.1 %d 8 1 3 1 1" % silent.port))
 
 
 def test_requests_to_one_server_run_one_after_the_other(gw, silent):
@@ -536,7 +536,7 @@ def test_requests_to_one_server_run_one_after_the_other(gw, silent):
     got = _replies(gw, {"921", "922"}, timeout=20)
     assert [c for c, _, _ in got] == ["921", "922"], got
     assert got[1][2] - t0 >= 4.0, got
-    assert got[1][1] == textproto.timeout(req(slow % 922))
+    assert got[1][1] == refusals.timeout(req(slow % 922))
 
 
 def test_queue_full_and_fifo(gw, silent):
@@ -559,7 +559,7 @@ def test_queue_full_and_fifo(gw, silent):
         "935 ERROR: queue full: 2 requests waiting, try again later"
     assert texts["936"] == "936 OK 607"
     for c, p in zip(("931", "932", "933", "934"), payloads):
-        assert texts[c] == textproto.timeout(req(p))
+        assert texts[c] == refusals.timeout(req(p))
     assert got[-1][2] - t0 >= 8.0, "four 2-s timeouts one after the other: %r" % got
 
 
@@ -607,7 +607,7 @@ def test_master_timeout_while_tcp_keeps_serving(master):
             n += 1
             time.sleep(0.1)
     got = master.client.response("531", 1)
-    assert got == textproto.timeout(req(payload)) == "531 ERROR: timeout: no response within 1 s"
+    assert got == refusals.timeout(req(payload)) == "531 ERROR: timeout: no response within 1 s"
     assert 0.8 <= time.monotonic() - t0 <= 5
     assert n >= 3
     # The line works again after the timeout.

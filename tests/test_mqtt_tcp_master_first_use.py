@@ -159,3 +159,23 @@ def test_no_room_for_the_jobs_costs_one_line_and_the_next_request_makes_them(mon
     assert rig.request("0 22 0 192.0.2.7 502 1 5 3 1 1") is None  # made now, all at once, and in flight
     assert len(made) == 2 + JOBS and len(rig.relay.jobs.free) == JOBS - 1
     assert rig.connects == [("192.0.2.7", 502)]
+
+
+def test_without_masters_the_relay_makes_them_at_the_first_remote_request(monkeypatch):
+    # app.build hands the gateway no Masters when nothing else needed one (no master line,
+    # extension or poller): its own requests, format 1 included, never make them.
+    rig = Rig(monkeypatch)
+    rig.relay.masters = None
+    rig.relay.loop = rig.loop
+    rig.bridge.m["serial_devices"] = ["rs485"]
+    assert rig.request("0 1 0 127.0.0.1 502 1 1 3 1 1") == "1 OK 0"
+    assert rig.request("1 2 rs485 1 1 3 1 1") == "2 OK 0"  # no master line: answered locally
+    assert rig.request("2 3 0 2") == "3 OK 0"
+    assert rig.relay.masters is None and rig.built == 0
+    assert rig.request("0 4 0 192.0.2.7 502 1 5 3 1 1") is None  # in flight
+    masters = rig.relay.masters
+    assert masters is not None and masters.loop is rig.loop and masters.lines == {}
+    assert masters._tcp is not None and rig.built == 1
+    assert rig.connects == [("192.0.2.7", 502)]
+    assert rig.request("2 5 1 0 0 192.0.2.8 502 1") is None  # a format-2 open: the same masters
+    assert rig.relay.masters is masters and rig.built == 1

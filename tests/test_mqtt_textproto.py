@@ -7,7 +7,7 @@ import binascii
 
 import pytest
 
-from mbnode.mqtt import textproto
+from mbnode.mqtt import refusals, textproto
 from mbnode.datamodel import COILS, HOLDING, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.mqtt.textproto import CONN, SERIAL, TCP, RequestError
@@ -150,7 +150,7 @@ def test_format_2_open_without_a_target_is_a_reopen():
     req = textproto.parse(" 2  9 4 0 \n")
     assert (req.kind, req.cookie, req.index, req.action) == (CONN, "9", 4, textproto.OPEN)
     assert (req.ip_type, req.host, req.port, req.timeout) == (None, None, None, None)
-    assert textproto.never_opened(req) == (
+    assert refusals.never_opened(req) == (
         "9 ERROR: connection index 4 was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT")
 
 
@@ -472,15 +472,15 @@ def test_malformed_responses_are_named(line, response, reason):
 
 def test_transport_error_texts():
     req = textproto.parse("0 7 0 192.168.1.9 1502 5 1 3 1 1")
-    assert textproto.timeout(req) == "7 ERROR: timeout: no response within 5 s"
-    assert textproto.refused(req) == "7 ERROR: connection refused by 192.168.1.9:1502"
-    assert textproto.unreachable(req, "host unreachable") == (
+    assert refusals.timeout(req) == "7 ERROR: timeout: no response within 5 s"
+    assert refusals.refused(req) == "7 ERROR: connection refused by 192.168.1.9:1502"
+    assert refusals.unreachable(req, "host unreachable") == (
         "7 ERROR: cannot connect to 192.168.1.9:1502: host unreachable")
     req6 = textproto.parse("0 8 1 %s 502 2 1 3 1 1" % IPV6)
-    assert textproto.refused(req6) == "8 ERROR: connection refused by [%s]:502" % IPV6
+    assert refusals.refused(req6) == "8 ERROR: connection refused by [%s]:502" % IPV6
     serial = textproto.parse("1 9 rs485 3 1 3 1 1")
-    assert textproto.timeout(serial) == "9 ERROR: timeout: no response within 3 s"
-    assert textproto.no_serial_device(serial) == "9 ERROR: serial device id rs485: no such serial device available"
+    assert refusals.timeout(serial) == "9 ERROR: timeout: no response within 3 s"
+    assert refusals.no_serial_device(serial) == "9 ERROR: serial device id rs485: no such serial device available"
 
 
 def test_queue_full_reply_keeps_the_cookie_when_there_is_one():

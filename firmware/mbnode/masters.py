@@ -1,7 +1,9 @@
 """The masters a device has, for the parts that send requests to other devices (the MQTT
 gateway, the TCP-to-RTU gateway, extension modules, the poller): the RTU master of each serial
 line in master role, and one TCP master, made when first asked for. startup.build fills it; its
-users only ask it, so none of them opens a port or knows who else shares it."""
+users only ask it, so none of them opens a port or knows who else shares it. A device with no
+line in master mode, no extension module and no poller has none until its MQTT gateway's first
+remote request (mbnode.mqtt.relay.Relay._masters)."""
 
 
 class Masters:

@@ -115,10 +115,8 @@ def build(cfg, board, model=None):
         gc.collect()
         from mbnode.mqtt.bridge import start
 
-        if masters is None:
-            from mbnode.masters import Masters
-
-            masters = Masters(loop)
+        # masters None (no master line, extension or poller): the gateway makes them at its
+        # first remote request (mbnode.mqtt.relay.Relay._masters).
         parts.extend(start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers))
     if hasattr(board, "watch"):  # a pin board's watchdog and status LED (board.wdt_ms, board.led_pin)
         parts.extend(board.watch(loop, engine, health))

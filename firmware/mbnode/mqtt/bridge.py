@@ -7,8 +7,9 @@ exponential back-off, sends keepalive pings and scans the telemetry points. Gate
 ones at once (mqtt.parallel) and local ones at once; /set writes and telemetry go through
 mbnode.mqtt.telemetry.
 
-umqtt.simple is used as it is, through the socket it is given: its module-level `socket` is
-replaced by _Net, whose sockets (_Wire) do three things umqtt cannot.
+umqtt.simple is used as it is, through the socket it is given: while it connects, its
+module-level `socket` is replaced by mbnode.mqtt.connect's stand-in, whose sockets (_Wire) do
+three things umqtt cannot.
 - Every blocking call gets only what is left of BUDGET_MS, counted from the start of the
   bridge's current turn in the loop (one packet read, one connect, one scan). A turn that runs
   out drops the connection (reconnect follows), so Modbus serving waits at most BUDGET_MS for
@@ -28,7 +29,6 @@ replaced by _Net, whose sockets (_Wire) do three things umqtt cannot.
 """
 
 import errno
-import socket
 import sys
 import time
 
@@ -184,32 +184,6 @@ class _Wire:
             bridge.refused(topic, head, body)
 
 
-class _Net:
-    """Stands in for the socket module inside umqtt.simple (see the module docstring)."""
-
-    getaddrinfo = staticmethod(socket.getaddrinfo)
-
-    def __init__(self, bridge, tls):
-        self.bridge = bridge
-        self.tls = tls
-
-    def socket(self, *args):
-        s = socket.socket(*args)
-        # A PUBLISH goes out in two writes (_send): without TCP_NODELAY (6, 1 on Linux and lwIP
-        # alike; the unix port's socket module has no names for them) Nagle holds the second
-        # for the broker's delayed ACK, 40 ms on Linux.
-        try:
-            s.setsockopt(6, 1, 1)
-        except OSError:
-            pass
-        b = _Wire(s, self.bridge)
-        if self.tls:
-            # The ssl module wraps a real socket: the handshake is bounded by its timeout only.
-            b._arm()
-            return b.s
-        return b
-
-
 class Bridge:
     def __init__(self, loop, m, relay, tls=None):
         """m: the checked mqtt section, its client_id filled in (start); relay:
@@ -267,42 +241,21 @@ class Bridge:
     # --- connection
 
     def _connect(self):
-        m = self.m
-        simple.socket = _Net(self, self.tls is not None)
-        c = simple.MQTTClient(m["client_id"], m["host"], m["port"], m["user"] or None, m["password"],
-                              m["keepalive"], ssl=self.tls)
-        if self.tls is not None and hasattr(c, "ssl_params"):
-            print("mqtt: tls needs umqtt.simple 1.4 or later (mpremote mip install umqtt.simple); "
-                  "not connecting", file=sys.stderr)
-            self.retry_at = time.ticks_add(time.ticks_ms(), 3600000)
-            return
-        c.set_callback(self._on_message)
-        c.set_last_will(self.t_status, b"offline", True, self.qos)
+        # mbnode.mqtt.connect, loaded for each connect and dropped again (its texts and the
+        # socket stand-in stay off the heap while connected). Out of memory: the next retry.
+        import mbnode.mqtt
+
         try:
-            c.connect(m["clean_session"])
-            if not isinstance(c.sock, _Wire):
-                c.sock = _Wire(c.sock, self)  # the TLS socket
-            self.client = c
-            self.loop.add(c.sock.s, self)
-            c.subscribe(self.t_request, self.qos)
-            if self.telemetry is not None and self.telemetry.writable:
-                c.subscribe(self.t_root + b"+/set", self.qos)
-            for topic, _ in self.subs:
-                c.subscribe(topic, self.qos)
-        except Exception as e:  # noqa: BLE001 - OSError, MQTTException, umqtt's asserts
-            self._drop("connect to %s:%d" % (m["host"], m["port"]), e)
-            return
-        now = time.ticks_ms()
-        self.last_tx = self.last_rx = now
-        self.ping_at = None
-        self.delay = 1000 * m["reconnect"]["initial_s"]
-        print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], m["client_id"]))
-        if self.publish(self.t_status, b"online", True) and self.telemetry is not None:
-            self.telemetry.scan(now, True)
-        for fn in self.greet:  # a greet callback may replace the tuple (discovery): this one goes on
-            if self.client is not None:
-                fn()
-        self._work()
+            try:
+                from mbnode.mqtt.connect import connect
+            except MemoryError as e:
+                self._drop("connect", e)
+                return
+            connect(self)
+        finally:
+            sys.modules.pop("mbnode.mqtt.connect", None)
+            if hasattr(mbnode.mqtt, "connect"):
+                delattr(mbnode.mqtt, "connect")
 
     def _drop(self, what, e):
         c = self.client

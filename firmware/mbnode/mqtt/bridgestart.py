@@ -39,7 +39,8 @@ def _client_id(m):
 
 def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publishers=()):
     """The bridge on the loop; returns the words for the ready line. tcp: the TcpSlave or None;
-    masters: mbnode.masters.Masters, where the gateway's remote requests go; slave_line: the
+    masters: mbnode.masters.Masters, where the gateway's remote requests go, or None (made at
+    the first remote request: mbnode.mqtt.relay); slave_line: the
     name of the serial line this device is a slave on, or None; publishers: optional parts that
     publish through the bridge (the poller): each is given attach(publish, base, root) and
     returns the longest topic it publishes on."""
@@ -66,7 +67,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
     names = [cfg[key]["name"] for key in ("rtu", "rtu2") if cfg[key]["enabled"] and cfg[key]["name"] not in ids]
     if names:  # every serial line's name is a SERIAL_DEVICE_ID too
         m["serial_devices"] = ids + names
-    relay = Relay(engine, cfg["unit_id"], own, masters, slave_line, None, m["parallel"])
+    relay = Relay(engine, cfg["unit_id"], own, masters, slave_line, None, m["parallel"], loop)
     m["client_id"] = _client_id(m)
     bridge = Bridge(loop, m, relay, _tls_context(m["tls"]) if m["tls"]["enabled"] else None)
     relay.finish = bridge.reply

@@ -6,7 +6,7 @@ own requests never loads it. A request allocates no job: it takes a free one, an
 from the master) gives it back before the reply line goes to the relay's finish.
 """
 
-from mbnode.mqtt import textproto
+from mbnode.mqtt import refusals, textproto
 from mbnode.mqtt.textproto import CONN, SERIAL
 from mbnode.transaction import BAD, FAILED, OK, REFUSED, SENT, TIMEOUT, Transaction, UNREACHABLE
 
@@ -41,7 +41,7 @@ class Jobs:
         i = req.index
         if req.host is None:  # "2 C N 0": reopen with the last OPEN's target, as the seed says
             if self.last[i] is None:
-                return textproto.never_opened(req)
+                return refusals.never_opened(req)
             req.ip_type, req.host, req.port, req.timeout = self.last[i]
         else:  # kept whether or not this connect succeeds: a reopen retries it
             self.last[i] = (req.ip_type, req.host, req.port, req.timeout)
@@ -77,11 +77,11 @@ class Jobs:
         if status == OK:
             line = textproto.ok(req) if req.kind == CONN else textproto.format_response(req, buf, n, o)
         elif status == TIMEOUT:
-            line = textproto.timeout(req)
+            line = refusals.timeout(req)
         elif status == REFUSED:
-            line = textproto.refused(req)
+            line = refusals.refused(req)
         elif status == UNREACHABLE:
-            line = textproto.unreachable(req, txn.why)
+            line = refusals.unreachable(req, txn.why)
         elif status == SENT:
             line = textproto.ok(req)
         elif status == BAD and req.kind == SERIAL:

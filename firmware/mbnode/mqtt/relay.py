@@ -22,11 +22,12 @@ from mbnode.scratch import SCRATCH
 
 
 class Relay:
-    def __init__(self, engine, unit_id, own_tcp, masters, slave_line, finish, jobs=4):
+    def __init__(self, engine, unit_id, own_tcp, masters, slave_line, finish, jobs=4, loop=None):
         """own_tcp: the (hosts, port, board addresses) that are this device's Modbus TCP slave,
         or None; the board's address list is the board's own, updated in place (Wi-Fi comes late);
         masters: mbnode.masters.Masters (format 1 to a line in master mode goes to its RTU
-        master); slave_line: the name of the line this device is a slave on, or None (not kept:
+        master), or None when no other part needed one (no line in master mode): then it is
+        made on loop at the first remote format-0 or format-2 request (_masters); slave_line: the name of the line this device is a slave on, or None (not kept:
         format 1 to any device that is not a master line's, that one included, is answered
         locally as on a slave port, as before there were lines); finish(line): called with a
         remote request's reply; jobs: remote requests at once."""
@@ -34,6 +35,7 @@ class Relay:
         self.unit_id = unit_id
         self.own_tcp = own_tcp
         self.masters = masters
+        self.loop = loop
         self.finish = finish
         # Where the MQTT bridge drops the bytes of a message it refuses (mbnode.mqtt.bridge._Wire):
         # the device's scratch buffer (mbnode.scratch), read and dropped at once.
@@ -46,6 +48,22 @@ class Relay:
         """No job is free: a remote request has to wait (never before the jobs are made)."""
         jobs = self.jobs
         return jobs is not None and not jobs.free
+
+    def _masters(self):
+        """The masters; made at the first call when app.build had none (the gateway of a device
+        without a master line reaches other devices only over TCP). A MemoryError here leaves
+        nothing made: the request is answered "out of memory" (the bridge)."""
+        masters = self.masters
+        if masters is None:
+            from mbnode.masters import Masters
+
+            masters = self.masters = Masters(self.loop)
+        return masters
+
+    def _line(self, req):
+        # The RTU master of req's serial device, or None (no masters yet: no master line either).
+        masters = self.masters
+        return None if masters is None else masters.rtu(req.device)
 
     def _jobs(self):
         """The jobs; at the first call their module is loaded and all of them are made, and
@@ -66,7 +84,7 @@ class Relay:
             return False
         if req.kind == TCP:
             return not self._own(req) or self._waits(req)
-        return self.masters.rtu(req.device) is not None or self._waits(req)
+        return self._line(req) is not None or self._waits(req)
 
     def _waits(self, req):
         # A write to extension modules' outputs (mbnode.extension) is answered once they have.
@@ -89,20 +107,24 @@ class Relay:
                 return self._local(req)
             # The TCP master first (made at the first remote request): its MemoryError, answered
             # by the bridge, leaves the jobs as they were.
-            master = self.masters.tcp()
+            master = self._masters().tcp()
             return self._jobs().tcp(req, master)
-        line = self.masters.rtu(req.device)
+        line = self._line(req)
         if line is None:
-            if req.device in self.masters.lines:  # a master line that has gone
-                return textproto.no_serial_device(req)
+            if self.masters is not None and req.device in self.masters.lines:  # a master line that has gone
+                from mbnode.mqtt.refusals import no_serial_device
+
+                return no_serial_device(req)
             return self._local(req)
         return self._jobs().serial(req, line)
 
     def _local(self, req):
         if self.unit_id and req.unit != self.unit_id:
+            from mbnode.mqtt import refusals  # its MemoryError: "out of memory" (the bridge)
+
             if req.kind == SERIAL:
-                return textproto.slave_port(req, self.unit_id)
-            return textproto.no_such_server(req, self.unit_id)
+                return refusals.slave_port(req, self.unit_id)
+            return refusals.no_such_server(req, self.unit_id)
         txn = None
         if self.engine.remote is not None:  # a write to extension modules: a job waits for it
             free = self._jobs().free
@@ -122,7 +144,7 @@ class Relay:
 
     def _conn(self, req):
         if req.action == OPEN:
-            return self._jobs().open(req, self.masters)
+            return self._jobs().open(req, self._masters())
         link = None if self.jobs is None else self.jobs.slots[req.index]
         if req.action == CLOSE:
             if link is not None:

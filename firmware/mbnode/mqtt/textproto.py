@@ -2,8 +2,10 @@
 
 parse() turns one request payload into a Request, build_pdu() writes its Modbus request PDU
 (function code first, the same bytes for the local Engine, a Modbus TCP server or an RTU field
-device) and format_response() turns the response PDU into the reply line. Every reply text,
-errors included, is made in this module, so the wording lives in one place.
+device) and format_response() turns the response PDU into the reply line. The reply texts
+are made here but for refusals: why parse() refuses a request (mbnode.mqtt.badrequest, loaded
+for each and dropped) and the replies to requests that failed later (a malformed response, a
+timeout, a failed connection, a server not there: mbnode.mqtt.refusals, loaded at the first).
 
 Requests (fields separated by any run of whitespace; leading/trailing whitespace ignored):
   0 COOKIE IP_TYPE IP PORT TIMEOUT SERVER_ID FUNCTION FIRST_REGISTER COUNT|VALUE|COUNT VALUES
@@ -18,6 +20,8 @@ cookie itself is missing or invalid is answered "ERROR: <reason>" (no valid cook
 The cookie stays the decimal text it arrived as: 2**64-1 is far beyond MicroPython's small ints
 (30 bits on a microcontroller), and the reply only ever echoes it.
 """
+
+import sys
 
 try:
     from micropython import const
@@ -42,12 +46,35 @@ _FIELDS = const(11)
 # whitespace. The bridge keeps as many of a request too long to take in (mbnode.mqtt.bridge).
 HEAD = const(64)
 _COMMA = const(44)
-_SHOW = const(24)  # a field is quoted in an error up to this many characters
 _FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
-# The names of exception codes 1..11 (None: a code without a name).
-_EXCEPTIONS = ("illegal function", "illegal data address", "illegal data value", "server device failure",
-               "acknowledge", "server device busy", None, "memory parity error", None,
-               "gateway path unavailable", "gateway target device failed to respond")
+# The names of exception codes 1..11, comma-separated (empty: a code without a name): one str
+# object on the heap instead of nine.
+_EXCEPTIONS = ("illegal function,illegal data address,illegal data value,server device failure,acknowledge,"
+               "server device busy,,memory parity error,,gateway path unavailable,"
+               "gateway target device failed to respond")
+# A request's fields, as _Bad names them (mbnode.mqtt.badrequest has their names and what each allows).
+_F_TYPE = const(0)
+_F_COOKIE = const(1)
+_F_INDEX = const(2)
+_F_ACTION = const(3)
+_F_IP_TYPE = const(4)
+_F_IP = const(5)
+_F_PORT = const(6)
+_F_TIMEOUT = const(7)
+_F_DEVICE = const(8)
+_F_UNIT = const(9)
+_F_FUNCTION = const(10)
+_F_FIRST = const(11)
+_F_VALUE = const(12)
+_F_COUNT = const(13)
+_F_VALUES = const(14)
+# What is wrong with it (_Bad's first argument).
+_MISSING = const(0)
+_WRONG = const(1)
+_EXTRA = const(2)
+_EMPTY_ITEM = const(3)
+_WRONG_ITEM = const(4)
+_ITEMS = const(5)
 
 
 class RequestError(ValueError):
@@ -55,7 +82,8 @@ class RequestError(ValueError):
 
 
 class _Bad(Exception):
-    # Internal: args[0] is the reason; parse() adds the cookie.
+    # Internal: args are (what is wrong, field, token, lo, hi, extra), turned into the reason
+    # by mbnode.mqtt.badrequest.reason (_reason); parse() adds the cookie.
     pass
 
 
@@ -85,12 +113,6 @@ class Request:
         self.value = self.values = self.index = self.action = None
 
 
-def _show(tok):
-    # A request field as printable text for an error reason, cut to a bounded length.
-    s = "".join([chr(b) if 32 < b < 127 else "?" for b in tok[:_SHOW]])
-    return s + "..." if len(tok) > _SHOW else s
-
-
 def _printable(tok):
     for b in tok:
         if not 32 < b < 127:
@@ -116,29 +138,28 @@ def _small(tok):
 
 class _Fields:
     # The request's tokens, taken left to right; the first bad or missing field is the error.
+    # lo, hi, extra: what the field allows, for the error (badrequest._allowed).
     def __init__(self, tokens):
         self.t = tokens
         self.i = 0
 
-    def take(self, name, allowed):
+    def take(self, field, lo=0, hi=0, extra=None):
         if self.i >= len(self.t):
-            raise _Bad("missing %s: allowed %s" % (name, allowed))
+            raise _Bad(_MISSING, field, None, lo, hi, extra)
         self.i += 1
         return self.t[self.i - 1]
 
-    def num(self, name, lo, hi, allowed=None, choices=None):
-        allowed = allowed or "%d..%d" % (lo, hi)
-        tok = self.take(name, allowed)
+    def num(self, field, lo, hi, extra=None, choices=None):
+        tok = self.take(field, lo, hi, extra)
         v = _small(tok)
         if not lo <= v <= hi or (choices and v not in choices):
-            raise _Bad("%s %s: allowed %s" % (name, _show(tok), allowed))
+            raise _Bad(_WRONG, field, tok, lo, hi, extra)
         return v
 
     def end(self, last):
         if self.i < len(self.t):
-            # The last token can be the unsplit rest of the payload (_FIELDS): quote its first word.
-            tok = self.t[self.i].split(None, 1)[0]
-            raise _Bad("extra field %s: nothing allowed after %s" % (_show(tok), last))
+            # The last token can be the unsplit rest of the payload (_FIELDS): its first word is quoted.
+            raise _Bad(_EXTRA, last, self.t[self.i])
 
 
 def _ipv4(tok):
@@ -179,27 +200,22 @@ def _hostname(tok):
 
 def _target(f, r):
     # IP_TYPE IP PORT TIMEOUT (format 0, and format 2 OPEN).
-    r.ip_type = f.num("IP type", 0, 2, "0 (IPv4), 1 (IPv6), 2 (hostname)")
+    r.ip_type = f.num(_F_IP_TYPE, 0, 2)
+    tok = f.take(_F_IP, 0, 0, r.ip_type)
     if r.ip_type == 0:
-        allowed = "an IPv4 address such as 192.168.1.1"
-        tok = f.take("IP", allowed)
         r.host = _ipv4(tok)
         ok = r.host is not None
     elif r.ip_type == 1:
-        allowed = "an IPv6 address in full form such as 2001:0db8:0000:0000:0000:8a2e:0370:7334"
-        tok = f.take("IP", allowed)
         ok = _ipv6(tok)
     else:
-        allowed = "a hostname of letters, digits, hyphens and dots"
-        tok = f.take("IP", allowed)
         ok = _hostname(tok)
     if not ok:
-        raise _Bad("%s %s: allowed %s" % ("IP", _show(tok), allowed))  # the format of _Fields.num's
+        raise _Bad(_WRONG, _F_IP, tok, 0, 0, r.ip_type)
     if r.host is None:
         r.host = tok.decode()
     # Port 0 is refused: no TCP server listens there, so it can only be a typing mistake.
-    r.port = f.num("port", 1, 65535)
-    r.timeout = f.num("timeout", 1, 999)
+    r.port = f.num(_F_PORT, 1, 65535)
+    r.timeout = f.num(_F_TIMEOUT, 1, 999)
 
 
 def _items(tok, count, top, buf, off):
@@ -224,10 +240,9 @@ def _items(tok, count, top, buf, off):
         k += 1
         if buf is None:
             if j == i:
-                raise _Bad("values %s: item %d is empty: allowed %d comma-separated values 0..%d "
-                           "without spaces" % (_show(tok), k, count, top))
+                raise _Bad(_EMPTY_ITEM, _F_VALUES, tok, count, top, k)
             if v > top:
-                raise _Bad("values %s: item %d is %s: allowed 0..%d" % (_show(tok), k, _show(tok[i:j]), top))
+                raise _Bad(_WRONG_ITEM, _F_VALUES, tok, k, top, tok[i:j])
         if j >= n:
             return k
         i = j + 1
@@ -245,45 +260,53 @@ def parse(payload, serial_ids=None):
     try:
         return _parse(_Fields(tokens), cookie, serial_ids)
     except _Bad as e:
-        raise RequestError(error(cookie, e.args[0]))
+        raise RequestError(error(cookie, _reason(e.args)))
+
+
+def _reason(args):
+    # The reason for a refused request (mbnode.mqtt.badrequest, loaded for it and dropped again:
+    # none of its texts stay on the heap). Its MemoryError is answered "out of memory" (the bridge).
+    import mbnode.mqtt
+
+    try:
+        from mbnode.mqtt.badrequest import reason
+
+        return reason(*args)
+    finally:
+        sys.modules.pop("mbnode.mqtt.badrequest", None)
+        if hasattr(mbnode.mqtt, "badrequest"):
+            delattr(mbnode.mqtt, "badrequest")
 
 
 def _parse(f, cookie, serial_ids):
-    kind = f.num("request type", 0, 2, "0 (Modbus TCP), 1 (serial), 2 (connection)")
-    allowed = "0.." + _MAX_COOKIE.decode()
-    tok = f.take("cookie", allowed)
+    kind = f.num(_F_TYPE, 0, 2)
+    tok = f.take(_F_COOKIE)
     if cookie is None:
-        raise _Bad("%s %s: allowed %s" % ("cookie", _show(tok), allowed))
+        raise _Bad(_WRONG, _F_COOKIE, tok)
     r = Request(kind, cookie)
     if kind == CONN:
-        r.index = f.num("connection index", 0, 7)
-        r.action = f.num("action", 0, 2, "0 (open), 1 (close), 2 (status)")
+        r.index = f.num(_F_INDEX, 0, 7)
+        r.action = f.num(_F_ACTION, 0, 2)
         if r.action == OPEN and f.i < len(f.t):  # without a target: reopen (mbnode.mqtt.relay)
             _target(f, r)
-        f.end("timeout" if r.host is not None else "action")
+        f.end(_F_TIMEOUT if r.host is not None else _F_ACTION)
         return r
     if kind == TCP:
         _target(f, r)
     else:
-        if serial_ids is None:
-            allowed = "a serial device id"
-        elif serial_ids:
-            allowed = "one of " + ", ".join(serial_ids)
-        else:
-            allowed = "none (no serial device is configured)"
-        tok = f.take("serial device id", allowed)
+        tok = f.take(_F_DEVICE, 0, 0, serial_ids)
         r.device = tok.decode() if _printable(tok) else None
         if r.device is None or (serial_ids is not None and r.device not in serial_ids):
-            raise _Bad("%s %s: allowed %s" % ("serial device id", _show(tok), allowed))
-        r.timeout = f.num("timeout", 1, 999)
-    r.unit = f.num("server id", 1, 255)
-    fc = r.fc = f.num("function", 1, 16, "1, 2, 3, 4, 5, 6, 15, 16", _FUNCTIONS)
-    first = f.num("first register", 1, 65536)
+            raise _Bad(_WRONG, _F_DEVICE, tok, 0, 0, serial_ids)
+        r.timeout = f.num(_F_TIMEOUT, 1, 999)
+    r.unit = f.num(_F_UNIT, 1, 255)
+    fc = r.fc = f.num(_F_FUNCTION, 1, 16, None, _FUNCTIONS)
+    first = f.num(_F_FIRST, 1, 65536)
     r.address = first - 1
     if fc == 5 or fc == 6:
-        r.value = f.num("value", 0, 1 if fc == 5 else 0xFFFF)
+        r.value = f.num(_F_VALUE, 0, 1 if fc == 5 else 0xFFFF)
         r.count = 1
-        f.end("value")
+        f.end(_F_VALUE)
         return r
     # The seed's counts: reads of 1..2000 bits or 0..125 registers, writes of 1..1968 bits or
     # 1..123 registers.
@@ -291,19 +314,18 @@ def _parse(f, cookie, serial_ids):
     hi = 2000 if fc <= 2 else 125 if fc <= 4 else 1968 if fc == 15 else 123
     room = 65537 - first  # the seed's rule: first register + count <= 65537
     if room < hi:
-        r.count = f.num("count", lo, room, "%d..%d from first register %d" % (lo, room, first))
+        r.count = f.num(_F_COUNT, lo, room, first)
     else:
-        r.count = f.num("count", lo, hi)
+        r.count = f.num(_F_COUNT, lo, hi)
     if fc >= 15:
         top = 1 if fc == 15 else 0xFFFF
-        allowed = "%d comma-separated values 0..%d without spaces" % (r.count, top)
-        r.values = f.take("values", allowed)
+        r.values = f.take(_F_VALUES, r.count, top)
         k = _items(r.values, r.count, top, None, 0)
         if k != r.count:
-            raise _Bad("values %s: %d items for count %d: allowed %s" % (_show(r.values), k, r.count, allowed))
-        f.end("values")
+            raise _Bad(_ITEMS, _F_VALUES, r.values, r.count, top, k)
+        f.end(_F_VALUES)
     else:
-        f.end("count")
+        f.end(_F_COUNT)
     return r
 
 
@@ -353,8 +375,16 @@ def status(req, is_open):
 
 
 def exception_text(code):
-    name = _EXCEPTIONS[code - 1] if 1 <= code <= len(_EXCEPTIONS) else None
+    names = _EXCEPTIONS.split(",")
+    name = names[code - 1] if 1 <= code <= len(names) else None
     return "Modbus exception %d (%s)" % (code, name) if name else "Modbus exception %d" % code
+
+
+def _refusals():
+    # mbnode.mqtt.refusals, loaded at the first reply that needs it and kept.
+    from mbnode.mqtt import refusals
+
+    return refusals
 
 
 def format_response(req, pdu, n, off=0):
@@ -363,30 +393,29 @@ def format_response(req, pdu, n, off=0):
     if req.count == 0:
         return ok(req)
     if n < 2:
-        return error(req, "malformed response: %d bytes" % n)
+        return _refusals().malformed(req, 0, n)
     got = pdu[off]
     if got == fc | 0x80:
         return error(req, exception_text(pdu[off + 1]))
     if got != fc:
-        return error(req, "malformed response: function %d to function %d" % (got, fc))
+        return _refusals().malformed(req, 1, got, fc)
     if fc > 4:
         if n != 5:
-            return error(req, "malformed response: %d bytes, expected 5" % n)
+            return _refusals().malformed(req, 2, n)
         if fc == 5:
             expect = 0xFF00 if req.value else 0
         else:
             expect = req.value if fc == 6 else req.count
         echo = (pdu[off + 1] << 24) | (pdu[off + 2] << 16) | (pdu[off + 3] << 8) | pdu[off + 4]
         if echo != (req.address << 16) | expect:
-            return error(req, "malformed response: the echo does not match the request")
+            return _refusals().malformed(req, 3)
         return ok(req)
     count = req.count
     size = 2 * count if fc >= 3 else (count + 7) >> 3
     if pdu[off + 1] != n - 2:
-        return error(req, "malformed response: byte count %d with %d data bytes" % (pdu[off + 1], n - 2))
+        return _refusals().malformed(req, 4, pdu[off + 1], n - 2)
     if n - 2 != size:
-        return error(req, "malformed response: %d data bytes for %d %s" % (
-            n - 2, count, "registers" if fc >= 3 else "coils" if fc == 1 else "inputs"))
+        return _refusals().malformed(req, 5, n - 2, count, "registers" if fc >= 3 else "coils" if fc == 1 else "inputs")
     d = off + 2
     head = req.cookie + " OK"
     if fc >= 3:
@@ -423,48 +452,6 @@ def _registers(head, pdu, d, count):
         k -= 1
         out[k] = 32
     return out.decode()
-
-
-def _where(req):
-    return "[%s]:%d" % (req.host, req.port) if req.ip_type == 1 else "%s:%d" % (req.host, req.port)
-
-
-def timeout(req):
-    """No response in req.timeout seconds (TCP target or serial field device)."""
-    return error(req, "timeout: no response within %d s" % req.timeout)
-
-
-def refused(req):
-    return error(req, "connection refused by %s" % _where(req))
-
-
-def unreachable(req, detail):
-    """Connecting failed otherwise (no route, name not resolved...); detail says how."""
-    return error(req, "cannot connect to %s: %s" % (_where(req), detail))
-
-
-def no_serial_device(req):
-    """The serial device id is configured but its port cannot act as master now."""
-    return error(req, "serial device id %s: no such serial device available" % req.device)
-
-
-def no_such_server(req, unit_id):
-    """A request to this device's own address for a server id it does not answer."""
-    return error(req, "server id %d: no such server at %s (this device answers server id %d)"
-                 % (req.unit, _where(req), unit_id))
-
-
-def slave_port(req, unit_id):
-    """Format 1 for another server id while the serial port serves as this device's slave port
-    (or is off): nothing else can be reached through it."""
-    return error(req, "serial device id %s: the serial port is a Modbus RTU slave here, only server id %d "
-                 "(this device) is answered" % (req.device, unit_id))
-
-
-def never_opened(req):
-    """A reopen ("2 COOKIE N 0" without a target) of a slot that was never opened."""
-    return error(req, "connection index %d was never opened: allowed 0 (open) with IP_TYPE IP PORT TIMEOUT"
-                 % req.index)
 
 
 def cookie_of(payload, cut=False):

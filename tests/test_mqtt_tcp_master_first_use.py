@@ -162,7 +162,7 @@ def test_no_room_for_the_jobs_costs_one_line_and_the_next_request_makes_them(mon
 
 
 def test_without_masters_the_relay_makes_them_at_the_first_remote_request(monkeypatch):
-    # app.build hands the gateway no Masters when nothing else needed one (no master line,
+    # startup.build hands the gateway no Masters when nothing else needed one (no master line,
     # extension or poller): its own requests, format 1 included, never make them.
     rig = Rig(monkeypatch)
     rig.relay.masters = None

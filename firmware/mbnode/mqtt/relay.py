@@ -50,7 +50,7 @@ class Relay:
         return jobs is not None and not jobs.free
 
     def _masters(self):
-        """The masters; made at the first call when app.build had none (the gateway of a device
+        """The masters; made at the first call when startup.build had none (the gateway of a device
         without a master line reaches other devices only over TCP). A MemoryError here leaves
         nothing made: the request is answered "out of memory" (the bridge)."""
         masters = self.masters

@@ -81,7 +81,7 @@ def build(cfg, board, model=None):
     if "io" in cfg:
         parts.extend(io_words)
     if saved is not None:
-        from mbnode.sysregs import start as start_system
+        from mbnode.sysstart import start as start_system
 
         parts.extend(start_system(loop, engine, cfg, board, health, saved))
     if ext and ext["modules"]:

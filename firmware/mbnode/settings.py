@@ -18,7 +18,7 @@ import time
 
 from mbnode.datamodel import HOLDING
 from mbnode.fast import copy
-from mbnode.sysregs import NAME, put16, put_text
+from mbnode.sysregs import NAME, put16
 
 try:
     from micropython import const
@@ -27,9 +27,9 @@ except ImportError:
         return x
 
 _FIRST = const(0x2100)
-_COUNT = const(0x1A)
+COUNT = const(0x1A)
 # Register offsets from _FIRST.
-_NAME = const(0x00)  # 16 registers
+DEVICE_NAME = const(0x00)  # 16 registers
 UNIT = const(0x10)
 BAUD = const(0x11)  # 2, lower half first
 PARITY = const(0x13)  # 0 none, 1 odd, 2 even
@@ -86,8 +86,8 @@ def unit0(cfg):
 
 
 # Dropped by app.run once the parts are built (a save needs the rest): slave_line and unit0 are
-# for block() and mbnode.settingsfile.overlay.
-START_ONLY = ("overlay", "_configured", "slave_line", "unit0", "block")
+# for mbnode.sysstart and mbnode.settingsfile.overlay.
+START_ONLY = ("overlay", "slave_line", "unit0")
 
 
 def overlay(cfg):
@@ -116,55 +116,14 @@ def _file(fn, *args):
                     delattr(mbnode, name[7:])
 
 
-def _configured(r, cfg):
-    """The registers as config.json has them, when no settings were saved."""
-    put_text(r, _NAME, cfg["identity"]["device_name"], 16)
-    if bad(r, 0, True) == "device name":  # a configured name the registers cannot hold
-        put_text(r, _NAME, "", 16)
-    put16(r, UNIT, cfg["unit_id"])
-    line = cfg[slave_line(cfg)]
-    put16(r, BAUD, line["baud"] & 0xFFFF)
-    put16(r, BAUD + 1, line["baud"] >> 16)
-    put16(r, PARITY, PARITIES.index(line["parity"]))
-    put16(r, STOP, line["stopbits"])
-    fs = cfg.get("failsafe")
-    put16(r, FAILSAFE, fs["timeout_ms"] // 100 if fs and fs["enabled"] else 0)
-
-
-def block(status, cfg, health, saved):
-    """The settings block for the status block `status` (mbnode.sysregs); `saved`: what
-    overlay() loaded at boot."""
-    s = Settings()
-    s.status = status
-    s.health = health
-    system = cfg["system"]
-    s.path = system["settings"]
-    s.interval = system["save_interval"]  # s
-    s.reboot_ok = system["reboot"]
-    s.unit_ok = system["unit_id_writes"]
-    s.unit0 = unit0(cfg)
-    s.generation = saved.generation if saved is not None else 0
-    # Uptime (s) of the last save since boot: the rate limit counts whole seconds of uptime (a
-    # save is taken when more than save_interval s have passed), which never wraps.
-    s.saved_at = None
-    s.regs = bytearray(2 * _COUNT)
-    s.scratch = bytearray(2 * _COUNT)
-    if saved is not None and saved.data is not None:  # as saved (overlay checked them)
-        copy(s.regs, 0, saved.data, 1, SAVED)
-    else:
-        _configured(s.regs, cfg)
-    copy(status.buf, 2 * NAME, s.regs, 2 * _NAME, 32)
-    return s
-
-
 class Settings:
-    """The settings block; its fields are set by block() (start-up code, which app.run drops
-    once the parts are built)."""
+    """The settings block; its fields are set by mbnode.sysstart (start-up code, unloaded once
+    the parts are built)."""
 
     # --- the Engine's register block
 
     def holds(self, table, first, count):
-        return table == HOLDING and first >= _FIRST and first + count <= _FIRST + _COUNT
+        return table == HOLDING and first >= _FIRST and first + count <= _FIRST + COUNT
 
     def read(self, table, first, count, buf, off):
         self.status.put_time(self.regs, _TIME)
@@ -179,7 +138,7 @@ class Settings:
         s = self.scratch
         r = self.regs
         self.status.put_time(r, _TIME)
-        copy(s, 0, r, 0, 2 * _COUNT)
+        copy(s, 0, r, 0, 2 * COUNT)
         copy(s, 2 * i, src, so, 2 * count)
         if bad(s, 0, self.unit0) is not None:
             return -3
@@ -190,13 +149,13 @@ class Settings:
         up = self.status.uptime()
         if save and self.saved_at is not None and up - self.saved_at <= self.interval:
             return -_BUSY
-        copy(r, 0, s, 0, 2 * _COUNT)
+        copy(r, 0, s, 0, 2 * COUNT)
         put16(r, _SAVE, 0)
         put16(r, _REBOOT, 0)
         if i < _TIME + 2 and end > _TIME:
             self.status.set_time(_u16(r, _TIME + 1), _u16(r, _TIME))
-        if i < _NAME + 16:
-            copy(self.status.buf, 2 * NAME, r, 2 * _NAME, 32)
+        if i < DEVICE_NAME + 16:
+            copy(self.status.buf, 2 * NAME, r, 2 * DEVICE_NAME, 32)
         if save:
             k = self.save(up)
             if k:

@@ -37,7 +37,7 @@ def build(cfg, board, model=None):
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
     if "io" in cfg:  # input and output modes (mbnode.ioconfig): power-on values before any transport
-        from mbnode.iomodes import start as start_io
+        from mbnode.iobuild import start as start_io
 
         io_words = start_io(loop, engine, model, cfg["io"], board)
     tcp = None
@@ -106,7 +106,7 @@ def build(cfg, board, model=None):
         parts.append("poller %d" % len(poller.servers))
     fs = cfg.get("failsafe")  # present only when configured (mbnode.failsafeconfig)
     if fs and fs["enabled"]:
-        from mbnode.failsafe import start as start_failsafe
+        from mbnode.failsafebuild import start as start_failsafe
 
         publishers.append(start_failsafe(loop, engine, model, health, fs))
         parts.append("failsafe %dms" % fs["timeout_ms"])

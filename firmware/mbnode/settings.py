@@ -56,28 +56,30 @@ def slave_line(cfg):
 
 
 def bad(b, o, unit0):
-    """None when the settings in b (registers from byte o) are all valid, else what is wrong."""
+    """-1 when the settings in b (registers from byte o) are all valid, else the register of the
+    first one that is not (DEVICE_NAME, UNIT, BAUD, PARITY, STOP, FAILSAFE; mbnode.settingsfile
+    names them)."""
     end = False
     for i in range(32):
         c = b[o + i]
         if c == 0:
             end = True
         elif end or c < 32 or c > 126:
-            return "device name"
+            return DEVICE_NAME
     unit = (b[o + 2 * UNIT] << 8) | b[o + 2 * UNIT + 1]
     if unit > 247 or unit == 0 and not unit0:
-        return "unit id"
+        return UNIT
     lo = (b[o + 2 * BAUD] << 8) | b[o + 2 * BAUD + 1]
     hi = (b[o + 2 * BAUD + 2] << 8) | b[o + 2 * BAUD + 3]
     if hi > 0x3D or hi == 0 and lo < 300 or (hi << 16 | lo) > 4000000:
-        return "baud"
+        return BAUD
     if b[o + 2 * PARITY] or b[o + 2 * PARITY + 1] > 2:
-        return "parity"
+        return PARITY
     if b[o + 2 * STOP] or b[o + 2 * STOP + 1] != 1 and b[o + 2 * STOP + 1] != 2:
-        return "stop bits"
+        return STOP
     if ((b[o + 2 * FAILSAFE] << 8) | b[o + 2 * FAILSAFE + 1]) > 36000:  # failsafe.timeout_ms: at most 3600 s
-        return "fail-safe timeout"
-    return None
+        return FAILSAFE
+    return -1
 
 
 def unit0(cfg):
@@ -140,7 +142,7 @@ class Settings:
         self.status.put_time(r, _TIME)
         copy(s, 0, r, 0, 2 * COUNT)
         copy(s, 2 * i, src, so, 2 * count)
-        if bad(s, 0, self.unit0) is not None:
+        if bad(s, 0, self.unit0) >= 0:
             return -3
         save = _u16(s, _SAVE)
         reboot = _u16(s, _REBOOT)

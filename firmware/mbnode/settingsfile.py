@@ -7,9 +7,12 @@ save); its data is a format byte (1) and the registers 0x2100-0x2115 as they are
 """
 
 from mbnode import store
-from mbnode.settings import BAUD, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT, bad
+from mbnode.settings import BAUD, DEVICE_NAME, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT, bad
 
 _FORMAT = 1
+# What settings.bad() found wrong, by the register it returns.
+_WHAT = {DEVICE_NAME: "device name", UNIT: "unit id", BAUD: "baud", PARITY: "parity", STOP: "stop bits",
+         FAILSAFE: "fail-safe timeout"}
 
 
 def _u16(d, reg):
@@ -27,7 +30,7 @@ def overlay(cfg):
     d = loaded.data
     if d is not None:
         why = "%d bytes; allowed %d" % (len(d), SAVED + 1) if len(d) != SAVED + 1 or d[0] != _FORMAT \
-            else bad(d, 1, unit0(cfg))
+            else _WHAT.get(bad(d, 1, unit0(cfg)))
         if why:
             print("%s: saved settings not used (%s); starting from the configuration" % (path, why))
             loaded.data = None

@@ -67,7 +67,7 @@ def _status(engine, health, board):
 def _configured(r, cfg):
     """The registers as config.json has them, when no settings were saved."""
     put_text(r, DEVICE_NAME, cfg["identity"]["device_name"], 16)
-    if bad(r, 0, True) == "device name":  # a configured name the registers cannot hold
+    if bad(r, 0, True) == DEVICE_NAME:  # a configured name the registers cannot hold
         put_text(r, DEVICE_NAME, "", 16)
     put16(r, UNIT, cfg["unit_id"])
     line = cfg[slave_line(cfg)]

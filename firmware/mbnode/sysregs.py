@@ -58,14 +58,6 @@ def put32(buf, reg, v):
     put16(buf, reg + 1, v >> 16)
 
 
-def put_text(buf, reg, text, regs):
-    """`text` in `regs` registers from `reg`: 2 characters per register, high byte first,
-    cut at 2*regs characters, zero-padded."""
-    o = 2 * reg
-    for i in range(2 * regs):
-        buf[o + i] = ord(text[i]) & 0xFF if i < len(text) else 0
-
-
 class Status:
     """The status block; its fields are set by mbnode.sysstart (start-up code, unloaded once the
     parts are built)."""

@@ -11,9 +11,17 @@ from mbnode.fast import copy
 from mbnode.settings import BAUD, DEVICE_NAME, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT
 from mbnode.settings import COUNT as SETTINGS_COUNT
 from mbnode.settings import Settings, bad, slave_line, unit0
-from mbnode.sysregs import COUNT, FIRMWARE, FIRST, MAC, NAME, NO_TEMPERATURE, Status, put16, put_text
+from mbnode.sysregs import COUNT, FIRMWARE, FIRST, MAC, NAME, NO_TEMPERATURE, Status, put16
 
 START_ONLY = True  # unloaded by app.run once the parts are built (mbnode.app._forget_start)
+
+
+def put_text(buf, reg, text, regs):
+    """`text` in `regs` registers from `reg`: 2 characters per register, high byte first,
+    cut at 2*regs characters, zero-padded."""
+    o = 2 * reg
+    for i in range(2 * regs):
+        buf[o + i] = ord(text[i]) & 0xFF if i < len(text) else 0
 
 
 def start(loop, engine, cfg, board, health, saved):

@@ -28,7 +28,7 @@ def build(cfg, board, model=None):
     system = cfg.get("system")  # present only when configured (mbnode.sysconfig)
     saved = None
     if system and system["enabled"]:
-        from mbnode.settings import overlay
+        from mbnode.sysstart import overlay
 
         saved = overlay(cfg)  # saved settings over config.json, before anything uses them
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])

@@ -1,6 +1,6 @@
 """The settings registers at 0x2100-0x2119 (docs/register-map.md, "Settings"): an Engine
 register block of holding registers, read with FC03, written with FC06/16 (and FC22/23), saved
-to flash with mbnode.store on the "save" command and laid over config.json at boot (overlay).
+to flash with mbnode.store on the "save" command and laid over config.json at boot (mbnode.sysstart.overlay).
 
 A write is applied to a copy of the block first (the registers are storage: a 32-bit value may
 be written one half at a time) and the whole copy checked; any bad value makes the write
@@ -49,12 +49,6 @@ def _u16(b, reg):
     return (b[2 * reg] << 8) | b[2 * reg + 1]
 
 
-def slave_line(cfg):
-    """The configuration key of the serial line the settings' RTU values are for: the slave
-    line, else "rtu"."""
-    return "rtu2" if cfg["rtu2"]["enabled"] and cfg["rtu2"]["mode"] == "slave" else "rtu"
-
-
 def bad(b, o, unit0):
     """-1 when the settings in b (registers from byte o) are all valid, else the register of the
     first one that is not (DEVICE_NAME, UNIT, BAUD, PARITY, STOP, FAILSAFE; mbnode.settingsfile
@@ -82,23 +76,7 @@ def bad(b, o, unit0):
     return -1
 
 
-def unit0(cfg):
-    # Unit id 0 (any unit) is for Modbus TCP only, as in config.py.
-    return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
-
-
-# Dropped by app.run once the parts are built (a save needs the rest): slave_line and unit0 are
-# for mbnode.sysstart and mbnode.settingsfile.overlay.
-START_ONLY = ("overlay", "slave_line", "unit0")
-
-
-def overlay(cfg):
-    """At boot, before the transports are built: the saved settings laid over the checked
-    configuration (mbnode.settingsfile.overlay); store's Loaded."""
-    return _file("overlay", cfg)
-
-
-def _file(fn, *args):
+def call_file(fn, *args):
     # mbnode.settingsfile's fn(*args), with that module (and store, crc, if they were not loaded
     # yet) unloaded again afterwards: they are needed at boot and for a save only.
     import sys
@@ -170,7 +148,7 @@ class Settings:
 
     def save(self, up):
         """The settings to flash (mbnode.settingsfile): 0, or -04 when the filesystem refused."""
-        if _file("save", self.path, self.regs, SAVED, self.generation + 1):
+        if call_file("save", self.path, self.regs, SAVED, self.generation + 1):
             self.health.fault |= 2  # mbnode.health.FAULT_FLASH
             return -4
         self.generation += 1

@@ -1,5 +1,5 @@
 """The settings registers' file (mbnode.settings): laid over the configuration at boot, written
-by the save command. Loaded for those two moments only (settings._file unloads it again, with
+by the save command. Loaded for those two moments only (settings.call_file unloads it again, with
 mbnode.store and mbnode.crc when nothing else had them loaded).
 
 The file is mbnode.store's (generation, length, CRC; a power cut leaves the old or the new
@@ -23,7 +23,7 @@ def overlay(cfg):
     """The saved settings laid over the checked configuration (they win over config.json).
     Prints one line saying what was loaded; returns store's Loaded (data None when nothing
     usable was found; its generation is where the next save counts on from)."""
-    from mbnode.settings import slave_line, unit0  # start-up only (settings.START_ONLY)
+    from mbnode.sysstart import slave_line, unit0  # start-up only
 
     path = cfg["system"]["settings"]
     loaded = store.load(path)

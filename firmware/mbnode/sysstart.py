@@ -1,7 +1,8 @@
 """Start-up only: the "system" section's part built (mbnode.sysconfig): the status block
 (mbnode.sysregs.Status), the settings block (mbnode.settings.Settings) and NTP on the Engine.
-app.build calls start(); the module is unloaded with the rest of the start-up code (START_ONLY
-True), so its functions and texts take no RAM once the device serves."""
+app.build calls overlay() (the saved settings, before the transports are built) and start(); the
+module is unloaded with the rest of the start-up code (START_ONLY True), so its functions and
+texts take no RAM once the device serves."""
 
 import gc
 import time
@@ -10,10 +11,27 @@ from mbnode import VERSION
 from mbnode.fast import copy
 from mbnode.settings import BAUD, DEVICE_NAME, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT
 from mbnode.settings import COUNT as SETTINGS_COUNT
-from mbnode.settings import Settings, bad, slave_line, unit0
+from mbnode.settings import Settings, bad, call_file
 from mbnode.sysregs import COUNT, FIRMWARE, FIRST, MAC, NAME, NO_TEMPERATURE, Status, put16
 
 START_ONLY = True  # unloaded by app.run once the parts are built (mbnode.app._forget_start)
+
+
+def overlay(cfg):
+    """At boot, before the transports are built: the saved settings laid over the checked
+    configuration (mbnode.settingsfile.overlay); store's Loaded."""
+    return call_file("overlay", cfg)
+
+
+def slave_line(cfg):
+    """The configuration key of the serial line the settings' RTU values are for: the slave
+    line, else "rtu"."""
+    return "rtu2" if cfg["rtu2"]["enabled"] and cfg["rtu2"]["mode"] == "slave" else "rtu"
+
+
+def unit0(cfg):
+    # Unit id 0 (any unit) is for Modbus TCP only, as in config.py.
+    return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
 
 
 def put_text(buf, reg, text, regs):
@@ -26,7 +44,7 @@ def put_text(buf, reg, text, regs):
 
 def start(loop, engine, cfg, board, health, saved):
     """The status block, the settings block (mbnode.settings) and NTP (system.ntp) on `engine`;
-    `saved`: what mbnode.settings.overlay loaded at boot. Returns the words for the ready line."""
+    `saved`: what overlay() loaded at boot. Returns the words for the ready line."""
     status = _status(engine, health, board)
     settings = _settings(status, cfg, health, saved)
     engine.blocks.append(status)
@@ -89,7 +107,7 @@ def _configured(r, cfg):
 
 def _settings(status, cfg, health, saved):
     """The settings block for the status block `status` (mbnode.sysregs); `saved`: what
-    mbnode.settings.overlay loaded at boot."""
+    overlay() loaded at boot."""
     s = Settings()
     s.status = status
     s.health = health

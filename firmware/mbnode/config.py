@@ -11,8 +11,7 @@ configuration (the base the file's keys are merged onto) and a final check of th
 import json
 
 from mbnode import VERSION
-from mbnode.datamodel import MAP
-from mbnode.typenames import TABLE_NAMES
+from mbnode.typenames import MAP, TABLE_NAMES
 
 
 class ConfigError(ValueError):

@@ -21,7 +21,7 @@ DISCRETE_INPUTS = const(1)
 HOLDING = const(2)
 INPUT = const(3)
 
-# The channel map: every address any configuration may make present, per table.
+# The channel map (every address any configuration may make present, per table: mbnode.typenames.MAP).
 BIT_CHANNELS = const(0x240)  # 0x0000-0x003F onboard, 0x0040-0x023F extension
 REG_CHANNELS = const(0x140)  # 0x0000-0x003F onboard, 0x0040-0x013F extension
 ONBOARD = const(0x40)  # onboard channels per table; onboard AO is 10-bit
@@ -32,13 +32,6 @@ MEM_POSITIONS = const(0x400)  # 1024 32-bit positions
 
 _INPUT_OFF = const(2 * REG_CHANNELS)
 _MEM_OFF = const(4 * REG_CHANNELS)
-
-MAP = (
-    ((0, BIT_CHANNELS - 1),),
-    ((0, BIT_CHANNELS - 1),),
-    ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
-    ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
-)
 
 
 def _merge(ranges):
@@ -64,10 +57,12 @@ def _failed(fn, e):
 
 class DataModel:
     def __init__(self, present=None):
-        """present: see set_present; None = the whole map."""
+        """present: see set_present; None = the whole map (mbnode.typenames.MAP)."""
         self.regs = bytearray(_MEM_OFF + 4 * MEM_POSITIONS)
         self.bits = (bytearray(BIT_CHANNELS // 8 + 1), bytearray(BIT_CHANNELS // 8 + 1))
-        self.set_present(present or MAP)
+        if present is None:
+            from mbnode.typenames import MAP as present  # start-up only: unloaded again by app.run
+        self.set_present(present)
         self.subscribers = []  # see subscribe()
 
     # Output changes: one dispatcher for every part that follows them.
@@ -100,8 +95,8 @@ class DataModel:
         return ok
 
     def set_present(self, present):
-        """present: per table (COILS..INPUT) a list of (first, last) channel ranges inside MAP
-        (the configuration checks that)."""
+        """present: per table (COILS..INPUT) a list of (first, last) channel ranges inside
+        mbnode.typenames.MAP (the configuration checks that)."""
         self.present = tuple(_merge(r) for r in present)
 
     def is_present(self, table, first, count):

@@ -69,14 +69,14 @@ def decode(obj, data, offset):
         return "".join([_HEX[b >> 4] + _HEX[b & 15] for b in data[offset:offset + 2 * obj.width]])
     if obj.fmt[1] in "bB":
         b = data[offset]
-        return b - 256 if obj.fmt == ">b" and b > 127 else b
+        return b - 256 if obj.fmt[1] == "b" and b > 127 else b
     be = bytearray(2 * obj.width)
     reorder(data, offset, be, 0, obj.width, obj.bswap, obj.wswap)
     return struct.unpack(obj.fmt, be)[0]
 
 
 def _number(v):
-    return type(v) in (int, float) and v == v and v not in (float("inf"), float("-inf"))
+    return type(v) in (int, float) and v == v and abs(v) != float("inf")
 
 
 def _fail(value, allowed):
@@ -156,9 +156,9 @@ def json_value(obj, value):
     if value is True or value is False:
         return "true" if value else "false"
     if type(value) is float:
-        if value != value or value in (float("inf"), float("-inf")):
+        if value != value or abs(value) == float("inf"):
             return "null"  # JSON has no NaN/infinity
         return "%.7g" % value if obj.fmt == ">f" else repr(value)
     if type(value) is str:
         return json.dumps(value)
-    return "%d" % value
+    return str(value)  # an int

@@ -26,9 +26,10 @@ Allocation-free in steady state (a tick compares two counters and a time).
 
 import time
 
+
 class Failsafe:
-    """Its fields are set by start() (start-up code, which app.run drops once the parts are
-    built)."""
+    """Its fields are set by mbnode.failsafebuild.start() (start-up code, unloaded once the
+    parts are built)."""
 
     # --- loop timer
 
@@ -77,31 +78,3 @@ class Failsafe:
     def connected(self):
         """The bridge (re)connected: the broker gets the current state."""
         self.publish(self.topic, b"1" if self.health.failsafe else b"0", True)
-
-
-START_ONLY = ("start",)  # dropped by app.run once the parts are built
-
-
-def start(loop, engine, model, health, fs):
-    """Fail-safe on the loop, from the checked section; returns the Failsafe. Its requests are
-    prepared by mbnode.failsafebuild, unloaded again afterwards (start-up code only)."""
-    import sys
-
-    import mbnode
-    from mbnode import failsafebuild
-
-    f = Failsafe()
-    f.engine = engine
-    f.health = health
-    f.pdus = failsafebuild.requests(model.present, fs)
-    del sys.modules["mbnode.failsafebuild"]
-    delattr(mbnode, "failsafebuild")
-    f.timeout_ms = fs["timeout_ms"]
-    f.resp = bytearray(8)  # the answers: 5 bytes, or 2 for an exception
-    f.lo = engine.requests_lo
-    f.hi = engine.requests_hi
-    f.last = time.ticks_ms()  # when the last request was seen (start-up: boot)
-    f.publish = None  # the MQTT bridge's publish, once attached
-    f.topic = None
-    loop.add_timer(f)
-    return f

@@ -1,11 +1,37 @@
-"""Start-up only: the fail-safe state as the request PDUs mbnode.failsafe sends through the
-Engine (loaded by failsafe.start and unloaded again)."""
+"""Start-up only: fail-safe (mbnode.failsafe.Failsafe) on the loop, its safe state as the request
+PDUs it sends through the Engine; start() unloads the module again once they are built."""
+
+import time
 
 from mbnode.datamodel import COILS, HOLDING, MEM_BASE, REG_CHANNELS
+from mbnode.failsafe import Failsafe
 
 _HOLD = -1
 _MAX_BITS = 0x240  # FC15 quantity the Engine takes (pdu.MAX_BITS)
 _MAX_REGS = 120  # FC16 quantity (pdu.MAX_WRITE_REGS is 123): an even number, whole memory positions
+
+
+def start(loop, engine, model, health, fs):
+    """Fail-safe on the loop, from the checked section; returns the Failsafe."""
+    import sys
+
+    import mbnode
+
+    del sys.modules["mbnode.failsafebuild"]
+    delattr(mbnode, "failsafebuild")
+    f = Failsafe()
+    f.engine = engine
+    f.health = health
+    f.pdus = requests(model.present, fs)
+    f.timeout_ms = fs["timeout_ms"]
+    f.resp = bytearray(8)  # the answers: 5 bytes, or 2 for an exception
+    f.lo = engine.requests_lo
+    f.hi = engine.requests_hi
+    f.last = time.ticks_ms()  # when the last request was seen (start-up: boot)
+    f.publish = None  # the MQTT bridge's publish, once attached
+    f.topic = None
+    loop.add_timer(f)
+    return f
 
 
 def span(key):

@@ -1,12 +1,29 @@
 """Start-up only: the io modes' objects (mbnode/iomodes.py) from the checked "io" section, the
-pin interrupts registered and the power-on values written; unloaded again once built."""
+pin interrupts registered and the power-on values written; start() unloads the module again once
+they are built (its code and texts take no RAM while the device serves)."""
 
 import time
 
 from mbnode.datamodel import DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
-from mbnode.iomodes import _DI, _Fields
+from mbnode.iomodes import _DI, IoModes, _Fields
 
 MODES = ("level", "counter", "latch", "frequency")
+
+
+def start(loop, engine, model, io, board):
+    """The io section's modes on the board's field side; the ready line's words."""
+    import sys
+
+    import mbnode
+
+    del sys.modules["mbnode.iobuild"]
+    delattr(mbnode, "iobuild")
+    field = board.field() if hasattr(board, "field") else None
+    if field is None:
+        print("io: the board has no pin map (board.pins false); the io section is not applied")
+        return []
+    build(IoModes(), loop, engine, model, io, field)
+    return ["io_modes %d" % (len(io["di"]) + len(io["ai"]) + len(io["do"]) + len(io["ao"]))]
 
 
 def di(e, pin, model):

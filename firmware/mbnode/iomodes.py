@@ -216,25 +216,3 @@ class IoModes:
                 elif ticks_diff(p.end, nxt) < 0:
                     nxt = p.end
         self.next = nxt
-
-
-START_ONLY = ("start",)  # dropped by app.run once the parts are built
-
-
-def start(loop, engine, model, io, board):
-    """The io section's modes on the board's field side; the ready line's words. The objects are
-    made by mbnode.iobuild, unloaded again afterwards (start-up code only: its RAM comes back)."""
-    import sys
-
-    import mbnode
-
-    field = board.field() if hasattr(board, "field") else None
-    if field is None:
-        print("io: the board has no pin map (board.pins false); the io section is not applied")
-        return []
-    from mbnode import iobuild
-
-    iobuild.build(IoModes(), loop, engine, model, io, field)
-    del sys.modules["mbnode.iobuild"]
-    delattr(mbnode, "iobuild")
-    return ["io_modes %d" % (len(io["di"]) + len(io["ai"]) + len(io["do"]) + len(io["ao"]))]

@@ -13,9 +13,9 @@ import json
 
 from mbnode import datatypes, typenames
 from mbnode.datatypes import NAME_MAX
-from mbnode.typenames import TABLE_NAMES, TABLES
+from mbnode.typenames import MAP, TABLE_NAMES, TABLES
 from mbnode.config import ConfigError, _ipv4, _number, lines, refused
-from mbnode.datamodel import MAP, MEM_POSITIONS
+from mbnode.datamodel import MEM_POSITIONS
 from mbnode.memory32 import mem_register
 
 MAX_SERVERS = 16

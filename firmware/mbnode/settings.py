@@ -1,6 +1,6 @@
 """The settings registers at 0x2100-0x2119 (docs/register-map.md, "Settings"): an Engine
 register block of holding registers, read with FC03, written with FC06/16 (and FC22/23), saved
-to flash with mbnode.store on the "save" command and laid over config.json at boot (overlay).
+to flash with mbnode.store on the "save" command and laid over config.json at boot (mbnode.sysstart.overlay).
 
 A write is applied to a copy of the block first (the registers are storage: a 32-bit value may
 be written one half at a time) and the whole copy checked; any bad value makes the write
@@ -18,7 +18,7 @@ import time
 
 from mbnode.datamodel import HOLDING
 from mbnode.fast import copy
-from mbnode.sysregs import NAME, put16, put_text
+from mbnode.sysregs import NAME, put16
 
 try:
     from micropython import const
@@ -27,9 +27,9 @@ except ImportError:
         return x
 
 _FIRST = const(0x2100)
-_COUNT = const(0x1A)
+COUNT = const(0x1A)
 # Register offsets from _FIRST.
-_NAME = const(0x00)  # 16 registers
+DEVICE_NAME = const(0x00)  # 16 registers
 UNIT = const(0x10)
 BAUD = const(0x11)  # 2, lower half first
 PARITY = const(0x13)  # 0 none, 1 odd, 2 even
@@ -49,54 +49,34 @@ def _u16(b, reg):
     return (b[2 * reg] << 8) | b[2 * reg + 1]
 
 
-def slave_line(cfg):
-    """The configuration key of the serial line the settings' RTU values are for: the slave
-    line, else "rtu"."""
-    return "rtu2" if cfg["rtu2"]["enabled"] and cfg["rtu2"]["mode"] == "slave" else "rtu"
-
-
 def bad(b, o, unit0):
-    """None when the settings in b (registers from byte o) are all valid, else what is wrong."""
+    """-1 when the settings in b (registers from byte o) are all valid, else the register of the
+    first one that is not (DEVICE_NAME, UNIT, BAUD, PARITY, STOP, FAILSAFE; mbnode.settingsfile
+    names them)."""
     end = False
     for i in range(32):
         c = b[o + i]
         if c == 0:
             end = True
         elif end or c < 32 or c > 126:
-            return "device name"
+            return DEVICE_NAME
     unit = (b[o + 2 * UNIT] << 8) | b[o + 2 * UNIT + 1]
     if unit > 247 or unit == 0 and not unit0:
-        return "unit id"
+        return UNIT
     lo = (b[o + 2 * BAUD] << 8) | b[o + 2 * BAUD + 1]
     hi = (b[o + 2 * BAUD + 2] << 8) | b[o + 2 * BAUD + 3]
     if hi > 0x3D or hi == 0 and lo < 300 or (hi << 16 | lo) > 4000000:
-        return "baud"
+        return BAUD
     if b[o + 2 * PARITY] or b[o + 2 * PARITY + 1] > 2:
-        return "parity"
+        return PARITY
     if b[o + 2 * STOP] or b[o + 2 * STOP + 1] != 1 and b[o + 2 * STOP + 1] != 2:
-        return "stop bits"
+        return STOP
     if ((b[o + 2 * FAILSAFE] << 8) | b[o + 2 * FAILSAFE + 1]) > 36000:  # failsafe.timeout_ms: at most 3600 s
-        return "fail-safe timeout"
-    return None
+        return FAILSAFE
+    return -1
 
 
-def unit0(cfg):
-    # Unit id 0 (any unit) is for Modbus TCP only, as in config.py.
-    return not any(cfg[k]["enabled"] and cfg[k]["mode"] == "slave" for k in ("rtu", "rtu2"))
-
-
-# Dropped by app.run once the parts are built (a save needs the rest): slave_line and unit0 are
-# for block() and mbnode.settingsfile.overlay.
-START_ONLY = ("overlay", "_configured", "slave_line", "unit0", "block")
-
-
-def overlay(cfg):
-    """At boot, before the transports are built: the saved settings laid over the checked
-    configuration (mbnode.settingsfile.overlay); store's Loaded."""
-    return _file("overlay", cfg)
-
-
-def _file(fn, *args):
+def call_file(fn, *args):
     # mbnode.settingsfile's fn(*args), with that module (and store, crc, if they were not loaded
     # yet) unloaded again afterwards: they are needed at boot and for a save only.
     import sys
@@ -116,55 +96,14 @@ def _file(fn, *args):
                     delattr(mbnode, name[7:])
 
 
-def _configured(r, cfg):
-    """The registers as config.json has them, when no settings were saved."""
-    put_text(r, _NAME, cfg["identity"]["device_name"], 16)
-    if bad(r, 0, True) == "device name":  # a configured name the registers cannot hold
-        put_text(r, _NAME, "", 16)
-    put16(r, UNIT, cfg["unit_id"])
-    line = cfg[slave_line(cfg)]
-    put16(r, BAUD, line["baud"] & 0xFFFF)
-    put16(r, BAUD + 1, line["baud"] >> 16)
-    put16(r, PARITY, PARITIES.index(line["parity"]))
-    put16(r, STOP, line["stopbits"])
-    fs = cfg.get("failsafe")
-    put16(r, FAILSAFE, fs["timeout_ms"] // 100 if fs and fs["enabled"] else 0)
-
-
-def block(status, cfg, health, saved):
-    """The settings block for the status block `status` (mbnode.sysregs); `saved`: what
-    overlay() loaded at boot."""
-    s = Settings()
-    s.status = status
-    s.health = health
-    system = cfg["system"]
-    s.path = system["settings"]
-    s.interval = system["save_interval"]  # s
-    s.reboot_ok = system["reboot"]
-    s.unit_ok = system["unit_id_writes"]
-    s.unit0 = unit0(cfg)
-    s.generation = saved.generation if saved is not None else 0
-    # Uptime (s) of the last save since boot: the rate limit counts whole seconds of uptime (a
-    # save is taken when more than save_interval s have passed), which never wraps.
-    s.saved_at = None
-    s.regs = bytearray(2 * _COUNT)
-    s.scratch = bytearray(2 * _COUNT)
-    if saved is not None and saved.data is not None:  # as saved (overlay checked them)
-        copy(s.regs, 0, saved.data, 1, SAVED)
-    else:
-        _configured(s.regs, cfg)
-    copy(status.buf, 2 * NAME, s.regs, 2 * _NAME, 32)
-    return s
-
-
 class Settings:
-    """The settings block; its fields are set by block() (start-up code, which app.run drops
-    once the parts are built)."""
+    """The settings block; its fields are set by mbnode.sysstart (start-up code, unloaded once
+    the parts are built)."""
 
     # --- the Engine's register block
 
     def holds(self, table, first, count):
-        return table == HOLDING and first >= _FIRST and first + count <= _FIRST + _COUNT
+        return table == HOLDING and first >= _FIRST and first + count <= _FIRST + COUNT
 
     def read(self, table, first, count, buf, off):
         self.status.put_time(self.regs, _TIME)
@@ -179,9 +118,9 @@ class Settings:
         s = self.scratch
         r = self.regs
         self.status.put_time(r, _TIME)
-        copy(s, 0, r, 0, 2 * _COUNT)
+        copy(s, 0, r, 0, 2 * COUNT)
         copy(s, 2 * i, src, so, 2 * count)
-        if bad(s, 0, self.unit0) is not None:
+        if bad(s, 0, self.unit0) >= 0:
             return -3
         save = _u16(s, _SAVE)
         reboot = _u16(s, _REBOOT)
@@ -190,13 +129,13 @@ class Settings:
         up = self.status.uptime()
         if save and self.saved_at is not None and up - self.saved_at <= self.interval:
             return -_BUSY
-        copy(r, 0, s, 0, 2 * _COUNT)
+        copy(r, 0, s, 0, 2 * COUNT)
         put16(r, _SAVE, 0)
         put16(r, _REBOOT, 0)
         if i < _TIME + 2 and end > _TIME:
             self.status.set_time(_u16(r, _TIME + 1), _u16(r, _TIME))
-        if i < _NAME + 16:
-            copy(self.status.buf, 2 * NAME, r, 2 * _NAME, 32)
+        if i < DEVICE_NAME + 16:
+            copy(self.status.buf, 2 * NAME, r, 2 * DEVICE_NAME, 32)
         if save:
             k = self.save(up)
             if k:
@@ -209,7 +148,7 @@ class Settings:
 
     def save(self, up):
         """The settings to flash (mbnode.settingsfile): 0, or -04 when the filesystem refused."""
-        if _file("save", self.path, self.regs, SAVED, self.generation + 1):
+        if call_file("save", self.path, self.regs, SAVED, self.generation + 1):
             self.health.fault |= 2  # mbnode.health.FAULT_FLASH
             return -4
         self.generation += 1

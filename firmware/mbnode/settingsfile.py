@@ -1,5 +1,5 @@
 """The settings registers' file (mbnode.settings): laid over the configuration at boot, written
-by the save command. Loaded for those two moments only (settings._file unloads it again, with
+by the save command. Loaded for those two moments only (settings.call_file unloads it again, with
 mbnode.store and mbnode.crc when nothing else had them loaded).
 
 The file is mbnode.store's (generation, length, CRC; a power cut leaves the old or the new
@@ -7,9 +7,12 @@ save); its data is a format byte (1) and the registers 0x2100-0x2115 as they are
 """
 
 from mbnode import store
-from mbnode.settings import BAUD, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT, bad
+from mbnode.settings import BAUD, DEVICE_NAME, FAILSAFE, PARITIES, PARITY, SAVED, STOP, UNIT, bad
 
 _FORMAT = 1
+# What settings.bad() found wrong, by the register it returns.
+_WHAT = {DEVICE_NAME: "device name", UNIT: "unit id", BAUD: "baud", PARITY: "parity", STOP: "stop bits",
+         FAILSAFE: "fail-safe timeout"}
 
 
 def _u16(d, reg):
@@ -20,14 +23,14 @@ def overlay(cfg):
     """The saved settings laid over the checked configuration (they win over config.json).
     Prints one line saying what was loaded; returns store's Loaded (data None when nothing
     usable was found; its generation is where the next save counts on from)."""
-    from mbnode.settings import slave_line, unit0  # start-up only (settings.START_ONLY)
+    from mbnode.sysstart import slave_line, unit0  # start-up only
 
     path = cfg["system"]["settings"]
     loaded = store.load(path)
     d = loaded.data
     if d is not None:
         why = "%d bytes; allowed %d" % (len(d), SAVED + 1) if len(d) != SAVED + 1 or d[0] != _FORMAT \
-            else bad(d, 1, unit0(cfg))
+            else _WHAT.get(bad(d, 1, unit0(cfg)))
         if why:
             print("%s: saved settings not used (%s); starting from the configuration" % (path, why))
             loaded.data = None

@@ -31,7 +31,7 @@ def build(cfg, board, model=None):
     system = cfg.get("system")  # present only when configured (mbnode.sysconfig)
     saved = None
     if system and system["enabled"]:
-        from mbnode.settings import overlay
+        from mbnode.sysstart import overlay
 
         saved = overlay(cfg)  # saved settings over config.json, before anything uses them
     model.set_present([cfg["channels"][name] for name in TABLE_NAMES])
@@ -40,7 +40,7 @@ def build(cfg, board, model=None):
     board.start(loop, model, cfg["board"])
     parts = ["ready"]
     if "io" in cfg:  # input and output modes (mbnode.ioconfig): power-on values before any transport
-        from mbnode.iomodes import start as start_io
+        from mbnode.iobuild import start as start_io
 
         io_words = start_io(loop, engine, model, cfg["io"], board)
     tcp = None
@@ -82,7 +82,7 @@ def build(cfg, board, model=None):
     if "io" in cfg:
         parts.extend(io_words)
     if saved is not None:
-        from mbnode.sysregs import start as start_system
+        from mbnode.sysstart import start as start_system
 
         parts.extend(start_system(loop, engine, cfg, board, health, saved))
     if ext and ext["modules"]:
@@ -107,7 +107,7 @@ def build(cfg, board, model=None):
         parts.append("poller %d" % len(poller.servers))
     fs = cfg.get("failsafe")  # present only when configured (mbnode.failsafeconfig)
     if fs and fs["enabled"]:
-        from mbnode.failsafe import start as start_failsafe
+        from mbnode.failsafebuild import start as start_failsafe
 
         publishers.append(start_failsafe(loop, engine, model, health, fs))
         parts.append("failsafe %dms" % fs["timeout_ms"])

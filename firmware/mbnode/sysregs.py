@@ -9,14 +9,13 @@ allocating (the chip temperature: floats and an ADC read on a board; the IPv4 te
 looked at by the block's loop timer once a second, which also keeps the uptime counting past the
 ticks_ms wrap and samples the free heap for the smallest value seen.
 
-Loaded only with the configuration's "system" section (mbnode.sysconfig); start() builds the
+Loaded only with the configuration's "system" section (mbnode.sysconfig); mbnode.sysstart builds the
 status block, the settings block and (system.ntp) the NTP client.
 """
 
 import gc
 import time
 
-from mbnode import VERSION
 from mbnode.fast import copy
 from mbnode.datamodel import HOLDING, INPUT
 
@@ -26,9 +25,9 @@ except ImportError:
     def const(x):
         return x
 
-_FIRST = const(0x2000)
-_COUNT = const(0x50)
-# Register offsets from _FIRST (docs/register-map.md).
+FIRST = const(0x2000)
+COUNT = const(0x50)
+# Register offsets from FIRST (docs/register-map.md); the public ones are mbnode.sysstart's too.
 _UPTIME = const(0x00)
 _FREE = const(0x02)
 _LEAST = const(0x04)
@@ -43,9 +42,9 @@ _TIME = const(0x10)
 _IPV4 = const(0x12)
 _FLASH = const(0x16)
 NAME = const(0x20)
-_VERSION = const(0x30)
-_MAC = const(0x40)
-_NO_TEMPERATURE = const(0x8000)
+FIRMWARE = const(0x30)
+MAC = const(0x40)
+NO_TEMPERATURE = const(0x8000)
 
 
 def put16(buf, reg, v):
@@ -59,26 +58,18 @@ def put32(buf, reg, v):
     put16(buf, reg + 1, v >> 16)
 
 
-def put_text(buf, reg, text, regs):
-    """`text` in `regs` registers from `reg`: 2 characters per register, high byte first,
-    cut at 2*regs characters, zero-padded."""
-    o = 2 * reg
-    for i in range(2 * regs):
-        buf[o + i] = ord(text[i]) & 0xFF if i < len(text) else 0
-
-
 class Status:
-    """The status block; its fields are set by _status() (start-up code, which app.run drops once
-    the parts are built: as .mpy its bytecode is on the heap)."""
+    """The status block; its fields are set by mbnode.sysstart (start-up code, unloaded once the
+    parts are built)."""
 
     # --- the Engine's register block
 
     def holds(self, table, first, count):
-        return (table == HOLDING or table == INPUT) and first >= _FIRST and first + count <= _FIRST + _COUNT
+        return (table == HOLDING or table == INPUT) and first >= FIRST and first + count <= FIRST + COUNT
 
     def read(self, table, first, count, buf, off):
         self.refresh()
-        copy(buf, off, self.buf, 2 * (first - _FIRST), 2 * count)
+        copy(buf, off, self.buf, 2 * (first - FIRST), 2 * count)
         return 0
 
     def write(self, first, count, src, so, source):
@@ -151,7 +142,7 @@ class Status:
             self.least = free
         if self.temperature is not None:
             t = self.temperature()  # 0.1 degC, or None
-            self.temp = _NO_TEMPERATURE if t is None else t & 0xFFFF
+            self.temp = NO_TEMPERATURE if t is None else t & 0xFFFF
         ips = self.ips
         ip = ips[0] if ips else ""
         if ip is not self.ip:
@@ -164,56 +155,3 @@ class Status:
         if self.reboot_at is not None and time.ticks_diff(now, self.reboot_at) >= 0:
             self.reboot_at = None
             self.board.reboot()
-
-
-START_ONLY = ("start", "_status")  # dropped by app.run once the parts are built
-
-
-def _status(engine, health, board):
-    """The status block of the Engine `engine`, with the fixed texts written and a first tick."""
-    s = Status()
-    s.engine = engine
-    s.health = health
-    s.board = board
-    s.buf = bytearray(2 * _COUNT)
-    s.secs = 0  # whole seconds of uptime counted by tick()
-    s.ms = 0  # and the milliseconds not yet a second
-    s.last = time.ticks_ms()
-    s.least = gc.mem_free()
-    s.temp = _NO_TEMPERATURE
-    s.temperature = getattr(board, "temperature", None)  # the board's reader, if it has one
-    s.ips = board.addresses() if hasattr(board, "addresses") else ()  # the board's live list
-    s.ip = None  # the text put into the IPv4 registers
-    # The clock: unix time, s, as mbnode knows it (0 while unknown), set by the settings block or
-    # NTP; kept as two 16-bit halves and the uptime when set, so that reading it never makes a
-    # long int on a 32-bit port.
-    s.t_hi = s.t_lo = 0
-    s.t_at = 0
-    s.ntp = None  # mbnode.ntp.Ntp, when configured
-    s.reboot_at = None  # ticks_ms when the settings block's reboot is due
-    put_text(s.buf, _VERSION, VERSION, 16)
-    put_text(s.buf, _MAC, board.mac() if hasattr(board, "mac") else "", 16)
-    s.tick(s.last)
-    return s
-
-
-def start(loop, engine, cfg, board, health, saved):
-    """The status block, the settings block (mbnode.settings) and NTP (system.ntp) on `engine`;
-    `saved`: what mbnode.settings.overlay loaded at boot. Returns the words for the ready line."""
-    from mbnode.settings import block as settings_block
-
-    status = _status(engine, health, board)
-    settings = settings_block(status, cfg, health, saved)
-    engine.blocks.append(status)
-    engine.blocks.append(settings)
-    loop.add_timer(status)
-    words = ["system 0x%04X" % _FIRST]
-    ntp = cfg["system"]["ntp"]
-    if ntp == "auto":
-        ntp = "pool.ntp.org" if getattr(board, "WIFI", False) else ""
-    if ntp:
-        from mbnode.ntp import Ntp
-
-        status.ntp = Ntp(loop, status, ntp, cfg["system"]["ntp_interval"], hasattr(board, "addresses"))
-        words.append("ntp " + ntp)
-    return words

@@ -7,12 +7,21 @@ and mbnode.datatypes does the rest. START_ONLY = True: app.run unloads the whole
 parts are built (its tables are constants of the module, which go only with it).
 """
 
-from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT
+from mbnode.datamodel import BIT_CHANNELS, COILS, DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE, MEM_REGS, REG_CHANNELS
 
 START_ONLY = True
 
 # The channels section's names of the tables COILS..INPUT (mbnode.datamodel), in that order.
 TABLE_NAMES = ("coils", "discrete_inputs", "holding_registers", "input_registers")
+
+# The channel map: every address any configuration may make present, per table (COILS..INPUT),
+# as (first, last) ranges; the data model's buffers hold them all (mbnode.datamodel).
+MAP = (
+    ((0, BIT_CHANNELS - 1),),
+    ((0, BIT_CHANNELS - 1),),
+    ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
+    ((0, REG_CHANNELS - 1), (MEM_BASE, MEM_BASE + MEM_REGS - 1)),
+)
 
 # type -> (struct format of one value, its bytes); None: bool and text.
 TYPES = {

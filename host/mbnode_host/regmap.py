@@ -61,12 +61,12 @@ STATUS = (
     ("ipv4", "_IPV4", ("uint16", 4), "IPv4 address, one byte per register"),
     ("flash_writes", "_FLASH", "uint32", "flash writes since boot"),
     ("device_name", "NAME", ("ascii", 16), "device name"),
-    ("firmware_version", "_VERSION", ("ascii", 16), "firmware version"),
-    ("mac", "_MAC", ("ascii", 16), "MAC address as text"),
+    ("firmware_version", "FIRMWARE", ("ascii", 16), "firmware version"),
+    ("mac", "MAC", ("ascii", 16), "MAC address as text"),
 )
 # The settings block (mbnode.settings), likewise; "switch": the system key that may forbid writes.
 SETTINGS = (
-    ("device_name", "_NAME", ("ascii", 16), "device name", None),
+    ("device_name", "DEVICE_NAME", ("ascii", 16), "device name", None),
     ("unit_id", "UNIT", "uint16", "unit id (after a save and reboot)", "unit_id_writes"),
     ("baud", "BAUD", "uint32", "RTU baud rate (after a save and reboot)", None),
     ("parity", "PARITY", "uint16", "RTU parity: 0 none, 1 odd, 2 even (after a save and reboot)", None),
@@ -213,10 +213,10 @@ def system_blocks(cfg):
     s = cfg.get("system")
     if not s or not s["enabled"]:
         return None
-    first, count = sysregs._FIRST, sysregs._COUNT
+    first, count = sysregs.FIRST, sysregs.COUNT
     status = {"first": first, "last": first + count - 1,
               "fields": _with_reserved(_block_fields(sysregs, STATUS, first), first, count)}
-    sfirst, scount = settings._FIRST, settings._COUNT
+    sfirst, scount = settings._FIRST, settings.COUNT
     fields = _block_fields(settings, SETTINGS, sfirst)
     for f in fields:
         sw = f.pop("switch", None)

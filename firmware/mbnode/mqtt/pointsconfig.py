@@ -1,11 +1,11 @@
 """The checks of mqtt.points objects (docs/mqtt.md): loaded with the configuration only and
 unloaded with it, so a running device keeps just mbnode.mqtt.points."""
 
-from mbnode.datamodel import MAP, MEM_POSITIONS
+from mbnode.datamodel import MEM_POSITIONS
 from mbnode.memory32 import mem_register
 from mbnode.pdu import MAX_READ_REGS
 from mbnode.datatypes import NAME_MAX
-from mbnode.typenames import TABLES, TYPES
+from mbnode.typenames import MAP, TABLES, TYPES
 
 MAX_POINTS = 64
 _REG_TYPES = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "memory32", "ascii")

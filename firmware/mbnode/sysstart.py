@@ -1,6 +1,6 @@
 """Start-up only: the "system" section's part built (mbnode.sysconfig): the status block
 (mbnode.sysregs.Status), the settings block (mbnode.settings.Settings) and NTP on the Engine.
-app.build calls overlay() (the saved settings, before the transports are built) and start(); the
+startup.build calls overlay() (the saved settings, before the transports are built) and start(); the
 module is unloaded with the rest of the start-up code (START_ONLY True), so its functions and
 texts take no RAM once the device serves."""
 
@@ -14,7 +14,7 @@ from mbnode.settings import COUNT as SETTINGS_COUNT
 from mbnode.settings import Settings, bad, call_file
 from mbnode.sysregs import COUNT, FIRMWARE, FIRST, MAC, NAME, NO_TEMPERATURE, Status, put16
 
-START_ONLY = True  # unloaded by app.run once the parts are built (mbnode.app._forget_start)
+START_ONLY = True  # unloaded once the parts are built (mbnode.startup.forget)
 
 
 def overlay(cfg):

@@ -198,8 +198,11 @@ def load_config(path, board):
     RAM back (config.py, the mqtt section's checks, the board's defaults and pin rules).
 
     A bad or missing file: the simulator (board.KEEP_SERVING false) prints the one-line error
-    and exits with status 2; a board prints it and starts with its default configuration and
-    the system registers, where status register 0x200F shows the fault."""
+    and exits with status 2; a board prints it and starts with its default configuration. A
+    missing file is how a board starts before it was configured (an image, a mip install):
+    its defaults are what it was asked for, no fault. A file that is there and refused is a
+    fault: the defaults then come with the system registers, where status register 0x200F
+    shows it."""
     import mbnode
 
     loaded = set(sys.modules)
@@ -214,6 +217,12 @@ def load_config(path, board):
                 print(e, file=sys.stderr)
                 sys.exit(2)
             print("%s; starting with the defaults of board %s" % (e, board.NAME), file=sys.stderr)
+            import os
+
+            try:
+                os.stat(path)
+            except OSError:  # not configured yet: the defaults, no fault
+                return config.validate({}, *rules)
             global config_refused
             config_refused = True  # a fault the device shows (Health.fault, mbnode.health)
             # The board's defaults and the system registers (their own defaults, no NTP: no

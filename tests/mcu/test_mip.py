@@ -19,8 +19,8 @@ from picotest import DE_PIN, DO_PINS, Master, mbnode, ready_words, wait_ready
 from test_deploy import device_files
 from test_mip_package import served
 
-# The defaults a board starts without a valid config.json, with the system registers (0x200F: the fault).
-DEFAULT_READY = {"rtu": "uart0", "serial": "19200-8E1", "unit": "1", "system": "0x2000", "board": "pico"}
+# The defaults a board starts with before it has a config.json (no fault: no system registers).
+DEFAULT_READY = {"rtu": "uart0", "serial": "19200-8E1", "unit": "1", "board": "pico"}
 
 
 def test_mip_install_boots_and_serves(tmp_path):

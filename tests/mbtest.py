@@ -151,3 +151,15 @@ def cli(*args, timeout=20):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host"), str(ROOT / "firmware")]))
     return subprocess.run([sys.executable, "-m", "mbnode_host.cli"] + [str(a) for a in args],
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_for(what, fn, timeout=10.0):
+    """fn()'s first true value, asked every 20 ms; fails naming `what` after `timeout` s (a
+    condition waited on, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        assert time.monotonic() < deadline, "no %s within %g s" % (what, timeout)
+        time.sleep(0.02)

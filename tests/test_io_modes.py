@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import Sim
-from mbtest import cli, ok, pymodbus_client, unit
+from mbtest import cli, ok, pymodbus_client, unit, wait_for
 from test_mbpoll import Values, mbpoll, values
 
 DEBOUNCE = 20
@@ -80,16 +80,6 @@ def di_bit(c, n):
 
 def signed(v):
     return v - 0x10000 if v & 0x8000 else v
-
-
-def wait_for(what, fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "no %s within %g s" % (what, timeout)
-        time.sleep(0.01)
 
 
 def test_power_on_values_before_any_write(node):

@@ -20,7 +20,7 @@ import pytest
 
 import mbnode
 from conftest import Sim, need, need_tool
-from mbtest import connect, pymodbus, pymodbus_client, request, unit
+from mbtest import connect, pymodbus, pymodbus_client, request, unit, wait_for
 from rtutest import RtuPort, adu
 
 STATUS = 0x2000
@@ -62,17 +62,6 @@ def text(r):
 def regs_of(s, n=16):
     b = s.encode().ljust(2 * n, b"\0")
     return list(struct.unpack(">%dH" % n, b))
-
-
-def wait_for(what, fn, timeout=10.0):
-    """fn() until it returns something true (at most `timeout` s); that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.05)
 
 
 # --- status block

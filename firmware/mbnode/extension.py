@@ -37,6 +37,7 @@ import time
 from mbnode import fast
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
 from mbnode.loop import sooner
+from mbnode.pdu import put_head
 from mbnode.transaction import ADU, OK, Transaction
 
 try:
@@ -144,11 +145,7 @@ class Module:
         at = s[j + 1]
         q = s[j + 2]
         pdu = txn.pdu
-        pdu[0] = fc
-        pdu[1] = at >> 8
-        pdu[2] = at & 0xFF
-        pdu[3] = q >> 8
-        pdu[4] = q & 0xFF
+        put_head(pdu, fc, at, q)
         n = 5
         model = self.model
         if fc == 15:
@@ -326,11 +323,7 @@ class _Write:
                     fast.copy(pdu, 6, values, 2 * d, k)
                     fc = 16
                 at = m.at[t] + a - f
-                pdu[0] = fc
-                pdu[1] = at >> 8
-                pdu[2] = at & 0xFF
-                pdu[3] = q >> 8
-                pdu[4] = q & 0xFF
+                put_head(pdu, fc, at, q)
                 pdu[5] = k
                 txn.off = 0
                 txn.n = 6 + k

@@ -23,6 +23,7 @@ debounce or a pulse ends), allocation-free in steady state (tests/core/alloc_io.
 import time
 
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, MEM_BASE
+from mbnode.pdu import put_head
 
 try:
     from micropython import const
@@ -105,13 +106,8 @@ class IoModes:
     """The channels' state and the loop timer (its fields: mbnode.iobuild.build)."""
 
     def _write(self, fc, n, value):
-        r = self.req
-        r[0] = fc
-        r[1] = n >> 8
-        r[2] = n & 0xFF
-        r[3] = value >> 8
-        r[4] = value & 0xFF
-        self.engine.handle(r, 0, 5, self.resp, 0)
+        put_head(self.req, fc, n, value)
+        self.engine.handle(self.req, 0, 5, self.resp, 0)
 
     def written(self, table, first, count):
         """Output subscriber: a master wrote coils (pulse outputs) or memory positions (counters,

@@ -75,6 +75,17 @@ MAX_WRITE_REGS = const(0x7B)  # FC16
 _MAX_RW_WRITE_REGS = const(0x79)  # FC23 write
 
 
+def put_head(b, fc, first, n):
+    """A request PDU's first five bytes in b: the function code, then two 16-bit fields high
+    byte first (the address, then the quantity or the value): what the device's own parts
+    (io modes, extension modules, the poller) send."""
+    b[0] = fc
+    b[1] = first >> 8
+    b[2] = first & 0xFF
+    b[3] = n >> 8
+    b[4] = n & 0xFF
+
+
 def _u16(b, o):
     return (b[o] << 8) | b[o + 1]
 

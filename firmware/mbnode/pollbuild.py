@@ -8,6 +8,7 @@ import time
 
 from mbnode import datatypes, typenames
 from mbnode.memory32 import mem_register
+from mbnode.pdu import put_head
 from mbnode.typenames import TABLES
 from mbnode.poller import Alarm, Request, Server, _polled, _written, order_key
 from mbnode.transaction import ADU, Transaction
@@ -140,11 +141,7 @@ def _write_pdu(w):
             pdu[6 + 2 * i] = v >> 8
             pdu[7 + 2 * i] = v & 0xFF
         pdu[5] = 2 * n
-    pdu[0] = fc
-    pdu[1] = a >> 8
-    pdu[2] = a & 0xFF
-    pdu[3] = n >> 8
-    pdu[4] = n & 0xFF
+    put_head(pdu, fc, a, n)
     return pdu
 
 

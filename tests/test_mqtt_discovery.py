@@ -319,7 +319,8 @@ def test_a_board_with_a_mac_names_it_as_a_connection():
     loop, bridge, tel = Stub(), Stub(), Stub()
     loop.timers = []
     loop.add_timer = loop.timers.append
-    bridge.m, bridge.t_status, bridge.qos, bridge.greet, bridge.subs = {"client_id": "esp-1"}, b"io/status", 1, [], []
+    bridge.m, bridge.qos, bridge.greet, bridge.subs = {"client_id": "esp-1"}, 1, [], []
+    bridge.status_topic = lambda: b"io/status"
     bridge.room = lambda n: None
     bridge.listen = lambda topic, fn: bridge.subs.append(topic)
     tel.points = [points.Point(pointsconfig.check({"name": "x", "table": "coil", "address": 0}))]

@@ -110,7 +110,7 @@ class _Wire:
     def _drop(self, wait):
         # Read and drop self.skip bytes: all of them (within the budget) when wait, else those
         # that have arrived. False when some are still to come.
-        buf = self.bridge.chunk
+        buf = self.bridge.relay.scratch  # see Relay.scratch
         while self.skip:
             if wait:
                 self._arm()
@@ -186,7 +186,8 @@ class _Wire:
 
 class Bridge:
     def __init__(self, loop, m, relay, tls=None):
-        """m: the checked mqtt section, its client_id filled in (start); relay:
+        """m: the checked mqtt section, its client_id filled in (start, which then keeps only
+        the values read while the bridge runs: bridgestart.RUNNING); relay:
         mbnode.mqtt.relay.Relay (its finish is self.reply); tls: the ssl.SSLContext with
         mqtt.tls on, else None. telemetry: a mbnode.mqtt.telemetry.Telemetry when there are
         points, set by start()."""
@@ -200,15 +201,13 @@ class Bridge:
         self.t_request = (base + m["request_topic"]).encode()
         self.t_response = (base + m["response_topic"]).encode()
         self.t_root = (base + m["root"] + "/").encode()
-        self.t_status = self.t_root + b"status"
         self.qos = m["qos"]
         self.tls = tls
-        self.chunk = relay.scratch  # _Wire reads the bytes it drops into it (see Relay.scratch)
         # max_topic: no topic the bridge takes messages on is longer (the request topic,
         # <root>/<point>/set, listen()'s); hdr: a PUBLISH's fixed header, topic and packet id
         # (_send), 5 + 2 + topic + 2 bytes, for the longest topic it publishes on (the response
-        # topic, <root>/status, <root>/<point>, a /set topic's /res, room()'s).
-        self.max_topic = max(len(self.t_request), len(self.t_status))
+        # topic, <root>/status (status_topic), <root>/<point>, a /set topic's /res, room()'s).
+        self.max_topic = max(len(self.t_request), len(self.t_root) + 6)
         self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
         self.pid = 0  # the packet id of the last QoS 1 publish
         self.queue = []  # request payloads waiting for the relay
@@ -217,7 +216,6 @@ class Bridge:
         self.deadline = 0
         self.delay = 1000 * m["reconnect"]["initial_s"]
         self.retry_at = time.ticks_ms()  # the first connect: on the loop's first turn
-        self.keep_ms = 1000 * m["keepalive"]
         self.last_tx = self.last_rx = 0
         self.ping_at = None  # when the ping not yet answered went out; None: none is
         loop.add_timer(self)
@@ -233,6 +231,10 @@ class Bridge:
         """Make _send's header buffer hold a topic of n bytes."""
         if 9 + n > len(self.hdr):
             self.hdr = bytearray(9 + n)
+
+    def status_topic(self):
+        """<root>/status: "online" (retained) while connected, the will "offline" after."""
+        return self.t_root + b"status"
 
     def begin(self):
         """Start a turn: blocking socket calls from here on share BUDGET_MS."""
@@ -438,11 +440,12 @@ class Bridge:
         if self.client is None:
             return max(0, time.ticks_diff(self.retry_at, now))
         d = -1
-        if self.keep_ms:
+        keep_ms = 1000 * self.m["keepalive"]
+        if keep_ms:
             if self.ping_at is not None:
-                d = time.ticks_diff(time.ticks_add(self.ping_at, self.keep_ms), now)
+                d = time.ticks_diff(time.ticks_add(self.ping_at, keep_ms), now)
             else:
-                d = self.keep_ms // 2 - max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx))
+                d = keep_ms // 2 - max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx))
             d = max(d, 0)
         if self.telemetry is not None:
             t = self.telemetry.due_in(now)
@@ -457,12 +460,13 @@ class Bridge:
                 self._connect()
             return
         self.begin()
-        if self.keep_ms:
+        keep_ms = 1000 * self.m["keepalive"]
+        if keep_ms:
             if self.ping_at is not None:
-                if time.ticks_diff(now, self.ping_at) >= self.keep_ms:
-                    self._drop("broker", OSError("no answer to a ping within %d s" % (self.keep_ms // 1000)))
+                if time.ticks_diff(now, self.ping_at) >= keep_ms:
+                    self._drop("broker", OSError("no answer to a ping within %d s" % self.m["keepalive"]))
                     return
-            elif max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx)) >= self.keep_ms // 2:
+            elif max(time.ticks_diff(now, self.last_tx), time.ticks_diff(now, self.last_rx)) >= keep_ms // 2:
                 try:
                     self.client.ping()
                 except Exception as e:  # noqa: BLE001

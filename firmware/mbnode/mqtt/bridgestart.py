@@ -7,6 +7,10 @@ import sys
 
 from mbnode.mqtt.bridge import Bridge, simple
 
+# The keys of the mqtt section the bridge reads once it runs (mbnode.mqtt.bridge, connect, discovery).
+RUNNING = ("client_id", "host", "port", "user", "password", "keepalive", "clean_session", "reconnect", "max_message",
+           "queue", "serial_devices")
+
 
 def _tls_context(tls):
     import ssl
@@ -88,7 +92,6 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
         # The points' topics under root (and their /set, /res) widen the limits.
         bridge.max_topic = max(bridge.max_topic, len(bridge.t_root) + NAME_MAX + 4)
         bridge.room(bridge.max_topic)
-        pts = m["points"] = ()  # each is a Point now; the section's dicts would stay with the bridge's m
         if m["discovery"]:  # Home Assistant discovery of the points, loaded at the first connect
             from mbnode.mqtt.discoverystart import later
 
@@ -98,4 +101,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
         bridge.room(part.attach(bridge.publish, base, bridge.t_root))  # _send writes the topic into hdr
         if hasattr(part, "connected"):  # a part that publishes its state on every connect
             bridge.greet += (part.connected,)
+    # The running bridge reads only these of the section (each connect, the back-off, the limits
+    # on requests): the rest (its topics' texts, tls, the points, discovery's) is not kept with it.
+    bridge.m = {k: m[k] for k in RUNNING}
     return ["mqtt", "%s:%d" % (m["host"], m["port"])]

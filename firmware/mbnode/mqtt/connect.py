@@ -48,7 +48,7 @@ def connect(bridge):
         bridge.retry_at = time.ticks_add(time.ticks_ms(), 3600000)
         return
     c.set_callback(bridge._on_message)
-    c.set_last_will(bridge.t_status, b"offline", True, bridge.qos)
+    c.set_last_will(bridge.status_topic(), b"offline", True, bridge.qos)
     simple.socket = _Net(bridge, bridge.tls is not None)
     try:
         c.connect(m["clean_session"])
@@ -71,7 +71,7 @@ def connect(bridge):
     bridge.ping_at = None
     bridge.delay = 1000 * m["reconnect"]["initial_s"]
     print("mqtt: connected to %s:%d as %s" % (m["host"], m["port"], m["client_id"]))
-    if bridge.publish(bridge.t_status, b"online", True) and bridge.telemetry is not None:
+    if bridge.publish(bridge.status_topic(), b"online", True) and bridge.telemetry is not None:
         bridge.telemetry.scan(now, True)
     for fn in bridge.greet:  # a greet callback may replace the tuple (discovery): this one goes on
         if bridge.client is not None:

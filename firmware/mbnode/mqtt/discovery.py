@@ -66,7 +66,7 @@ class Discovery:
             dev["cns"] = [["mac", mac.lower()]]
         # Everything before the component, the same in every message: the start of self.buf.
         head = ('{"dev":%s,"o":{"name":"mbnode","sw":%s},"avty_t":%s,"qos":%d,"cmps":{' % (
-            json.dumps(dev), json.dumps(VERSION), json.dumps(bridge.t_status.decode()), bridge.qos)).encode()
+            json.dumps(dev), json.dumps(VERSION), json.dumps(bridge.status_topic().decode()), bridge.qos)).encode()
         # ids: only those that differ from the name with "." as "_" are kept.
         self.renamed = {}
         seen = []

@@ -136,30 +136,29 @@ def _small(tok):
     return -1
 
 
-class _Fields:
-    # The request's tokens, taken left to right; the first bad or missing field is the error.
-    # lo, hi, extra: what the field allows, for the error (badrequest._allowed).
-    def __init__(self, tokens):
-        self.t = tokens
-        self.i = 0
+# A request's fields are taken left to right from its tokens, which parse() reverses: the next
+# field is the last item (t.pop()). The first bad or missing field is the error; lo, hi, extra:
+# what the field allows, for the error (badrequest._allowed).
 
-    def take(self, field, lo=0, hi=0, extra=None):
-        if self.i >= len(self.t):
-            raise _Bad(_MISSING, field, None, lo, hi, extra)
-        self.i += 1
-        return self.t[self.i - 1]
 
-    def num(self, field, lo, hi, extra=None, choices=None):
-        tok = self.take(field, lo, hi, extra)
-        v = _small(tok)
-        if not lo <= v <= hi or (choices and v not in choices):
-            raise _Bad(_WRONG, field, tok, lo, hi, extra)
-        return v
+def _take(t, field, lo=0, hi=0, extra=None):
+    if not t:
+        raise _Bad(_MISSING, field, None, lo, hi, extra)
+    return t.pop()
 
-    def end(self, last):
-        if self.i < len(self.t):
-            # The last token can be the unsplit rest of the payload (_FIELDS): its first word is quoted.
-            raise _Bad(_EXTRA, last, self.t[self.i])
+
+def _num(t, field, lo, hi, extra=None, choices=None):
+    tok = _take(t, field, lo, hi, extra)
+    v = _small(tok)
+    if not lo <= v <= hi or (choices and v not in choices):
+        raise _Bad(_WRONG, field, tok, lo, hi, extra)
+    return v
+
+
+def _end(t, last):
+    if t:
+        # The last token can be the unsplit rest of the payload (_FIELDS): its first word is quoted.
+        raise _Bad(_EXTRA, last, t[-1])
 
 
 def _ipv4(tok):
@@ -198,10 +197,10 @@ def _hostname(tok):
     return True
 
 
-def _target(f, r):
+def _target(t, r):
     # IP_TYPE IP PORT TIMEOUT (format 0, and format 2 OPEN).
-    r.ip_type = f.num(_F_IP_TYPE, 0, 2)
-    tok = f.take(_F_IP, 0, 0, r.ip_type)
+    r.ip_type = _num(t, _F_IP_TYPE, 0, 2)
+    tok = _take(t, _F_IP, 0, 0, r.ip_type)
     if r.ip_type == 0:
         r.host = _ipv4(tok)
         ok = r.host is not None
@@ -214,8 +213,8 @@ def _target(f, r):
     if r.host is None:
         r.host = tok.decode()
     # Port 0 is refused: no TCP server listens there, so it can only be a typing mistake.
-    r.port = f.num(_F_PORT, 1, 65535)
-    r.timeout = f.num(_F_TIMEOUT, 1, 999)
+    r.port = _num(t, _F_PORT, 1, 65535)
+    r.timeout = _num(t, _F_TIMEOUT, 1, 999)
 
 
 def _items(tok, count, top, buf, off):
@@ -257,8 +256,9 @@ def parse(payload, serial_ids=None):
         payload = payload.encode()
     tokens = payload.split(None, _FIELDS)
     cookie = _cookie(tokens[1]) if len(tokens) > 1 else None
+    tokens.reverse()  # the fields are taken from the end (_take)
     try:
-        return _parse(_Fields(tokens), cookie, serial_ids)
+        return _parse(tokens, cookie, serial_ids)
     except _Bad as e:
         raise RequestError(error(cookie, _reason(e.args)))
 
@@ -278,35 +278,35 @@ def _reason(args):
             delattr(mbnode.mqtt, "badrequest")
 
 
-def _parse(f, cookie, serial_ids):
-    kind = f.num(_F_TYPE, 0, 2)
-    tok = f.take(_F_COOKIE)
+def _parse(t, cookie, serial_ids):
+    kind = _num(t, _F_TYPE, 0, 2)
+    tok = _take(t, _F_COOKIE)
     if cookie is None:
         raise _Bad(_WRONG, _F_COOKIE, tok)
     r = Request(kind, cookie)
     if kind == CONN:
-        r.index = f.num(_F_INDEX, 0, 7)
-        r.action = f.num(_F_ACTION, 0, 2)
-        if r.action == OPEN and f.i < len(f.t):  # without a target: reopen (mbnode.mqtt.relay)
-            _target(f, r)
-        f.end(_F_TIMEOUT if r.host is not None else _F_ACTION)
+        r.index = _num(t, _F_INDEX, 0, 7)
+        r.action = _num(t, _F_ACTION, 0, 2)
+        if r.action == OPEN and t:  # without a target: reopen (mbnode.mqtt.relay)
+            _target(t, r)
+        _end(t, _F_TIMEOUT if r.host is not None else _F_ACTION)
         return r
     if kind == TCP:
-        _target(f, r)
+        _target(t, r)
     else:
-        tok = f.take(_F_DEVICE, 0, 0, serial_ids)
+        tok = _take(t, _F_DEVICE, 0, 0, serial_ids)
         r.device = tok.decode() if _printable(tok) else None
         if r.device is None or (serial_ids is not None and r.device not in serial_ids):
             raise _Bad(_WRONG, _F_DEVICE, tok, 0, 0, serial_ids)
-        r.timeout = f.num(_F_TIMEOUT, 1, 999)
-    r.unit = f.num(_F_UNIT, 1, 255)
-    fc = r.fc = f.num(_F_FUNCTION, 1, 16, None, _FUNCTIONS)
-    first = f.num(_F_FIRST, 1, 65536)
+        r.timeout = _num(t, _F_TIMEOUT, 1, 999)
+    r.unit = _num(t, _F_UNIT, 1, 255)
+    fc = r.fc = _num(t, _F_FUNCTION, 1, 16, None, _FUNCTIONS)
+    first = _num(t, _F_FIRST, 1, 65536)
     r.address = first - 1
     if fc == 5 or fc == 6:
-        r.value = f.num(_F_VALUE, 0, 1 if fc == 5 else 0xFFFF)
+        r.value = _num(t, _F_VALUE, 0, 1 if fc == 5 else 0xFFFF)
         r.count = 1
-        f.end(_F_VALUE)
+        _end(t, _F_VALUE)
         return r
     # The seed's counts: reads of 1..2000 bits or 0..125 registers, writes of 1..1968 bits or
     # 1..123 registers.
@@ -314,18 +314,18 @@ def _parse(f, cookie, serial_ids):
     hi = 2000 if fc <= 2 else 125 if fc <= 4 else 1968 if fc == 15 else 123
     room = 65537 - first  # the seed's rule: first register + count <= 65537
     if room < hi:
-        r.count = f.num(_F_COUNT, lo, room, first)
+        r.count = _num(t, _F_COUNT, lo, room, first)
     else:
-        r.count = f.num(_F_COUNT, lo, hi)
+        r.count = _num(t, _F_COUNT, lo, hi)
     if fc >= 15:
         top = 1 if fc == 15 else 0xFFFF
-        r.values = f.take(_F_VALUES, r.count, top)
+        r.values = _take(t, _F_VALUES, r.count, top)
         k = _items(r.values, r.count, top, None, 0)
         if k != r.count:
             raise _Bad(_ITEMS, _F_VALUES, r.values, r.count, top, k)
-        f.end(_F_VALUES)
+        _end(t, _F_VALUES)
     else:
-        f.end(_F_COUNT)
+        _end(t, _F_COUNT)
     return r
 
 

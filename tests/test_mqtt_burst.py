@@ -14,7 +14,7 @@ got no answer at all.)
 
 import pytest
 
-from mbnode.mqtt import refusals, textproto
+from mbnode.mqtt import refusals, textproto, turnaway
 from mqtttest import broker, needs_bridge_tools  # noqa: F401 - fixtures
 from mqtttest import SilentServer, Topics, collect_replies, start_device
 
@@ -78,7 +78,7 @@ def test_burst_of_remote_requests_fills_jobs_then_queue(dev, silent):
         if i < PARALLEL + QUEUE:
             want[str(c)] = [refusals.timeout(textproto.parse(slow % c))]
         else:
-            want[str(c)] = [textproto.queue_full(slow % c, QUEUE)]
+            want[str(c)] = [turnaway.queue_full(slow % c, QUEUE)]
     assert got == want
 
 

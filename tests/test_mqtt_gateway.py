@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from mbnode.mqtt import refusals, textproto
+from mbnode.mqtt import refusals, textproto, turnaway
 from mbnode.mqtt.textproto import RequestError
 from mbtest import ok, pymodbus, pymodbus_client, unit
 from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
@@ -555,7 +555,7 @@ def test_queue_full_and_fifo(gw, silent):
     assert sorted(order[:2]) == ["935", "936"], got
     assert order[2:] == ["931", "932", "933", "934"], got
     texts = dict((c, t) for c, t, _ in got)
-    assert texts["935"] == textproto.queue_full(payloads[4], QUEUE) == \
+    assert texts["935"] == turnaway.queue_full(payloads[4], QUEUE) == \
         "935 ERROR: queue full: 2 requests waiting, try again later"
     assert texts["936"] == "936 OK 607"
     for c, p in zip(("931", "932", "933", "934"), payloads):

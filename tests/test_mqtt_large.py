@@ -15,7 +15,7 @@ import json
 import pytest
 
 from conftest import ROOT
-from mbnode.mqtt import textproto
+from mbnode.mqtt import turnaway
 from mqtttest import (  # noqa: F401 - broker, needs_bridge_tools: fixtures
     broker,
     needs_bridge_tools,
@@ -138,5 +138,5 @@ def test_set_too_long_and_topic_too_long(dev):
 
 
 def test_the_reply_text_is_the_gateway_module_s():
-    # The texts above are written out by hand; the firmware's come from mbnode.mqtt.textproto.
-    assert textproto.too_long(b"0 5 ", BIG, LIMIT) == "5 ERROR: " + TOO_LONG % (BIG, LIMIT)
+    # The texts above are written out by hand; the firmware's come from mbnode.mqtt.turnaway.
+    assert turnaway.too_long(b"0 5 ", BIG, LIMIT) == "5 ERROR: " + TOO_LONG % (BIG, LIMIT)

@@ -7,7 +7,7 @@ import binascii
 
 import pytest
 
-from mbnode.mqtt import refusals, textproto
+from mbnode.mqtt import refusals, textproto, turnaway
 from mbnode.datamodel import COILS, HOLDING, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.mqtt.textproto import CONN, SERIAL, TCP, RequestError
@@ -484,22 +484,22 @@ def test_transport_error_texts():
 
 
 def test_queue_full_reply_keeps_the_cookie_when_there_is_one():
-    assert textproto.queue_full(b"0 123 0 1.2.3.4 502 5 1 3 1 1", 4) == (
+    assert turnaway.queue_full(b"0 123 0 1.2.3.4 502 5 1 3 1 1", 4) == (
         "123 ERROR: queue full: 4 requests waiting, try again later")
-    assert textproto.queue_full("0 x", 4) == "ERROR: queue full: 4 requests waiting, try again later"
-    assert textproto.queue_full(b"", 2) == "ERROR: queue full: 2 requests waiting, try again later"
+    assert turnaway.queue_full("0 x", 4) == "ERROR: queue full: 4 requests waiting, try again later"
+    assert turnaway.queue_full(b"", 2) == "ERROR: queue full: 2 requests waiting, try again later"
 
 
 def test_too_long_reply_echoes_a_whole_cookie_only():
     why = "request too long: 65536 bytes: allowed at most 1536 (mqtt.max_message)"
-    assert textproto.too_long(b"0 123 0 1.2.3.", 65536, 1536) == "123 ERROR: " + why
-    assert textproto.too_long(b" 0\t123\n", 65536, 1536) == "123 ERROR: " + why  # whitespace ends it
-    assert textproto.too_long(b"0 %s 9" % MAX_COOKIE.encode(), 65536, 1536) == MAX_COOKIE + " ERROR: " + why
+    assert turnaway.too_long(b"0 123 0 1.2.3.", 65536, 1536) == "123 ERROR: " + why
+    assert turnaway.too_long(b" 0\t123\n", 65536, 1536) == "123 ERROR: " + why  # whitespace ends it
+    assert turnaway.too_long(b"0 %s 9" % MAX_COOKIE.encode(), 65536, 1536) == MAX_COOKIE + " ERROR: " + why
     # Cut inside the cookie ("0 12" of "0 123..."): echoing "12" would answer someone else.
-    assert textproto.too_long(b"0 12", 65536, 1536) == "ERROR: " + why
-    assert textproto.too_long(b"0 1x3 0", 65536, 1536) == "ERROR: " + why
-    assert textproto.too_long(b"0 18446744073709551616 0", 65536, 1536) == "ERROR: " + why
-    assert textproto.too_long(b"", 2000, 1536) == (
+    assert turnaway.too_long(b"0 12", 65536, 1536) == "ERROR: " + why
+    assert turnaway.too_long(b"0 1x3 0", 65536, 1536) == "ERROR: " + why
+    assert turnaway.too_long(b"0 18446744073709551616 0", 65536, 1536) == "ERROR: " + why
+    assert turnaway.too_long(b"", 2000, 1536) == (
         "ERROR: request too long: 2000 bytes: allowed at most 1536 (mqtt.max_message)")
 
 

@@ -34,12 +34,21 @@ import time
 
 from mbnode.mqtt import textproto
 
-try:
-    from umqtt import simple
-except ImportError:
-    simple = None
-
 BUDGET_MS = 1000
+
+
+def _once(name):
+    """mbnode.mqtt.<name> for one use on a rare path (a connect, start-up, a message turned away):
+    loaded and forgotten by sys.modules and the package at once, so it leaves the heap with the
+    caller's reference; a MemoryError while loading it is the caller's."""
+    import mbnode.mqtt
+
+    try:
+        return __import__("mbnode.mqtt." + name, None, None, (name,))
+    finally:
+        sys.modules.pop("mbnode.mqtt." + name, None)
+        if hasattr(mbnode.mqtt, name):
+            delattr(mbnode.mqtt, name)
 
 
 class _Wire:
@@ -181,7 +190,7 @@ class _Wire:
                 self.write(ack)
             head = self._get(min(body, textproto.HEAD)) if topic is not None else b""
             self.skip = body - len(head)
-            bridge.refused(topic, head, body)
+            _once("turnaway").refused(bridge, topic, head, body)
 
 
 class Bridge:
@@ -245,19 +254,12 @@ class Bridge:
     def _connect(self):
         # mbnode.mqtt.connect, loaded for each connect and dropped again (its texts and the
         # socket stand-in stay off the heap while connected). Out of memory: the next retry.
-        import mbnode.mqtt
-
         try:
-            try:
-                from mbnode.mqtt.connect import connect
-            except MemoryError as e:
-                self._drop("connect", e)
-                return
-            connect(self)
-        finally:
-            sys.modules.pop("mbnode.mqtt.connect", None)
-            if hasattr(mbnode.mqtt, "connect"):
-                delattr(mbnode.mqtt, "connect")
+            connect = _once("connect").connect
+        except MemoryError as e:
+            self._drop("connect", e)
+            return
+        connect(self)
 
     def _drop(self, what, e):
         c = self.client
@@ -348,7 +350,7 @@ class Bridge:
                 if len(self.queue) < self.m["queue"]:
                     self.queue.append(msg)
                     return
-                line = textproto.queue_full(msg, self.m["queue"])
+                line = _once("turnaway").queue_full(msg, self.m["queue"])
             self._send(self.t_response, line.encode(), False)
             return
         for t, fn in self.subs:
@@ -373,19 +375,6 @@ class Bridge:
             return e.args[0]
         except MemoryError:  # e.g. a 2000-bit read's reply on a small heap: still an answer
             return textproto.error(textproto.cookie_of(payload), "out of memory for this request")
-
-    def refused(self, topic, head, size):
-        """_Wire dropped a message of `size` bytes (more than mqtt.max_message) on topic (None:
-        longer than any topic of ours); head: its first bytes. Answered like _on_message."""
-        if topic == self.t_request:
-            self._send(self.t_response, textproto.too_long(head, size, self.m["max_message"]).encode(), False)
-            return
-        name = None if topic is None else self._point(topic)
-        if name is None:
-            print("mqtt: dropped a message of %d bytes on a topic this device does not answer (its topics have "
-                  "at most %d bytes)" % (size, self.max_topic))
-            return
-        self._send(self.t_root + name + b"/res", self.telemetry.too_long(size, self.m["max_message"]).encode(), False)
 
     def _work(self):
         """Run what can run: every queued request that is answered at once (local ones, errors)
@@ -483,13 +472,4 @@ START_ONLY = ("start",)  # dropped by app.run once the parts are built
 def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publishers=()):
     """The bridge on the loop; returns the words for the ready line (mbnode.mqtt.bridgestart,
     loaded for this and unloaded again)."""
-    import mbnode.mqtt
-
-    try:
-        from mbnode.mqtt.bridgestart import start as build
-
-        return build(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers)
-    finally:
-        sys.modules.pop("mbnode.mqtt.bridgestart", None)
-        if hasattr(mbnode.mqtt, "bridgestart"):
-            delattr(mbnode.mqtt, "bridgestart")
+    return _once("bridgestart").start(loop, engine, model, cfg, board, tcp, masters, slave_line, publishers)

@@ -5,7 +5,12 @@ running bridge (as .mpy each string constant of a loaded module stays; from ROMF
 
 import sys
 
-from mbnode.mqtt.bridge import Bridge, simple
+from mbnode.mqtt.bridge import Bridge
+
+try:
+    from umqtt import simple
+except ImportError:
+    simple = None
 
 # The keys of the mqtt section the bridge reads once it runs (mbnode.mqtt.bridge, connect, discovery).
 RUNNING = ("client_id", "host", "port", "user", "password", "keepalive", "clean_session", "reconnect", "max_message",

@@ -7,7 +7,9 @@ import socket
 import sys
 import time
 
-from mbnode.mqtt.bridge import _Wire, simple
+from umqtt import simple
+
+from mbnode.mqtt.bridge import _Wire
 
 
 class _Net:

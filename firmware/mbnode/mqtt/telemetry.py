@@ -118,10 +118,6 @@ class Telemetry:
                 return True
         return False
 
-    def too_long(self, size, limit):
-        """The /res payload for a /set message of size bytes, more than limit (mqtt.max_message)."""
-        return points.result(unix_ms(), "payload of %d bytes: allowed at most %d (mqtt.max_message)" % (size, limit))
-
     def write(self, name, payload):
         """Write a /set payload to the point called name; the /res payload."""
         for k in range(len(self.points)):

@@ -467,15 +467,3 @@ def cookie_of(payload, cut=False):
     if len(tokens) < 2 or (cut and len(tokens) == 2 and not payload[-1:].isspace()):
         return None
     return _cookie(tokens[1])
-
-
-def too_long(head, size, limit):
-    """Reply to a request of `size` bytes, more than `limit` (mqtt.max_message), of which only
-    the first bytes, head (HEAD of them), were kept."""
-    return error(cookie_of(head, True),
-                 "request too long: %d bytes: allowed at most %d (mqtt.max_message)" % (size, limit))
-
-
-def queue_full(payload, limit):
-    """Reply to a request that arrived while `limit` requests were already waiting."""
-    return error(cookie_of(payload), "queue full: %d requests waiting, try again later" % limit)

@@ -324,7 +324,7 @@ def test_a_board_with_a_mac_names_it_as_a_connection():
     bridge.room = lambda n: None
     bridge.listen = lambda topic, fn: bridge.subs.append(topic)
     tel.points = [points.Point(pointsconfig.check({"name": "x", "table": "coil", "address": 0}))]
-    tel.topics = (b"io/x",)
+    tel.topic = lambda i: b"io/x"
     identity = {"device_name": "", "vendor_name": "ACME", "product_name": "", "product_code": ""}
     d = discovery.Discovery(loop, bridge, tel, "ha", identity, "A4:CF:12:00:9B:01")
     body = json.loads(bytes(d.buf[:d.message(0)]))

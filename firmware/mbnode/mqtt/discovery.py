@@ -107,7 +107,7 @@ class Discovery:
     def component(self, i):
         """The component of point i: a dict of abbreviated discovery keys."""
         p = self.telemetry.points[i]
-        c = {"name": p.name, "uniq_id": self.node + "_" + self.oid(i), "stat_t": self.telemetry.topics[i].decode()}
+        c = {"name": p.name, "uniq_id": self.node + "_" + self.oid(i), "stat_t": self.telemetry.topic(i).decode()}
         t = p.table
         if t == COILS or t == DISCRETE_INPUTS:
             c["val_tpl"] = _BOOL

@@ -37,7 +37,6 @@ class Telemetry:
         self.engine = engine
         self.bridge = bridge
         self.points = [points.Point(d, retain) for d in point_list]
-        self.topics = tuple([bridge.t_root + p.name.encode() for p in self.points])
         self.last = [None] * len(self.points)  # the value last published, and when (ticks_ms)
         self.last_ms = [None] * len(self.points)
         # (reqs, order, offsets, ends): the read requests and their points, points.plan
@@ -52,6 +51,11 @@ class Telemetry:
         # most), never overlapping, so the Engine may read and write them in any order.
         self.buf = bytearray(5 + 256)
         self.next = time.ticks_ms()
+
+    def topic(self, k):
+        """Point number k's topic, <root>/<name>: made for each publish, like its payload (kept,
+        the points' topics would take a bytes object each for as long as the bridge runs)."""
+        return self.bridge.t_root + self.points[k].name.encode()
 
     def due_in(self, now):
         d = time.ticks_diff(self.next, now)
@@ -92,7 +96,7 @@ class Telemetry:
                 if everything or points.should_publish(p, self.last[k], v, now, self.last_ms[k]):
                     if ts is None:
                         ts = unix_ms()
-                    if not self.bridge.publish(self.topics[k], points.message(p, v, ts).encode(), p.retain):
+                    if not self.bridge.publish(self.topic(k), points.message(p, v, ts).encode(), p.retain):
                         return
                     self.last[k] = v
                     self.last_ms[k] = now
@@ -143,7 +147,7 @@ class Telemetry:
             res = points.result(unix_ms())
         if late:
             self.bridge.begin()
-            self.bridge.publish(self.topics[k] + b"/res", res.encode(), False)
+            self.bridge.publish(self.topic(k) + b"/res", res.encode(), False)
         return res
 
 

@@ -47,10 +47,16 @@ MAX_BIT_GAP = 32
 class Point:
     """One point ready for use. d: one entry of the checked mqtt.points (check() filled in every
     default; a key left out here takes that same default). retain: mqtt.retain, used when the
-    point's own retain is null. Twelve attributes: an instance's attributes live in a hash
-    table of 12 slots up to 12 (then 17, 23...), and a device may hold 64 points. What a point
-    is made of at run time beyond its layout (its topic, the value last published) is kept by
-    mbnode.mqtt.telemetry in lists indexed by the point's number."""
+    point's own retain is null. Twelve attributes at most: an instance's attributes live in a
+    hash table of 12 slots up to 12 (then 17, 23...), and a device may hold 64 points; the
+    publish policy's usual values are the class's, so a point stores deadband, every_ms and
+    retain only when its own differ (10 slots up to 10). What a point is made of at run time
+    beyond its layout (the value last published) is kept by mbnode.mqtt.telemetry in lists
+    indexed by the point's number."""
+
+    deadband = 0  # the change that publishes; None: changes never do (on_change false, every_s only)
+    every_ms = 0  # publish every this many ms whether or not it changed; 0: never
+    retain = False
 
     def __init__(self, d, retain=False):
         from mbnode import typenames  # start-up only: app.run unloads them once the parts are built
@@ -63,11 +69,15 @@ class Point:
         typenames.setup(self, d.get("type", t), d.get("byte_order", "BE"), d.get("word_order", "BE"),
                         d.get("signed", False), d.get("count", 0))
         self.address = mem_register(d["position"]) if table == "memory" else d["address"]
-        # The change that publishes; None: changes never do (on_change false, every_s only).
-        self.deadband = d.get("deadband", 0) if d.get("on_change", True) else None
-        self.every_ms = 1000 * d.get("every_s", 0)
+        if not d.get("on_change", True):
+            self.deadband = None
+        elif d.get("deadband", 0):
+            self.deadband = d["deadband"]
+        if d.get("every_s", 0):
+            self.every_ms = 1000 * d["every_s"]
         r = d.get("retain")
-        self.retain = retain if r is None else r
+        if retain if r is None else r:
+            self.retain = True
 
 
 def writable(point):

@@ -83,10 +83,11 @@ class Relay:
         if req.count == 0:
             return False
         if req.kind == TCP:
-            return not self._own(req) or self._waits(req)
-        return self._line(req) is not None or self._waits(req)
-
-    def _waits(self, req):
+            other = not self._own(req)  # another server
+        else:
+            other = self._line(req) is not None  # a field device on a master line
+        if other:
+            return True
         # A write to extension modules' outputs (mbnode.extension) is answered once they have.
         remote = self.engine.remote
         return remote is not None and remote.waits(req.fc, req.address, req.count)

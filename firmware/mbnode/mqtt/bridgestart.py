@@ -90,7 +90,7 @@ def start(loop, engine, model, cfg, board, tcp, masters, slave_line=None, publis
             print("mqtt: discovery: %d onboard channels left out (at most %d implicit points; name them "
                   "in mqtt.points)" % (left, len(more)))
     if pts:
-        from mbnode.mqtt.points import NAME_MAX
+        from mbnode.datatypes import NAME_MAX
         from mbnode.mqtt.telemetry import Telemetry
 
         bridge.telemetry = Telemetry(engine, model, pts, m["retain"], bridge)

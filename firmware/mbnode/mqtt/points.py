@@ -28,8 +28,6 @@ import json
 
 from mbnode import datatypes
 from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING
-from mbnode.datatypes import NAME_MAX  # noqa: F401 - the bridge's topics use NAME_MAX
-from mbnode.pdu import MAX_BITS, MAX_READ_REGS
 
 try:
     from time import ticks_diff
@@ -165,6 +163,8 @@ def plan(points, present=None, reg_gap=MAX_REG_GAP, bit_gap=MAX_BIT_GAP):
     its points are points[order[j]] for j in range(ends[i - 1] (0 for i = 0), ends[i]), each
     read at offsets[j] in the response PDU as decode() takes it (bits: the bit index from the
     function code byte; registers: the byte offset of the point's first register)."""
+    from mbnode.pdu import MAX_BITS, MAX_READ_REGS  # imported here: plan() is start-up only (START_ONLY)
+
     reqs = bytearray()
     order = []
     offsets = []

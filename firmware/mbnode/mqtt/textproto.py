@@ -21,8 +21,6 @@ The cookie stays the decimal text it arrived as: 2**64-1 is far beyond MicroPyth
 (30 bits on a microcontroller), and the reply only ever echoes it.
 """
 
-import sys
-
 try:
     from micropython import const
 except ImportError:
@@ -46,12 +44,6 @@ _FIELDS = const(11)
 # whitespace. The bridge keeps as many of a request too long to take in (mbnode.mqtt.bridge).
 HEAD = const(64)
 _COMMA = const(44)
-_FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16)
-# The names of exception codes 1..11, comma-separated (empty: a code without a name): one str
-# object on the heap instead of nine.
-_EXCEPTIONS = ("illegal function,illegal data address,illegal data value,server device failure,acknowledge,"
-               "server device busy,,memory parity error,,gateway path unavailable,"
-               "gateway target device failed to respond")
 # A request's fields, as _Bad names them (mbnode.mqtt.badrequest has their names and what each allows).
 _F_TYPE = const(0)
 _F_COOKIE = const(1)
@@ -266,6 +258,8 @@ def parse(payload, serial_ids=None):
 def _reason(args):
     # The reason for a refused request (mbnode.mqtt.badrequest, loaded for it and dropped again:
     # none of its texts stay on the heap). Its MemoryError is answered "out of memory" (the bridge).
+    import sys
+
     import mbnode.mqtt
 
     try:
@@ -300,7 +294,7 @@ def _parse(t, cookie, serial_ids):
             raise _Bad(_WRONG, _F_DEVICE, tok, 0, 0, serial_ids)
         r.timeout = _num(t, _F_TIMEOUT, 1, 999)
     r.unit = _num(t, _F_UNIT, 1, 255)
-    fc = r.fc = _num(t, _F_FUNCTION, 1, 16, None, _FUNCTIONS)
+    fc = r.fc = _num(t, _F_FUNCTION, 1, 16, None, (1, 2, 3, 4, 5, 6, 15, 16))
     first = _num(t, _F_FIRST, 1, 65536)
     r.address = first - 1
     if fc == 5 or fc == 6:
@@ -375,7 +369,11 @@ def status(req, is_open):
 
 
 def exception_text(code):
-    names = _EXCEPTIONS.split(",")
+    # The names of exception codes 1..11, comma-separated (empty: a code without a name): one str
+    # object on the heap instead of nine.
+    names = ("illegal function,illegal data address,illegal data value,server device failure,acknowledge,"
+             "server device busy,,memory parity error,,gateway path unavailable,"
+             "gateway target device failed to respond").split(",")
     name = names[code - 1] if 1 <= code <= len(names) else None
     return "Modbus exception %d (%s)" % (code, name) if name else "Modbus exception %d" % code
 

@@ -2,16 +2,20 @@
 published as JSON, and their /set writes (docs/mqtt.md).
 
 Every _SCAN_MS the point batches (mbnode.mqtt.points.plan) are read through the Engine, as a master
-would read them, into one response buffer. A batch whose bytes did not change since the last
-scan is not decoded at all unless a periodic publish is due, so a quiet device costs a few
-copies per scan. Writes go through the Engine too, so limits, exceptions and the onboard AO
-range apply to MQTT as to Modbus.
+would read them, into the device's scratch buffer (mbnode.scratch: each answer is compared,
+copied and decoded before the next, all inside one scan). A batch whose bytes did not change
+since the last scan is not decoded at all unless a periodic publish is due, so a quiet device
+costs a few copies per scan. Writes go through the Engine too, so limits, exceptions and the
+onboard AO range apply to MQTT as to Modbus; a /set write's request PDU and its answer are in the
+scratch buffer too, read into the /res payload in the same call (or, for extension modules'
+outputs, answered later from the module's job: pdu.PENDING).
 """
 
 import time
 
 from mbnode import fast
 from mbnode.mqtt import points, textproto
+from mbnode.scratch import SCRATCH
 
 try:
     from micropython import const
@@ -46,10 +50,6 @@ class Telemetry:
         # room for its bytes (points.answer_size), compared and copied in place.
         self.seen = bytearray(sum([1 + points.answer_size(reqs, r) for r in range(0, len(reqs), 5)]))
         self.writable = any([points.writable(p) for p in self.points])
-        # One buffer for the batches' responses (at most 252 bytes) and for a /set write: its
-        # request at [5:] (FC16 of 125 registers: 256 bytes), its answer at [0:5] (5 bytes at
-        # most), never overlapping, so the Engine may read and write them in any order.
-        self.buf = bytearray(5 + 256)
         self.next = time.ticks_ms()
 
     def topic(self, k):
@@ -66,7 +66,7 @@ class Telemetry:
         self.next = time.ticks_add(now, _SCAN_MS)
         reqs, order, offsets, ends = self.batches
         pts = self.points
-        resp = self.buf
+        resp = SCRATCH  # a batch's answer (at most 252 bytes), used up before the next
         seen = self.seen
         ts = None
         j = 0  # the batch's first entry in order
@@ -102,9 +102,9 @@ class Telemetry:
                     self.last_ms[k] = now
 
     def _same(self, at, n):
-        # Whether the answer in buf[:n] is the one kept at seen[at] (no copy: scans allocate nothing).
+        # Whether the answer in SCRATCH[:n] is the one kept at seen[at] (no copy: scans allocate nothing).
         seen = self.seen
-        buf = self.buf
+        buf = SCRATCH
         if seen[at] != n:
             return False
         for x in range(n):
@@ -130,12 +130,14 @@ class Telemetry:
         else:
             return points.result(unix_ms(), "no point named %s" % name)
         try:
-            n = points.write_pdu(self.points[k], points.parse_set(payload), self.buf, 5)
+            n = points.write_pdu(self.points[k], points.parse_set(payload), SCRATCH, 0)
         except ValueError as e:
             return points.result(unix_ms(), e.args[0])
-        if self.engine.handle(self.buf, 5, n, self.buf, 0, _Later(self, k), 3) == 0:  # pdu.SOURCE_MQTT
+        # The request in SCRATCH[:n] and its answer behind it, never overlapping: at most 256 + 2
+        # bytes (FC16 of 125 registers is refused with an exception) or 252 + 5.
+        if self.engine.handle(SCRATCH, 0, n, SCRATCH, n, _Later(self, k), 3) == 0:  # pdu.SOURCE_MQTT
             return None  # pdu.PENDING: a write to extension modules, answered by set_done
-        return self.set_done(k, self.buf, 0)
+        return self.set_done(k, SCRATCH, n)
 
     def set_done(self, k, buf, o, late=False):
         """The /res payload for the answer PDU buf[o:] of a /set write to point number k;

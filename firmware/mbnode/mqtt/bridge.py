@@ -215,8 +215,8 @@ class Bridge:
         # max_topic: no topic the bridge takes messages on is longer (the request topic,
         # <root>/<point>/set, listen()'s); hdr: a PUBLISH's fixed header, topic and packet id
         # (_send), 5 + 2 + topic + 2 bytes, for the longest topic it publishes on (the response
-        # topic, <root>/status (status_topic), <root>/<point>, a /set topic's /res, room()'s).
-        self.max_topic = max(len(self.t_request), len(self.t_root) + 6)
+        # topic, <root>/status, <root>/<point>, a /set topic's /res, room()'s).
+        self.max_topic = max(len(self.t_request), len(self.status_topic()))
         self.hdr = bytearray(9 + max(len(self.t_response), self.max_topic))
         self.pid = 0  # the packet id of the last QoS 1 publish
         self.queue = []  # request payloads waiting for the relay

@@ -28,7 +28,7 @@ of an answer its socket did not take.
 - Socket options, where the port takes them: TCP_NODELAY (an answer leaves at once, not after
   the client's delayed ACK), keepalive (a vanished peer is closed after about 25 s without
   traffic: idle 10 s, then 3 probes 5 s apart); on the unix port a send buffer of a board's
-  size (see _options).
+  size (mbnode.tcpoptions, worked out once at start-up).
 - Unit ids: `unit_id` (0 = any), and 255 (0xFF, the Modbus TCP implementation guide's id for a
   device addressed by its IP address) unless tcp.unit_255 is false. Answers echo the id.
   Requests for other ids get no reply, or, with the TCP-to-RTU gateway on, go out on the RTU
@@ -69,32 +69,6 @@ def peer_ip(addr):
     if isinstance(addr, tuple):
         return addr[0]
     return "%d.%d.%d.%d" % tuple(socket.sockaddr(addr)[1])
-
-
-def _options():
-    """(level, option, value) set on every accepted connection, those the port has. Only
-    constants the socket module exposes are used, plus the Linux numbers on the unix port: the
-    boards' lwIP modules take an option number whatever its level and print a warning for one
-    they lack."""
-    linux = sys.platform == "linux"
-    tcp = getattr(socket, "IPPROTO_TCP", 6 if _UNIX else None)
-    out = []
-    nodelay = getattr(socket, "TCP_NODELAY", 1 if _UNIX else None)
-    if tcp is not None and nodelay is not None:
-        out.append((tcp, nodelay, 1))
-    keepalive = getattr(socket, "SO_KEEPALIVE", None)
-    if keepalive is not None:
-        out.append((socket.SOL_SOCKET, keepalive, 1))
-        for name, number, value in (("TCP_KEEPIDLE", 4, 10), ("TCP_KEEPINTVL", 5, 5), ("TCP_KEEPCNT", 6, 3)):
-            number = getattr(socket, name, number if linux else None)
-            if tcp is not None and number is not None:
-                out.append((tcp, number, value))
-    if linux:
-        # The kernel would buffer megabytes of answers for a client that does not read (send
-        # buffer autotuning); a board's lwIP holds a few KB. Keep the board's order of magnitude
-        # (Linux doubles the figure: 8 KB) so the simulator meets a slow reader as a board does.
-        out.append((1, 7, 4096))  # SOL_SOCKET, SO_SNDBUF
-    return out
 
 
 class _Conn:
@@ -214,6 +188,9 @@ class TcpSlave:
     # call that writes them (reply); the TCP-to-RTU gateway writes its answers here too.
     tx = SCRATCH
     forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded (it sets itself)
+    # What every accepted connection is set to, (level, option, value) after one another: the
+    # options the port has (mbnode.tcpoptions, start-up only), set when a TcpSlave is made.
+    options = ()
 
     def __init__(self, loop, engine, cfg, unit_id):
         self.loop = loop
@@ -233,6 +210,9 @@ class TcpSlave:
         s.listen(cfg["max_clients"])
         s.setblocking(False)
         self.sock = s  # what the loop polls: _key(sock)
+        from mbnode.tcpoptions import options
+
+        TcpSlave.options = options(_UNIX)
         loop.add(self._key(s), self)
         loop.add_timer(self)
 
@@ -264,11 +244,14 @@ class TcpSlave:
             c.close()
             return
         c.setblocking(False)
-        for level, option, value in _options():
+        options = self.options
+        i = 0
+        while i < len(options):
             try:
-                c.setsockopt(level, option, value)
+                c.setsockopt(options[i], options[i + 1], options[i + 2])
             except OSError:
                 pass  # the port refuses it: serve without
+            i += 3
         slot.sock = c
         slot.key = key = self._key(c)
         slot.fill = slot.out = 0

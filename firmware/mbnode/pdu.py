@@ -35,7 +35,8 @@ Two more hooks, both None/empty unless an optional part sets them (the Engine im
 - `guard`: write protection (mbnode.protect.Guard, with a "protect" section);
   `guard.refuses(table, first, count, source)` true makes a write from a transport exception 02
   before anything is written, to the map, a register block or extension modules' outputs
-  (SOURCE_LOCAL is never refused); `guard.trusts(ip)`: see trusted().
+  (SOURCE_LOCAL is never refused); `guard.trusts(ip)` true makes a TCP client's requests
+  SOURCE_TCP_TRUSTED (the TCP slave asks it once per connection).
 """
 
 from mbnode import fast
@@ -91,15 +92,18 @@ def _u16(b, o):
 
 
 class Engine:
+    # Class defaults, an attribute of the engine's own only when the part that owns it sets it
+    # (fewer members per engine):
+    remote = None  # extension modules' channels (see the module docstring), or None
+    guard = None  # write protection (see the module docstring), or None
+
     def __init__(self, model, ident):
         """model: DataModel; ident: DeviceIdentification (FC43/14, FC17)."""
         self.model = model
         self.ident = ident
-        self.remote = None  # extension modules' channels (see the module docstring), or None
         self.waiter = None  # handle()'s waiter, for the request being handled
         self.source = SOURCE_LOCAL  # handle()'s source, for the request being handled
         self.blocks = []  # register blocks outside the map (see the module docstring)
-        self.guard = None  # write protection (see the module docstring), or None
         # Requests from transports and the exception answers among them, 32-bit counts in
         # 16-bit halves (a small int never grows into a long one on a 32-bit port).
         self.requests_lo = 0
@@ -127,12 +131,6 @@ class Engine:
             n = 0
             self.exceptions_hi = (self.exceptions_hi + 1) & 0xFFFF
         self.exceptions_lo = n
-
-    def trusted(self, ip):
-        """The source of a TCP client at `ip` (text): SOURCE_TCP_TRUSTED when the guard trusts it
-        for writes, else SOURCE_TCP. Asked once per connection."""
-        guard = self.guard
-        return SOURCE_TCP_TRUSTED if guard is not None and guard.trusts(ip) else SOURCE_TCP
 
     def block(self, table, first, count):
         """The register block outside the map that holds table[first:first + count], or None."""

@@ -74,7 +74,7 @@ def peer_ip(addr):
 class _Conn:
     # Class defaults, an attribute of the slot's own only when set (fewer members per slot):
     fwd = None  # its transaction, when the TCP-to-RTU gateway is on (mbnode.tcpgateway)
-    source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (Engine.trusted, at the accept)
+    source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (the guard trusts its address: at the accept)
 
     def __init__(self, server):
         self.server = server
@@ -238,7 +238,9 @@ class TcpSlave:
         if self.allow and peer_ip(addr) not in self.allow:
             c.close()
             return
-        source = 2 if self.engine.guard is None else self.engine.trusted(peer_ip(addr))  # pdu.SOURCE_TCP
+        # pdu.SOURCE_TCP_TRUSTED (4) for a client whose address the guard trusts, else SOURCE_TCP (2)
+        guard = self.engine.guard
+        source = 4 if guard is not None and guard.trusts(peer_ip(addr)) else 2
         slot = self._slot(now)
         if slot is None:
             c.close()

@@ -200,7 +200,7 @@ class TcpSlave:
         self.persistent = cfg["persistent"]
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
-        self.allow = cfg["allow"]
+        self.allow = tuple(cfg["allow"])  # the addresses allowed (none: every client); () is no object
         self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again
         self.address = (cfg["host"], cfg["port"])

@@ -78,12 +78,10 @@ class _Conn:
 
     def __init__(self, server):
         self.server = server
-        self.sock = None
-        self.key = None  # what the loop polls: the socket, or its descriptor number (unix port)
+        self.sock = None  # the loop polls TcpSlave._key(sock): the socket, or its descriptor number
         self.rx = bytearray(_ADU_MAX)
         self.fill = 0  # bytes of the request in rx
-        self.out = 0  # bytes of an answer in rx waiting for the socket (0: reading)
-        self.sent = 0  # of them, sent
+        self.out = 0  # bytes of an answer at the front of rx waiting for the socket (0: reading)
         self.t0 = 0  # ticks_ms of the request's first byte, or of the waiting answer
         self.last = 0  # ticks_ms of the last complete request, or of the accept
         self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
@@ -150,26 +148,27 @@ class _Conn:
     def finish(self, status, buf, o, n):
         # The Engine's later answer (pdu.PENDING: a write to extension modules) in buf[o:o+n].
         server = self.server
-        server.loop.modify(self.key, _POLLIN)
+        server.poll_for(self, _POLLIN)
         copy(server.tx, 7, buf, o, n)
         server.reply(self, n)
 
     def _send_rest(self):
         server = self.server
+        rx = self.rx
         try:
-            n = self.sock.write(self.rx, self.sent, self.out - self.sent)
+            n = self.sock.write(rx, self.out)
         except OSError:
             server.close(self)
             return
         if n:
-            self.sent += n
-        if self.sent < self.out:
+            self.out -= n
+            copy(rx, 0, rx, n, self.out)  # what is still to send, to the front
+        if self.out:
             return
-        self.out = 0
         if not server.persistent:
             server.close(self)
             return
-        server.loop.modify(self.key, _POLLIN)
+        server.poll_for(self, _POLLIN)
 
     def due(self, now, idle_ms):
         """ms until this connection must be closed (0: now), or -1 (no limit running)."""
@@ -223,7 +222,7 @@ class TcpSlave:
     def on_event(self, key, events):
         # The listening socket is readable: accept one connection.
         now = time.ticks_ms()
-        if self.deferred == 0 and self._choose(now) is None:
+        if self.deferred == 0 and self._choose(now, False) is None:
             # Every slot holds a polling connection. One of them may have just closed (a client
             # that reconnects at once): its end is in this poll round too, after ours. Look
             # again after the round (tick); then the slot rules decide.
@@ -255,7 +254,7 @@ class TcpSlave:
                 pass  # the port refuses it: serve without
             i += 3
         slot.sock = c
-        slot.key = key = self._key(c)
+        key = self._key(c)
         slot.fill = slot.out = 0
         slot.last = now
         slot.gap = -1
@@ -265,14 +264,14 @@ class TcpSlave:
 
     def _slot(self, now):
         """A free slot, or the slot given up for a new connection (closed), or None."""
-        slot = self._choose(now)
+        slot = self._choose(now, False)
         if slot is None and self.replace_idlest:
             slot = self._choose(now, True)
         if slot is not None:
             self.close(slot)
         return slot
 
-    def _choose(self, now, idlest_too=False):
+    def _choose(self, now, idlest_too):
         """A free slot, or the connection to give up for a new one: the one silent longest
         among those not polling (or among all, idlest_too); None when there is none."""
         stale = idlest = None
@@ -304,7 +303,7 @@ class TcpSlave:
             return
         n = self.engine.handle(rx, 7, length - 1, self.tx, 7, conn, conn.source)
         if n == 0:  # PENDING: a write to extension modules, answered through conn.finish
-            self.loop.modify(conn.key, 0)  # not read until answered (a hang-up still reports)
+            self.poll_for(conn, 0)  # not read until answered (a hang-up still reports)
             return
         self.reply(conn, n)
 
@@ -332,11 +331,14 @@ class TcpSlave:
             # The rest waits in the slot (its request is used up) until the socket takes it.
             copy(rx, 0, tx, sent, n - sent)
             conn.out = n - sent
-            conn.sent = 0
             conn.t0 = time.ticks_ms()
-            self.loop.modify(conn.key, _POLLOUT)
+            self.poll_for(conn, _POLLOUT)
         elif not self.persistent:
             self.close(conn)
+
+    def poll_for(self, conn, events):
+        """What conn's socket is polled for from now on (the loop's modify)."""
+        self.loop.modify(self._key(conn.sock), events)
 
     def close(self, conn):
         sock = conn.sock
@@ -344,9 +346,9 @@ class TcpSlave:
             if self.forward is not None:
                 self.forward.cancel(conn)
             self.engine.forget(conn)
-            self.loop.remove(conn.key)
+            self.loop.remove(self._key(sock))
             sock.close()
-            conn.sock = conn.key = None
+            conn.sock = None
             conn.fill = conn.out = 0
 
     def clients(self):

@@ -200,13 +200,14 @@ class TcpSlave:
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
         self.allow = tuple(cfg["allow"])  # the addresses allowed (none: every client); () is no object
-        self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
+        max_clients = cfg["max_clients"]
+        self.conns = [_Conn(self) for _ in range(max_clients)]
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again
         self.address = (cfg["host"], cfg["port"])
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(socket.getaddrinfo(cfg["host"], cfg["port"])[0][-1])
-        s.listen(cfg["max_clients"])
+        s.listen(max_clients)
         s.setblocking(False)
         self.sock = s  # what the loop polls: _key(sock)
         from mbnode.tcpoptions import options

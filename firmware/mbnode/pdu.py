@@ -61,14 +61,13 @@ _ILLEGAL_DATA_VALUE = const(3)
 SERVER_DEVICE_FAILURE = const(4)
 _GATEWAY_TARGET_FAILED = const(0x0B)  # an extension module that is not online
 
-PENDING = const(0)  # handle(): the answer comes later, to the waiter (see the module docstring)
-
-# handle()'s `source`: who sent the request (see the module docstring).
-SOURCE_LOCAL = const(0)  # the device's own parts: not counted, never refused
-SOURCE_RTU = const(1)
-SOURCE_TCP = const(2)
-SOURCE_MQTT = const(3)
-SOURCE_TCP_TRUSTED = const(4)  # a TCP client on the write allow-list (the guard's `trusts`)
+# What handle() returns and takes as `source` (see the module docstring). The other modules use
+# the numbers themselves, naming them in a comment (`2  # pdu.SOURCE_TCP`), so the names are
+# private here (a public one would be a global of this module, RAM for a name nobody reads):
+_PENDING = const(0)  # PENDING, handle(): the answer comes later, to the waiter
+_SOURCE_LOCAL = const(0)  # SOURCE_LOCAL: the device's own parts: not counted, never refused
+# SOURCE_RTU = 1, SOURCE_TCP = 2, SOURCE_MQTT = 3, and SOURCE_TCP_TRUSTED = 4: a TCP client on
+# the write allow-list (the guard's `trusts`)
 
 MAX_BITS = const(0x240)  # FC01/02/15 quantity limit (seeds/001)
 MAX_READ_REGS = const(0x7D)  # FC03/04, FC23 read
@@ -102,7 +101,7 @@ class Engine:
         self.model = model
         self.ident = ident
         self.waiter = None  # handle()'s waiter, for the request being handled
-        self.source = SOURCE_LOCAL  # handle()'s source, for the request being handled
+        self.source = _SOURCE_LOCAL  # handle()'s source, for the request being handled
         self.blocks = []  # register blocks outside the map (see the module docstring)
         # Requests from transports and the exception answers among them, 32-bit counts in
         # 16-bit halves (a small int never grows into a long one on a 32-bit port).
@@ -141,7 +140,7 @@ class Engine:
 
     def refused(self, table, first, count):
         """Does the guard refuse this write from the request's source?"""
-        return self.source != SOURCE_LOCAL and self.guard is not None and self.guard.refuses(
+        return self.source != _SOURCE_LOCAL and self.guard is not None and self.guard.refuses(
             table, first, count, self.source)
 
     def forget(self, waiter):
@@ -150,7 +149,7 @@ class Engine:
         if self.remote is not None:
             self.remote.forget(waiter)
 
-    def handle(self, req, ro, n, resp, wo, waiter=None, source=SOURCE_LOCAL):
+    def handle(self, req, ro, n, resp, wo, waiter=None, source=_SOURCE_LOCAL):
         self.waiter = waiter
         self.source = source
         fc = req[ro]
@@ -177,7 +176,7 @@ class Engine:
                 r = -_ILLEGAL_FUNCTION
         except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving
             r = -SERVER_DEVICE_FAILURE
-        if source != SOURCE_LOCAL:
+        if source != _SOURCE_LOCAL:
             self.count(r < 0)
         if r < 0:
             resp[wo] = fc | 0x80
@@ -286,7 +285,7 @@ class Engine:
         k = self.remote.write(table, first, qty, src, so, req, ro, self.waiter)
         if k < 0:
             return k
-        return PENDING if self.waiter is not None else 1
+        return _PENDING if self.waiter is not None else 1
 
     def _store(self, first, qty, src, so, req, ro):
         """Write holding registers and tell the output subscribers: 1, or -04 when one failed;

@@ -28,14 +28,14 @@ class DeviceIdentification:
         # The objects present in the answer's own form, (id, length, value) each, ids ascending.
         self.objects, self.conformity, self.server_id_pdu = encode(identity, server_id)
 
-    def report_server_id(self, req, ro, n, resp, wo):
-        if n != 1:
-            return -3
-        pdu = self.server_id_pdu
-        fast.copy(resp, wo, pdu, 0, len(pdu))
-        return len(pdu)
-
     def handle(self, req, ro, n, resp, wo):
+        """FC43 (MEI 14) or FC17: the answer's length, or -exception code."""
+        if req[ro] == 17:
+            if n != 1:
+                return -3
+            pdu = self.server_id_pdu
+            fast.copy(resp, wo, pdu, 0, len(pdu))
+            return len(pdu)
         if n < 2 or req[ro + 1] != 0x0E:
             return -1  # other MEI types (e.g. 0x0D CANopen) are not supported
         if n != 4:

@@ -166,12 +166,10 @@ class Engine:
                 r = self._read_write_regs(req, ro, n, resp, wo)
             elif fc == 22:
                 r = self._mask_write(req, ro, n, resp, wo)
-            elif fc == 43:
+            elif fc == 43 or fc == 17:
                 r = self.ident.handle(req, ro, n, resp, wo)
             elif fc == 8:
                 r = self._echo(req, ro, n, resp, wo)
-            elif fc == 17:
-                r = self.ident.report_server_id(req, ro, n, resp, wo)
             else:
                 r = -_ILLEGAL_FUNCTION
         except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving

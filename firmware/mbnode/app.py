@@ -12,6 +12,7 @@ def run(config_path="config.json"):
         startup.forget()
         del startup
         print(ready)
+        del ready  # not kept for as long as the loop runs
         loop.run()
     except KeyboardInterrupt:  # SIGINT (mbnode sim turns SIGTERM into one): the normal way out
         r = sys.modules.get("mbnode.retain")

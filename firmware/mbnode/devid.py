@@ -10,54 +10,32 @@ code 4) returns one object, exception 02 when it does not exist.
 
 from mbnode import fast
 
-# Object id -> configuration key under "identity".
-OBJECT_KEYS = (
-    "vendor_name",
-    "product_code",
-    "revision",
-    "vendor_url",
-    "product_name",
-    "model_name",
-    "user_application_name",
-)
-_CATEGORY_LAST = (0, 0x02, 0x06, 0xFF)  # last object id per read code 1..3
-_MAX_PDU = 253
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_MAX_PDU = const(253)
 
 
 class DeviceIdentification:
     def __init__(self, identity, server_id):
-        """identity: dict of OBJECT_KEYS -> str (empty = object absent; basic ones never are)
-        and "device_name"; server_id: the id byte FC17 reports (the unit id)."""
-        name = (identity.get("device_name") or "").encode()
-        # FC17 answer, built once: byte count, server id, run indicator (0xFF = running), name.
-        self.server_id_pdu = bytes([17, 2 + len(name), server_id, 0xFF]) + name
-        self.objects = []
-        for oid, key in enumerate(OBJECT_KEYS):
-            value = identity.get(key) or ""
-            if value or oid < 3:
-                self.objects.append((oid, value.encode()))
-        regular = len(self.objects) > 3
-        # Conformity: regular (0x02) or basic (0x01) identification, with individual access (0x80).
-        self.conformity = 0x82 if regular else 0x81
+        """identity: dict of mbnode.devidbuild.OBJECT_KEYS -> str (empty = object absent; basic
+        ones never are) and "device_name"; server_id: the id byte FC17 reports (the unit id)."""
+        from mbnode.devidbuild import encode  # start-up only (unloaded once the parts are built)
 
-    def _index(self, oid):
-        # A counting loop: enumerate() and tuple unpacking would allocate per request.
-        objects = self.objects
-        i = 0
-        while i < len(objects):
-            if objects[i][0] == oid:
-                return i
-            i += 1
-        return -1
-
-    def report_server_id(self, req, ro, n, resp, wo):
-        if n != 1:
-            return -3
-        pdu = self.server_id_pdu
-        fast.copy(resp, wo, pdu, 0, len(pdu))
-        return len(pdu)
+        # The objects present in the answer's own form, (id, length, value) each, ids ascending.
+        self.objects, self.conformity, self.server_id_pdu = encode(identity, server_id)
 
     def handle(self, req, ro, n, resp, wo):
+        """FC43 (MEI 14) or FC17: the answer's length, or -exception code."""
+        if req[ro] == 17:
+            if n != 1:
+                return -3
+            pdu = self.server_id_pdu
+            fast.copy(resp, wo, pdu, 0, len(pdu))
+            return len(pdu)
         if n < 2 or req[ro + 1] != 0x0E:
             return -1  # other MEI types (e.g. 0x0D CANopen) are not supported
         if n != 4:
@@ -66,18 +44,19 @@ class DeviceIdentification:
         oid = req[ro + 3]
         if code < 1 or code > 4:
             return -3
-        i = self._index(oid)
+        objects = self.objects
+        end = len(objects)
+        i = 0  # where object oid starts in objects (end: not there)
+        while i < end and objects[i] != oid:
+            i += 2 + objects[i + 1]
         if code == 4:
-            if i < 0:
+            if i == end:
                 return -2
-            last = i + 1
+            last = oid
         else:
-            limit = _CATEGORY_LAST[code]
-            if i < 0 or oid > limit:
+            last = 0x02 if code == 1 else 0x06 if code == 2 else 0xFF  # the category's last id
+            if i == end or oid > last:
                 i = 0
-            last = i
-            while last < len(self.objects) and self.objects[last][0] <= limit:
-                last += 1
         resp[wo] = 43
         resp[wo + 1] = 0x0E
         resp[wo + 2] = code
@@ -86,19 +65,16 @@ class DeviceIdentification:
         count = 0
         more = 0
         next_id = 0
-        while i < last:
-            obj_id, value = self.objects[i]
-            size = len(value)
-            if p + 2 + size - wo > _MAX_PDU:
+        while i < end and objects[i] <= last:
+            size = 2 + objects[i + 1]
+            if p + size - wo > _MAX_PDU:
                 more = 0xFF
-                next_id = obj_id
+                next_id = objects[i]
                 break
-            resp[p] = obj_id
-            resp[p + 1] = size
-            fast.copy(resp, p + 2, value, 0, size)
-            p += 2 + size
+            fast.copy(resp, p, objects, i, size)
+            p += size
+            i += size
             count += 1
-            i += 1
         resp[wo + 4] = more
         resp[wo + 5] = next_id
         resp[wo + 6] = count

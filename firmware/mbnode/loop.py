@@ -74,9 +74,20 @@ class Loop:
             _mute().unmute(self, timer)
 
     def run(self):
+        poll = self.poll
+        handlers = self.handlers
         while self.running:
             try:
-                self._serve()
+                while self.running:  # left only when a handler raised
+                    if self.timers or self.muted:
+                        self.step(-1)
+                    else:  # the common case, without the timer bookkeeping of step()
+                        self.changed = False
+                        for obj, events in poll.ipoll(-1):
+                            self.current = obj
+                            handlers[obj].on_event(obj, events)
+                            if self.changed:
+                                break  # the poll set changed: a fresh poll
             except Exception as e:  # noqa: BLE001 - a field device keeps serving
                 try:
                     _mute().failed(self, e)  # mbnode/loopmute.py, loaded on the first error
@@ -85,20 +96,6 @@ class Loop:
                     # nothing from now on (a hang-up still reports, and its handler closes it).
                     if self.current in self.handlers:
                         self.poll.modify(self.current, 0)
-
-    def _serve(self):
-        poll = self.poll
-        handlers = self.handlers
-        while self.running:
-            if self.timers or self.muted:
-                self.step(-1)
-            else:  # the common case, without the timer bookkeeping of step()
-                self.changed = False
-                for obj, events in poll.ipoll(-1):
-                    self.current = obj
-                    handlers[obj].on_event(obj, events)
-                    if self.changed:
-                        break  # the poll set changed: a fresh poll
 
     def step(self, limit):
         """Wait for events (at most `limit` ms, -1 = until a timer is due) and serve them."""

@@ -35,7 +35,8 @@ Two more hooks, both None/empty unless an optional part sets them (the Engine im
 - `guard`: write protection (mbnode.protect.Guard, with a "protect" section);
   `guard.refuses(table, first, count, source)` true makes a write from a transport exception 02
   before anything is written, to the map, a register block or extension modules' outputs
-  (SOURCE_LOCAL is never refused); `guard.trusts(ip)`: see trusted().
+  (SOURCE_LOCAL is never refused); `guard.trusts(ip)` true makes a TCP client's requests
+  SOURCE_TCP_TRUSTED (the TCP slave asks it once per connection).
 """
 
 from mbnode import fast
@@ -60,14 +61,13 @@ _ILLEGAL_DATA_VALUE = const(3)
 SERVER_DEVICE_FAILURE = const(4)
 _GATEWAY_TARGET_FAILED = const(0x0B)  # an extension module that is not online
 
-PENDING = const(0)  # handle(): the answer comes later, to the waiter (see the module docstring)
-
-# handle()'s `source`: who sent the request (see the module docstring).
-SOURCE_LOCAL = const(0)  # the device's own parts: not counted, never refused
-SOURCE_RTU = const(1)
-SOURCE_TCP = const(2)
-SOURCE_MQTT = const(3)
-SOURCE_TCP_TRUSTED = const(4)  # a TCP client on the write allow-list (the guard's `trusts`)
+# What handle() returns and takes as `source` (see the module docstring). The other modules use
+# the numbers themselves, naming them in a comment (`2  # pdu.SOURCE_TCP`), so the names are
+# private here (a public one would be a global of this module, RAM for a name nobody reads):
+_PENDING = const(0)  # PENDING, handle(): the answer comes later, to the waiter
+_SOURCE_LOCAL = const(0)  # SOURCE_LOCAL: the device's own parts: not counted, never refused
+# SOURCE_RTU = 1, SOURCE_TCP = 2, SOURCE_MQTT = 3, and SOURCE_TCP_TRUSTED = 4: a TCP client on
+# the write allow-list (the guard's `trusts`)
 
 MAX_BITS = const(0x240)  # FC01/02/15 quantity limit (seeds/001)
 MAX_READ_REGS = const(0x7D)  # FC03/04, FC23 read
@@ -91,15 +91,18 @@ def _u16(b, o):
 
 
 class Engine:
+    # Class defaults, an attribute of the engine's own only when the part that owns it sets it
+    # (fewer members per engine):
+    remote = None  # extension modules' channels (see the module docstring), or None
+    guard = None  # write protection (see the module docstring), or None
+
     def __init__(self, model, ident):
         """model: DataModel; ident: DeviceIdentification (FC43/14, FC17)."""
         self.model = model
         self.ident = ident
-        self.remote = None  # extension modules' channels (see the module docstring), or None
         self.waiter = None  # handle()'s waiter, for the request being handled
-        self.source = SOURCE_LOCAL  # handle()'s source, for the request being handled
+        self.source = _SOURCE_LOCAL  # handle()'s source, for the request being handled
         self.blocks = []  # register blocks outside the map (see the module docstring)
-        self.guard = None  # write protection (see the module docstring), or None
         # Requests from transports and the exception answers among them, 32-bit counts in
         # 16-bit halves (a small int never grows into a long one on a 32-bit port).
         self.requests_lo = 0
@@ -128,12 +131,6 @@ class Engine:
             self.exceptions_hi = (self.exceptions_hi + 1) & 0xFFFF
         self.exceptions_lo = n
 
-    def trusted(self, ip):
-        """The source of a TCP client at `ip` (text): SOURCE_TCP_TRUSTED when the guard trusts it
-        for writes, else SOURCE_TCP. Asked once per connection."""
-        guard = self.guard
-        return SOURCE_TCP_TRUSTED if guard is not None and guard.trusts(ip) else SOURCE_TCP
-
     def block(self, table, first, count):
         """The register block outside the map that holds table[first:first + count], or None."""
         for b in self.blocks:
@@ -143,7 +140,7 @@ class Engine:
 
     def refused(self, table, first, count):
         """Does the guard refuse this write from the request's source?"""
-        return self.source != SOURCE_LOCAL and self.guard is not None and self.guard.refuses(
+        return self.source != _SOURCE_LOCAL and self.guard is not None and self.guard.refuses(
             table, first, count, self.source)
 
     def forget(self, waiter):
@@ -152,7 +149,7 @@ class Engine:
         if self.remote is not None:
             self.remote.forget(waiter)
 
-    def handle(self, req, ro, n, resp, wo, waiter=None, source=SOURCE_LOCAL):
+    def handle(self, req, ro, n, resp, wo, waiter=None, source=_SOURCE_LOCAL):
         self.waiter = waiter
         self.source = source
         fc = req[ro]
@@ -169,17 +166,15 @@ class Engine:
                 r = self._read_write_regs(req, ro, n, resp, wo)
             elif fc == 22:
                 r = self._mask_write(req, ro, n, resp, wo)
-            elif fc == 43:
+            elif fc == 43 or fc == 17:
                 r = self.ident.handle(req, ro, n, resp, wo)
             elif fc == 8:
                 r = self._echo(req, ro, n, resp, wo)
-            elif fc == 17:
-                r = self.ident.report_server_id(req, ro, n, resp, wo)
             else:
                 r = -_ILLEGAL_FUNCTION
         except Exception:  # noqa: BLE001 - the slave answers 04 and keeps serving
             r = -SERVER_DEVICE_FAILURE
-        if source != SOURCE_LOCAL:
+        if source != _SOURCE_LOCAL:
             self.count(r < 0)
         if r < 0:
             resp[wo] = fc | 0x80
@@ -288,7 +283,7 @@ class Engine:
         k = self.remote.write(table, first, qty, src, so, req, ro, self.waiter)
         if k < 0:
             return k
-        return PENDING if self.waiter is not None else 1
+        return _PENDING if self.waiter is not None else 1
 
     def _store(self, first, qty, src, so, req, ro):
         """Write holding registers and tell the output subscribers: 1, or -04 when one failed;

@@ -28,7 +28,7 @@ of an answer its socket did not take.
 - Socket options, where the port takes them: TCP_NODELAY (an answer leaves at once, not after
   the client's delayed ACK), keepalive (a vanished peer is closed after about 25 s without
   traffic: idle 10 s, then 3 probes 5 s apart); on the unix port a send buffer of a board's
-  size (see _options).
+  size (mbnode.tcpoptions, worked out once at start-up).
 - Unit ids: `unit_id` (0 = any), and 255 (0xFF, the Modbus TCP implementation guide's id for a
   device addressed by its IP address) unless tcp.unit_255 is false. Answers echo the id.
   Requests for other ids get no reply, or, with the TCP-to-RTU gateway on, go out on the RTU
@@ -71,45 +71,17 @@ def peer_ip(addr):
     return "%d.%d.%d.%d" % tuple(socket.sockaddr(addr)[1])
 
 
-def _options():
-    """(level, option, value) set on every accepted connection, those the port has. Only
-    constants the socket module exposes are used, plus the Linux numbers on the unix port: the
-    boards' lwIP modules take an option number whatever its level and print a warning for one
-    they lack."""
-    linux = sys.platform == "linux"
-    tcp = getattr(socket, "IPPROTO_TCP", 6 if _UNIX else None)
-    out = []
-    nodelay = getattr(socket, "TCP_NODELAY", 1 if _UNIX else None)
-    if tcp is not None and nodelay is not None:
-        out.append((tcp, nodelay, 1))
-    keepalive = getattr(socket, "SO_KEEPALIVE", None)
-    if keepalive is not None:
-        out.append((socket.SOL_SOCKET, keepalive, 1))
-        for name, number, value in (("TCP_KEEPIDLE", 4, 10), ("TCP_KEEPINTVL", 5, 5), ("TCP_KEEPCNT", 6, 3)):
-            number = getattr(socket, name, number if linux else None)
-            if tcp is not None and number is not None:
-                out.append((tcp, number, value))
-    if linux:
-        # The kernel would buffer megabytes of answers for a client that does not read (send
-        # buffer autotuning); a board's lwIP holds a few KB. Keep the board's order of magnitude
-        # (Linux doubles the figure: 8 KB) so the simulator meets a slow reader as a board does.
-        out.append((1, 7, 4096))  # SOL_SOCKET, SO_SNDBUF
-    return out
-
-
 class _Conn:
     # Class defaults, an attribute of the slot's own only when set (fewer members per slot):
     fwd = None  # its transaction, when the TCP-to-RTU gateway is on (mbnode.tcpgateway)
-    source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (Engine.trusted, at the accept)
+    source = 2  # pdu.SOURCE_TCP, or SOURCE_TCP_TRUSTED (the guard trusts its address: at the accept)
 
     def __init__(self, server):
         self.server = server
-        self.sock = None
-        self.key = None  # what the loop polls: the socket, or its descriptor number (unix port)
+        self.sock = None  # the loop polls TcpSlave._key(sock): the socket, or its descriptor number
         self.rx = bytearray(_ADU_MAX)
         self.fill = 0  # bytes of the request in rx
-        self.out = 0  # bytes of an answer in rx waiting for the socket (0: reading)
-        self.sent = 0  # of them, sent
+        self.out = 0  # bytes of an answer at the front of rx waiting for the socket (0: reading)
         self.t0 = 0  # ticks_ms of the request's first byte, or of the waiting answer
         self.last = 0  # ticks_ms of the last complete request, or of the accept
         self.gap = -1  # longest interval between its requests, ms; -1: none complete yet
@@ -176,26 +148,27 @@ class _Conn:
     def finish(self, status, buf, o, n):
         # The Engine's later answer (pdu.PENDING: a write to extension modules) in buf[o:o+n].
         server = self.server
-        server.loop.modify(self.key, _POLLIN)
+        server.poll_for(self, _POLLIN)
         copy(server.tx, 7, buf, o, n)
         server.reply(self, n)
 
     def _send_rest(self):
         server = self.server
+        rx = self.rx
         try:
-            n = self.sock.write(self.rx, self.sent, self.out - self.sent)
+            n = self.sock.write(rx, self.out)
         except OSError:
             server.close(self)
             return
         if n:
-            self.sent += n
-        if self.sent < self.out:
+            self.out -= n
+            copy(rx, 0, rx, n, self.out)  # what is still to send, to the front
+        if self.out:
             return
-        self.out = 0
         if not server.persistent:
             server.close(self)
             return
-        server.loop.modify(self.key, _POLLIN)
+        server.poll_for(self, _POLLIN)
 
     def due(self, now, idle_ms):
         """ms until this connection must be closed (0: now), or -1 (no limit running)."""
@@ -214,6 +187,9 @@ class TcpSlave:
     # call that writes them (reply); the TCP-to-RTU gateway writes its answers here too.
     tx = SCRATCH
     forward = None  # mbnode.tcpgateway.TcpGateway, when requests are forwarded (it sets itself)
+    # What every accepted connection is set to, (level, option, value) after one another: the
+    # options the port has (mbnode.tcpoptions, start-up only), set when a TcpSlave is made.
+    options = ()
 
     def __init__(self, loop, engine, cfg, unit_id):
         self.loop = loop
@@ -223,16 +199,20 @@ class TcpSlave:
         self.persistent = cfg["persistent"]
         self.idle_ms = cfg["idle_timeout"] * 1000
         self.replace_idlest = cfg["when_full"] == "close_idlest"
-        self.allow = cfg["allow"]
-        self.conns = [_Conn(self) for _ in range(cfg["max_clients"])]
+        self.allow = tuple(cfg["allow"])  # the addresses allowed (none: every client); () is no object
+        max_clients = cfg["max_clients"]
+        self.conns = [_Conn(self) for _ in range(max_clients)]
         self.deferred = 0  # 1: full at a new connection, listener out of the poll until tick; 2: looked again
         self.address = (cfg["host"], cfg["port"])
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(socket.getaddrinfo(cfg["host"], cfg["port"])[0][-1])
-        s.listen(cfg["max_clients"])
+        s.listen(max_clients)
         s.setblocking(False)
         self.sock = s  # what the loop polls: _key(sock)
+        from mbnode.tcpoptions import options
+
+        TcpSlave.options = options(_UNIX)
         loop.add(self._key(s), self)
         loop.add_timer(self)
 
@@ -243,7 +223,7 @@ class TcpSlave:
     def on_event(self, key, events):
         # The listening socket is readable: accept one connection.
         now = time.ticks_ms()
-        if self.deferred == 0 and self._choose(now) is None:
+        if self.deferred == 0 and self._choose(now, False) is None:
             # Every slot holds a polling connection. One of them may have just closed (a client
             # that reconnects at once): its end is in this poll round too, after ours. Look
             # again after the round (tick); then the slot rules decide.
@@ -258,19 +238,24 @@ class TcpSlave:
         if self.allow and peer_ip(addr) not in self.allow:
             c.close()
             return
-        source = 2 if self.engine.guard is None else self.engine.trusted(peer_ip(addr))  # pdu.SOURCE_TCP
+        # pdu.SOURCE_TCP_TRUSTED (4) for a client whose address the guard trusts, else SOURCE_TCP (2)
+        guard = self.engine.guard
+        source = 4 if guard is not None and guard.trusts(peer_ip(addr)) else 2
         slot = self._slot(now)
         if slot is None:
             c.close()
             return
         c.setblocking(False)
-        for level, option, value in _options():
+        options = self.options
+        i = 0
+        while i < len(options):
             try:
-                c.setsockopt(level, option, value)
+                c.setsockopt(options[i], options[i + 1], options[i + 2])
             except OSError:
                 pass  # the port refuses it: serve without
+            i += 3
         slot.sock = c
-        slot.key = key = self._key(c)
+        key = self._key(c)
         slot.fill = slot.out = 0
         slot.last = now
         slot.gap = -1
@@ -280,14 +265,14 @@ class TcpSlave:
 
     def _slot(self, now):
         """A free slot, or the slot given up for a new connection (closed), or None."""
-        slot = self._choose(now)
+        slot = self._choose(now, False)
         if slot is None and self.replace_idlest:
             slot = self._choose(now, True)
         if slot is not None:
             self.close(slot)
         return slot
 
-    def _choose(self, now, idlest_too=False):
+    def _choose(self, now, idlest_too):
         """A free slot, or the connection to give up for a new one: the one silent longest
         among those not polling (or among all, idlest_too); None when there is none."""
         stale = idlest = None
@@ -319,7 +304,7 @@ class TcpSlave:
             return
         n = self.engine.handle(rx, 7, length - 1, self.tx, 7, conn, conn.source)
         if n == 0:  # PENDING: a write to extension modules, answered through conn.finish
-            self.loop.modify(conn.key, 0)  # not read until answered (a hang-up still reports)
+            self.poll_for(conn, 0)  # not read until answered (a hang-up still reports)
             return
         self.reply(conn, n)
 
@@ -347,11 +332,14 @@ class TcpSlave:
             # The rest waits in the slot (its request is used up) until the socket takes it.
             copy(rx, 0, tx, sent, n - sent)
             conn.out = n - sent
-            conn.sent = 0
             conn.t0 = time.ticks_ms()
-            self.loop.modify(conn.key, _POLLOUT)
+            self.poll_for(conn, _POLLOUT)
         elif not self.persistent:
             self.close(conn)
+
+    def poll_for(self, conn, events):
+        """What conn's socket is polled for from now on (the loop's modify)."""
+        self.loop.modify(self._key(conn.sock), events)
 
     def close(self, conn):
         sock = conn.sock
@@ -359,9 +347,9 @@ class TcpSlave:
             if self.forward is not None:
                 self.forward.cancel(conn)
             self.engine.forget(conn)
-            self.loop.remove(conn.key)
+            self.loop.remove(self._key(sock))
             sock.close()
-            conn.sock = conn.key = None
+            conn.sock = None
             conn.fill = conn.out = 0
 
     def clients(self):

@@ -74,7 +74,7 @@ class TcpGateway:
             self._exception(conn, _BUSY if not self.master.closed else _PATH_UNAVAILABLE)
             return
         self.forwarded += 1
-        self.slave.loop.modify(conn.key, 0)  # not read until answered (a hang-up still reports)
+        self.slave.poll_for(conn, 0)  # not read until answered (a hang-up still reports)
 
     def cancel(self, conn):
         """conn closes: its request no longer waits for the bus."""
@@ -85,7 +85,7 @@ class TcpGateway:
         conn = txn.user
         if conn.sock is None:
             return
-        self.slave.loop.modify(conn.key, _POLLIN)
+        self.slave.poll_for(conn, _POLLIN)
         if status == SENT:  # a broadcast: no answer, as on the line
             return
         if status != OK:

@@ -27,22 +27,25 @@ def start(loop, engine, model, io, board):
 
 
 def di(e, pin, model):
+    """The channel's _DI: only the fields its mode and debounce use (the others: the class's)."""
     c = _DI()
     c.n = e["channel"]
-    c.reg = MEM_BASE + 2 * (e["position"] - 1)  # the position's lower half (when off >= 0)
-    c.off = model.reg_offset(HOLDING, c.reg) if e["position"] else -1  # its offset in model.regs
+    p = e["position"]
+    c.off = model.reg_offset(HOLDING, MEM_BASE + 2 * (p - 1)) if p else -1  # the position's offset in model.regs
     c.pin = pin
     c.mode = MODES.index(e["mode"])
     c.inv = 1 if e["invert"] else 0
-    c.deb = e["debounce_ms"]
-    c.gate = e["gate_ms"]
-    c.active = 1 if e["edge"] == "rising" else 0  # the logical level an edge counted goes to
     c.edges = 0  # written by the interrupt handler only
     c.t = time.ticks_ms()  # of the last edge (interrupt handler)
     c.seen = 0  # edges already taken into account
-    c.stable = pin.value() ^ c.inv  # the debounced level
-    c.acc = 0  # frequency: edges in this gate
-    c.g = c.t  # frequency: when this gate began
+    if e["debounce_ms"]:
+        c.deb = e["debounce_ms"]
+        c.stable = pin.value() ^ c.inv
+        c.active = 1 if e["edge"] == "rising" else 0
+    if e["mode"] == "frequency":
+        c.gate = e["gate_ms"]
+        c.acc = 0
+        c.g = c.t
     return c
 
 
@@ -81,12 +84,12 @@ def build(m, loop, engine, model, io, field):
             if c.deb:
                 trigger = field.IRQ_RISING | field.IRQ_FALLING
             else:
-                trigger = field.IRQ_RISING if c.active ^ c.inv else field.IRQ_FALLING
+                trigger = field.IRQ_RISING if (e["edge"] == "rising") ^ c.inv else field.IRQ_FALLING
             try:
                 c.pin.irq(handler=c.edge, trigger=trigger, hard=True)  # rp2: in the interrupt itself
             except TypeError:  # esp32's Pin.irq has no hard=: the handler is scheduled
                 c.pin.irq(handler=c.edge, trigger=trigger)
-        model.set_bit(DISCRETE_INPUTS, n, c.stable)
+        model.set_bit(DISCRETE_INPUTS, n, c.stable if c.deb else c.pin.value() ^ c.inv)
         m.di.append(c)
     m.ai = []
     for e in io["ai"]:

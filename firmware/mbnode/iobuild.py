@@ -5,9 +5,15 @@ they are built (its code and texts take no RAM while the device serves)."""
 import time
 
 from mbnode.datamodel import DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
-from mbnode.iomodes import _DI, IoModes, _Fields
+from mbnode.iomodes import _DI, IoModes
 
 MODES = ("level", "counter", "latch", "frequency")
+
+
+class _Fields:
+    """An AI channel or a DO channel in pulse mode: plain fields (ai(), build()); one class for
+    both, as a class costs RAM of its own. Defined here, it stays loaded only while such a
+    channel does (iomodes reads the fields)."""
 
 
 def start(loop, engine, model, io, board):
@@ -74,7 +80,7 @@ def build(m, loop, engine, model, io, field):
     m.next = time.ticks_ms()
     m.req = bytearray(6)
     m.resp = bytearray(8)
-    m.di = []
+    digital = []
     for e in io["di"]:
         n = e["channel"]
         c = di(e, field.pin(n), model)
@@ -90,13 +96,15 @@ def build(m, loop, engine, model, io, field):
             except TypeError:  # esp32's Pin.irq has no hard=: the handler is scheduled
                 c.pin.irq(handler=c.edge, trigger=trigger)
         model.set_bit(DISCRETE_INPUTS, n, c.stable if c.deb else c.pin.value() ^ c.inv)
-        m.di.append(c)
-    m.ai = []
+        digital.append(c)
+    m.di = digital
+    analog = []
     for e in io["ai"]:
         n = e["channel"]
         field.own(INPUT, n)
-        m.ai.append(ai(e, field.adc(n, e["source"] == "temp"), model))
-    m.pulses = []
+        analog.append(ai(e, field.adc(n, e["source"] == "temp"), model))
+    m.ai = analog
+    pulses = []
     for e in io["do"]:
         if e["invert"]:
             field.do_invert(e["channel"])
@@ -106,7 +114,8 @@ def build(m, loop, engine, model, io, field):
             p.ms = e["pulse_ms"]
             p.on = False
             p.end = 0
-            m.pulses.append(p)
+            pulses.append(p)
+    m.pulses = pulses
     for e in io["ao"]:
         field.ao_freq(e["channel"], e["freq"])
     if m.di or m.pulses:

@@ -55,11 +55,6 @@ class _DI:
         self.t = ticks_ms()
 
 
-class _Fields:
-    """An AI channel or a DO channel in pulse mode: plain fields (mbnode.iobuild.ai, build); one
-    class for both, as a class costs RAM of its own."""
-
-
 def scale(a, x):
     """Raw reading x of AI channel a in engineering units as a register value (int16 two's
     complement): low + (x - raw_low) * (high - low) / (raw_high - raw_low), rounded half away

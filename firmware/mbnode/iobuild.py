@@ -97,13 +97,13 @@ def build(m, loop, engine, model, io, field):
                 c.pin.irq(handler=c.edge, trigger=trigger)
         model.set_bit(DISCRETE_INPUTS, n, c.stable if c.deb else c.pin.value() ^ c.inv)
         digital.append(c)
-    m.di = digital
+    m.di = tuple(digital)  # tuples: they never change, and an empty one takes no RAM
     analog = []
     for e in io["ai"]:
         n = e["channel"]
         field.own(INPUT, n)
         analog.append(ai(e, field.adc(n, e["source"] == "temp"), model))
-    m.ai = analog
+    m.ai = tuple(analog)
     pulses = []
     for e in io["do"]:
         if e["invert"]:
@@ -115,7 +115,7 @@ def build(m, loop, engine, model, io, field):
             p.on = False
             p.end = 0
             pulses.append(p)
-    m.pulses = pulses
+    m.pulses = tuple(pulses)
     for e in io["ao"]:
         field.ao_freq(e["channel"], e["freq"])
     if m.di or m.pulses:

@@ -49,13 +49,6 @@ def _merge(ranges):
     return flat
 
 
-def _failed(fn, e):
-    try:
-        print("mbnode: error in output subscriber %s: %r" % (getattr(fn, "__name__", "?"), e))
-    except MemoryError:
-        pass  # no room to say it: the reply (exception 04) still says something failed
-
-
 class DataModel:
     def __init__(self, present=None):
         """present: see set_present; None = the whole map (mbnode.typenames.MAP)."""
@@ -92,7 +85,10 @@ class DataModel:
                 fn(table, first, count)
             except Exception as e:  # noqa: BLE001 - the others and the reply still come
                 ok = False
-                _failed(fn, e)
+                try:
+                    print("mbnode: error in output subscriber %s: %r" % (getattr(fn, "__name__", "?"), e))
+                except MemoryError:
+                    pass  # no room to say it: the reply (exception 04) still says something failed
         return ok
 
     def set_present(self, present):

@@ -78,8 +78,6 @@ def build(m, loop, engine, model, io, field):
     m.regs = model.regs
     m.scan = io["scan_ms"]
     m.next = time.ticks_ms()
-    m.req = bytearray(6)
-    m.resp = bytearray(8)
     digital = []
     for e in io["di"]:
         n = e["channel"]
@@ -121,11 +119,15 @@ def build(m, loop, engine, model, io, field):
     if m.di or m.pulses:
         model.subscribe(m.written)
     # Power-on values, written as the device's own part: every output subscriber (the pins)
-    # hears them, before any transport serves.
+    # hears them, before any transport serves. The request buffers stay for the pulses' ends only.
+    m.req = bytearray(6)  # IoModes._write's request and answer
+    m.resp = bytearray(8)
     for e in io["do"]:
         m._write(5, e["channel"], 0xFF00 if e["power_on"] else 0)
     for e in io["ao"]:
         m._write(6, e["channel"], e["power_on"])
+    if not m.pulses:
+        m.req = m.resp = None  # (del would keep them: a member table keeps a deleted value)
     m.tick(time.ticks_ms())
     if hasattr(field, "scan_ms") and field.scan_ms == m.scan:
         # The board's input scan (PinIO) due when the modes' is: one wake of the loop serves both

@@ -46,12 +46,12 @@ def di(e, pin, model):
     c.seen = 0  # edges already taken into account
     if e["debounce_ms"]:
         c.deb = e["debounce_ms"]
-        c.stable = pin.value() ^ c.inv
-        c.active = 1 if e["edge"] == "rising" else 0
+        c.stable = pin.value() ^ c.inv  # the debounced level
+        c.active = 1 if e["edge"] == "rising" else 0  # the logical level an edge counted goes to
     if e["mode"] == "frequency":
         c.gate = e["gate_ms"]
-        c.acc = 0
-        c.g = c.t
+        c.acc = 0  # edges in this gate
+        c.g = c.t  # when this gate began
     return c
 
 

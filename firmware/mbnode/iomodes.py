@@ -42,12 +42,11 @@ ticks_diff = time.ticks_diff
 
 
 class _DI:
-    """A DI channel with a mode (its fields: mbnode.iobuild.di). The fields of a mode or of the
-    debounce stay the class's defaults below on channels that do not use them: every field an
-    object sets takes 8 B of its member table, whose size steps from 12 fields to 17."""
+    """A DI channel with a mode (its fields: mbnode.iobuild.di). A channel has the fields of the
+    frequency mode (gate, acc, g) and of a debounce (stable, active) only when it uses them:
+    every field an object sets takes 8 B of its member table, whose size steps from 12 to 17."""
 
-    gate = acc = g = 0  # frequency: the gate time, edges in this gate, when it began
-    deb = stable = active = 0  # debounce: its time, the debounced level, the level an edge counted goes to
+    deb = 0  # no debounce, unless the channel has its own
 
     def edge(self, pin):
         # The pin interrupt (hard): two small-int stores, nothing allocated.

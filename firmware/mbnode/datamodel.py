@@ -35,8 +35,9 @@ _MEM_OFF = const(4 * REG_CHANNELS)
 
 
 def _merge(ranges):
-    # Sorted, merged [first, last] pairs flattened into one list: a request is valid when it
-    # fits inside one pair, and adjacent configured ranges must not split a valid request.
+    # Sorted, merged [first, last] pairs flattened into one list (kept as a tuple: smaller): a
+    # request is valid when it fits inside one pair, and adjacent configured ranges must not
+    # split a valid request.
     flat = []
     for first, last in sorted(ranges):
         if flat and first <= flat[-1] + 1:
@@ -46,13 +47,6 @@ def _merge(ranges):
             flat.append(first)
             flat.append(last)
     return flat
-
-
-def _failed(fn, e):
-    try:
-        print("mbnode: error in output subscriber %s: %r" % (getattr(fn, "__name__", "?"), e))
-    except MemoryError:
-        pass  # no room to say it: the reply (exception 04) still says something failed
 
 
 class DataModel:
@@ -91,13 +85,16 @@ class DataModel:
                 fn(table, first, count)
             except Exception as e:  # noqa: BLE001 - the others and the reply still come
                 ok = False
-                _failed(fn, e)
+                try:
+                    print("mbnode: error in output subscriber %s: %r" % (getattr(fn, "__name__", "?"), e))
+                except MemoryError:
+                    pass  # no room to say it: the reply (exception 04) still says something failed
         return ok
 
     def set_present(self, present):
         """present: per table (COILS..INPUT) a list of (first, last) channel ranges inside
         mbnode.typenames.MAP (the configuration checks that)."""
-        self.present = tuple(_merge(r) for r in present)
+        self.present = tuple(tuple(_merge(r)) for r in present)
 
     def is_present(self, table, first, count):
         ranges = self.present[table]

@@ -79,49 +79,51 @@ def _number(v):
     return type(v) in (int, float) and v == v and abs(v) != float("inf")
 
 
-def _fail(value, allowed):
+def _refused(obj, value):
+    # check()'s ValueError, from mbnode.badvalue: loaded for it and dropped again, so none of its
+    # texts stays on the heap.
+    import sys
+
+    import mbnode
+
     try:
-        shown = json.dumps(value)
-    except (TypeError, ValueError):
-        shown = repr(value)
-    raise ValueError("value %s: allowed %s" % (shown, allowed))
+        from mbnode.badvalue import refusal
+
+        return refusal(obj, value)
+    finally:
+        sys.modules.pop("mbnode.badvalue", None)
+        if hasattr(mbnode, "badvalue"):
+            delattr(mbnode, "badvalue")
 
 
 def check(obj, value):
     """value (decoded JSON) as the type takes it: True/False for bool, text for ascii and hex
-    (hex in capitals), an int or float for the numbers. ValueError("value V: allowed A").
-    64-bit integers may also come as decimal text, as JSON numbers beyond 2**53 lose digits in
-    many producers (seeds/004 does the same)."""
+    (hex in capitals), an int or float for the numbers. ValueError("value V: allowed A"; the
+    texts: mbnode.badvalue). 64-bit integers may also come as decimal text, as JSON numbers
+    beyond 2**53 lose digits in many producers (seeds/004 does the same)."""
     t = obj.type
     if t == "bool":
         if value is True or value is False or (type(value) is int and 0 <= value <= 1):
             return bool(value)
-        _fail(value, "true, false, 0 or 1")
-    if t == "ascii":
-        n = 2 * obj.width
-        if type(value) is not str or len(value) > n or [c for c in value if not 32 <= ord(c) < 127]:
-            _fail(value, "text of at most %d printable ASCII characters" % n)
-        return value
-    if t == "hex":
-        n = 4 * obj.width
-        if type(value) is not str or len(value) != n or [c for c in value.upper() if c not in _HEX]:
-            _fail(value, "text of %d hexadecimal digits" % n)
-        return value.upper()
-    fmt = obj.fmt
-    if fmt[1] in "fd":
-        if type(value) is bool or not _number(value) or (fmt[1] == "f" and abs(value) > F32_MAX):
-            _fail(value, "a finite number" + (" within +-3.4028235e38" if fmt[1] == "f" else ""))
-        return float(value)
-    lo, hi = limits(obj)
-    bits = 8 * struct.calcsize(fmt)
-    v = value
-    if type(v) is str and bits == 64 and (v[1:] if v[:1] == "-" else v).isdigit() and len(v) <= 21:
-        v = int(v)
-    elif type(v) is float and _number(v) and v == int(v):
-        v = int(v)
-    if type(v) is not int or not lo <= v <= hi:
-        _fail(value, "an integer %d..%d" % (lo, hi) + (" (or its decimal text)" if bits == 64 else ""))
-    return v
+    elif t == "ascii":
+        if type(value) is str and len(value) <= 2 * obj.width and not [c for c in value if not 32 <= ord(c) < 127]:
+            return value
+    elif t == "hex":
+        if type(value) is str and len(value) == 4 * obj.width and not [c for c in value.upper() if c not in _HEX]:
+            return value.upper()
+    elif obj.fmt[1] in "fd":
+        if type(value) is not bool and _number(value) and (obj.fmt[1] == "d" or abs(value) <= F32_MAX):
+            return float(value)
+    else:
+        lo, hi = limits(obj)
+        v = value
+        if type(v) is str and obj.fmt[1] in "qQ" and (v[1:] if v[:1] == "-" else v).isdigit() and len(v) <= 21:
+            v = int(v)
+        elif type(v) is float and _number(v) and v == int(v):
+            v = int(v)
+        if type(v) is int and lo <= v <= hi:
+            return v
+    raise _refused(obj, value)
 
 
 def limits(obj):

@@ -22,7 +22,7 @@ def start(loop, engine, model, health, fs):
     f = Failsafe()
     f.engine = engine
     f.health = health
-    f.pdus = requests(model.present, fs)
+    f.pdus = tuple(requests(model.present, fs))
     f.timeout_ms = fs["timeout_ms"]
     f.resp = bytearray(8)  # the answers: 5 bytes, or 2 for an exception
     f.lo = engine.requests_lo

@@ -5,9 +5,15 @@ they are built (its code and texts take no RAM while the device serves)."""
 import time
 
 from mbnode.datamodel import DISCRETE_INPUTS, HOLDING, INPUT, MEM_BASE
-from mbnode.iomodes import _DI, IoModes, _Fields
+from mbnode.iomodes import _DI, IoModes
 
 MODES = ("level", "counter", "latch", "frequency")
+
+
+class _Fields:
+    """An AI channel or a DO channel in pulse mode: plain fields (ai(), build()); one class for
+    both, as a class costs RAM of its own. Defined here, it stays loaded only while such a
+    channel does (iomodes reads the fields)."""
 
 
 def start(loop, engine, model, io, board):
@@ -27,22 +33,25 @@ def start(loop, engine, model, io, board):
 
 
 def di(e, pin, model):
+    """The channel's _DI: only the fields its mode and debounce use (the others: the class's)."""
     c = _DI()
     c.n = e["channel"]
-    c.reg = MEM_BASE + 2 * (e["position"] - 1)  # the position's lower half (when off >= 0)
-    c.off = model.reg_offset(HOLDING, c.reg) if e["position"] else -1  # its offset in model.regs
+    p = e["position"]
+    c.off = model.reg_offset(HOLDING, MEM_BASE + 2 * (p - 1)) if p else -1  # the position's offset in model.regs
     c.pin = pin
     c.mode = MODES.index(e["mode"])
     c.inv = 1 if e["invert"] else 0
-    c.deb = e["debounce_ms"]
-    c.gate = e["gate_ms"]
-    c.active = 1 if e["edge"] == "rising" else 0  # the logical level an edge counted goes to
     c.edges = 0  # written by the interrupt handler only
     c.t = time.ticks_ms()  # of the last edge (interrupt handler)
     c.seen = 0  # edges already taken into account
-    c.stable = pin.value() ^ c.inv  # the debounced level
-    c.acc = 0  # frequency: edges in this gate
-    c.g = c.t  # frequency: when this gate began
+    if e["debounce_ms"]:
+        c.deb = e["debounce_ms"]
+        c.stable = pin.value() ^ c.inv  # the debounced level
+        c.active = 1 if e["edge"] == "rising" else 0  # the logical level an edge counted goes to
+    if e["mode"] == "frequency":
+        c.gate = e["gate_ms"]
+        c.acc = 0  # edges in this gate
+        c.g = c.t  # when this gate began
     return c
 
 
@@ -69,9 +78,7 @@ def build(m, loop, engine, model, io, field):
     m.regs = model.regs
     m.scan = io["scan_ms"]
     m.next = time.ticks_ms()
-    m.req = bytearray(6)
-    m.resp = bytearray(8)
-    m.di = []
+    digital = []
     for e in io["di"]:
         n = e["channel"]
         c = di(e, field.pin(n), model)
@@ -81,19 +88,21 @@ def build(m, loop, engine, model, io, field):
             if c.deb:
                 trigger = field.IRQ_RISING | field.IRQ_FALLING
             else:
-                trigger = field.IRQ_RISING if c.active ^ c.inv else field.IRQ_FALLING
+                trigger = field.IRQ_RISING if (e["edge"] == "rising") ^ c.inv else field.IRQ_FALLING
             try:
                 c.pin.irq(handler=c.edge, trigger=trigger, hard=True)  # rp2: in the interrupt itself
             except TypeError:  # esp32's Pin.irq has no hard=: the handler is scheduled
                 c.pin.irq(handler=c.edge, trigger=trigger)
-        model.set_bit(DISCRETE_INPUTS, n, c.stable)
-        m.di.append(c)
-    m.ai = []
+        model.set_bit(DISCRETE_INPUTS, n, c.stable if c.deb else c.pin.value() ^ c.inv)
+        digital.append(c)
+    m.di = tuple(digital)  # tuples: they never change, and an empty one takes no RAM
+    analog = []
     for e in io["ai"]:
         n = e["channel"]
         field.own(INPUT, n)
-        m.ai.append(ai(e, field.adc(n, e["source"] == "temp"), model))
-    m.pulses = []
+        analog.append(ai(e, field.adc(n, e["source"] == "temp"), model))
+    m.ai = tuple(analog)
+    pulses = []
     for e in io["do"]:
         if e["invert"]:
             field.do_invert(e["channel"])
@@ -103,17 +112,22 @@ def build(m, loop, engine, model, io, field):
             p.ms = e["pulse_ms"]
             p.on = False
             p.end = 0
-            m.pulses.append(p)
+            pulses.append(p)
+    m.pulses = tuple(pulses)
     for e in io["ao"]:
         field.ao_freq(e["channel"], e["freq"])
     if m.di or m.pulses:
         model.subscribe(m.written)
     # Power-on values, written as the device's own part: every output subscriber (the pins)
-    # hears them, before any transport serves.
+    # hears them, before any transport serves. The request buffers stay for the pulses' ends only.
+    m.req = bytearray(6)  # IoModes._write's request and answer
+    m.resp = bytearray(8)
     for e in io["do"]:
         m._write(5, e["channel"], 0xFF00 if e["power_on"] else 0)
     for e in io["ao"]:
         m._write(6, e["channel"], e["power_on"])
+    if not m.pulses:
+        m.req = m.resp = None  # (del would keep them: a member table keeps a deleted value)
     m.tick(time.ticks_ms())
     if hasattr(field, "scan_ms") and field.scan_ms == m.scan:
         # The board's input scan (PinIO) due when the modes' is: one wake of the loop serves both

@@ -197,7 +197,7 @@ def samples(first):
     def serve():
         a = field.adcs[0]
         for i in range(first, first + 4):
-            a.raw = raws[i]
+            a.level = raws[i]
             tick(1)
     return serve
 

@@ -104,7 +104,7 @@ def open_rtu(rtu, cfg, key="rtu"):
     """The serial port of line `key` ("rtu", "rtu2"): board.<key>_device is a tty path (set up
     raw with the line's settings) or "fd:N", a descriptor the process inherited (mbnode sim
     --rtu pty); board.<key>_peer, when set, is the name shown for it (the pty end clients open)."""
-    from ttyport import open_tty
+    from ttyopen import open_tty
 
     return open_tty(cfg[key + "_device"], cfg[key + "_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
 

@@ -93,11 +93,13 @@ def reboot():
 
 
 def field():
-    """The field side of the io section's modes (simfield.py, loaded only then)."""
+    """The field side of the io section's modes (simfield.py, loaded only then), as the modes
+    set it up (simfieldstart.py, start-up only)."""
     from simfield import Field
+    from simfieldstart import FieldSetup
 
     f = _state["field"] = Field(_state["loop"], _state["model"])
-    return f
+    return FieldSetup(f)
 
 
 def open_rtu(rtu, cfg, key="rtu"):

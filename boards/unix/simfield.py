@@ -8,13 +8,13 @@ An input channel the modes own is a SimInput, its raw level: a DI's 0 or 1, read
 toggles it on this module's loop timer; edges that fall due together come in one tick, in
 order); an AI's reading 0..65535, read as an ADC's (read_u16()). One class for both kinds: a
 second class would take about 110 bytes of heap for its one method. Outputs: the level a DO pin
-would have (coil, inverted if so configured) and the PWM frequency of an AO. The control
-channel's `set` of an owned input is simcontrol's (set_input), which loads only with it.
+would have (coil, inverted if so configured) and the PWM frequency of an AO. What the modes
+call at start-up (pin, adc, own, do_invert, ao_freq) is simfieldstart.py's, unloaded once the
+parts are built; the control channel's `set` of an owned input is simcontrol's (_set_input),
+loaded with it.
 """
 
 import time
-
-from mbnode.datamodel import DISCRETE_INPUTS, INPUT
 
 
 class SimInput:
@@ -42,8 +42,9 @@ class SimInput:
 
 
 class Field:
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
+    """The loop timer that plays the pulse trains, and what the control channel reads and sets:
+    the raw inputs (pins, adcs: channel -> SimInput), the inverted DO channels (inv) and the AO
+    frequencies (freqs), which simfieldstart.FieldSetup fills at start-up."""
 
     def __init__(self, loop, model):
         self.model = model
@@ -52,23 +53,6 @@ class Field:
         self.inv = set()
         self.freqs = {}
         loop.add_timer(self)
-
-    def pin(self, n):
-        p = self.pins[n] = SimInput(self.model.get_bit(DISCRETE_INPUTS, n))
-        return p
-
-    def adc(self, n, temp):
-        a = self.adcs[n] = SimInput(self.model.get_reg(INPUT, n))
-        return a
-
-    def own(self, table, n):
-        pass  # the simulator mirrors nothing: an owned channel's raw input is pins[n] / adcs[n]
-
-    def do_invert(self, n):
-        self.inv.add(n)
-
-    def ao_freq(self, n, hz):
-        self.freqs[n] = hz
 
     def due_in(self, now):
         d = -1

@@ -17,6 +17,7 @@ from mbnode.devid import DeviceIdentification
 from mbnode.iomodes import IoModes, scale
 from mbnode.pdu import Engine
 from simfield import Field
+from simfieldstart import FieldSetup
 
 IO = {
     "scan_ms": 5,
@@ -51,7 +52,7 @@ field = Field(loop, model)
 heard = Heard()
 model.subscribe(heard.changed)
 io = IoModes()
-iobuild.build(io, loop, engine, model, cfg["io"], field)
+iobuild.build(io, loop, engine, model, cfg["io"], FieldSetup(field))
 pins = field.pins
 report = Report(40)
 req = bytearray(12)

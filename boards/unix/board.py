@@ -53,6 +53,7 @@ def config_rules():
         return SCHEMA, json.load(f), check
 
 
+# model, loop; "field": simfield.Field with an io section; "words": the ready line's, until describe()
 _state = {}
 
 
@@ -68,16 +69,16 @@ def start(loop, model, cfg):
     if cfg["io"]:
         host, port = cfg["io"].rsplit(":", 1)
         try:
-            _state["io"] = IoChannel(loop, model, host, int(port))
+            IoChannel(loop, model, host, int(port))
         except OSError as e:
             from mbnode.listenerror import cannot_listen
 
             cannot_listen("io", host, int(port), e)
+        _state["words"] = ["io %s:%d" % (host, int(port))]  # for describe(), which takes them
 
 
 def describe():
-    io = _state.get("io")
-    return ["io %s:%d" % io.address] if io else []
+    return _state.pop("words", [])
 
 
 _REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
@@ -201,7 +202,6 @@ class IoChannel:
     def __init__(self, loop, model, host, port):
         self.loop = loop
         self.model = model
-        self.address = (host, port)
         self.conns = []
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -36,21 +36,13 @@ def config_rules():
     """(schema of the board section, default configuration, check): the global defaults; with
     `mbnode sim --keep-serving`, the defaults in the file MBNODE_DEFAULTS names (the command
     line's --tcp, --io, --rtu, --unit over the global ones), and a refused configuration starts
-    them, as a board would (KEEP_SERVING). The schema and the check are board_config.py's,
-    loaded for the configuration check only (and unloaded again with config.py)."""
-    import os
-
-    from board_config import SCHEMA, check
-
-    path = os.getenv("MBNODE_DEFAULTS")
-    if not path:
-        return SCHEMA, None, check
-    import json
-
+    them, as a board would (KEEP_SERVING). All three are board_config.py's, loaded for the
+    configuration check only (and unloaded again with config.py)."""
     global KEEP_SERVING
-    KEEP_SERVING = True
-    with open(path) as f:
-        return SCHEMA, json.load(f), check
+    from board_config import rules
+
+    KEEP_SERVING, answer = rules()
+    return answer
 
 
 # model, loop; "field": simfield.Field with an io section; "words": the ready line's, until describe()

@@ -33,7 +33,7 @@ def open_tty(device, peer, baud, parity, stopbits):
     from mbnode.rtu import char_times  # start-up only (rtu.START_ONLY)
 
     if device.startswith("fd:"):
-        return TtyPort(open(int(device[3:]), "r+b"), peer or device, char_times(baud, parity, stopbits)[0] + 2000)
+        return _port(open(int(device[3:]), "r+b"), peer or device, char_times(baud, parity, stopbits)[0] + 2000)
     if baud not in _SPEEDS:
         raise ValueError("rtu.baud = %d: a tty on the unix port takes one of %s"
                          % (baud, ", ".join(str(b) for b in sorted(_SPEEDS))))
@@ -54,4 +54,16 @@ def open_tty(device, peer, baud, parity, stopbits):
     attrs[6][_VMIN] = 0
     attrs[6][_VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    return TtyPort(file, peer or device, char_times(baud, parity, stopbits)[0] + 16000)
+    return _port(file, peer or device, char_times(baud, parity, stopbits)[0] + 16000)
+
+
+def _port(file, name, latency_us):
+    p = TtyPort()
+    p.file = file
+    # What the loop polls: the descriptor's number. poll.modify() finds an object by id(), which
+    # on the 32-bit unix port (heap above 2 GB) is a new long int each time; a small int is none,
+    # and the RTU link modifies its port's events on every request.
+    p.stream = file.fileno()
+    p.name = name
+    p.latency_us = latency_us
+    return p

@@ -11,16 +11,9 @@ latency timer (16 ms on FTDI chips) or its packet runs out.
 
 
 class TtyPort:
-    def __init__(self, file, name, latency_us):
-        """file: the tty opened (ttyopen.open_tty); name: what the ready line shows; latency_us: see
-        the module docstring."""
-        self.file = file
-        # What the loop polls: the descriptor's number. poll.modify() finds an object by id(),
-        # which on the 32-bit unix port (heap above 2 GB) is a new long int each time; a small
-        # int is none, and the RTU link modifies its port's events on every request.
-        self.stream = file.fileno()
-        self.name = name
-        self.latency_us = latency_us
+    """Its fields, set by ttyopen.open_tty (start-up only, so this class has no __init__ taking
+    RAM): file, the tty opened; stream, what the loop polls (its descriptor's number); name, what
+    the ready line shows; latency_us (module docstring)."""
 
     def readinto(self, buf, n):
         return self.file.readinto(buf, n) or 0

@@ -18,11 +18,9 @@ import time
 
 
 class SimInput:
-    def __init__(self, level):
-        self.level = level
-        self.handler = None
-        self.trigger = 0
-        self.train = None  # DI: [edges left, high ms, low ms, next edge ticks_ms]
+    """Its fields, set by simfieldstart.FieldSetup (start-up only, so this class has no __init__
+    taking RAM): level; handler and trigger, as irq() sets them; train, a DI's pulse train or
+    None: [edges left, high ms, low ms, next edge ticks_ms]."""
 
     def value(self):
         return self.level

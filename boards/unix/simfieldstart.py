@@ -11,6 +11,16 @@ from simfield import SimInput
 START_ONLY = True  # unloaded once the parts are built (mbnode.startup.forget)
 
 
+def _input(level):
+    """A channel's raw input (simfield.SimInput) at `level`, no handler, no pulse train."""
+    i = SimInput()
+    i.level = level
+    i.handler = None
+    i.trigger = 0
+    i.train = None
+    return i
+
+
 class FieldSetup:
     IRQ_RISING = 1
     IRQ_FALLING = 2
@@ -20,12 +30,12 @@ class FieldSetup:
 
     def pin(self, n):
         f = self.field
-        p = f.pins[n] = SimInput(f.model.get_bit(DISCRETE_INPUTS, n))
+        p = f.pins[n] = _input(f.model.get_bit(DISCRETE_INPUTS, n))
         return p
 
     def adc(self, n, temp):
         f = self.field
-        a = f.adcs[n] = SimInput(f.model.get_reg(INPUT, n))
+        a = f.adcs[n] = _input(f.model.get_reg(INPUT, n))
         return a
 
     def own(self, table, n):

@@ -88,11 +88,11 @@ def reboot():
 def field():
     """The field side of the io section's modes (simfield.py, loaded only then), as the modes
     set it up (simfieldstart.py, start-up only)."""
-    from simfield import Field
     from simfieldstart import FieldSetup
 
-    f = _state["field"] = Field(_state["loop"], _state["model"])
-    return FieldSetup(f)
+    setup = FieldSetup(_state["loop"], _state["model"])
+    _state["field"] = setup.field
+    return setup
 
 
 def open_rtu(rtu, cfg, key="rtu"):

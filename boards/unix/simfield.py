@@ -40,17 +40,10 @@ class SimInput:
 
 
 class Field:
-    """The loop timer that plays the pulse trains, and what the control channel reads and sets:
-    the raw inputs (pins, adcs: channel -> SimInput), the inverted DO channels (inv) and the AO
-    frequencies (freqs), which simfieldstart.FieldSetup fills at start-up."""
-
-    def __init__(self, loop, model):
-        self.model = model
-        self.pins = {}
-        self.adcs = {}
-        self.inv = set()
-        self.freqs = {}
-        loop.add_timer(self)
+    """The loop timer that plays the pulse trains, and what the control channel reads and sets.
+    Its fields, set by simfieldstart.FieldSetup (start-up only, so this class has no __init__
+    taking RAM): model; the raw inputs (pins, adcs: channel -> SimInput), the inverted DO
+    channels (inv) and the AO frequencies (freqs)."""
 
     def due_in(self, now):
         d = -1

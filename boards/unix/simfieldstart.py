@@ -1,12 +1,12 @@
 """Start-up only: the simulator's field side as mbnode.iobuild sets it up (board.field(),
-docs/boards.md): the raw inputs of the channels the io modes own, made on the running Field
-(simfield.py), the inverted DO channels and the AO frequencies. Unloaded with the other start-up
+docs/boards.md): the running Field (simfield.py) made, with the raw inputs of the channels the
+io modes own, the inverted DO channels and the AO frequencies. Unloaded with the other start-up
 modules once the parts are built (START_ONLY = True: mbnode.startup.forget), so these methods
 take no RAM while the simulator serves.
 """
 
 from mbnode.datamodel import DISCRETE_INPUTS, INPUT
-from simfield import SimInput
+from simfield import Field, SimInput
 
 START_ONLY = True  # unloaded once the parts are built (mbnode.startup.forget)
 
@@ -25,8 +25,14 @@ class FieldSetup:
     IRQ_RISING = 1
     IRQ_FALLING = 2
 
-    def __init__(self, field):
-        self.field = field  # the simfield.Field the loop runs
+    def __init__(self, loop, model):
+        f = self.field = Field()  # what the loop runs and the control channel reads
+        f.model = model
+        f.pins = {}
+        f.adcs = {}
+        f.inv = set()
+        f.freqs = {}
+        loop.add_timer(f)
 
     def pin(self, n):
         f = self.field

@@ -105,18 +105,18 @@ def open_rtu(rtu, cfg, key="rtu"):
 
 
 def execute(model, line):
-    """One control request (text without the newline) -> reply text (without newline). `heap`
-    is answered here, without loading anything; the others by simcontrol.py, loaded on the
-    first one (docs/simulator.md)."""
-    words = line.split()
-    if words == ["heap"]:
+    """One control request (bytes without the newline; None: one longer than _LINE_MAX) -> reply
+    text (without newline). `heap` is answered here, without loading anything; every other
+    request, and the refusal of one too long or not ASCII, by simcontrol.py, loaded on the first
+    one (docs/simulator.md)."""
+    if line is not None and line.split() == [b"heap"]:
         import gc
 
         gc.collect()
         return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
     from simcontrol import execute as control
 
-    return control(model, words, _state.get("field"))
+    return control(model, line, _state.get("field"))
 
 
 _POLLIN = const(1)
@@ -170,13 +170,7 @@ class _IoClient:
                 skipping, self.skip = self.skip, False
             if skipping:  # the end of a line already answered
                 continue
-            if i < 0 or i > _LINE_MAX:
-                reply = "err request longer than 1024 characters"
-            else:
-                try:
-                    reply = execute(self.channel.model, line.decode())
-                except UnicodeError:
-                    reply = "err requests are ASCII text"
+            reply = execute(self.channel.model, None if i < 0 or i > _LINE_MAX else line)
             self.tx += reply.encode() + b"\n"
         self.channel.loop.modify(sock, (_POLLIN if len(self.tx) < _OUT_MAX else 0) | (_POLLOUT if self.tx else 0))
 

@@ -1,6 +1,6 @@
 """The simulator's control requests that read or set I/O (docs/simulator.md): get, set, field,
-pulse, and save/saved (simsave.py). board.execute answers `heap` itself and hands every other
-request here; this module is loaded on the first one and stays (a simulator nobody sends such a
+pulse, and save/saved (simsave.py), and the refusal of a request too long or not ASCII.
+board.execute answers `heap` itself and hands every other request here; this module is loaded on the first one and stays (a simulator nobody sends such a
 request spends no RAM on it). Not the Modbus hot path: a request may allocate.
 """
 
@@ -27,9 +27,15 @@ _TABLES = {
 }
 
 
-def execute(model, words, f):
-    """One request (its words; not `heap`) -> reply text. f: the io section's field side
-    (simfield.Field), or None."""
+def execute(model, line, f):
+    """One request (bytes; not `heap`; None: longer than 1024 characters) -> reply text. f: the
+    io section's field side (simfield.Field), or None."""
+    if line is None:
+        return "err request longer than 1024 characters"
+    try:
+        words = line.decode().split()
+    except UnicodeError:
+        return "err requests are ASCII text"
     try:
         if words == ["save"] or words == ["saved"]:
             from simsave import command

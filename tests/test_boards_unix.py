@@ -49,7 +49,7 @@ def test_control_channel_sets_reach_the_output_subscribers():
         model = DataModel()
         heard = []
         model.subscribe(lambda table, first, count: heard.append((table, first, count)))
-        replies = [board.execute(model, line) for line in
+        replies = [board.execute(model, line.encode()) for line in
                    ("set do 3 1 0 1", "set ao 0x41 7", "set mem 2 70000", "set di 0 1", "set ai 0 5", "get do 3 3",
                     "set do 0 2")]
         assert replies == ["ok", "ok", "ok", "ok", "ok", "ok 1 0 1", "err bit value 2: allowed 0 or 1"]
@@ -59,7 +59,7 @@ def test_control_channel_sets_reach_the_output_subscribers():
             raise OSError(5)
 
         model.subscribe(broken)
-        assert board.execute(model, "set do 9 1").startswith("err the values are set, but an output subscriber failed")
+        assert board.execute(model, b"set do 9 1").startswith("err the values are set, but an output subscriber failed")
         assert model.get_bit(COILS, 9) == 1 and heard[-1] == (COILS, 9, 1)
 
 

@@ -3,12 +3,14 @@ board's config.json, and a manifest.py that MicroPython's own manifest reader ac
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import micropython_or_fail, need
 from mbnode import config
 from mbnode_host import boards, build, cli, paths
 
@@ -133,6 +135,19 @@ def test_arch_override_for_other_cores(tmp_path):
     out = build.compile_mpy("pico", tmp_path / "m3", arch="armv7m")
     assert arch_of(out / "mbnode" / "crc.mpy") == ARCH_CODE["armv7m"]
     assert not (out / "config.json").exists()
+
+
+def test_tracebacks_name_the_modules_as_imported(tmp_path):
+    """Each .mpy's source name is its module's import name (build.source_name; a package's
+    __init__ is the package): a traceback on the device names "mbnode.config", no path."""
+    assert build.source_name("mbnode/mqtt/__init__") == "mbnode.mqtt"
+    assert build.source_name("mbnode/mqtt/bridge") == "mbnode.mqtt.bridge"
+    assert build.source_name("board") == "board"
+    out = build.compile_mpy("unix", tmp_path / "m", arch=build.UNIX_ARCH[32])
+    r = subprocess.run([micropython_or_fail(32), "-c", "from mbnode import config\nconfig.validate({'tcp': 5})"],
+                       env=dict(os.environ, MICROPYPATH=str(out)), cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and 'File "mbnode.config", line ' in r.stderr and ".py" not in r.stderr, r.stderr
 
 
 def test_unknown_board_lists_the_names(tmp_path, capsys):

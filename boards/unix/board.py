@@ -36,23 +36,16 @@ def config_rules():
     """(schema of the board section, default configuration, check): the global defaults; with
     `mbnode sim --keep-serving`, the defaults in the file MBNODE_DEFAULTS names (the command
     line's --tcp, --io, --rtu, --unit over the global ones), and a refused configuration starts
-    them, as a board would (KEEP_SERVING). The schema and the check are board_config.py's,
-    loaded for the configuration check only (and unloaded again with config.py)."""
-    import os
-
-    from board_config import SCHEMA, check
-
-    path = os.getenv("MBNODE_DEFAULTS")
-    if not path:
-        return SCHEMA, None, check
-    import json
-
+    them, as a board would (KEEP_SERVING). All three are board_config.py's, loaded for the
+    configuration check only (and unloaded again with config.py)."""
     global KEEP_SERVING
-    KEEP_SERVING = True
-    with open(path) as f:
-        return SCHEMA, json.load(f), check
+    from board_config import rules
+
+    KEEP_SERVING, answer = rules()
+    return answer
 
 
+# model, loop; "field": simfield.Field with an io section; "words": the ready line's, until describe()
 _state = {}
 
 
@@ -68,16 +61,16 @@ def start(loop, model, cfg):
     if cfg["io"]:
         host, port = cfg["io"].rsplit(":", 1)
         try:
-            _state["io"] = IoChannel(loop, model, host, int(port))
+            IoChannel(loop, model, host, int(port))
         except OSError as e:
             from mbnode.listenerror import cannot_listen
 
             cannot_listen("io", host, int(port), e)
+        _state["words"] = ["io %s:%d" % (host, int(port))]  # for describe(), which takes them
 
 
 def describe():
-    io = _state.get("io")
-    return ["io %s:%d" % io.address] if io else []
+    return _state.pop("words", [])
 
 
 _REBOOT_STATUS = const(4)  # the settings block's reboot on the simulator (docs/simulator.md)
@@ -93,35 +86,37 @@ def reboot():
 
 
 def field():
-    """The field side of the io section's modes (simfield.py, loaded only then)."""
-    from simfield import Field
+    """The field side of the io section's modes (simfield.py, loaded only then), as the modes
+    set it up (simfieldstart.py, start-up only)."""
+    from simfieldstart import FieldSetup
 
-    f = _state["field"] = Field(_state["loop"], _state["model"])
-    return f
+    setup = FieldSetup(_state["loop"], _state["model"])
+    _state["field"] = setup.field
+    return setup
 
 
 def open_rtu(rtu, cfg, key="rtu"):
     """The serial port of line `key` ("rtu", "rtu2"): board.<key>_device is a tty path (set up
     raw with the line's settings) or "fd:N", a descriptor the process inherited (mbnode sim
     --rtu pty); board.<key>_peer, when set, is the name shown for it (the pty end clients open)."""
-    from ttyport import open_tty
+    from ttyopen import open_tty
 
     return open_tty(cfg[key + "_device"], cfg[key + "_peer"], rtu["baud"], rtu["parity"], rtu["stopbits"])
 
 
 def execute(model, line):
-    """One control request (text without the newline) -> reply text (without newline). `heap`
-    is answered here, without loading anything; the others by simcontrol.py, loaded on the
-    first one (docs/simulator.md)."""
-    words = line.split()
-    if words == ["heap"]:
+    """One control request (bytes without the newline; None: one longer than _LINE_MAX) -> reply
+    text (without newline). `heap` is answered here, without loading anything; every other
+    request, and the refusal of one too long or not ASCII, by simcontrol.py, loaded on the first
+    one (docs/simulator.md)."""
+    if line is not None and line.split() == [b"heap"]:
         import gc
 
         gc.collect()
         return "ok %d %d" % (gc.mem_alloc(), gc.mem_free())
     from simcontrol import execute as control
 
-    return control(model, words, _state.get("field"))
+    return control(model, line, _state.get("field"))
 
 
 _POLLIN = const(1)
@@ -175,13 +170,7 @@ class _IoClient:
                 skipping, self.skip = self.skip, False
             if skipping:  # the end of a line already answered
                 continue
-            if i < 0 or i > _LINE_MAX:
-                reply = "err request longer than 1024 characters"
-            else:
-                try:
-                    reply = execute(self.channel.model, line.decode())
-                except UnicodeError:
-                    reply = "err requests are ASCII text"
+            reply = execute(self.channel.model, None if i < 0 or i > _LINE_MAX else line)
             self.tx += reply.encode() + b"\n"
         self.channel.loop.modify(sock, (_POLLIN if len(self.tx) < _OUT_MAX else 0) | (_POLLOUT if self.tx else 0))
 
@@ -199,7 +188,6 @@ class IoChannel:
     def __init__(self, loop, model, host, port):
         self.loop = loop
         self.model = model
-        self.address = (host, port)
         self.conns = []
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,6 +1,6 @@
 """The unix board's configuration rules, which board.config_rules() hands to mbnode.config: the
-schema of the board section (docs/simulator.md) and the check that needs the whole
-configuration. Imported by config_rules() only, so it is unloaded again with config.py once the
+schema of the board section (docs/simulator.md), the check that needs the whole configuration
+and, with `mbnode sim --keep-serving`, the defaults (rules()). Imported by config_rules() only, so it is unloaded again with config.py once the
 configuration is checked (startup.load_config), as a pin board's board_config.py is.
 """
 
@@ -18,3 +18,17 @@ def check(cfg):
         return ("config: rtu2.enabled = true: allowed only with board.rtu2_device set (the tty the second "
                 "serial line is on)")
     return None
+
+
+def rules():
+    """(KEEP_SERVING, (SCHEMA, defaults, check)): the global defaults (None) and False; with
+    `mbnode sim --keep-serving`, the defaults in the file MBNODE_DEFAULTS names and True."""
+    import os
+
+    path = os.getenv("MBNODE_DEFAULTS")
+    if not path:
+        return False, (SCHEMA, None, check)
+    import json
+
+    with open(path) as f:
+        return True, (SCHEMA, json.load(f), check)

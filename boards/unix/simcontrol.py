@@ -1,6 +1,6 @@
 """The simulator's control requests that read or set I/O (docs/simulator.md): get, set, field,
-pulse, and save/saved (simsave.py). board.execute answers `heap` itself and hands every other
-request here; this module is loaded on the first one and stays (a simulator nobody sends such a
+pulse, and save/saved (simsave.py), and the refusal of a request too long or not ASCII.
+board.execute answers `heap` itself and hands every other request here; this module is loaded on the first one and stays (a simulator nobody sends such a
 request spends no RAM on it). Not the Modbus hot path: a request may allocate.
 """
 
@@ -27,9 +27,15 @@ _TABLES = {
 }
 
 
-def execute(model, words, f):
-    """One request (its words; not `heap`) -> reply text. f: the io section's field side
-    (simfield.Field), or None."""
+def execute(model, line, f):
+    """One request (bytes; not `heap`; None: longer than 1024 characters) -> reply text. f: the
+    io section's field side (simfield.Field), or None."""
+    if line is None:
+        return "err request longer than 1024 characters"
+    try:
+        words = line.decode().split()
+    except UnicodeError:
+        return "err requests are ASCII text"
     try:
         if words == ["save"] or words == ["saved"]:
             from simsave import command
@@ -62,7 +68,7 @@ def execute(model, words, f):
         out = []
         for i in range(count):
             a = first + i
-            if values is not None and f and f.set_input(table, a, values[i]):
+            if values is not None and f and _set_input(f, table, a, values[i]):
                 pass  # the raw input of a channel the io modes own
             elif kind == "bit":
                 if values is None:
@@ -113,13 +119,27 @@ def _field_side(f, words):
     return " ".join(["ok"] + [str(_field(f, tables[words[1]], a)) for a in range(n[0], n[0] + n[1])])
 
 
+def _set_input(f, table, n, v):
+    """`set di` / `set ai` of a channel the io modes own: its raw input on the field side f.
+    False: not owned (or a value the table does not take: the caller's own check refuses it)."""
+    if table == DISCRETE_INPUTS and n in f.pins and v in (0, 1):
+        p = f.pins[n]
+        p.train = None
+        p.set(v)
+        return True
+    if table == INPUT and n in f.adcs and 0 <= v <= 0xFFFF:
+        f.adcs[n].level = v
+        return True
+    return False
+
+
 def _field(f, table, n):
     """`field TABLE ADDR`: what the field side f has at channel n."""
     model = f.model
     if table == DISCRETE_INPUTS:
         return f.pins[n].level if n in f.pins else model.get_bit(table, n)
     if table == INPUT:
-        return f.adcs[n].raw if n in f.adcs else model.get_reg(table, n)
+        return f.adcs[n].level if n in f.adcs else model.get_reg(table, n)
     if table == COILS:
         return model.get_bit(COILS, n) ^ (1 if n in f.inv else 0)
     return f.freqs.get(n, 0)

@@ -3,29 +3,32 @@ only when the configuration has one: the raw inputs behind the channels the mode
 from the control channel, so that the firmware's own debounce, counting and scaling is what a
 client sees (docs/simulator.md).
 
-A DI channel the modes own is a SimPin: a raw level with an interrupt handler, called on each
-change as a pin's would be; a pulse train toggles it on this module's loop timer (edges that
-fall due together come in one tick, in order). An AI channel the modes own is a SimADC, a raw
-reading. Outputs: the level a DO pin would have (coil, inverted if so configured) and the PWM
-frequency of an AO.
+An input channel the modes own is a SimInput, its raw level: a DI's 0 or 1, read as a pin's
+(value()), with an interrupt handler called on each change as a pin's would be (a pulse train
+toggles it on this module's loop timer; edges that fall due together come in one tick, in
+order); an AI's reading 0..65535, read as an ADC's (read_u16()). One class for both kinds: a
+second class would take about 110 bytes of heap for its one method. Outputs: the level a DO pin
+would have (coil, inverted if so configured) and the PWM frequency of an AO. What the modes
+call at start-up (pin, adc, own, do_invert, ao_freq) is simfieldstart.py's, unloaded once the
+parts are built; the control channel's `set` of an owned input is simcontrol's (_set_input),
+loaded with it.
 """
 
 import time
 
-from mbnode.datamodel import DISCRETE_INPUTS, INPUT
 
-
-class SimPin:
-    def __init__(self, level):
-        self.level = level
-        self.handler = None
-        self.trigger = 0
-        self.train = None  # [edges left, high ms, low ms, next edge ticks_ms]
+class SimInput:
+    """Its fields, set by simfieldstart.FieldSetup (start-up only, so this class has no __init__
+    taking RAM): level; handler and trigger, as irq() sets them; train, a DI's pulse train or
+    None: [edges left, high ms, low ms, next edge ticks_ms]."""
 
     def value(self):
         return self.level
 
-    def irq(self, handler=None, trigger=3, hard=False):
+    def read_u16(self):
+        return self.level
+
+    def irq(self, handler, trigger, hard):  # as mbnode.iobuild calls a pin's (hard=True)
         self.handler = handler
         self.trigger = trigger
 
@@ -36,55 +39,11 @@ class SimPin:
                 self.handler(self)
 
 
-class SimADC:
-    def __init__(self, raw):
-        self.raw = raw
-
-    def read_u16(self):
-        return self.raw
-
-
 class Field:
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
-
-    def __init__(self, loop, model):
-        self.model = model
-        self.pins = {}
-        self.adcs = {}
-        self.inv = set()
-        self.freqs = {}
-        loop.add_timer(self)
-
-    def pin(self, n):
-        p = self.pins[n] = SimPin(self.model.get_bit(DISCRETE_INPUTS, n))
-        return p
-
-    def adc(self, n, temp):
-        a = self.adcs[n] = SimADC(self.model.get_reg(INPUT, n))
-        return a
-
-    def own(self, table, n):
-        pass  # the simulator mirrors nothing: an owned channel's raw input is pins[n] / adcs[n]
-
-    def do_invert(self, n):
-        self.inv.add(n)
-
-    def ao_freq(self, n, hz):
-        self.freqs[n] = hz
-
-    def set_input(self, table, n, v):
-        """`set di` / `set ai` of a channel the modes own: the raw input. False: not owned (or a
-        value the table does not take: the board's own check refuses it)."""
-        if table == DISCRETE_INPUTS and n in self.pins and v in (0, 1):
-            p = self.pins[n]
-            p.train = None
-            p.set(v)
-            return True
-        if table == INPUT and n in self.adcs and 0 <= v <= 0xFFFF:
-            self.adcs[n].raw = v
-            return True
-        return False
+    """The loop timer that plays the pulse trains, and what the control channel reads and sets.
+    Its fields, set by simfieldstart.FieldSetup (start-up only, so this class has no __init__
+    taking RAM): model; the raw inputs (pins, adcs: channel -> SimInput), the inverted DO
+    channels (inv) and the AO frequencies (freqs)."""
 
     def due_in(self, now):
         d = -1

@@ -19,7 +19,7 @@
         arch x86 or x64); `arch` overrides the board's, e.g. armv7m for a qemu Cortex-M3.
 
 mpy-cross runs with the board's -march (boards/<name>/board.py MPY_ARCH) because fast.py and
-crc.py hold viper code. Board names: mbnode_host.boards.names(); an unknown name raises
+crc.py hold viper code, and with each module's import name as its source name (source_name()). Board names: mbnode_host.boards.names(); an unknown name raises
 ValueError listing them.
 """
 
@@ -71,6 +71,18 @@ def _clear(out, marks):
         shutil.rmtree(out)
 
 
+def source_name(name):
+    """The source name mpy-cross writes into the .mpy of module `name` (its path on the device
+    without extension, "mbnode/mqtt/bridge"): the name it is imported under ("mbnode.mqtt.bridge";
+    a package's __init__ is the package, "mbnode"). Tracebacks show it (`File "mbnode.mqtt.bridge",
+    line 12`), never this machine's path. The device interns every .mpy's source name; its import
+    name is interned anyway, while a path ("mbnode/mqtt/bridge.py") is one more name per module:
+    about 1 KB of heap over the firmware's modules when the .mpy files are loaded into RAM."""
+    if name.endswith("/__init__"):
+        name = name[:-9]
+    return name.replace("/", ".")
+
+
 def compile_mpy(board, out, arch=None):
     info = boards.info(board)
     arch = arch or info.arch
@@ -82,8 +94,7 @@ def compile_mpy(board, out, arch=None):
     tool = paths.mpy_cross()
     for src, name in _sources(info):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-        # -s: tracebacks name the module as on the device, not this machine's path.
-        subprocess.run([tool, "-march=" + arch, "-s", name + ".py", "-o", str(out / (name + ".mpy")), str(src)],
+        subprocess.run([tool, "-march=" + arch, "-s", source_name(name), "-o", str(out / (name + ".mpy")), str(src)],
                        check=True)
     shutil.copy(paths.FIRMWARE / "main.py", out / "main.py")
     return out

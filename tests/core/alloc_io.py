@@ -16,7 +16,7 @@ from mbnode.datamodel import COILS, DISCRETE_INPUTS, HOLDING, INPUT, DataModel
 from mbnode.devid import DeviceIdentification
 from mbnode.iomodes import IoModes, scale
 from mbnode.pdu import Engine
-from simfield import Field
+from simfieldstart import FieldSetup
 
 IO = {
     "scan_ms": 5,
@@ -47,11 +47,12 @@ model = DataModel()
 model.set_present([cfg["channels"][n] for n in ("coils", "discrete_inputs", "holding_registers", "input_registers")])
 engine = Engine(model, DeviceIdentification(cfg["identity"], cfg["unit_id"]))
 loop = Loop()
-field = Field(loop, model)
+setup = FieldSetup(loop, model)
+field = setup.field
 heard = Heard()
 model.subscribe(heard.changed)
 io = IoModes()
-iobuild.build(io, loop, engine, model, cfg["io"], field)
+iobuild.build(io, loop, engine, model, cfg["io"], setup)
 pins = field.pins
 report = Report(40)
 req = bytearray(12)
@@ -197,7 +198,7 @@ def samples(first):
     def serve():
         a = field.adcs[0]
         for i in range(first, first + 4):
-            a.raw = raws[i]
+            a.level = raws[i]
             tick(1)
     return serve
 

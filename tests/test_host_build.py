@@ -150,6 +150,45 @@ def test_tracebacks_name_the_modules_as_imported(tmp_path):
     assert r.returncode == 1 and 'File "mbnode.config", line ' in r.stderr and ".py" not in r.stderr, r.stderr
 
 
+def _tables(mpy):
+    """(names, constant objects) of a .mpy's module: the counts its loader allocates tables for."""
+    data = mpy.read_bytes()
+    n_qstr, i = build._uint(data, 4)
+    return n_qstr, build._uint(data, i)[0]
+
+
+def test_no_module_keeps_the_next_heap_block_alive(tmp_path):
+    """MicroPython 1.25 points a module's constant table past its name table: with no constant
+    object and names filling whole GC blocks that pointer is the next block, kept alive by the
+    collector. compile_mpy gives such a module one unused constant (build.pad_constants); it
+    still imports and runs, and no firmware module meets the condition afterwards."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fill.py").write_text("def f(a, b, c, d, e):\n    return a + b + c + d + e\n")
+    (src / "text.py").write_text("def f(a, b, c, d, e):\n    return 'a text of some length'\n")
+    tool = paths.mpy_cross()
+    for name in ("fill", "text"):
+        subprocess.run([tool, "-march=x86", "-s", name, "-o", str(tmp_path / (name + ".mpy")),
+                        str(src / (name + ".py"))], check=True)
+    mpy = tmp_path / "fill.mpy"
+    n_qstr, n_obj = _tables(mpy)
+    assert n_obj == 0 and (n_qstr * 2 + 3) // 4 % 4 == 0, (n_qstr, n_obj)  # the case: names fill blocks
+    padded = build.pad_constants(mpy.read_bytes())
+    assert len(padded) == mpy.stat().st_size + 1
+    mpy.write_bytes(padded)
+    assert _tables(mpy) == (n_qstr, 1)
+    r = subprocess.run([micropython_or_fail(32), "-c", "import fill\nprint(fill.f(1, 2, 3, 4, 5))"],
+                       env=dict(os.environ, MICROPYPATH=str(tmp_path)), cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "15", r.stdout + r.stderr
+    text = (tmp_path / "text.mpy").read_bytes()  # a module with a constant object: unchanged
+    assert _tables(tmp_path / "text.mpy")[1] == 1 and build.pad_constants(text) == text
+    out = build.compile_mpy("unix", tmp_path / "m", arch=build.UNIX_ARCH[32])
+    for m in out.rglob("*.mpy"):
+        n_qstr, n_obj = _tables(m)
+        assert n_obj or (n_qstr * 2 + 3) // 4 % 4, "%s: %d names, no constant" % (m, n_qstr)
+
+
 def test_unknown_board_lists_the_names(tmp_path, capsys):
     assert cli.main(["build", "--board", "avr", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip() == (

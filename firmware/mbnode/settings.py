@@ -41,12 +41,6 @@ _REBOOT = const(0x19)
 SAVED = const(2 * _TIME)  # the bytes a save keeps: name .. fail-safe timeout
 
 PARITIES = "NOE"
-# One constant object on purpose (the text below). MicroPython 1.25 allocates a module's table of
-# constant objects right behind its table of names, in one heap block: in a module without any,
-# that table's address is the end of the block, i.e. the next heap block, and the garbage
-# collector keeps whatever is allocated there (0.7 KB of others' objects after the cabinet
-# bench's requests). This module has no other constant object.
-_KEEP_ONE_CONSTANT = "see the comment above"
 _REBOOT_MS = const(1000)  # the reboot comes this long after the command's reply was made
 _BUSY = const(6)  # exception 06: a save inside the rate limit
 

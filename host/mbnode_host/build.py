@@ -83,6 +83,45 @@ def source_name(name):
     return name.replace("/", ".")
 
 
+_ELLIPSIS = 4  # MP_PERSISTENT_OBJ_ELLIPSIS, py/persistentcode.h: a constant object of one byte
+
+
+def _uint(data, i):
+    """The .mpy format's variable-length unsigned integer at data[i] -> (value, next index)."""
+    v = 0
+    while True:
+        b = data[i]
+        i += 1
+        v = (v << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return v, i
+
+
+def pad_constants(data, word=4):
+    """The .mpy `data` (bytes) as it should be loaded: with one unused constant object (an
+    Ellipsis) added when it has none and its table of names would end on a heap block's end.
+
+    MicroPython 1.25 (py/bc.h, mp_module_context_alloc_tables) allocates a module's name table
+    and constant-object table as one block and points the constant table just past the names: in
+    a module without constants that pointer is the block's end, and when the names fill whole GC
+    blocks it is the first word of the next block, which the garbage collector then keeps alive,
+    whatever it is (0.7 KB after the cabinet bench's requests in one case). The added constant is
+    never referenced by the bytecode (it comes after every index the module uses); it costs one
+    word. `word`: the pointer size of the port the .mpy is for. Returns data unchanged otherwise."""
+    n_qstr, i = _uint(data, 4)  # after the header: 'M', version, features, small-int bits
+    if data[i] != 0:  # n_obj, a one-byte 0 when there are none
+        return data
+    words = (n_qstr * 2 + word - 1) // word  # the names: 2-byte entries, rounded up to words
+    if words % 4:  # a GC block is 4 words: the table does not end on a block's end
+        return data
+    j = i + 1
+    for _ in range(n_qstr):  # skip the names: to the place of the first constant object
+        n, j = _uint(data, j)
+        if not n & 1:  # a name stored in the file (odd: a static qstr's number)
+            j += (n >> 1) + 1  # its text and NUL
+    return data[:i] + b"\x01" + data[i + 1:j] + bytes((_ELLIPSIS,)) + data[j:]
+
+
 def compile_mpy(board, out, arch=None):
     info = boards.info(board)
     arch = arch or info.arch
@@ -94,8 +133,9 @@ def compile_mpy(board, out, arch=None):
     tool = paths.mpy_cross()
     for src, name in _sources(info):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([tool, "-march=" + arch, "-s", source_name(name), "-o", str(out / (name + ".mpy")), str(src)],
-                       check=True)
+        mpy = out / (name + ".mpy")
+        subprocess.run([tool, "-march=" + arch, "-s", source_name(name), "-o", str(mpy), str(src)], check=True)
+        mpy.write_bytes(pad_constants(mpy.read_bytes(), 8 if arch == "x64" else 4))
     shutil.copy(paths.FIRMWARE / "main.py", out / "main.py")
     return out
 

@@ -46,9 +46,10 @@ and prints one table per section, with targets and PASS/MISS:
                                                                              (bench/mcu.py)
   (c) the cabinet module's heap (issue 12, section 6): bytes in use after gc once started and
       after requests of every kind, 32-bit unix port with bench/cabinet.json (TCP, RTU, MQTT,
-      full map) as .mpy, and from a ROMFS image when micropython-32-romfs is built; the
-      emulated Pico with mbnode frozen and bench/cabinet-pico.json (SKIP without the MCU
-      set-up). Target: <= 48 KiB. About 30 s, plus an image build.
+      full map) as .mpy loaded into the heap (reported), as .mpy in place from a ROMFS image
+      (the issue's figure) and frozen; the emulated Pico with mbnode frozen and
+      bench/cabinet-pico.json (SKIP without the MCU set-up). Target: <= 48 KiB. About 30 s,
+      plus the builds of the ROMFS and frozen ports and the Pico image.
                                                   (bench/cabinet_heap.py, bench/cabinet_pico.py)
 
 Only 127.0.0.1 is used; every server is started and stopped by the bench itself; every loop is

@@ -21,7 +21,7 @@ import pdu_guard_cases
 import rtu_cases
 
 # What the cases import, as built by `mbnode build`.
-CORE = ["__init__", "datamodel", "memory32", "typenames", "pdu", "devid", "fast", "crc", "rtu", "diag", "protect"]
+CORE = ["__init__", "datamodel", "memory32", "typenames", "pdu", "devid", "devidbuild", "fast", "crc", "rtu", "diag", "protect"]
 CASE_SCRIPTS = ["pdu_run.py", "pdu_cases.py", "pdu_guard_cases.py", "rtu_cases.py"]
 
 # What a board reports in sys.implementation._mpy where it is not the arch of the files it runs:

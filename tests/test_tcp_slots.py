@@ -37,16 +37,25 @@ class Loop(tcpfakes.Loop):
             t.tick(clock.now)
 
 
-@pytest.fixture
-def slave(monkeypatch):
-    listener = Listener()
+def _slave_on(monkeypatch, listener, max_clients, guard=None):
+    """(slave, loop, clock): a TcpSlave refusing when full, accepting from the fake `listener`,
+    on a fake clock; `guard`, when given, is the Engine's write guard."""
     clock = Clock(100000)
     monkeypatch.setattr(tcp, "socket", tcpfakes.socket_module(listener))
     monkeypatch.setattr(tcp, "time", clock)
     loop = Loop()
     cfg = {"unit_255": True, "persistent": True, "idle_timeout": 0, "when_full": "refuse", "allow": [],
-           "max_clients": 4, "host": "127.0.0.1", "port": 502}
-    s = tcp.TcpSlave(loop, Engine(DataModel(), DeviceIdentification({}, 1)), cfg, 1)
+           "max_clients": max_clients, "host": "127.0.0.1", "port": 502}
+    engine = Engine(DataModel(), DeviceIdentification({}, 1))
+    if guard is not None:
+        engine.guard = guard
+    return tcp.TcpSlave(loop, engine, cfg, 1), loop, clock
+
+
+@pytest.fixture
+def slave(monkeypatch):
+    listener = Listener()
+    s, loop, clock = _slave_on(monkeypatch, listener, 4)
     peers = []
     for _ in range(4):  # four pollers: each has sent requests 50 ms apart, the last just now
         p = Peer()
@@ -94,15 +103,7 @@ def test_a_slot_takes_each_new_connections_source(monkeypatch):
             return peer, (addresses.pop(0), 50000)
 
     listener = From()
-    clock = Clock(100000)
-    monkeypatch.setattr(tcp, "socket", tcpfakes.socket_module(listener))
-    monkeypatch.setattr(tcp, "time", clock)
-    loop = Loop()
-    cfg = {"unit_255": True, "persistent": True, "idle_timeout": 0, "when_full": "refuse", "allow": [],
-           "max_clients": 1, "host": "127.0.0.1", "port": 502}
-    engine = Engine(DataModel(), DeviceIdentification({}, 1))
-    engine.guard = types.SimpleNamespace(trusts=lambda ip: ip == "127.0.0.1")
-    s = tcp.TcpSlave(loop, engine, cfg, 1)
+    s, loop, clock = _slave_on(monkeypatch, listener, 1, types.SimpleNamespace(trusts=lambda ip: ip == "127.0.0.1"))
     seen = []
     for _ in addresses[:]:
         peer = Peer()

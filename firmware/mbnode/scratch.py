@@ -7,7 +7,9 @@ answer, written by the Engine and sent, its unsent rest copied into the slot), t
 answer's bytes, copied into the transaction), the MQTT bridge (the bytes of a message it
 refuses, dropped; it has the buffer from the relay, mbnode.mqtt.relay.Relay.scratch) and the
 MQTT relay (a local request's PDU, built from its text and handed to the Engine, and behind it
-the Engine's answer, read into the reply line at once).
+the Engine's answer, read into the reply line at once) and the MQTT telemetry (each point
+batch's answer, compared, kept and decoded before the next read; a /set write's request PDU
+and behind it the Engine's answer, read into the /res payload in the same call).
 
 The rule that makes one buffer enough: nothing is kept in it across a call. Whoever puts bytes
 in it uses them before it returns, and nothing it calls meanwhile puts bytes in it: the loop
